@@ -1,0 +1,60 @@
+"""The ``dynl2`` command line.
+
+Every user mistake ends as one line on stderr naming the problem and what is allowed, and exit
+status 2; a run that fails on its own terms (a diverged training run) exits 1. Never a traceback
+for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from . import train_cmd
+from .errors import UsageError
+
+PROG = "dynl2"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage dump) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog=PROG,
+        description=(
+            "dynl2: does dynamic L2 regularization, lambda = clamp(0.5*alpha/L, floor, ceiling), "
+            "beat a tuned fixed lambda? Hyperparameter studies that answer with evidence."
+        ),
+    )
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=OneLineParser)
+    verbs.required = True
+    train_cmd.add_parser(verbs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed as one line
+        return exc.code if isinstance(exc.code, int) else 2
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except UsageError as exc:
+        print(f"{PROG} {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # the reader went away (dynl2 ... | head): not an error of ours
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps interpreter shutdown quiet
+        return 0
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.verb}: interrupted", file=sys.stderr)
+        return 130

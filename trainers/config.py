@@ -1,0 +1,118 @@
+"""The trainer's configuration: one frozen dataclass holding data, model, scheme and loop."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ._fields import convert
+from .data import DataConfig, Mnist1dData, data_from_dict, data_to_dict
+from .errors import ConfigError
+from .models import MLPModel, ModelConfig, model_from_dict, model_to_dict
+from .schemes import NoneScheme, Scheme, scheme_from_dict
+
+OPTIMIZERS = ("sgd", "adam")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs. Stored, resolved, with every trial."""
+
+    data: DataConfig = field(default_factory=Mnist1dData)
+    model: ModelConfig = field(default_factory=MLPModel)
+    scheme: Scheme = field(default_factory=NoneScheme)
+    optimizer: str = "adam"  # "adam" or "sgd"
+    lr: float = 1e-2  # learning rate
+    momentum: float = 0.9  # SGD momentum in [0, 1); ignored by Adam
+    nesterov: bool = False  # Nesterov momentum (SGD with momentum > 0 only)
+    epochs: int = 20  # passes over the training split
+    batch_size: int = 100  # examples per step (the last batch of an epoch may be smaller)
+    seed: int = 0  # initialization and batch order
+    device: str = "auto"  # "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N", "mps"
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                "optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        if not 0.0 < self.lr <= 10.0:
+            raise ConfigError("lr", f"must be in (0, 10], got {self.lr!r}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError("momentum", f"must be in [0, 1), got {self.momentum!r}")
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0.0):
+            raise ConfigError("nesterov", "needs optimizer 'sgd' with momentum > 0")
+        if not 1 <= self.epochs <= 1_000_000:
+            raise ConfigError("epochs", f"must be between 1 and 1000000, got {self.epochs!r}")
+        if not 1 <= self.batch_size <= 10_000_000:
+            raise ConfigError(
+                "batch_size", f"must be between 1 and 10000000, got {self.batch_size!r}"
+            )
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError("seed", f"must be between 0 and 2**63-1, got {self.seed!r}")
+        if self.model.name == "cnn" and not self.data.sequence:
+            raise ConfigError(
+                "model.kind", f"cnn needs sequence data (dataset mnist1d), not {self.data.name!r}"
+            )
+        if not _DEVICE.match(self.device):
+            raise ConfigError(
+                "device", f"must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}"
+            )
+
+    def with_(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields replaced (validated again)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON-ready values; :meth:`from_dict` reads them back."""
+        return {
+            "data": data_to_dict(self.data),
+            "model": model_to_dict(self.model),
+            "scheme": self.scheme.to_dict(),
+            **{k: getattr(self, k) for k in _SCALARS},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object], prefix: str = "") -> TrainConfig:
+        """Strictly parse a mapping shaped like :meth:`to_dict`; unknown keys are errors."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(prefix or "config", f"expected a table of settings, got {data!r}")
+        p = f"{prefix}." if prefix else ""
+        allowed = ("data", "model", "scheme", *_SCALARS)
+        for key in data:
+            if key not in allowed:
+                raise ConfigError(f"{p}{key}", f"unknown setting; allowed: {', '.join(allowed)}")
+        kwargs: dict[str, Any] = {}
+        if "data" in data:
+            kwargs["data"] = data_from_dict(_table(data["data"], f"{p}data"), f"{p}data")
+        if "model" in data:
+            kwargs["model"] = model_from_dict(_table(data["model"], f"{p}model"), f"{p}model")
+        if "scheme" in data:
+            kwargs["scheme"] = scheme_from_dict(_table(data["scheme"], f"{p}scheme"), f"{p}scheme")
+        for key, annotation in _SCALARS.items():
+            if key in data:
+                kwargs[key] = convert(f"{p}{key}", data[key], annotation)
+        try:
+            return cls(**kwargs)
+        except ConfigError as exc:
+            raise ConfigError(f"{p}{exc.key}", exc.detail) from None
+
+
+_SCALARS: dict[str, Any] = {
+    "optimizer": str,
+    "lr": float,
+    "momentum": float,
+    "nesterov": bool,
+    "epochs": int,
+    "batch_size": int,
+    "seed": int,
+    "device": str,
+}
+
+
+def _table(value: object, key: str) -> Mapping[str, object]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"expected a table of settings, got {value!r}")
+    return value

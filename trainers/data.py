@@ -1,0 +1,253 @@
+"""Datasets as tensors on the training device.
+
+Every loader returns a :class:`Dataset` with disjoint train / validation / test splits, fixed by
+the data config's ``seed`` (the split seed; the trainer's own seed only drives initialization and
+batch order). Inputs are standardized with statistics of the training split alone. Nothing here
+touches the network: MNIST-1D is generated with the ``mnist1d`` package and cached on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ._fields import from_mapping, to_mapping
+from .errors import ConfigError
+
+Task = Literal["classification", "regression"]
+
+
+@dataclass(frozen=True)
+class Mnist1dData:
+    """MNIST-1D (Greydanus 2020): 4000 train / 1000 test sequences of length 40, 10 classes.
+
+    Generated with ``mnist1d.data.make_dataset(get_dataset_args())``; the validation split is
+    carved out of the package's 4000 training examples.
+    """
+
+    name: ClassVar[str] = "mnist1d"
+    sequence: ClassVar[bool] = True  # inputs are 1-d signals: a conv net applies
+    n_val: int = 1000  # examples moved from the package's training split to validation
+    seed: int = 0  # split seed
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n_val <= 3999:
+            raise ConfigError("n_val", f"must be between 1 and 3999, got {self.n_val!r}")
+
+
+@dataclass(frozen=True)
+class _SklearnData:
+    name: ClassVar[str]
+    sequence: ClassVar[bool] = False
+    val_fraction: float = 0.2  # share of all examples used for validation
+    test_fraction: float = 0.2  # share of all examples used for the test split
+    seed: int = 0  # split seed
+
+    def __post_init__(self) -> None:
+        for key in ("val_fraction", "test_fraction"):
+            value = getattr(self, key)
+            if not 0.0 < value < 1.0:
+                raise ConfigError(key, f"must be in (0, 1), got {value!r}")
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ConfigError(
+                "test_fraction", "val_fraction + test_fraction must leave >= 10% for training"
+            )
+
+
+@dataclass(frozen=True)
+class DigitsData(_SklearnData):
+    """scikit-learn's bundled 8×8 digits: 1797 examples, 64 features, 10 classes."""
+
+    name: ClassVar[str] = "digits"
+
+
+@dataclass(frozen=True)
+class BreastCancerData(_SklearnData):
+    """scikit-learn's bundled Wisconsin breast cancer data: 569 examples, 30 features, 2
+    classes."""
+
+    name: ClassVar[str] = "breast_cancer"
+
+
+@dataclass(frozen=True)
+class LinearData:
+    """Synthetic regression y = X·w* + noise·ε, X and ε standard normal, w* ~ N(0, I/n_features).
+
+    ``n_train < n_features`` is allowed: the under-determined regime where L2 matters most.
+    """
+
+    name: ClassVar[str] = "linear"
+    sequence: ClassVar[bool] = False
+    n_train: int = 50  # training examples
+    n_val: int = 500  # validation examples
+    n_test: int = 1000  # test examples
+    n_features: int = 100  # input dimension
+    noise: float = 0.5  # standard deviation of the label noise (≥ 0)
+    seed: int = 0  # seed of w*, the inputs and the noise
+
+    def __post_init__(self) -> None:
+        for key in ("n_train", "n_val", "n_test", "n_features"):
+            value = getattr(self, key)
+            if not 1 <= value <= 10_000_000:
+                raise ConfigError(key, f"must be between 1 and 10000000, got {value!r}")
+        if not self.noise >= 0:
+            raise ConfigError("noise", f"must be >= 0, got {self.noise!r}")
+
+
+DataConfig = Mnist1dData | DigitsData | BreastCancerData | LinearData
+
+DATASETS: dict[str, type[DataConfig]] = {
+    cls.name: cls for cls in (Mnist1dData, DigitsData, BreastCancerData, LinearData)
+}
+
+
+def data_from_dict(data: Mapping[str, object], prefix: str = "data") -> DataConfig:
+    """Build a dataset config from ``{"dataset": NAME, ...its options}``."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(prefix, f"expected a table of settings, got {data!r}")
+    name = data.get("dataset", "mnist1d")
+    if name not in DATASETS:
+        raise ConfigError(
+            f"{prefix}.dataset", f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}"
+        )
+    return from_mapping(DATASETS[str(name)], data, prefix, skip="dataset")
+
+
+def data_to_dict(config: DataConfig) -> dict[str, object]:
+    return {"dataset": config.name, **to_mapping(config)}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Three splits on one device. ``y`` holds class indices (int64) or targets (float32)."""
+
+    x_train: Tensor
+    y_train: Tensor
+    x_val: Tensor
+    y_val: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    task: Task
+    n_classes: int  # 0 for regression
+    sequence: bool  # inputs are 1-d signals (a conv net applies)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.x_train.shape[1])
+
+
+def load_dataset(config: DataConfig, device: torch.device) -> Dataset:
+    """Load or generate ``config``'s data and move it to ``device`` once."""
+    if isinstance(config, Mnist1dData):
+        x, y, x_test, y_test = _mnist1d_arrays()
+        val, train = partition(len(x), (config.n_val,), config.seed)
+        arrays = (x[train], y[train], x[val], y[val], x_test, y_test)
+        return _to_device(arrays, "classification", 10, True, device)
+    if isinstance(config, _SklearnData):
+        x, y = _sklearn_arrays(config.name)
+        n = len(x)
+        n_test = max(1, round(config.test_fraction * n))
+        n_val = max(1, round(config.val_fraction * n))
+        test, val, train = partition(n, (n_test, n_val), config.seed)
+        arrays = (x[train], y[train], x[val], y[val], x[test], y[test])
+        return _to_device(arrays, "classification", int(y.max()) + 1, False, device)
+    return _linear(config, device)
+
+
+def partition(n: int, counts: tuple[int, ...], seed: int) -> list[np.ndarray]:
+    """Split ``range(n)`` at random (fixed by ``seed``) into parts of ``counts`` and the rest."""
+    order = np.random.default_rng(seed).permutation(n)
+    bounds = np.cumsum(counts)
+    return np.split(order, bounds)
+
+
+def _to_device(
+    arrays: tuple[np.ndarray, ...],
+    task: Task,
+    n_classes: int,
+    sequence: bool,
+    device: torch.device,
+) -> Dataset:
+    x_train, y_train, x_val, y_val, x_test, y_test = arrays
+    mean = x_train.mean(axis=0)
+    std = x_train.std(axis=0)
+    std = np.where(std > 1e-12, std, 1.0)  # constant features (digits' blank pixels) stay put
+
+    def xs(a: np.ndarray) -> Tensor:
+        return torch.as_tensor((a - mean) / std, dtype=torch.float32).to(device)
+
+    def ys(a: np.ndarray) -> Tensor:
+        dtype = torch.int64 if task == "classification" else torch.float32
+        return torch.as_tensor(a, dtype=dtype).to(device)
+
+    return Dataset(
+        xs(x_train), ys(y_train), xs(x_val), ys(y_val), xs(x_test), ys(y_test),
+        task, n_classes, sequence,
+    )  # fmt: skip
+
+
+def _linear(config: LinearData, device: torch.device) -> Dataset:
+    rng = np.random.default_rng(config.seed)
+    w_star = rng.standard_normal(config.n_features) / np.sqrt(config.n_features)
+    splits = []
+    for n in (config.n_train, config.n_val, config.n_test):
+        x = rng.standard_normal((n, config.n_features))
+        splits += [x, x @ w_star + config.noise * rng.standard_normal(n)]
+    return _to_device(tuple(splits), "regression", 0, False, device)
+
+
+def _sklearn_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn import datasets  # deferred: importing scikit-learn costs about a second
+
+    loader = datasets.load_digits if name == "digits" else datasets.load_breast_cancer
+    bunch = loader()
+    return np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target, dtype=np.int64)
+
+
+def cache_dir() -> Path:
+    """``$DYNL2_CACHE``, else ``$XDG_CACHE_HOME/dynl2``, else ``~/.cache/dynl2``."""
+    if env := os.environ.get("DYNL2_CACHE"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "dynl2"
+
+
+def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from mnist1d.data import get_dataset_args, make_dataset  # deferred: pulls in matplotlib
+
+    args = get_dataset_args(as_dict=True)
+    args.pop("url", None)
+    key = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir() / f"mnist1d-{key}.npz"
+    try:
+        with np.load(path) as cached:
+            return cached["x"], cached["y"], cached["x_test"], cached["y_test"]
+    except (OSError, ValueError, KeyError):
+        pass  # missing or unreadable: generate it (a few seconds) and cache it
+    state = np.random.get_state()  # make_dataset reseeds numpy's global generator
+    try:
+        data = make_dataset(get_dataset_args())
+    finally:
+        np.random.set_state(state)
+    arrays = {k: np.asarray(data[k]) for k in ("x", "y", "x_test", "y_test")}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written to a temporary file and renamed: parallel workers never read half a cache.
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as tmp:
+            np.savez(
+                tmp, x=arrays["x"], y=arrays["y"], x_test=arrays["x_test"], y_test=arrays["y_test"]
+            )
+        os.replace(tmp.name, path)
+    except OSError:
+        pass  # an unwritable cache only costs regeneration next time
+    return arrays["x"], arrays["y"], arrays["x_test"], arrays["y_test"]

@@ -1,0 +1,114 @@
+"""Models, each built from its frozen config. No I/O, nothing at import time."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ._fields import from_mapping, to_mapping
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class LinearModel:
+    """One affine layer: logits (or the regression output) = W·x + b."""
+
+    name: ClassVar[str] = "linear"
+
+
+@dataclass(frozen=True)
+class MLPModel:
+    """Fully connected ReLU network; ``hidden`` lists the hidden layer widths."""
+
+    name: ClassVar[str] = "mlp"
+    hidden: tuple[int, ...] = (100, 100)  # hidden widths; MNIST-1D's reference is 40-100-100-10
+
+    def __post_init__(self) -> None:
+        if not self.hidden:
+            raise ConfigError("hidden", "needs at least one layer width (use model 'linear')")
+        for width in self.hidden:
+            if not 1 <= width <= 65536:
+                raise ConfigError("hidden", f"widths must be between 1 and 65536, got {width!r}")
+
+
+@dataclass(frozen=True)
+class CNNModel:
+    """The MNIST-1D paper's 1-d conv net: three Conv1d layers (kernels 5/3/3, stride 2, padding
+    1, ReLU) of ``channels`` channels, then a linear head. Needs sequence data."""
+
+    name: ClassVar[str] = "cnn"
+    channels: int = 25  # channels of each conv layer
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.channels <= 4096:
+            raise ConfigError("channels", f"must be between 1 and 4096, got {self.channels!r}")
+
+
+ModelConfig = LinearModel | MLPModel | CNNModel
+
+MODELS: dict[str, type[ModelConfig]] = {c.name: c for c in (LinearModel, MLPModel, CNNModel)}
+
+
+def model_from_dict(data: Mapping[str, object], prefix: str = "model") -> ModelConfig:
+    """Build a model config from ``{"kind": NAME, ...its options}``."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(prefix, f"expected a table of settings, got {data!r}")
+    name = data.get("kind", "mlp")
+    if name not in MODELS:
+        raise ConfigError(
+            f"{prefix}.kind", f"unknown model {name!r}; allowed: {', '.join(MODELS)}"
+        )
+    return from_mapping(MODELS[str(name)], data, prefix, skip="kind")
+
+
+def model_to_dict(config: ModelConfig) -> dict[str, object]:
+    return {"kind": config.name, **to_mapping(config)}
+
+
+class ConvNet1d(nn.Module):
+    def __init__(self, length: int, channels: int, n_out: int) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(
+            [
+                nn.Conv1d(1, channels, 5, stride=2, padding=1),
+                nn.Conv1d(channels, channels, 3, stride=2, padding=1),
+                nn.Conv1d(channels, channels, 3, stride=2, padding=1),
+            ]
+        )
+        for k in (5, 3, 3):
+            length = (length + 2 - k) // 2 + 1
+        self.head = nn.Linear(channels * length, n_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = x.unsqueeze(1)
+        for conv in self.convs:
+            h = torch.relu(conv(h))
+        return self.head(h.flatten(1))  # type: ignore[no-any-return]
+
+
+def build_model(
+    config: ModelConfig, n_features: int, n_out: int, sequence: bool, seed: int
+) -> nn.Module:
+    """A freshly initialized model on the CPU, identical for the same ``seed`` on any machine."""
+    if isinstance(config, CNNModel):
+        if not sequence:
+            raise ConfigError("model.kind", "cnn needs sequence data (dataset mnist1d)")
+        if n_features < 8:
+            raise ConfigError("model.kind", f"cnn needs sequences of >= 8 steps, got {n_features}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if isinstance(config, LinearModel):
+            return nn.Linear(n_features, n_out)
+        if isinstance(config, MLPModel):
+            layers: list[nn.Module] = []
+            width = n_features
+            for hidden in config.hidden:
+                layers += [nn.Linear(width, hidden), nn.ReLU()]
+                width = hidden
+            layers.append(nn.Linear(width, n_out))
+            return nn.Sequential(*layers)
+        return ConvNet1d(n_features, config.channels, n_out)

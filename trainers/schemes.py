@@ -1,0 +1,264 @@
+"""Regularization schemes: what a user configures, each with its formula.
+
+A scheme config is a frozen dataclass; :func:`make_regularizer` turns it into the device-side
+object the training loop calls once per step. Every scheme computes a strength λ_t (a 0-d tensor
+on the training device, detached from the graph) and a penalty gradient:
+
+* L2 penalty R(w) = ½·λ·‖w‖², so ∇R = λ·w;
+* L1 penalty R(w) = λ·‖w‖₁, so ∇R = λ·sign(w).
+
+``apply = "coupled"`` adds ∇R to the data gradient before the optimizer step (Adam then rescales
+it); ``apply = "decoupled"`` shrinks the weights after the step, w ← w − lr·∇R (AdamW style).
+The penalty covers weight matrices and kernels (ndim ≥ 2); biases only when ``biases = true``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+from torch import Tensor
+
+from ._fields import from_mapping, to_mapping
+from .errors import ConfigError
+
+APPLY_MODES = ("coupled", "decoupled")
+
+
+@dataclass(frozen=True)
+class _SchemeBase:
+    name: ClassVar[str]
+    penalty: ClassVar[Literal["l2", "l1", "none"]]
+
+    apply: str = "coupled"  # "coupled": ∇R joins the gradient; "decoupled": w shrinks after step
+    biases: bool = False  # also penalize 1-d parameters (biases)
+
+    def __post_init__(self) -> None:
+        if self.apply not in APPLY_MODES:
+            raise ConfigError(
+                "apply", f"must be one of {', '.join(APPLY_MODES)}, got {self.apply!r}"
+            )
+
+    def to_dict(self) -> dict[str, object]:
+        return {"scheme": self.name, **to_mapping(self)}
+
+
+@dataclass(frozen=True)
+class NoneScheme(_SchemeBase):
+    """No regularization: λ_t = 0."""
+
+    name: ClassVar[str] = "none"
+    penalty: ClassVar[Literal["l2", "l1", "none"]] = "none"
+
+
+@dataclass(frozen=True)
+class FixedScheme(_SchemeBase):
+    """Fixed L2: R(w) = ½·lam·‖w‖², λ_t = lam at every step."""
+
+    name: ClassVar[str] = "fixed"
+    penalty: ClassVar[Literal["l2", "l1", "none"]] = "l2"
+
+    lam: float = 1e-4  # the constant strength λ (≥ 0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _non_negative("lam", self.lam)
+
+
+@dataclass(frozen=True)
+class DynamicScheme(_SchemeBase):
+    """Dynamic L2, the scheme under study.
+
+    At step t, with L_t the data loss of the current minibatch at the current weights (that is,
+    after the previous update, so no extra forward pass is needed):
+
+        L̂_t = L_t                                   if loss_ema = 0
+        L̂_t = loss_ema·L̂_{t−1} + (1 − loss_ema)·L_t   otherwise (L̂_1 = L_1)
+        λ_t = clamp(0.5·alpha / L̂_t, floor, ceiling)
+
+    and R(w) = ½·λ_t·‖w‖². λ_t is detached. As the loss falls λ_t grows (λ·L ≈ alpha/2), so a
+    run that fits its data towards L → 0 drives λ_t up; ``ceiling`` bounds it.
+    """
+
+    name: ClassVar[str] = "dynamic"
+    penalty: ClassVar[Literal["l2", "l1", "none"]] = "l2"
+
+    alpha: float = 1e-2  # λ·L̂ ≈ alpha/2 at equilibrium (> 0)
+    floor: float = 1e-8  # lower clamp on λ_t (≥ 0)
+    ceiling: float | None = None  # upper clamp on λ_t; None = unbounded
+    loss_ema: float = 0.0  # EMA factor of the loss in [0, 1); 0 = the raw minibatch loss
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.alpha > 0:
+            raise ConfigError("alpha", f"must be > 0, got {self.alpha!r}")
+        _non_negative("floor", self.floor)
+        if self.ceiling is not None:
+            if not self.ceiling > 0:
+                raise ConfigError("ceiling", f"must be > 0, got {self.ceiling!r}")
+            if self.floor > self.ceiling:
+                raise ConfigError(
+                    "floor", f"must be <= ceiling ({self.ceiling!r}), got {self.floor!r}"
+                )
+        if not 0.0 <= self.loss_ema < 1.0:
+            raise ConfigError("loss_ema", f"must be in [0, 1), got {self.loss_ema!r}")
+
+
+@dataclass(frozen=True)
+class DynamicL1Scheme(DynamicScheme):
+    """Dynamic L1: λ_t exactly as :class:`DynamicScheme`, but R(w) = λ_t·‖w‖₁."""
+
+    name: ClassVar[str] = "dynamic_l1"
+    penalty: ClassVar[Literal["l2", "l1", "none"]] = "l1"
+
+
+@dataclass(frozen=True)
+class AWDScheme(_SchemeBase):
+    """Adaptive Weight Decay (Ghiasi et al., NeurIPS 2023), the published adaptive comparator.
+
+        λ_t = lam_awd · ‖∇_w L_t‖ / ‖w‖,    λ̄_t = 0.1·λ̄_{t−1} + 0.9·λ_t  (λ̄_0 = 0)
+
+    with norms over all penalized parameters and R(w) = ½·λ̄_t·‖w‖².
+    """
+
+    name: ClassVar[str] = "awd"
+    penalty: ClassVar[Literal["l2", "l1", "none"]] = "l2"
+
+    lam_awd: float = 1e-2  # the AWD hyperparameter (> 0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.lam_awd > 0:
+            raise ConfigError("lam_awd", f"must be > 0, got {self.lam_awd!r}")
+
+
+Scheme = NoneScheme | FixedScheme | DynamicScheme | DynamicL1Scheme | AWDScheme
+
+SCHEMES: dict[str, type[Scheme]] = {
+    cls.name: cls for cls in (NoneScheme, FixedScheme, DynamicScheme, DynamicL1Scheme, AWDScheme)
+}
+
+
+def scheme_from_dict(data: Mapping[str, object], prefix: str = "scheme") -> Scheme:
+    """Build a scheme from ``{"scheme": NAME, ...its parameters}``; other keys are errors."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(prefix, f"expected a table of settings, got {data!r}")
+    name = data.get("scheme", "none")
+    if name not in SCHEMES:
+        raise ConfigError(
+            f"{prefix}.scheme", f"unknown scheme {name!r}; allowed: {', '.join(SCHEMES)}"
+        )
+    return from_mapping(SCHEMES[str(name)], data, prefix, skip="scheme")
+
+
+def scheme_parameters(name: str) -> tuple[str, ...]:
+    """The numeric parameters a scheme takes (what a study may search)."""
+    cls = SCHEMES[name]
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("apply", "biases"))
+
+
+def _non_negative(key: str, value: float) -> None:
+    if not value >= 0:
+        raise ConfigError(key, f"must be >= 0, got {value!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Device-side regularizers. Nothing here reads a tensor back to the host.
+
+
+class Regularizer:
+    """Computes λ_t each step and applies the penalty gradient to a fixed list of parameters."""
+
+    def __init__(self, scheme: Scheme, params: list[Tensor], device: torch.device) -> None:
+        self.scheme = scheme
+        self.params = params
+        self.active = scheme.penalty != "none" and len(params) > 0
+        self.decoupled = scheme.apply == "decoupled"
+        self.l1 = scheme.penalty == "l1"
+        self._zero = torch.zeros((), device=device)
+
+    def lam(self, loss: Tensor, grads: list[Tensor]) -> Tensor:
+        """λ_t from the detached data loss of this step (and, for AWD, its gradients)."""
+        return self._zero
+
+    def penalty_grads(self, lam: Tensor) -> list[Tensor]:
+        """∇R for each penalized parameter at strength ``lam``."""
+        base = torch._foreach_sign(self.params) if self.l1 else self.params
+        return list(torch._foreach_mul(base, lam))
+
+    def before_step(self, lam: Tensor, grads: list[Tensor]) -> None:
+        """Coupled: add ∇R to the data gradients (in place)."""
+        if self.active and not self.decoupled:
+            torch._foreach_add_(grads, self.penalty_grads(lam))
+
+    @torch.no_grad()
+    def after_step(self, lam: Tensor, lr: float) -> None:
+        """Decoupled: w ← w − lr·∇R after the optimizer step."""
+        if not (self.active and self.decoupled):
+            return
+        if self.l1:
+            torch._foreach_sub_(self.params, self.penalty_grads(lam * lr))
+        else:
+            torch._foreach_mul_(self.params, 1.0 - lr * lam)
+
+
+class _Fixed(Regularizer):
+    def __init__(self, scheme: FixedScheme, params: list[Tensor], device: torch.device) -> None:
+        super().__init__(scheme, params, device)
+        self._lam = torch.tensor(scheme.lam, device=device)
+
+    def lam(self, loss: Tensor, grads: list[Tensor]) -> Tensor:
+        return self._lam
+
+
+class _Dynamic(Regularizer):
+    def __init__(self, scheme: DynamicScheme, params: list[Tensor], device: torch.device) -> None:
+        super().__init__(scheme, params, device)
+        self._half_alpha = torch.tensor(0.5 * scheme.alpha, device=device)
+        self._floor = scheme.floor
+        self._ceiling = scheme.ceiling
+        self._ema_weight = 1.0 - scheme.loss_ema
+        self._ema: Tensor | None = None
+
+    def lam(self, loss: Tensor, grads: list[Tensor]) -> Tensor:
+        if self._ema_weight < 1.0:
+            if self._ema is None:
+                self._ema = loss.detach().clone()
+            else:
+                self._ema.lerp_(loss.detach(), self._ema_weight)
+            loss = self._ema
+        lam = torch.div(self._half_alpha, loss.detach())
+        return lam.clamp_(min=self._floor, max=self._ceiling)
+
+
+class _AWD(Regularizer):
+    def __init__(self, scheme: AWDScheme, params: list[Tensor], device: torch.device) -> None:
+        super().__init__(scheme, params, device)
+        self._lam_awd = scheme.lam_awd
+        self._bar = torch.zeros((), device=device)
+
+    def lam(self, loss: Tensor, grads: list[Tensor]) -> Tensor:
+        grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        weight_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(self.params)))
+        lam_t = grad_norm.div_(weight_norm).mul_(self._lam_awd)
+        self._bar = self._bar.mul(0.1).add_(lam_t, alpha=0.9)
+        return self._bar
+
+
+def make_regularizer(scheme: Scheme, params: list[Tensor], device: torch.device) -> Regularizer:
+    """The device-side regularizer for ``scheme`` over the penalized ``params``."""
+    if isinstance(scheme, FixedScheme):
+        return _Fixed(scheme, params, device)
+    if isinstance(scheme, DynamicScheme):  # DynamicL1Scheme too: same λ_t, L1 penalty
+        return _Dynamic(scheme, params, device)
+    if isinstance(scheme, AWDScheme):
+        return _AWD(scheme, params, device)
+    return Regularizer(scheme, params, device)
+
+
+def penalized(named_params: list[tuple[str, Tensor]], scheme: Scheme) -> list[Tensor]:
+    """The parameters a scheme's penalty covers: ndim ≥ 2, plus 1-d ones when ``biases``."""
+    return [p for _, p in named_params if p.ndim >= 2 or scheme.biases]
