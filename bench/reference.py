@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainers import (  # noqa: E402
+from trainers import (
     DynamicScheme,
     FixedScheme,
     NoneScheme,

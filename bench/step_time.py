@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainers import (  # noqa: E402
+from trainers import (
     DynamicScheme,
     FixedScheme,
     Mnist1dData,
@@ -34,7 +34,7 @@ from trainers import (  # noqa: E402
     load_dataset,
     resolve_device,
 )
-from trainers.loop import data_loss  # noqa: E402
+from trainers.loop import data_loss
 
 
 def _sync(device: torch.device) -> None:
@@ -56,8 +56,10 @@ def dynl2_variant(config: TrainConfig, device: torch.device) -> tuple[Callable[[
     return epoch, -(-n // config.batch_size)
 
 
-def dataloader_variant(config: TrainConfig, device: torch.device) -> tuple[Callable[[], None], int]:
-    """One epoch the way Optuna's PyTorch example trains: DataLoader batches, optim weight decay."""
+def dataloader_variant(
+    config: TrainConfig, device: torch.device
+) -> tuple[Callable[[], None], int]:
+    """One epoch the way Optuna's PyTorch example trains: DataLoader, optim weight decay."""
     data = load_dataset(config.data, device)
     x, y = data.x_train.cpu(), data.y_train.cpu()
     loader = torch.utils.data.DataLoader(

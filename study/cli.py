@@ -13,8 +13,13 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from . import train_cmd
-from .errors import UsageError
+import optuna
+
+import storage
+
+from . import study_cmds, train_cmd
+from .errors import StudyError, UsageError
+from .experiment import ExperimentConfigError
 
 PROG = "dynl2"
 
@@ -24,6 +29,22 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# Storage errors caused by what the user typed: exit status 2. Other storage errors (a server
+# that does not answer, a query cut off by its time limit) are failures: exit status 1.
+USER_STORAGE_ERRORS = (
+    storage.StorageURLError,
+    storage.ExperimentNotFound,
+    storage.ExperimentConflict,
+    storage.ReadOnlyViolation,
+    storage.QueryError,
+    storage.InvalidRecord,
+)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,10 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=OneLineParser)
     verbs.required = True
     train_cmd.add_parser(verbs)
+    study_cmds.add_parsers(verbs)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress lines speak
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -49,9 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except UsageError as exc:
-        print(f"{PROG} {args.verb}: error: {exc}", file=sys.stderr)
+    except (UsageError, ExperimentConfigError, *USER_STORAGE_ERRORS) as exc:
+        print(f"{PROG} {args.verb}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except (StudyError, storage.StorageError) as exc:  # the environment, not the input
+        print(f"{PROG} {args.verb}: failed: {_one_line(exc)}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # the reader went away (dynl2 ... | head): not an error of ours
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps interpreter shutdown quiet
         return 0

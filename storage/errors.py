@@ -1,0 +1,56 @@
+"""Errors raised deliberately by the storage layer.
+
+Every message is one sentence a user can act on: what was given, what is allowed, or where to
+look. The CLI prints ``str(error)`` on one line and exits with status 2, so no message may rely
+on a traceback to make sense.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ExperimentConflict",
+    "ExperimentNotFound",
+    "InvalidRecord",
+    "QueryError",
+    "QueryTimeout",
+    "ReadOnlyViolation",
+    "StorageError",
+    "StorageURLError",
+    "StorageUnavailable",
+]
+
+
+class StorageError(Exception):
+    """Base class of every error the storage layer raises on purpose."""
+
+
+class StorageURLError(StorageError, ValueError):
+    """The storage URL is malformed or names a database we do not support."""
+
+
+class StorageUnavailable(StorageError):
+    """The database server or file cannot be reached or opened."""
+
+
+class InvalidRecord(StorageError, ValueError):
+    """A caller passed a record (epoch row, evaluation, name) the schema cannot hold."""
+
+
+class ExperimentNotFound(StorageError, LookupError):
+    """No experiment with the given name exists in the store."""
+
+
+class ExperimentConflict(StorageError):
+    """An experiment with the same name but a different config already exists."""
+
+
+class ReadOnlyViolation(StorageError):
+    """The read-only query door refused a statement that could change or leak data."""
+
+
+class QueryTimeout(StorageError):
+    """A read-only query ran longer than its time limit and was stopped."""
+
+
+class QueryError(StorageError):
+    """A read-only query was accepted but the database rejected it (syntax, unknown table)."""

@@ -1,0 +1,70 @@
+"""A named lock shared by every process that uses one store, held for short critical sections.
+
+Workers hold it only while they count an arm's trials and ask Optuna for the next one, so two
+workers never both take an arm's last slot. It dies with its holder: an advisory lock ends with
+the PostgreSQL session, MySQL's GET_LOCK with the connection, and the SQLite lock file's
+``flock`` with the process — a killed worker never leaves it held.
+"""
+
+from __future__ import annotations
+
+__all__ = ["named_lock"]
+
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+from .errors import StorageUnavailable
+from .urls import backend_of, sqlite_path
+
+
+def _key(name: str) -> int:
+    """A stable signed 64-bit key for PostgreSQL's advisory locks."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextmanager
+def named_lock(url: str, engine: Engine, name: str, timeout_s: float = 600.0) -> Iterator[None]:
+    """Hold the lock ``name`` on the store at ``url`` for the body of the ``with``.
+
+    Waits as long as the holder needs on SQLite and PostgreSQL (holders keep it for
+    milliseconds and a dead holder releases it); MySQL's GET_LOCK gives up after ``timeout_s``.
+    """
+    backend = backend_of(url)
+    if backend == "sqlite":
+        path = sqlite_path(url)
+        assert path is not None
+        lock_file = Path(f"{path}.{hashlib.sha256(name.encode()).hexdigest()[:12]}.dynl2-lock")
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # the SQLite store lives on one machine
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        return
+    with engine.connect() as conn:
+        if backend == "postgresql":
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _key(name)})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _key(name)})
+                conn.commit()
+            return
+        got = conn.execute(
+            text("SELECT GET_LOCK(:n, :t)"), {"n": name[:64], "t": int(timeout_s)}
+        ).scalar()
+        if got != 1:
+            raise StorageUnavailable(f"could not take the lock {name!r} in {timeout_s:.0f} s")
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name[:64]})

@@ -1,0 +1,217 @@
+"""The read side: queries that turn rows into pandas DataFrames.
+
+Each function takes an open session from :meth:`storage.Store._session` and returns a frame
+with a fixed column list (see :mod:`storage.records`), also when there are no rows, so callers
+can select columns without checking for emptiness first.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from datetime import UTC
+from functools import lru_cache
+from typing import Any
+
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+from optuna.distributions import json_to_distribution
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from storage import optuna_tables as ot
+from storage.records import (
+    EPOCH_COLUMNS,
+    EPOCH_METRICS,
+    EVALUATION_COLUMNS,
+    EXPERIMENT_COLUMNS,
+    TRIAL_COLUMNS,
+    split_study_name,
+)
+from storage.schema import Epoch, Evaluation, Experiment
+
+__all__ = [
+    "arm_studies",
+    "epochs_frame",
+    "evaluations_frame",
+    "experiments_frame",
+    "trials_frame",
+]
+
+_USER_ATTRS = ("best_epoch", "fail_reason")
+_INFINITE_VALUES = {"INF_POS": math.inf, "INF_NEG": -math.inf}
+
+
+def _frame(rows: Iterable[Sequence[Any]], columns: Sequence[str], dtypes: dict[str, str]) -> Any:
+    frame = pd.DataFrame(list(rows), columns=list(columns))
+    return frame.astype(dtypes) if dtypes else frame
+
+
+def _utc(frame: Any, *columns: str) -> Any:
+    for column in columns:
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
+def arm_studies(session: Session, experiment: str, arm: str | None = None) -> dict[int, str]:
+    """``{study_id: arm}`` for the Optuna studies named ``EXPERIMENT/ARM``."""
+    query = select(ot.studies.c.study_id, ot.studies.c.study_name)
+    if arm is None:
+        query = query.where(ot.studies.c.study_name.startswith(f"{experiment}/", autoescape=True))
+    else:
+        query = query.where(ot.studies.c.study_name == f"{experiment}/{arm}")
+    found: dict[int, str] = {}
+    for study_id, name in session.execute(query):
+        parts = split_study_name(name)
+        if parts is not None and parts[0] == experiment:
+            found[study_id] = parts[1]
+    return found
+
+
+def experiments_frame(session: Session) -> pd.DataFrame:
+    rows = [
+        (e.id, e.name, e.created, json.loads(e.config))
+        for e in session.scalars(select(Experiment).order_by(Experiment.id))
+    ]
+    return _utc(_frame(rows, EXPERIMENT_COLUMNS, {"id": "int64", "name": "object"}), "created")
+
+
+def epochs_frame(session: Session, experiment: str, arm: str | None) -> pd.DataFrame:
+    arms = arm_studies(session, experiment, arm)
+    dtypes = {"number": "int64", "trial_id": "int64", "epoch": "int64"}
+    dtypes |= {metric: "float64" for metric in EPOCH_METRICS}
+    if not arms:
+        return _frame([], EPOCH_COLUMNS, dtypes)
+    metrics = [getattr(Epoch, metric) for metric in EPOCH_METRICS]
+    query = (
+        select(ot.trials.c.study_id, ot.trials.c.number, Epoch.trial_id, ot.trials.c.state)
+        .add_columns(Epoch.epoch, *metrics)
+        .join(ot.trials, ot.trials.c.trial_id == Epoch.trial_id)
+        .where(ot.trials.c.study_id.in_(arms))
+        .order_by(ot.trials.c.study_id, ot.trials.c.number, Epoch.epoch)
+    )
+    rows = [(arms[row[0]], *row[1:]) for row in session.execute(query)]
+    frame = _frame(rows, EPOCH_COLUMNS, dtypes)
+    return frame.sort_values(["arm", "number", "epoch"], kind="stable", ignore_index=True)
+
+
+def evaluations_frame(session: Session, experiment_id: int) -> pd.DataFrame:
+    query = (
+        select(Evaluation)
+        .where(Evaluation.experiment_id == experiment_id)
+        .order_by(Evaluation.arm, Evaluation.seed)
+    )
+    rows = [
+        (
+            e.arm,
+            e.seed,
+            json.loads(e.params),
+            e.test_loss,
+            e.test_acc,
+            e.val_loss,
+            e.val_acc,
+            e.seconds,
+            e.created,
+        )
+        for e in session.scalars(query)
+    ]
+    dtypes = {"seed": "int64"}
+    dtypes |= {c: "float64" for c in ("test_loss", "test_acc", "val_loss", "val_acc", "seconds")}
+    return _utc(_frame(rows, EVALUATION_COLUMNS, dtypes), "created")
+
+
+@lru_cache(maxsize=1024)
+def _external(distribution_json: str, internal: float) -> Any:
+    # param_value holds Optuna's internal repr: the value itself for float/int distributions,
+    # the index of the choice for categorical ones.
+    return json_to_distribution(distribution_json).to_external_repr(internal)
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value) if float(value).is_integer() else None
+
+
+def _trial_scope(query: Select[Any], study_ids: Iterable[int]) -> Select[Any]:
+    return query.join(ot.trials, ot.trials.c.trial_id == query.selected_columns[0]).where(
+        ot.trials.c.study_id.in_(list(study_ids))
+    )
+
+
+def trials_frame(session: Session, experiment: str, arm: str | None) -> pd.DataFrame:
+    """One row per Optuna trial of the experiment's studies (see ``TRIAL_COLUMNS``)."""
+    arms = arm_studies(session, experiment, arm)
+    dtypes = {
+        "number": "int64",
+        "trial_id": "int64",
+        "value": "float64",
+        "best_epoch": "Int64",
+        "duration_s": "float64",
+    }
+    if not arms:
+        return _utc(_frame([], TRIAL_COLUMNS, dtypes), "datetime_start", "datetime_complete")
+
+    params: dict[int, dict[str, Any]] = {}
+    param_query = select(
+        ot.trial_params.c.trial_id,
+        ot.trial_params.c.param_name,
+        ot.trial_params.c.param_value,
+        ot.trial_params.c.distribution_json,
+    ).order_by(ot.trial_params.c.param_id)
+    for trial_id, name, internal, distribution in session.execute(_trial_scope(param_query, arms)):
+        params.setdefault(trial_id, {})[name] = _external(distribution, internal)
+
+    values: dict[int, float] = {}
+    value_query = select(
+        ot.trial_values.c.trial_id, ot.trial_values.c.value, ot.trial_values.c.value_type
+    ).where(ot.trial_values.c.objective == 0)
+    for trial_id, value, value_type in session.execute(_trial_scope(value_query, arms)):
+        values[trial_id] = _INFINITE_VALUES.get(value_type, math.nan if value is None else value)
+
+    attrs: dict[int, dict[str, Any]] = {}
+    attr_query = select(
+        ot.trial_user_attributes.c.trial_id,
+        ot.trial_user_attributes.c.key,
+        ot.trial_user_attributes.c.value_json,
+    ).where(ot.trial_user_attributes.c.key.in_(_USER_ATTRS))
+    for trial_id, key, value_json in session.execute(_trial_scope(attr_query, arms)):
+        attrs.setdefault(trial_id, {})[key] = json.loads(value_json)
+
+    trial_query = (
+        select(
+            ot.trials.c.study_id,
+            ot.trials.c.number,
+            ot.trials.c.trial_id,
+            ot.trials.c.state,
+            ot.trials.c.datetime_start,
+            ot.trials.c.datetime_complete,
+        )
+        .where(ot.trials.c.study_id.in_(arms))
+        .order_by(ot.trials.c.study_id, ot.trials.c.number)
+    )
+    rows = []
+    for study_id, number, trial_id, state, start, complete in session.execute(trial_query):
+        # Optuna writes naive UTC datetimes.
+        start = start.replace(tzinfo=UTC) if start is not None else None
+        complete = complete.replace(tzinfo=UTC) if complete is not None else None
+        duration = (complete - start).total_seconds() if start and complete else math.nan
+        user = attrs.get(trial_id, {})
+        rows.append(
+            (
+                arms[study_id],
+                number,
+                trial_id,
+                str(state),
+                values.get(trial_id, math.nan),
+                params.get(trial_id, {}),
+                _as_int(user.get("best_epoch")),
+                None if user.get("fail_reason") is None else str(user["fail_reason"]),
+                start,
+                complete,
+                duration,
+            )
+        )
+    frame = _frame(rows, TRIAL_COLUMNS, dtypes)
+    frame = _utc(frame, "datetime_start", "datetime_complete")
+    return frame.sort_values(["arm", "number"], kind="stable", ignore_index=True)

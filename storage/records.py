@@ -1,0 +1,109 @@
+"""The plain values the store hands out and accepts: frozen dataclasses and column lists.
+
+Callers never see live ORM rows; these objects stay valid after the session that read them
+has closed, and can be pickled to another process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from storage.errors import InvalidRecord
+
+__all__ = [
+    "EPOCH_COLUMNS",
+    "EPOCH_METRICS",
+    "EVALUATION_COLUMNS",
+    "EVALUATION_METRICS",
+    "EXPERIMENT_COLUMNS",
+    "TRIAL_COLUMNS",
+    "ExperimentInfo",
+    "check_name",
+    "split_study_name",
+    "study_name",
+]
+
+# Keys a row passed to Store.record_epochs may carry besides the required "epoch".
+EPOCH_METRICS = (
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "lam_mean",
+    "lam_min",
+    "lam_max",
+    "lam_last",
+    "weight_norm",
+    "seconds",
+)
+
+# Keyword metrics of Store.record_evaluation.
+EVALUATION_METRICS = ("test_loss", "test_acc", "val_loss", "val_acc", "seconds")
+
+# Columns of the DataFrames the read side returns, in order.
+EXPERIMENT_COLUMNS = ("id", "name", "created", "config")
+EPOCH_COLUMNS = ("arm", "number", "trial_id", "state", "epoch", *EPOCH_METRICS)
+EVALUATION_COLUMNS = ("arm", "seed", "params", *EVALUATION_METRICS, "created")
+TRIAL_COLUMNS = (
+    "arm",
+    "number",
+    "trial_id",
+    "state",  # COMPLETE, PRUNED, FAIL, RUNNING or WAITING
+    "value",  # the objective; NaN when the trial has none
+    "params",  # dict of the trial's parameters in their external form
+    "best_epoch",  # user attribute, <NA> when absent
+    "fail_reason",  # user attribute, None when absent
+    "datetime_start",  # UTC
+    "datetime_complete",  # UTC
+    "duration_s",
+)
+
+NAME_MAX_LENGTH = 255
+STUDY_NAME_SEPARATOR = "/"
+
+
+@dataclass(frozen=True)
+class ExperimentInfo:
+    """One row of ``dynl2_experiments``; ``config`` is the decoded JSON (do not mutate it)."""
+
+    id: int
+    name: str
+    config: dict[str, Any] = field(hash=False)
+    created: datetime  # UTC, timezone-aware
+
+
+def check_name(value: object, argument: str) -> str:
+    """Validate an experiment or arm name: a non-empty string without ``/`` or edge spaces."""
+    if not isinstance(value, str) or not value or value != value.strip():
+        raise InvalidRecord(
+            f"`{argument}` must be a non-empty string without leading or trailing spaces, "
+            f"but got {value!r}."
+        )
+    if STUDY_NAME_SEPARATOR in value:
+        raise InvalidRecord(
+            f"`{argument}` must not contain {STUDY_NAME_SEPARATOR!r} (it separates experiment "
+            f"and arm in Optuna study names), but got {value!r}."
+        )
+    if len(value) > NAME_MAX_LENGTH:
+        raise InvalidRecord(
+            f"`{argument}` must be at most {NAME_MAX_LENGTH} characters, "
+            f"but got {len(value)} characters."
+        )
+    return value
+
+
+def study_name(experiment: str, arm: str) -> str:
+    """The Optuna study name of one arm of an experiment: ``EXPERIMENT/ARM``."""
+    check_name(experiment, "experiment")
+    check_name(arm, "arm")
+    return f"{experiment}{STUDY_NAME_SEPARATOR}{arm}"
+
+
+def split_study_name(name: str) -> tuple[str, str] | None:
+    """``(experiment, arm)`` of a dynl2 study name, or ``None`` for any other study."""
+    parts = name.split(STUDY_NAME_SEPARATOR)
+    if len(parts) != 2 or not all(parts):
+        return None
+    return parts[0], parts[1]

@@ -1,0 +1,539 @@
+"""The store: dynl2's tables and Optuna's RDBStorage on one database URL.
+
+Open it with :func:`open` (exported as ``storage.open``). Every method runs in one transaction
+owned by :meth:`Store._session`, which commits, rolls back and turns driver errors into
+:class:`~storage.errors.StorageError`. Callers get frozen dataclasses and DataFrames, never live
+ORM rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import optuna
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+import sqlalchemy
+from sqlalchemy import Engine, inspect, select
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage import optuna_tables as ot
+from storage import reads
+from storage.engine import engine_kwargs, make_engine
+from storage.errors import (
+    ExperimentConflict,
+    ExperimentNotFound,
+    InvalidRecord,
+    StorageError,
+    StorageUnavailable,
+)
+from storage.locks import named_lock
+from storage.records import EPOCH_METRICS, ExperimentInfo, check_name
+from storage.schema import (
+    DYNL2_TABLES,
+    SCHEMA_VERSION,
+    Base,
+    Epoch,
+    Evaluation,
+    Experiment,
+    Meta,
+    create_schema,
+)
+from storage.urls import ENV_VAR, backend_of, masked_url, resolve_url, sqlite_path
+
+__all__ = ["Store", "open"]
+
+_NOT_FOUND_LIST_LIMIT = 10  # experiment names listed in an ExperimentNotFound message
+_OPTUNA_OPEN_ATTEMPTS = 5  # tries to open Optuna's storage while other workers create it
+
+
+def open(url: str | None = None, *, create: bool = True) -> Store:
+    """Open the dynl2 store at ``url`` (see :func:`storage.urls.resolve_url`).
+
+    With ``create`` (the default) missing tables are created: Optuna's first, then ours. With
+    ``create=False`` nothing is written: a missing SQLite file or a database without dynl2
+    tables raises :class:`~storage.errors.StorageUnavailable` /
+    :class:`~storage.errors.StorageError`, which is what read-only commands want.
+    """
+    canonical = resolve_url(url)
+    path = sqlite_path(canonical)
+    if path is not None and not create and not path.is_file():
+        raise StorageUnavailable(
+            f"There is no dynl2 database at {path}; check the storage URL or ${ENV_VAR}, "
+            "or run an experiment first to create it."
+        )
+    store = Store(canonical, make_engine(canonical, create_dirs=create))
+    try:
+        store._check_connection()
+        if create:
+            store.optuna_storage()  # creates Optuna's tables, which ours reference
+            store._create_schema()
+        store._check_schema_version()
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+class Store:
+    """dynl2's tables plus Optuna's RDBStorage on one database; use :func:`storage.open`."""
+
+    def __init__(self, url: str, engine: Engine) -> None:
+        self._url = url
+        self._engine = engine
+        self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
+        self._optuna: dict[tuple[int | None, int | None], optuna.storages.RDBStorage] = {}
+
+    # ----------------------------------------------------------------------- lifecycle
+
+    @property
+    def url(self) -> str:
+        """The canonical URL (may contain a password: use :attr:`display_url` in messages)."""
+        return self._url
+
+    @property
+    def display_url(self) -> str:
+        return masked_url(self._url)
+
+    @property
+    def backend(self) -> str:
+        """``sqlite``, ``postgresql`` or ``mysql``."""
+        return backend_of(self._url)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def close(self) -> None:
+        """Release every connection this store holds (ours and Optuna's)."""
+        for rdb in self._optuna.values():
+            rdb.remove_session()
+            rdb.engine.dispose()
+        self._optuna.clear()
+        self._engine.dispose()
+
+    @contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """Hold the named lock shared by every process on this store (see storage.locks).
+
+        For short critical sections only: workers hold it while they count an arm's trials
+        and ask Optuna for the next one, never while training.
+        """
+        with named_lock(self._url, self._engine, name):
+            yield
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.display_url!r})"
+
+    def optuna_storage(
+        self, heartbeat_interval: int | None = None, grace_period: int | None = None
+    ) -> optuna.storages.RDBStorage:
+        """Optuna's RDBStorage on this store's database, for ``optuna.create_study`` & co.
+
+        One instance per ``(heartbeat_interval, grace_period)`` is kept and closed with the
+        store. SQLite connections get the same pragmas as ours (foreign keys ON, so deleting a
+        study cascades to ``dynl2_epochs``).
+        """
+        key = (heartbeat_interval, grace_period)
+        if key not in self._optuna:
+            self._optuna[key] = self._new_optuna_storage(heartbeat_interval, grace_period)
+        return self._optuna[key]
+
+    def _new_optuna_storage(
+        self, heartbeat_interval: int | None, grace_period: int | None
+    ) -> optuna.storages.RDBStorage:
+        for attempt in range(1, _OPTUNA_OPEN_ATTEMPTS + 1):
+            try:
+                # Once the tables exist, skip_table_creation saves a round of CREATE checks
+                # and keeps `create=False` stores free of writes.
+                return optuna.storages.RDBStorage(
+                    self._url,
+                    engine_kwargs=engine_kwargs(self._url),
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    skip_table_creation=bool(self._optuna) or self._has_table("trials"),
+                )
+            except (IntegrityError, OperationalError) as exc:
+                # Workers opening a fresh database together race in Optuna's CREATE TABLE
+                # and alembic stamp (UNIQUE constraint failed: alembic_version); the loser
+                # finds everything in place on the next attempt.
+                if attempt == _OPTUNA_OPEN_ATTEMPTS:
+                    raise StorageError(
+                        f"Optuna could not open its tables in {self._where()}: {_first_line(exc)}"
+                    ) from exc
+                time.sleep(0.05 * attempt)
+            except (SQLAlchemyError, RuntimeError) as exc:
+                raise StorageError(
+                    f"Optuna could not open its tables in {self._where()}: {_first_line(exc)}"
+                ) from exc
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    # ------------------------------------------------------------------ transactions
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        """One transaction: commit on success, roll back on any error, wrap driver errors."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException as exc:
+            _quiet_rollback(session)
+            if isinstance(exc, OperationalError):
+                raise StorageUnavailable(
+                    f"The database in {self._where()} could not complete the operation: "
+                    f"{_first_line(exc.orig)}"
+                ) from exc
+            if isinstance(exc, DBAPIError):
+                raise StorageError(
+                    f"The database in {self._where()} refused the operation: "
+                    f"{_first_line(exc.orig)}"
+                ) from exc
+            raise
+        finally:
+            session.close()
+
+    def _where(self) -> str:
+        path = sqlite_path(self._url)
+        if path is not None:
+            return f"the SQLite file {path}"
+        url = self._engine.url
+        port = f":{url.port}" if url.port else ""
+        return f"database {url.database!r} on the {self.backend} server {url.host}{port}"
+
+    def _check_connection(self) -> None:
+        try:
+            with self._engine.connect() as connection:
+                connection.execute(sqlalchemy.text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            raise StorageUnavailable(
+                f"Cannot connect to {self._where()}: {_first_line(exc)}"
+            ) from exc
+
+    def _has_table(self, name: str) -> bool:
+        return inspect(self._engine).has_table(name)
+
+    def _create_schema(self) -> None:
+        try:
+            with self._engine.begin() as connection:
+                create_schema(connection)
+        except DBAPIError:
+            # Several workers opening a fresh database race on CREATE TABLE; losing the race
+            # is fine as long as the tables now exist.
+            if not all(self._has_table(table.name) for table in DYNL2_TABLES):
+                raise
+        with self._session() as session:
+            _insert(session, Meta, [{"key": "schema_version", "value": str(SCHEMA_VERSION)}])
+
+    def _check_schema_version(self) -> None:
+        if not self._has_table(Meta.__tablename__):
+            raise StorageError(
+                f"{self._where()} has no dynl2 tables; check the storage URL or ${ENV_VAR}, "
+                "or run an experiment first to create them."
+            )
+        with self._session() as session:
+            found = session.get(Meta, "schema_version")
+            version = int(found.value) if found is not None else 0
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"{self._where()} uses dynl2 schema version {version}, newer than the "
+                f"{SCHEMA_VERSION} this dynl2 understands; upgrade dynl2 to use it."
+            )
+
+    # ------------------------------------------------------------------- experiments
+
+    def create_experiment(self, name: str, config: Mapping[str, Any]) -> ExperimentInfo:
+        """Create experiment ``name``, or return it if it exists with an identical config.
+
+        Raises :class:`~storage.errors.ExperimentConflict` naming the top-level keys that
+        differ when it exists with another config.
+        """
+        check_name(name, "experiment")
+        config_json = _to_json(config, "config")
+        now = datetime.now(UTC)
+        with self._session() as session:
+            _insert(session, Experiment, [{"name": name, "config": config_json, "created": now}])
+            info = _experiment_info(
+                session.scalars(select(Experiment).where(Experiment.name == name)).one()
+            )
+        wanted = json.loads(config_json)
+        if info.config != wanted:
+            differing = sorted(
+                key
+                for key in set(info.config) | set(wanted)
+                if info.config.get(key, _MISSING) != wanted.get(key, _MISSING)
+            )
+            raise ExperimentConflict(
+                f"Experiment {name!r} already exists with a different config (top-level keys "
+                f"that differ: {', '.join(differing)}); resume it with its original config "
+                "or choose a new experiment name."
+            )
+        return info
+
+    def get_experiment(self, name: str) -> ExperimentInfo:
+        with self._session() as session:
+            return _experiment_info(self._experiment_row(session, name))
+
+    def experiments(self) -> pd.DataFrame:
+        """DataFrame of all experiments: id, name, created (UTC), config (dict)."""
+        with self._session() as session:
+            return reads.experiments_frame(session)
+
+    def arms(self, experiment: str) -> list[str]:
+        """Sorted arm names of the Optuna studies named ``EXPERIMENT/ARM``."""
+        with self._session() as session:
+            self._experiment_row(session, experiment)
+            return sorted(reads.arm_studies(session, experiment).values())
+
+    def _experiment_row(self, session: Session, name: str) -> Experiment:
+        row = session.scalars(select(Experiment).where(Experiment.name == name)).one_or_none()
+        if row is not None:
+            return row
+        known = list(
+            session.scalars(
+                select(Experiment.name).order_by(Experiment.id).limit(_NOT_FOUND_LIST_LIMIT + 1)
+            )
+        )
+        if not known:
+            listing = "the store has no experiments yet"
+        elif len(known) > _NOT_FOUND_LIST_LIMIT:
+            listing = f"known experiments include {', '.join(known[:_NOT_FOUND_LIST_LIMIT])}"
+        else:
+            listing = f"known experiments: {', '.join(known)}"
+        raise ExperimentNotFound(f"No experiment named {name!r} in {self._where()} ({listing}).")
+
+    # ------------------------------------------------------------------------ epochs
+
+    def record_epochs(
+        self, trial_id: int, rows: Sequence[Mapping[str, float | int | None]]
+    ) -> None:
+        """Record per-epoch metrics of one Optuna trial, in one transaction.
+
+        Each row needs ``epoch`` (an int >= 1) and may carry any of
+        :data:`~storage.records.EPOCH_METRICS`; missing metrics are stored as NULL, and so is
+        NaN. Recording an epoch again replaces the earlier row (last write wins), so a retried
+        call is harmless.
+        """
+        if isinstance(trial_id, bool) or not isinstance(trial_id, int):
+            raise InvalidRecord(f"`trial_id` must be an int, but got {trial_id!r}.")
+        by_epoch: dict[int, dict[str, Any]] = {}
+        for index, row in enumerate(rows):
+            checked = _epoch_row(row, index)
+            by_epoch[checked["epoch"]] = {"trial_id": trial_id, **checked}
+        if not by_epoch:
+            return
+        with self._session() as session:
+            exists = session.scalar(
+                select(ot.trials.c.trial_id).where(ot.trials.c.trial_id == trial_id)
+            )
+            if exists is None:
+                raise InvalidRecord(
+                    f"`trial_id` {trial_id} is not a trial in {self._where()}; record epochs "
+                    "only for trials of studies created through Store.optuna_storage()."
+                )
+            _insert(
+                session,
+                Epoch,
+                list(by_epoch.values()),
+                conflict=("trial_id", "epoch"),
+                update=EPOCH_METRICS,
+            )
+
+    def epochs(self, experiment: str, arm: str | None = None) -> pd.DataFrame:
+        """DataFrame of every recorded epoch (see ``storage.records.EPOCH_COLUMNS``)."""
+        with self._session() as session:
+            self._experiment_row(session, experiment)
+            return reads.epochs_frame(session, experiment, arm)
+
+    # ------------------------------------------------------------------- evaluations
+
+    def record_evaluation(
+        self,
+        experiment: str,
+        arm: str,
+        seed: int,
+        params: Mapping[str, Any],
+        *,
+        test_loss: float | None,
+        test_acc: float | None = None,
+        val_loss: float | None = None,
+        val_acc: float | None = None,
+        seconds: float | None = None,
+    ) -> None:
+        """Record the final evaluation of one arm on one seed; re-recording replaces it."""
+        check_name(arm, "arm")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise InvalidRecord(f"`seed` must be an int, but got {seed!r}.")
+        metrics = {
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "seconds": seconds,
+        }
+        values = {name: _metric(value, name) for name, value in metrics.items()}
+        params_json = _to_json(params, "params")
+        with self._session() as session:
+            experiment_id = self._experiment_row(session, experiment).id
+            row = {
+                "experiment_id": experiment_id,
+                "arm": arm,
+                "seed": seed,
+                "params": params_json,
+                "created": datetime.now(UTC),
+                **values,
+            }
+            _insert(
+                session,
+                Evaluation,
+                [row],
+                conflict=("experiment_id", "arm", "seed"),
+                update=("params", "created", *values),
+            )
+
+    def evaluated_seeds(self, experiment: str, arm: str) -> set[int]:
+        """Seeds already evaluated for ``arm`` (so a resumed run skips them)."""
+        with self._session() as session:
+            experiment_id = self._experiment_row(session, experiment).id
+            query = select(Evaluation.seed).where(
+                Evaluation.experiment_id == experiment_id, Evaluation.arm == arm
+            )
+            return set(session.scalars(query))
+
+    def evaluations(self, experiment: str) -> pd.DataFrame:
+        """DataFrame of final evaluations (see ``storage.records.EVALUATION_COLUMNS``)."""
+        with self._session() as session:
+            experiment_id = self._experiment_row(session, experiment).id
+            return reads.evaluations_frame(session, experiment_id)
+
+    # ------------------------------------------------------------------------ trials
+
+    def trials(self, experiment: str, arm: str | None = None) -> pd.DataFrame:
+        """DataFrame of the Optuna trials of ``EXPERIMENT/ARM`` studies, read with SQL.
+
+        Columns: ``storage.records.TRIAL_COLUMNS``. Test metrics are not joined here; they
+        live in :meth:`evaluations`, keyed by arm and seed.
+        """
+        with self._session() as session:
+            self._experiment_row(session, experiment)
+            return reads.trials_frame(session, experiment, arm)
+
+
+# --------------------------------------------------------------------------- helpers
+
+_MISSING = object()
+
+
+def _first_line(exc: BaseException | None) -> str:
+    text = str(exc).strip() if exc is not None else ""
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _quiet_rollback(session: Session) -> None:
+    # If the connection is gone the rollback fails too; the original error is the one to report.
+    with suppress(SQLAlchemyError):
+        session.rollback()
+
+
+def _to_json(value: Mapping[str, Any], argument: str) -> str:
+    if not isinstance(value, Mapping):
+        raise InvalidRecord(f"`{argument}` must be a mapping, but got {type(value).__name__}.")
+    try:
+        return json.dumps(dict(value), sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRecord(
+            f"`{argument}` must be JSON-serialisable with finite numbers, but {exc}."
+        ) from exc
+
+
+def _metric(value: object, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRecord(f"`{name}` must be a number or None, but got {value!r}.")
+    number = float(value)
+    # SQLite cannot store NaN (it becomes NULL); do the same everywhere so backends agree.
+    return None if math.isnan(number) else number
+
+
+def _epoch_row(row: Mapping[str, float | int | None], index: int) -> dict[str, Any]:
+    if not isinstance(row, Mapping):
+        raise InvalidRecord(f"`rows[{index}]` must be a mapping, but got {type(row).__name__}.")
+    unknown = sorted(set(row) - {"epoch", *EPOCH_METRICS})
+    if unknown:
+        raise InvalidRecord(
+            f"`rows[{index}]` has unknown keys {unknown}; allowed keys are 'epoch' and "
+            f"{', '.join(repr(m) for m in EPOCH_METRICS)}."
+        )
+    epoch = row.get("epoch")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+        raise InvalidRecord(
+            f"`rows[{index}]['epoch']` must be an int >= 1 (epochs are 1-based), "
+            f"but got {epoch!r}."
+        )
+    checked: dict[str, Any] = {"epoch": epoch}
+    for metric in EPOCH_METRICS:
+        checked[metric] = _metric(row.get(metric), f"rows[{index}][{metric!r}]")
+    return checked
+
+
+def _insert(
+    session: Session,
+    model: type[Base],
+    rows: list[dict[str, Any]],
+    *,
+    conflict: Sequence[str] = (),
+    update: Sequence[str] = (),
+) -> None:
+    """INSERT ``rows``; on a unique conflict update the ``update`` columns, or skip the row.
+
+    Each backend's native upsert keeps this one atomic statement, so concurrent writers of the
+    same key never see an IntegrityError.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "mysql":
+        mysql_stmt = mysql.insert(model)
+        if update:
+            mysql_stmt = mysql_stmt.on_duplicate_key_update(
+                {column: mysql_stmt.inserted[column] for column in update}
+            )
+        else:
+            mysql_stmt = mysql_stmt.prefix_with("IGNORE")
+        session.execute(mysql_stmt, rows)
+        return
+    if dialect not in ("sqlite", "postgresql"):
+        raise StorageError(f"dynl2 does not support the {dialect!r} database dialect.")
+    stmt = sqlite.insert(model) if dialect == "sqlite" else postgresql.insert(model)
+    index = list(conflict) or None
+    if update:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=index, set_={column: stmt.excluded[column] for column in update}
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=index)
+    session.execute(stmt, rows)
+
+
+def _experiment_info(row: Experiment) -> ExperimentInfo:
+    return ExperimentInfo(
+        id=row.id, name=row.name, config=json.loads(row.config), created=row.created
+    )

@@ -1,0 +1,108 @@
+"""Progress lines per arm, and the evaluation summary printed at the end of a run."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import optuna
+
+from storage import Store, study_name
+
+from .experiment import ExperimentConfig
+from .studies import ArmCounts, count, searched_arms
+
+
+def arm_counts(store: Store, config: ExperimentConfig) -> dict[str, ArmCounts]:
+    """Counts by state for every searched arm (arms whose study does not exist yet: zeros)."""
+    storage = store.optuna_storage()
+    out = {}
+    for arm in searched_arms(config):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study = optuna.load_study(
+                    study_name=study_name(config.name, arm.name), storage=storage
+                )
+        except KeyError:
+            out[arm.name] = ArmCounts(0, 0, 0, 0, 0, 0, None)
+            continue
+        out[arm.name] = count(study, config.direction)
+    return out
+
+
+class ProgressPrinter:
+    """Prints one line per arm whenever its counts change (and on ``force``)."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self._say = say
+        self._last: dict[str, ArmCounts] = {}
+
+    def update(
+        self, counts: dict[str, ArmCounts], elapsed: float | None, force: bool = False
+    ) -> None:
+        for arm, c in counts.items():
+            if not force and self._last.get(arm) == c:
+                continue
+            self._last[arm] = c
+            when = "" if elapsed is None else f"[{elapsed:6.0f}s] "
+            best = "-" if c.best is None else f"{c.best:.4f}"
+            lost = f", {c.lost} lost (retried)" if c.lost else ""
+            self._say(
+                f"{when}{arm:<12} {c.results:4d} done ({c.complete} complete, {c.pruned} "
+                f"pruned, {c.diverged} diverged{lost}), {c.running} running, "
+                f"{c.waiting} queued, best {best}"
+            )
+
+
+@dataclass(frozen=True)
+class ArmSummary:
+    arm: str
+    seeds: int
+    diverged: int
+    mean: float | None  # test metric mean over the seeds (accuracy, or loss for regression)
+    half_width: float | None  # 95% CI half width (Student t), None with < 2 seeds
+    metric: str
+
+
+def mean_ci(values: list[float]) -> tuple[float, float | None]:
+    """Mean and the half width of its 95% confidence interval (Student t)."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, None
+    from scipy import stats
+
+    sem = statistics.stdev(values) / math.sqrt(len(values))
+    return mean, float(stats.t.ppf(0.975, len(values) - 1)) * sem
+
+
+def evaluation_summary(store: Store, config: ExperimentConfig) -> list[ArmSummary]:
+    evals = store.evaluations(config.name)
+    out = []
+    for arm in config.arms:
+        rows = evals[evals["arm"] == arm.name] if not evals.empty else evals
+        use_acc = not rows.empty and rows["test_acc"].notna().any()
+        column = "test_acc" if use_acc else "test_loss"
+        values = [float(v) for v in rows[column].dropna()] if not rows.empty else []
+        diverged = len(rows) - len(values)
+        mean, half = mean_ci(values) if values else (None, None)
+        out.append(ArmSummary(arm.name, len(rows), diverged, mean, half, column))
+    return out
+
+
+def format_summary(summaries: list[ArmSummary]) -> str:
+    lines = ["final evaluation (test split, mean ± 95% CI over seeds):"]
+    for s in summaries:
+        if s.mean is None:
+            lines.append(f"  {s.arm:<12} not evaluated yet")
+            continue
+        scale, unit = (100.0, "%") if s.metric == "test_acc" else (1.0, "")
+        ci = "" if s.half_width is None else f" ± {scale * s.half_width:.2f}"
+        extra = f", {s.diverged} diverged" if s.diverged else ""
+        lines.append(
+            f"  {s.arm:<12} {s.metric} {scale * s.mean:.2f}{ci}{unit}  ({s.seeds} seeds{extra})"
+        )
+    return "\n".join(lines)

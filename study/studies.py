@@ -1,0 +1,155 @@
+"""One Optuna study per arm, named ``EXPERIMENT/ARM``, in the experiment's store.
+
+Also the bookkeeping every worker and the progress display share: which trials count toward an
+arm's budget. A trial counts when it is a *result*: COMPLETE, PRUNED, or FAIL because the run
+diverged (the scheme failed: that is an answer). A trial whose worker died (heartbeat lost) or
+crashed is not a result: it does not count, and a stale one is retried once.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import optuna
+from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from storage import Store, study_name
+
+from .experiment import ArmConfig, ExperimentConfig, Range
+from .samplers import make_pruner, make_sampler
+
+try:  # renamed in optuna 4.9
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as _RetryCallback
+except ImportError:  # pragma: no cover - optuna < 4.9
+    from optuna.storages import RetryFailedTrialCallback as _RetryCallback  # type: ignore[assignment, unused-ignore]
+
+RESULT_ATTR = "dynl2_result"  # user attr: "complete" | "pruned" | "diverged", set by dynl2
+REASON_ATTR = "fail_reason"  # user attr: why a trial failed, one line
+BEST_EPOCH_ATTR = "best_epoch"
+CONFIG_ATTR = "config"  # user attr: the resolved trainer config of the trial
+
+DIVERGED = "diverged"
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """How often a running trial proves its worker is alive, and when it is declared dead."""
+
+    interval: int = 10  # seconds between heartbeats
+    grace: int = 30  # seconds without one before a RUNNING trial is failed and retried
+
+
+@dataclass(frozen=True)
+class ArmCounts:
+    complete: int
+    pruned: int
+    diverged: int
+    lost: int  # FAIL without being a result: worker died or crashed
+    running: int
+    waiting: int  # retries queued for any worker
+    best: float | None
+
+    @property
+    def results(self) -> int:
+        return self.complete + self.pruned + self.diverged
+
+    @property
+    def in_flight(self) -> int:
+        return self.running + self.waiting
+
+
+def distribution(r: Range) -> BaseDistribution:
+    if r.integer:
+        return IntDistribution(int(r.low), int(r.high), log=r.log, step=int(r.step or 1))
+    return FloatDistribution(r.low, r.high, log=r.log, step=r.step)
+
+
+def distributions(config: ExperimentConfig, arm: str) -> dict[str, BaseDistribution]:
+    return {name: distribution(r) for name, r in config.searched(arm).items()}
+
+
+def searched_arms(config: ExperimentConfig) -> list[ArmConfig]:
+    """Arms with something to search; the others are trained only in the final evaluation."""
+    return [arm for arm in config.arms if config.searched(arm.name)]
+
+
+def optuna_storage(store: Store, heartbeat: Heartbeat) -> RDBStorage:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = store.optuna_storage(heartbeat.interval, heartbeat.grace)
+        # A trial whose heartbeat stopped is failed by whoever notices, then queued once more
+        # with the same parameters (a WAITING trial the next ask() of any worker picks up).
+        retry = _RetryCallback(max_retry=1)
+        storage.heartbeat_stale_trial_callback = retry  # optuna >= 4.9
+        storage.failed_trial_callback = retry  # optuna < 4.9
+    return storage
+
+
+def sampler_seed(config: ExperimentConfig, worker: int | None) -> int | None:
+    """Each worker's sampler gets its own seed: with one seed shared, parallel workers would
+    draw the same random (or TPE start-up) points. Worker 0 alone reproduces a run exactly;
+    ``None`` (a worker joined by hand without an index) draws a fresh seed. QMC keeps one seed
+    for everyone: its points are indexed by trial number, so all workers walk one sequence."""
+    if config.search.sampler == "qmc":
+        return config.seed
+    if worker is None:
+        return None
+    return (config.seed * 1_000_003 + worker) % 2**31
+
+
+def open_studies(
+    store: Store, config: ExperimentConfig, heartbeat: Heartbeat, worker: int | None = 0
+) -> dict[str, optuna.Study]:
+    """Create (or load) the study of every searched arm, with worker ``worker``'s sampler."""
+    storage = optuna_storage(store, heartbeat)
+    seed = sampler_seed(config, worker)
+    studies = {}
+    for arm in searched_arms(config):
+        studies[arm.name] = optuna.create_study(
+            storage=storage,
+            study_name=study_name(config.name, arm.name),
+            direction=config.direction,
+            sampler=make_sampler(config.search, seed),
+            pruner=make_pruner(config.search, config.max_epochs),
+            load_if_exists=True,
+        )
+    return studies
+
+
+def is_result(trial: FrozenTrial) -> bool:
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and trial.user_attrs.get(RESULT_ATTR) == DIVERGED
+
+
+def count(study: optuna.Study, direction: str) -> ArmCounts:
+    trials = study.get_trials(deepcopy=False)
+    by_state: Mapping[TrialState, int] = {s: sum(t.state == s for t in trials) for s in TrialState}
+    diverged = sum(
+        t.state == TrialState.FAIL and t.user_attrs.get(RESULT_ATTR) == DIVERGED for t in trials
+    )
+    values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    best = (max(values) if direction == "maximize" else min(values)) if values else None
+    return ArmCounts(
+        complete=by_state[TrialState.COMPLETE],
+        pruned=by_state[TrialState.PRUNED],
+        diverged=diverged,
+        lost=by_state[TrialState.FAIL] - diverged,
+        running=by_state[TrialState.RUNNING],
+        waiting=by_state[TrialState.WAITING],
+        best=best,
+    )
+
+
+def trial_seed(config: ExperimentConfig, number: int) -> int:
+    """Search trial ``number`` gets the same trainer seed in every arm (common random numbers)."""
+    return (config.seed * 1_000_003 + number) % 2**63
+
+
+def evaluation_seed(config: ExperimentConfig, index: int) -> int:
+    """Evaluation seed ``index`` is shared by every arm and distinct from the search seeds."""
+    return (2**40 + config.seed * 1_000_003 + index) % 2**63
