@@ -40,7 +40,9 @@ class Heartbeat:
     """How often a running trial proves its worker is alive, and when it is declared dead."""
 
     interval: int = 10  # seconds between heartbeats
-    grace: int = 30  # seconds without one before a RUNNING trial is failed and retried
+    grace: int = 60  # seconds without one before a RUNNING trial is failed and retried;
+    # above SQLite's 30 s busy timeout, so a heartbeat write kept waiting by a lock never
+    # makes a live trial look dead
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{len(config.arms)} arms, {config.search.n_trials} trials per searched arm, "
             f"{args.workers} worker(s)"
         )
+        if config.search.batch is not None:
+            print(
+                "dynl2 run: note: [search] batch is accepted, but fused training is not built "
+                "yet; every trial trains on its own",
+                file=sys.stderr,
+            )
         code = _search(store, config, url, args.workers, say)
         if code != 0:
             return code

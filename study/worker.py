@@ -84,7 +84,14 @@ def run_worker(
     """
     studies = open_studies(store, config, heartbeat or Heartbeat(), worker)
     summary = WorkerSummary()
-    data: Dataset | None = None
+    data: list[Dataset] = []  # loaded on the first claim, then reused for every trial
+
+    def dataset() -> Dataset:
+        if not data:
+            device = resolve_device(str(config.train_fixed.get("device", "auto")))
+            data.append(load_dataset(data_from_dict(config.data), device))
+        return data[0]
+
     while studies:
         claim = _claim(store, config, studies)
         if claim == "done":
@@ -92,17 +99,13 @@ def run_worker(
         if claim == "wait":  # others still run the last trials; one may die and need a retry
             time.sleep(poll)
             continue
-        if data is None:
-            data = load_dataset(data_from_dict(config.data), resolve_device(_device(config)))
-        outcome = run_trial(store, config, claim.arm, studies[claim.arm], claim.trial, data)
+        study = studies[claim.arm]
+        with _heartbeat(study, claim.trial._trial_id):
+            outcome = run_trial(store, config, claim.arm, study, claim.trial, dataset)
         summary.trials[claim.arm] = summary.trials.get(claim.arm, 0) + 1
         if on_trial is not None:
             on_trial(claim.arm, claim.trial.number, outcome)
     return summary
-
-
-def _device(config: ExperimentConfig) -> str:
-    return str(config.train_fixed.get("device", "auto"))
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,12 @@ class _Claim:
 def _claim(
     store: Store, config: ExperimentConfig, studies: dict[str, optuna.Study]
 ) -> _Claim | Literal["wait", "done"]:
-    """Ask the arm furthest from its budget for a trial, if any arm still has a free slot."""
+    """Ask the arm furthest from its budget for a trial, if any arm still has a free slot.
+
+    The new trial's first heartbeat is written before the lock is released: Optuna never
+    declares a RUNNING trial without any heartbeat stale, so a worker dying right after its
+    claim would otherwise leave the trial RUNNING forever.
+    """
     n = config.search.n_trials
     with store.lock(f"claim:{config.name}"), _quiet_optuna():
         pending = False
@@ -134,7 +142,15 @@ def _claim(
             return "wait" if pending else "done"
         arm = best[1]
         trial = studies[arm].ask(distributions(config, arm))
+        studies[arm]._storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
     return _Claim(arm, trial)
+
+
+class _TrialTakenAway(Exception):
+    """The trial was declared stale (its heartbeat lapsed) while this worker trained it."""
+
+
+ABANDONED = "abandoned"
 
 
 def run_trial(
@@ -143,48 +159,73 @@ def run_trial(
     arm: str,
     study: optuna.Study,
     trial: optuna.trial.Trial,
-    data: Dataset,
+    dataset: Callable[[], Dataset],
 ) -> str:
-    """Train one trial, report every epoch, record its epochs, tell the study. Returns the
-    outcome ("complete", "pruned" or "diverged")."""
+    """Train one trial, report every epoch, record its epochs, tell the study.
+
+    Returns "complete", "pruned", "diverged", or "abandoned" when another worker declared the
+    trial stale meanwhile (its retry belongs to whoever picks it up; this run is dropped).
+    Any other failure marks the trial FAIL with its reason and raises :class:`WorkerFailed`.
+    """
     metric = config.search.metric
-    train_config = config.train_config(arm, trial.params, trial_seed(config, trial.number))
-    trial.set_user_attr(CONFIG_ATTR, train_config.to_dict())
     epochs: list[EpochRecord] = []
 
     def on_epoch(record: EpochRecord) -> bool:
         epochs.append(record)
-        trial.report(metric_of(record, metric), record.epoch)
+        try:
+            trial.report(metric_of(record, metric), record.epoch)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            raise _TrialTakenAway from None
         return trial.should_prune()
 
-    with _heartbeat(study, trial._trial_id):
-        try:
-            result = train(train_config, on_epoch=on_epoch, data=data)
-        except DivergenceError as exc:
-            store.record_epochs(trial._trial_id, [e.to_dict() for e in epochs])
-            trial.set_user_attr(RESULT_ATTR, DIVERGED)
-            trial.set_user_attr(REASON_ATTR, str(exc))
+    try:
+        train_config = config.train_config(arm, trial.params, trial_seed(config, trial.number))
+        trial.set_user_attr(CONFIG_ATTR, train_config.to_dict())
+        result = train(train_config, on_epoch=on_epoch, data=dataset())
+    except (_TrialTakenAway, optuna.exceptions.UpdateFinishedTrialError):
+        return ABANDONED
+    except DivergenceError as exc:
+        return _finish(
+            store, study, trial, epochs, TrialState.FAIL,
+            {RESULT_ATTR: DIVERGED, REASON_ATTR: str(exc)},
+        )  # fmt: skip
+    except Exception as exc:
+        detail = traceback.format_exception_only(exc)[-1].strip()
+        with suppress(Exception):  # best effort: the trial must not stay RUNNING
+            trial.set_user_attr(REASON_ATTR, detail)
             study.tell(trial, state=TrialState.FAIL)
-            return DIVERGED
-        except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            trial.set_user_attr(REASON_ATTR, reason)
-            study.tell(trial, state=TrialState.FAIL)
-            detail = traceback.format_exc(limit=3).strip().splitlines()[-1]
-            raise WorkerFailed(f"trial {arm}#{trial.number} failed: {detail}") from exc
-        store.record_epochs(trial._trial_id, [e.to_dict() for e in epochs])
+        raise WorkerFailed(f"trial {arm}#{trial.number} failed: {detail}") from exc
     values = [metric_of(e, metric) for e in epochs]
     pick = max if config.direction == "maximize" else min
-    trial.set_user_attr(BEST_EPOCH_ATTR, epochs[values.index(pick(values))].epoch)
+    attrs: dict[str, object] = {BEST_EPOCH_ATTR: epochs[values.index(pick(values))].epoch}
     if result.stopped:
-        trial.set_user_attr(RESULT_ATTR, "pruned")
-        study.tell(trial, state=TrialState.PRUNED)
-        return "pruned"
-    trial.set_user_attr(RESULT_ATTR, "complete")
-    value = values[-1]
-    assert math.isfinite(value)  # a non-finite metric raised DivergenceError in the trainer
-    study.tell(trial, value)
-    return "complete"
+        return _finish(
+            store, study, trial, epochs, TrialState.PRUNED, attrs | {RESULT_ATTR: "pruned"}
+        )
+    assert math.isfinite(values[-1])  # a non-finite metric raised DivergenceError
+    attrs[RESULT_ATTR] = "complete"
+    return _finish(store, study, trial, epochs, TrialState.COMPLETE, attrs, values[-1])
+
+
+def _finish(
+    store: Store,
+    study: optuna.Study,
+    trial: optuna.trial.Trial,
+    epochs: list[EpochRecord],
+    state: TrialState,
+    attrs: dict[str, object],
+    value: float | None = None,
+) -> str:
+    """Record the epochs (one transaction), then the attributes, then tell: a trial is never
+    COMPLETE without its epoch rows."""
+    try:
+        store.record_epochs(trial._trial_id, [e.to_dict() for e in epochs])
+        for key, item in attrs.items():
+            trial.set_user_attr(key, item)
+        study.tell(trial, value, state=state)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return ABANDONED
+    return str(attrs[RESULT_ATTR])
 
 
 @contextmanager
