@@ -23,12 +23,12 @@ import urllib.parse
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import psycopg
-import psycopg.errors
-from psycopg import pq
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    import psycopg
 
 from storage.errors import (
     QueryError,
@@ -221,6 +221,8 @@ def _conninfo(url: str) -> str:
 
 
 def _run_postgres(url: str, sql: str, *, max_rows: int, timeout_s: float) -> QueryResult:
+    import psycopg  # deferred: psycopg is the optional `postgres` extra
+
     where = masked_url(url)
     try:
         connection = psycopg.connect(
@@ -237,6 +239,8 @@ def _run_postgres(url: str, sql: str, *, max_rows: int, timeout_s: float) -> Que
 def _query_postgres(
     connection: psycopg.Connection[Any], sql: str, *, max_rows: int, timeout_s: float
 ) -> QueryResult:
+    import psycopg  # deferred: psycopg is the optional `postgres` extra
+
     timeout_ms = max(1, round(timeout_s * 1000))
     try:
         connection.execute("BEGIN TRANSACTION READ ONLY")
@@ -287,6 +291,8 @@ def _query_postgres(
 
 def _describe(connection: psycopg.Connection[Any], sql: str) -> tuple[str, ...]:
     """Column names of a query without running it (stream() drops them for empty results)."""
+    from psycopg import pq
+
     encoding = connection.info.encoding
     pgconn = connection.pgconn
     prepared = pgconn.prepare(b"", sql.encode(encoding))  # the unnamed statement

@@ -86,6 +86,25 @@ def from_mapping(cls: type[T], data: Mapping[str, object], prefix: str, skip: st
         raise ConfigError(_join(prefix, exc.key), exc.detail) from None
 
 
+def from_tagged(
+    registry: Mapping[str, type[T]],
+    data: Mapping[str, object],
+    prefix: str,
+    tag: str,
+    default: str,
+    what: str,
+) -> T:
+    """Build the config class that ``data[tag]`` names in ``registry`` (a dataset, a model, a
+    scheme), from the rest of ``data``; an unknown name lists the allowed ones."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(prefix, f"expected a table of settings, got {_describe(data)}")
+    name = data.get(tag, default)
+    if not isinstance(name, str) or name not in registry:
+        allowed = ", ".join(registry)
+        raise ConfigError(_join(prefix, tag), f"unknown {what} {name!r}; allowed: {allowed}")
+    return from_mapping(registry[name], data, prefix, skip=tag)
+
+
 def to_mapping(obj: object) -> dict[str, object]:
     """The dataclass as plain JSON-ready values (tuples become lists)."""
     assert dataclasses.is_dataclass(obj) and not isinstance(obj, type)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._fields import from_mapping, to_mapping
+from ._fields import from_tagged, to_mapping
 from .errors import ConfigError
 
 Task = Literal["classification", "regression"]
@@ -113,14 +113,7 @@ DATASETS: dict[str, type[DataConfig]] = {
 
 def data_from_dict(data: Mapping[str, object], prefix: str = "data") -> DataConfig:
     """Build a dataset config from ``{"dataset": NAME, ...its options}``."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(prefix, f"expected a table of settings, got {data!r}")
-    name = data.get("dataset", "mnist1d")
-    if name not in DATASETS:
-        raise ConfigError(
-            f"{prefix}.dataset", f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}"
-        )
-    return from_mapping(DATASETS[str(name)], data, prefix, skip="dataset")
+    return from_tagged(DATASETS, data, prefix, "dataset", "mnist1d", "dataset")
 
 
 def data_to_dict(config: DataConfig) -> dict[str, object]:

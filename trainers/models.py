@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from ._fields import from_mapping, to_mapping
+from ._fields import from_tagged, to_mapping
 from .errors import ConfigError
 
 
@@ -55,14 +55,7 @@ MODELS: dict[str, type[ModelConfig]] = {c.name: c for c in (LinearModel, MLPMode
 
 def model_from_dict(data: Mapping[str, object], prefix: str = "model") -> ModelConfig:
     """Build a model config from ``{"kind": NAME, ...its options}``."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(prefix, f"expected a table of settings, got {data!r}")
-    name = data.get("kind", "mlp")
-    if name not in MODELS:
-        raise ConfigError(
-            f"{prefix}.kind", f"unknown model {name!r}; allowed: {', '.join(MODELS)}"
-        )
-    return from_mapping(MODELS[str(name)], data, prefix, skip="kind")
+    return from_tagged(MODELS, data, prefix, "kind", "mlp", "model")
 
 
 def model_to_dict(config: ModelConfig) -> dict[str, object]:

@@ -22,7 +22,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
-from ._fields import from_mapping, to_mapping
+from ._fields import from_tagged, to_mapping
 from .errors import ConfigError
 
 APPLY_MODES = ("coupled", "decoupled")
@@ -144,14 +144,7 @@ SCHEMES: dict[str, type[Scheme]] = {
 
 def scheme_from_dict(data: Mapping[str, object], prefix: str = "scheme") -> Scheme:
     """Build a scheme from ``{"scheme": NAME, ...its parameters}``; other keys are errors."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(prefix, f"expected a table of settings, got {data!r}")
-    name = data.get("scheme", "none")
-    if name not in SCHEMES:
-        raise ConfigError(
-            f"{prefix}.scheme", f"unknown scheme {name!r}; allowed: {', '.join(SCHEMES)}"
-        )
-    return from_mapping(SCHEMES[str(name)], data, prefix, skip="scheme")
+    return from_tagged(SCHEMES, data, prefix, "scheme", "none", "scheme")
 
 
 def scheme_parameters(name: str) -> tuple[str, ...]:
