@@ -27,6 +27,7 @@ from trainers import (
     NoneScheme,
     Scheme,
     TrainConfig,
+    flush_denormals,
     load_dataset,
     resolve_device,
     train,
@@ -38,6 +39,7 @@ def _floats(text: str) -> list[float]:
 
 
 def main() -> None:
+    flush_denormals()  # as dynl2's CLI does, before the first torch op
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=150)

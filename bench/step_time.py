@@ -31,6 +31,7 @@ from trainers import (
     NoneScheme,
     TrainConfig,
     Trainer,
+    flush_denormals,
     load_dataset,
     resolve_device,
 )
@@ -81,6 +82,7 @@ def dataloader_variant(
 
 
 def main() -> None:
+    flush_denormals()  # as dynl2's CLI does, before the first torch op
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--epochs-per-repeat", type=int, default=10)

@@ -16,6 +16,7 @@ from typing import NoReturn
 import optuna
 
 import storage
+from trainers import flush_denormals
 
 from . import study_cmds, train_cmd
 from .errors import StudyError, UsageError
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    flush_denormals()  # before any torch op, so torch's worker threads inherit it
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress lines speak
     parser = build_parser()
     try:

@@ -96,6 +96,9 @@ def run_task(store: Store, config: ExperimentConfig, task: EvalTask) -> float | 
 def _run_in_child(url: str, config_dict: dict[str, object], task: EvalTask) -> float | None:
     import torch
 
+    from trainers import flush_denormals
+
+    flush_denormals()  # first, before torch creates its threads
     torch.set_num_threads(int(os.environ.get("DYNL2_THREADS", "1")))
     with open(url) as store:
         return run_task(store, parse_experiment(config_dict), task)

@@ -14,7 +14,15 @@ from .data import (
     load_dataset,
 )
 from .errors import ConfigError, DivergenceError, TrainerError
-from .loop import EpochCallback, EpochRecord, Trainer, TrainResult, resolve_device, train
+from .loop import (
+    EpochCallback,
+    EpochRecord,
+    Trainer,
+    TrainResult,
+    flush_denormals,
+    resolve_device,
+    train,
+)
 from .models import MODELS, CNNModel, LinearModel, MLPModel, ModelConfig, build_model
 from .schemes import (
     SCHEMES,
@@ -62,6 +70,7 @@ __all__ = [
     "TrainerError",
     "build_model",
     "data_from_dict",
+    "flush_denormals",
     "load_dataset",
     "make_regularizer",
     "resolve_device",

@@ -186,3 +186,16 @@ def test_missing_cuda_is_a_config_error():
     with pytest.raises(ConfigError) as info:
         resolve_device("cuda")
     assert info.value.key == "device"
+
+
+def test_cpu_training_flushes_subnormal_floats():
+    from trainers import flush_denormals
+
+    try:
+        if not flush_denormals():
+            pytest.skip("this processor cannot flush subnormal floats")
+        tiny = torch.tensor([1e-39])  # a subnormal float32
+        assert float(tiny * 1.0) == 0.0
+    finally:
+        torch.set_flush_denormal(False)
+    assert float(torch.tensor([1e-39]) * 1.0) != 0.0  # the switch is what made the difference
