@@ -14,6 +14,7 @@ __all__ = [
     "QueryError",
     "QueryTimeout",
     "ReadOnlyViolation",
+    "ReportNotFound",
     "StorageError",
     "StorageURLError",
     "StorageUnavailable",
@@ -54,3 +55,7 @@ class QueryTimeout(StorageError):
 
 class QueryError(StorageError):
     """A read-only query was accepted but the database rejected it (syntax, unknown table)."""
+
+
+class ReportNotFound(StorageError, LookupError):
+    """No report of the experiment is stored yet."""

@@ -26,6 +26,7 @@ from sqlalchemy import (
     event,
     text,
 )
+from sqlalchemy.dialects.mysql import LONGTEXT
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from storage.optuna_tables import trials as optuna_trials
@@ -42,7 +43,8 @@ __all__ = [
     "create_schema",
 ]
 
-SCHEMA_VERSION = 1  # bump with a migration whenever a dynl2_ table changes shape
+SCHEMA_VERSION = 2  # bump with a migration whenever a dynl2_ table changes shape
+# 2: + dynl2_reports (additive: opening a version-1 store with create=True adds the table)
 
 NAME_LENGTH = 255  # experiment and arm names; "EXPERIMENT/ARM" must fit Optuna's 512
 
@@ -145,8 +147,24 @@ class Evaluation(Base):
     created: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class Report(Base):
+    """One generated HTML report, kept whole so it can be recovered from the database alone."""
+
+    __tablename__ = "dynl2_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("dynl2_experiments.id", ondelete="CASCADE"), index=True
+    )
+    created: Mapped[datetime] = mapped_column(UTCDateTime())
+    path: Mapped[str] = mapped_column(Text)  # where the file was written
+    summary: Mapped[str] = mapped_column(Text)  # JSON: the verdict's numbers
+    html: Mapped[str] = mapped_column(Text().with_variant(LONGTEXT(), "mysql"))
+
+
 DYNL2_TABLES: tuple[Table, ...] = tuple(
-    Base.metadata.tables[model.__tablename__] for model in (Meta, Experiment, Epoch, Evaluation)
+    Base.metadata.tables[model.__tablename__]
+    for model in (Meta, Experiment, Epoch, Evaluation, Report)
 )
 
 # Tools other than dynl2 (optuna-dashboard, `optuna delete-study`) open SQLite without

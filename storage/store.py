@@ -32,6 +32,7 @@ from storage.errors import (
     ExperimentConflict,
     ExperimentNotFound,
     InvalidRecord,
+    ReportNotFound,
     StorageError,
     StorageUnavailable,
 )
@@ -45,6 +46,7 @@ from storage.schema import (
     Evaluation,
     Experiment,
     Meta,
+    Report,
     create_schema,
 )
 from storage.urls import ENV_VAR, backend_of, masked_url, resolve_url, sqlite_path
@@ -242,7 +244,15 @@ class Store:
             if not all(self._has_table(table.name) for table in DYNL2_TABLES):
                 raise
         with self._session() as session:
-            _insert(session, Meta, [{"key": "schema_version", "value": str(SCHEMA_VERSION)}])
+            found = session.get(Meta, "schema_version")
+            if found is None or int(found.value) < SCHEMA_VERSION:  # additive migrations only
+                _insert(
+                    session,
+                    Meta,
+                    [{"key": "schema_version", "value": str(SCHEMA_VERSION)}],
+                    conflict=("key",),
+                    update=("value",),
+                )
 
     def _check_schema_version(self) -> None:
         if not self._has_table(Meta.__tablename__):
@@ -424,6 +434,61 @@ class Store:
         with self._session() as session:
             experiment_id = self._experiment_row(session, experiment).id
             return reads.evaluations_frame(session, experiment_id)
+
+    # ----------------------------------------------------------------------- reports
+
+    def record_report(
+        self, experiment: str, path: str, summary: Mapping[str, Any], html: str
+    ) -> int:
+        """Keep a generated report (its HTML whole); returns its id."""
+        summary_json = _to_json(summary, "summary")
+        with self._session() as session:
+            row = Report(
+                experiment_id=self._experiment_row(session, experiment).id,
+                created=datetime.now(UTC),
+                path=path,
+                summary=summary_json,
+                html=html,
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def reports(self, experiment: str | None = None) -> pd.DataFrame:
+        """DataFrame of stored reports (id, experiment, created, path, summary), newest first."""
+        columns = ["id", "experiment", "created", "path", "summary"]
+        if not self._has_table(Report.__tablename__):  # a store from before reports existed
+            return pd.DataFrame(columns=columns)
+        with self._session() as session:
+            query = (
+                select(Report.id, Experiment.name, Report.created, Report.path, Report.summary)
+                .join(Experiment, Experiment.id == Report.experiment_id)
+                .order_by(Report.created.desc(), Report.id.desc())
+            )
+            if experiment is not None:
+                self._experiment_row(session, experiment)
+                query = query.where(Experiment.name == experiment)
+            rows = [(*r[:4], json.loads(r[4])) for r in session.execute(query)]
+        return pd.DataFrame(rows, columns=columns)
+
+    def latest_report(self, experiment: str) -> tuple[str, str]:
+        """(HTML, original path) of the newest stored report of ``experiment``."""
+        with self._session() as session:
+            experiment_id = self._experiment_row(session, experiment).id
+            row = None
+            if self._has_table(Report.__tablename__):
+                row = session.execute(
+                    select(Report.html, Report.path)
+                    .where(Report.experiment_id == experiment_id)
+                    .order_by(Report.created.desc(), Report.id.desc())
+                    .limit(1)
+                ).first()
+        if row is None:
+            raise ReportNotFound(
+                f"No report of experiment {experiment!r} is stored in {self._where()}; "
+                f"make one with: dynl2 report {experiment}"
+            )
+        return row[0], row[1]
 
     # ------------------------------------------------------------------------ trials
 

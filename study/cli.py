@@ -18,7 +18,7 @@ import optuna
 import storage
 from trainers import flush_denormals
 
-from . import study_cmds, train_cmd
+from . import demo, report_cmds, study_cmds, train_cmd
 from .errors import StudyError, UsageError
 from .experiment import ExperimentConfigError
 
@@ -41,6 +41,7 @@ USER_STORAGE_ERRORS = (
     storage.ReadOnlyViolation,
     storage.QueryError,
     storage.InvalidRecord,
+    storage.ReportNotFound,
 )
 
 
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     verbs.required = True
     train_cmd.add_parser(verbs)
     study_cmds.add_parsers(verbs)
+    report_cmds.add_parsers(verbs)
+    demo.add_parser(verbs)
     return parser
 
 

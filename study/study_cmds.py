@@ -145,16 +145,25 @@ def _experiment(store: Store, name: str) -> ExperimentConfig:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_experiment(Path(args.config))  # validated before anything is written
+    return run_experiment(config, args.storage, args.workers, args.quiet)
+
+
+def run_experiment(
+    config: ExperimentConfig, storage_url: str | None, workers: int, quiet: bool
+) -> int:
+    """Create or resume, search, evaluate, report: what ``dynl2 run`` and ``demo`` do."""
+    from .report_cmds import make_report
+
     heartbeat = heartbeat_from_env()
-    url = storage.resolve_url(args.storage)
+    url = storage.resolve_url(storage_url)
     with storage.open(url) as store:
         _create_or_resume(store, config)
         open_studies(store, config, heartbeat)
-        say = _say(args.quiet)
+        say = _say(quiet)
         say(
             f"dynl2 run: experiment {config.name!r} in {store.display_url}: "
             f"{len(config.arms)} arms, {config.search.n_trials} trials per searched arm, "
-            f"{args.workers} worker(s)"
+            f"{workers} worker(s)"
         )
         if config.search.batch is not None:
             print(
@@ -162,11 +171,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "yet; every trial trains on its own",
                 file=sys.stderr,
             )
-        code = _search(store, config, url, args.workers, say)
+        code = _search(store, config, url, workers, say)
         if code != 0:
             return code
-        _evaluate(store, config, config.evaluate.seeds, args.workers, say)
+        _evaluate(store, config, config.evaluate.seeds, workers, say)
         print(format_summary(evaluation_summary(store, config)))
+        path, seconds = make_report(store, config.name)
+        print(f"report: {path}  ({seconds:.1f} s)")
     return 0
 
 

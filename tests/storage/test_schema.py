@@ -24,7 +24,9 @@ def test_open_creates_optuna_and_dynl2_tables(store_url: str) -> None:
                 text("SELECT value FROM dynl2_meta WHERE key = 'schema_version'")
             ).scalar()
     ours = {t for t in tables if t.startswith("dynl2_")}
-    assert ours == {"dynl2_meta", "dynl2_experiments", "dynl2_epochs", "dynl2_evaluations"}
+    assert ours == {
+        "dynl2_meta", "dynl2_experiments", "dynl2_epochs", "dynl2_evaluations", "dynl2_reports",
+    }  # fmt: skip
     assert ours == {t.name for t in DYNL2_TABLES}
     assert tables >= OPTUNA_CORE_TABLES
     assert version == str(SCHEMA_VERSION)

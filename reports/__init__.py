@@ -1,0 +1,24 @@
+"""dynl2's reports: read the store, compute the statistics, render one self-contained HTML page.
+
+Two steps (house style 10): :func:`build_report_data` computes a frozen :class:`ReportData`
+(numbers, tables, statistics) that tests check without HTML; :func:`render_html` draws it with
+autoescaping Jinja2 templates and Plotly. Imports ``storage`` only: never ``study`` or torch.
+"""
+
+from reports.data import build_report_data
+from reports.model import ReportData
+from reports.render import render_compare_html, render_html
+from reports.stats import MeanCI, Paired, mean_ci, paired
+from reports.summary import summary_json
+
+__all__ = [
+    "MeanCI",
+    "Paired",
+    "ReportData",
+    "build_report_data",
+    "mean_ci",
+    "paired",
+    "render_compare_html",
+    "render_html",
+    "summary_json",
+]

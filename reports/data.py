@@ -1,0 +1,551 @@
+"""Step one of a report: read the store and compute a frozen :class:`ReportData`.
+
+Nothing here draws or writes HTML. The store is read through its public surface only
+(``trials``, ``epochs``, ``evaluations``, ``get_experiment`` and Optuna's storage); the stored
+experiment config is read as plain data, so this layer needs neither ``study`` nor torch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import shlex
+import warnings
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
+
+import optuna
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
+from reports.model import (
+    ArmDynamics,
+    ArmResult,
+    ArmSearch,
+    ArmSensitivity,
+    ArmSetup,
+    Dynamics,
+    EvaluationRow,
+    Failure,
+    ParamSeries,
+    ReportData,
+    Search,
+    SearchSpace,
+    Sensitivity,
+    Setup,
+    Tables,
+    TrialRow,
+    Verdict,
+)
+from reports.stats import FEW_SEEDS, Paired, mean_ci, paired, sentence
+from reports.toml_text import to_toml
+from storage import EPOCH_METRICS, Store, study_name
+
+__all__ = ["build_report_data"]
+
+TOP_TRIALS = 10  # rows per arm in the top-trials table
+FANOVA_MAX_TRIALS = 60  # above this many complete trials, PED-ANOVA (fANOVA takes seconds)
+_METRIC_DIRECTION = {"val_acc": "maximize", "val_loss": "minimize"}
+
+
+def build_report_data(store: Store, experiment: str) -> ReportData:
+    """Everything the report says about ``experiment``, computed from ``store``.
+
+    Raises :class:`storage.ExperimentNotFound` when the experiment does not exist. An
+    experiment without trials or evaluations still gives a report whose sections say so.
+    """
+    info = store.get_experiment(experiment)
+    config: Mapping[str, Any] = info.config
+    trials = store.trials(experiment)
+    evals = store.evaluations(experiment)
+    search_cfg = _table(config, "search")
+    val_metric = str(search_cfg.get("metric", "val_acc"))
+    direction = _METRIC_DIRECTION.get(val_metric, "maximize")
+    arms = _arm_schemes(config, trials, evals)
+    studies = _load_studies(store, experiment, [a for a in arms if _has_trials(trials, a)])
+    accuracy = _is_accuracy(config, evals)
+    complete = trials[(trials["state"] == "COMPLETE") & trials["value"].notna()]
+    best = _best_trials(complete, direction)
+    return ReportData(
+        experiment=experiment,
+        generated=datetime.now(UTC).isoformat(timespec="seconds"),
+        accuracy=accuracy,
+        verdict=_verdict(arms, trials, evals, accuracy),
+        setup=_setup(experiment, config, arms, trials, evals, studies),
+        search=_search(arms, trials, val_metric, direction),
+        sensitivity=_sensitivity(config, arms, complete, studies, accuracy, direction),
+        dynamics=_dynamics(store, experiment, arms, best),
+        tables=_tables(arms, complete, evals, direction, accuracy),
+    )
+
+
+# ------------------------------------------------------------------------ reading helpers
+
+
+def _table(config: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = config.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _is_range(value: object) -> bool:
+    return isinstance(value, Mapping) and "low" in value and "high" in value
+
+
+def _arm_schemes(
+    config: Mapping[str, Any], trials: pd.DataFrame, evals: pd.DataFrame
+) -> dict[str, str]:
+    """Arm name -> scheme, in the config's order, then any arm only the store knows."""
+    out = {
+        str(name): str(body.get("scheme", "?")) if isinstance(body, Mapping) else "?"
+        for name, body in _table(config, "arms").items()
+    }
+    for frame in (trials, evals):
+        for arm in frame["arm"].unique() if not frame.empty else ():
+            out.setdefault(str(arm), "?")
+    return out
+
+
+def _has_trials(trials: pd.DataFrame, arm: str) -> bool:
+    return bool((trials["arm"] == arm).any()) if not trials.empty else False
+
+
+def _is_accuracy(config: Mapping[str, Any], evals: pd.DataFrame) -> bool:
+    if not evals.empty:
+        return bool(evals["test_acc"].notna().any())
+    return _table(config, "data").get("dataset") != "linear"
+
+
+def _searched(config: Mapping[str, Any], arm: str) -> dict[str, Mapping[str, Any]]:
+    """The ranges searched in ``arm``: the train ranges, then the arm's own."""
+    train = {k: v for k, v in _table(config, "train").items() if _is_range(v)}
+    body = _table(_table(config, "arms"), arm)
+    return {**train, **{k: v for k, v in body.items() if _is_range(v)}}
+
+
+def _load_studies(store: Store, experiment: str, arms: list[str]) -> dict[str, optuna.Study]:
+    storage = store.optuna_storage()
+    out = {}
+    for arm in arms:
+        try:
+            out[arm] = optuna.load_study(study_name=study_name(experiment, arm), storage=storage)
+        except KeyError:  # a study the store lists but Optuna cannot load: skip it
+            continue
+    return out
+
+
+def _finite(value: object) -> float | None:
+    if value is None or value is pd.NA:
+        return None
+    number = float(value)  # type: ignore[arg-type]
+    return number if math.isfinite(number) else None
+
+
+def _best_trials(complete: pd.DataFrame, direction: str) -> dict[str, pd.Series]:
+    out = {}
+    for arm, rows in complete.groupby("arm", sort=False):
+        ordered = rows.sort_values(
+            ["value", "number"], ascending=[direction == "minimize", True], kind="stable"
+        )
+        out[str(arm)] = ordered.iloc[0]
+    return out
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+# -------------------------------------------------------------------------------- verdict
+
+
+def _verdict(
+    arms: Mapping[str, str], trials: pd.DataFrame, evals: pd.DataFrame, accuracy: bool
+) -> Verdict:
+    metric = "test_acc" if accuracy else "test_loss"
+    scale = 100.0 if accuracy else 1.0
+    digits = 2 if accuracy else 4
+    higher = accuracy
+    results = []
+    for arm, scheme in arms.items():
+        rows = evals[evals["arm"] == arm] if not evals.empty else evals
+        by_seed = {
+            int(seed): scale * float(value)
+            for seed, value in zip(rows["seed"], rows[metric], strict=True)
+            if _finite(value) is not None
+        }
+        ci = mean_ci(list(by_seed.values())) if by_seed else None
+        results.append(ArmResult(arm, scheme, ci, len(rows) - len(by_seed), by_seed))
+    by_arm = {r.arm: r for r in results}
+    dynamic = next((a for a, s in arms.items() if s == "dynamic"), None)
+    fixed = next((a for a, s in arms.items() if s == "fixed"), None)
+
+    comparisons: list[Paired] = []
+    if fixed is not None:
+        others = [a for a in arms if a != fixed]
+        others.sort(key=lambda a: a != dynamic)  # the dynamic arm's row first
+        for arm in others:
+            comparisons.append(
+                paired(
+                    arm, fixed, by_arm[arm].by_seed, by_arm[fixed].by_seed, higher_is_better=higher
+                )
+            )
+    main = next((c for c in comparisons if c.arm == dynamic), None)
+    sentences = tuple(sentence(c, accuracy=accuracy, digits=digits) for c in comparisons)
+
+    warnings_: list[str] = []
+    if evals.empty:
+        text = (
+            "No evaluations yet: nothing can be said about the test split until each arm's "
+            "best configuration is evaluated (dynl2 evaluate EXPERIMENT)."
+        )
+        warnings_.append("No evaluations exist yet.")
+    elif dynamic is None or fixed is None:
+        missing = " and ".join(
+            f'no "{s}" arm' for s, a in (("dynamic", dynamic), ("fixed", fixed)) if a is None
+        )
+        text = f"The experiment has {missing}, so there is no dynamic-vs-fixed comparison."
+    else:
+        assert main is not None
+        text = sentences[comparisons.index(main)]
+    if main is not None and 0 < main.n_pairs < FEW_SEEDS:
+        warnings_.append(
+            f"Only {_plural(main.n_pairs, 'paired seed')}: too few seeds to say anything "
+            f"reliable (at least {FEW_SEEDS} are needed)."
+        )
+    for r in results:
+        if r.n_failed:
+            warnings_.append(
+                f"{r.arm}: {_plural(r.n_failed, 'evaluation')} without a finite test metric "
+                "(diverged), left out of the statistics."
+            )
+
+    def n_trials(arm: str | None) -> int:
+        if arm is None or trials.empty:
+            return 0
+        return int(((trials["arm"] == arm) & (trials["state"] == "COMPLETE")).sum())
+
+    if dynamic is not None and fixed is not None:
+        pairs = main.n_pairs if main is not None else 0
+        basis = (
+            f"Rests on {_plural(pairs, 'paired evaluation seed')} and the search that chose "
+            f"each configuration: {_plural(n_trials(dynamic), 'complete trial')} for "
+            f"{dynamic}, {_plural(n_trials(fixed), 'complete trial')} for {fixed}."
+        )
+    else:
+        basis = f"{_plural(len(evals), 'evaluation')} and {_plural(len(trials), 'trial')} stored."
+    return Verdict(
+        metric=metric,
+        unit="points" if accuracy else "",
+        higher_is_better=higher,
+        arms=tuple(results),
+        dynamic_arm=dynamic,
+        fixed_arm=fixed,
+        main=main,
+        comparisons=tuple(comparisons),
+        comparison_sentences=sentences,
+        sentence=text[0].upper() + text[1:],
+        basis=basis,
+        warnings=tuple(warnings_),
+    )
+
+
+# ---------------------------------------------------------------------------------- setup
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for package in ("dynl2", "torch", "optuna", "scipy", "plotly"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def _setup(
+    experiment: str,
+    config: Mapping[str, Any],
+    arms: Mapping[str, str],
+    trials: pd.DataFrame,
+    evals: pd.DataFrame,
+    studies: Mapping[str, optuna.Study],
+) -> Setup:
+    search = _table(config, "search")
+    n_trials = int(search.get("n_trials", 0))
+    arm_setups = []
+    for arm, scheme in arms.items():
+        spaces = tuple(
+            SearchSpace(
+                name=name,
+                low=float(r["low"]),
+                high=float(r["high"]),
+                log=bool(r.get("log", False)),
+                step=None if r.get("step") is None else float(r["step"]),
+            )
+            for name, r in _searched(config, arm).items()
+        )
+        body = _table(_table(config, "arms"), arm)
+        settings = {k: v for k, v in body.items() if k != "scheme" and not _is_range(v)}
+        mine = trials[trials["arm"] == arm] if not trials.empty else trials
+        evs = evals[evals["arm"] == arm] if not evals.empty else evals
+        devices: set[str] = set()
+        if arm in studies:
+            for t in studies[arm].get_trials(deepcopy=False):
+                resolved = t.user_attrs.get("config")
+                if isinstance(resolved, Mapping) and resolved.get("device") is not None:
+                    devices.add(str(resolved["device"]))
+        arm_setups.append(
+            ArmSetup(
+                arm=arm,
+                scheme=scheme,
+                settings=settings,
+                spaces=spaces,
+                budget=n_trials if spaces else 0,
+                trials=len(mine),
+                trial_seconds=float(mine["duration_s"].sum()) if not mine.empty else 0.0,
+                eval_seconds=float(evs["seconds"].sum()) if not evs.empty else 0.0,
+                devices=tuple(sorted(devices)),
+            )
+        )
+    hardware = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu count": str(os.cpu_count()),
+        "python": platform.python_version(),
+    }
+    return Setup(
+        data=_table(config, "data"),
+        model=_table(config, "model"),
+        train=_table(config, "train"),
+        sampler=str(search.get("sampler", "")),
+        pruner=str(search.get("pruner", "")),
+        metric=str(search.get("metric", "")),
+        n_trials=n_trials,
+        seeds=int(_table(config, "evaluate").get("seeds", 0)),
+        arms=tuple(arm_setups),
+        hardware=hardware,
+        versions=_versions(),
+        config_toml=to_toml(config),
+        command=f"dynl2 run {shlex.quote(experiment + '.toml')}",
+    )
+
+
+# --------------------------------------------------------------------------------- search
+
+
+def _search(arms: Mapping[str, str], trials: pd.DataFrame, metric: str, direction: str) -> Search:
+    if trials.empty:
+        return Search(metric, direction, (), "No trials yet: the search has not started.")
+    out = []
+    for arm in arms:
+        mine = trials[trials["arm"] == arm].sort_values("number")
+        if mine.empty:
+            continue
+        done = mine[(mine["state"] == "COMPLETE") & mine["value"].notna()]
+        values = [float(v) for v in done["value"]]
+        running = pd.Series(values, dtype=float)
+        best = running.cummax() if direction == "maximize" else running.cummin()
+        failed = mine[mine["state"] == "FAIL"]
+        failures = tuple(
+            Failure(int(n), str(r) if r else "no reason recorded")
+            for n, r in zip(failed["number"], failed["fail_reason"], strict=True)
+        )
+        out.append(
+            ArmSearch(
+                arm=arm,
+                numbers=tuple(int(n) for n in done["number"]),
+                values=tuple(values),
+                best_so_far=tuple(float(v) for v in best),
+                counts={str(k): int(v) for k, v in mine["state"].value_counts().items()},
+                failures=failures,
+            )
+        )
+    message = None
+    if not any(a.numbers for a in out):
+        message = "No complete trial yet: nothing to chart."
+    return Search(metric, direction, tuple(out), message)
+
+
+# ---------------------------------------------------------------------------- sensitivity
+
+
+def _importances(
+    study: optuna.Study | None, n_complete: int, n_params: int
+) -> tuple[tuple[tuple[str, float], ...], str]:
+    if study is None or n_complete < 2 or n_params < 1:
+        return (), "not enough trials (needs 2 complete trials and a searched parameter)"
+    if n_complete <= FANOVA_MAX_TRIALS:
+        evaluator: Any = optuna.importance.FanovaImportanceEvaluator(seed=0)
+        name = "fANOVA"
+    else:
+        evaluator = optuna.importance.PedAnovaImportanceEvaluator()
+        name = "PED-ANOVA"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except Exception as exc:  # optuna raises several kinds for degenerate studies
+        text = str(exc).strip().splitlines()
+        return (), f"not enough trials ({text[0] if text else type(exc).__name__})"
+    pairs = tuple((str(k), float(v)) for k, v in got.items())
+    return pairs, f"{name} over {_plural(n_complete, 'complete trial')}"
+
+
+def _sensitivity(
+    config: Mapping[str, Any],
+    arms: Mapping[str, str],
+    complete: pd.DataFrame,
+    studies: Mapping[str, optuna.Study],
+    accuracy: bool,
+    direction: str,
+) -> Sensitivity:
+    out = []
+    for arm, scheme in arms.items():
+        rows = complete[complete["arm"] == arm]
+        if rows.empty:
+            continue
+        values = [float(v) for v in rows["value"]]
+        params = list(rows["params"])
+        series = []
+        for name, r in _searched(config, arm).items():
+            pts = [
+                (float(p[name]), v)
+                for p, v in zip(params, values, strict=True)
+                if isinstance(p, Mapping) and isinstance(p.get(name), int | float)
+            ]
+            series.append(
+                ParamSeries(
+                    name,
+                    bool(r.get("log", False)),
+                    tuple(x for x, _ in pts),
+                    tuple(y for _, y in pts),
+                )
+            )
+        alpha_floor = None
+        by_name = {s.name: s for s in series}
+        if scheme == "dynamic" and "alpha" in by_name and "floor" in by_name:
+            triples = [
+                (float(p["alpha"]), float(p["floor"]), v)
+                for p, v in zip(params, values, strict=True)
+                if isinstance(p, Mapping) and "alpha" in p and "floor" in p
+            ]
+            alpha_floor = (
+                tuple(t[0] for t in triples),
+                tuple(t[1] for t in triples),
+                tuple(t[2] for t in triples),
+            )
+        best = max(values) if direction == "maximize" else min(values)
+        if accuracy:
+            tolerance, tol_text = 0.01, "0.01 (1 point)"
+        else:
+            tolerance, tol_text = 0.01 * abs(best), "1% of the best value"
+        near = sum(abs(v - best) <= tolerance + 1e-12 for v in values) / len(values)
+        importances, note = _importances(studies.get(arm), len(values), len(series))
+        out.append(
+            ArmSensitivity(
+                arm=arm,
+                n_complete=len(values),
+                params=tuple(series),
+                alpha_floor=alpha_floor,
+                near_best_share=near,
+                near_best_tolerance=tol_text,
+                importances=importances,
+                importance_note=note,
+            )
+        )
+    message = None if out else "No complete trial yet: no sensitivity to show."
+    return Sensitivity(tuple(out), message)
+
+
+# ------------------------------------------------------------------------------- dynamics
+
+
+def _dynamics(
+    store: Store, experiment: str, arms: Mapping[str, str], best: Mapping[str, pd.Series]
+) -> Dynamics:
+    if not best:
+        return Dynamics((), "No complete trial yet: no training curves.")
+    epochs = store.epochs(experiment)
+    out = []
+    for arm, scheme in arms.items():
+        if arm not in best:
+            continue
+        trial = best[arm]
+        rows = epochs[epochs["trial_id"] == trial["trial_id"]].sort_values("epoch")
+        series = {
+            m: tuple(float("nan") if _finite(v) is None else float(v) for v in rows[m])
+            for m in EPOCH_METRICS
+        }
+        out.append(
+            ArmDynamics(
+                arm=arm,
+                scheme=scheme,
+                number=int(trial["number"]),
+                value=float(trial["value"]),
+                epochs=tuple(int(e) for e in rows["epoch"]),
+                series=series,
+            )
+        )
+    message = None
+    if not any(a.epochs for a in out):
+        message = "The best trials have no recorded epochs."
+    return Dynamics(tuple(out), message)
+
+
+# --------------------------------------------------------------------------------- tables
+
+
+def _tables(
+    arms: Mapping[str, str],
+    complete: pd.DataFrame,
+    evals: pd.DataFrame,
+    direction: str,
+    accuracy: bool,
+) -> Tables:
+    top: list[TrialRow] = []
+    for arm in arms:
+        rows = complete[complete["arm"] == arm].sort_values(
+            ["value", "number"], ascending=[direction == "minimize", True], kind="stable"
+        )
+        for _, r in rows.head(TOP_TRIALS).iterrows():
+            best_epoch = r["best_epoch"]
+            top.append(
+                TrialRow(
+                    arm=arm,
+                    number=int(r["number"]),
+                    value=_finite(r["value"]),
+                    params=dict(r["params"]) if isinstance(r["params"], Mapping) else {},
+                    best_epoch=None if pd.isna(best_epoch) else int(best_epoch),
+                    duration_s=_finite(r["duration_s"]),
+                )
+            )
+    metric, scale = ("test_acc", 100.0) if accuracy else ("test_loss", 1.0)
+    rows_out = []
+    if not evals.empty:
+        ordered = evals.sort_values(["arm", "seed"])
+        for arm, seed, value, loss, seconds in zip(
+            ordered["arm"],
+            ordered["seed"],
+            ordered[metric],
+            ordered["test_loss"],
+            ordered["seconds"],
+            strict=True,
+        ):
+            m = _finite(value)
+            rows_out.append(
+                EvaluationRow(
+                    str(arm),
+                    int(seed),
+                    None if m is None else scale * m,
+                    _finite(loss),
+                    _finite(seconds),
+                )
+            )
+    parts = []
+    if not top:
+        parts.append("no complete trial yet")
+    if not rows_out:
+        parts.append("no evaluations yet")
+    message = ("; ".join(parts).capitalize() + ".") if parts else None
+    return Tables(tuple(top), tuple(rows_out), message)

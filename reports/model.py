@@ -1,0 +1,190 @@
+"""The plain, frozen objects a report is made of: numbers, tables and statistics, no HTML.
+
+:func:`reports.build_report_data` fills them from the store; :mod:`reports.render` draws them.
+Values are in the store's units except where a field says otherwise: the verdict's test metric
+is in percentage points for accuracy (``ReportData.accuracy``) and raw test loss otherwise.
+Missing numbers are ``None`` in scalars and NaN inside plotted series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reports.stats import MeanCI, Paired
+
+
+@dataclass(frozen=True)
+class ArmResult:
+    """One arm's final evaluation: the test metric over evaluation seeds."""
+
+    arm: str
+    scheme: str
+    ci: MeanCI | None  # None without any finite evaluation
+    n_failed: int  # evaluations without a finite test metric (diverged)
+    by_seed: Mapping[int, float] = field(hash=False)  # seed -> test metric (display unit)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    metric: str  # "test_acc" or "test_loss"
+    unit: str  # "points" (percentage points of accuracy) or "" (test loss)
+    higher_is_better: bool
+    arms: tuple[ArmResult, ...]
+    dynamic_arm: str | None  # the first arm whose scheme is "dynamic"
+    fixed_arm: str | None  # the first arm whose scheme is "fixed"
+    main: Paired | None  # dynamic − fixed, paired by seed
+    comparisons: tuple[Paired, ...]  # every arm but the fixed one − fixed
+    comparison_sentences: tuple[str, ...]  # one per comparison
+    sentence: str  # the answer, one plain sentence
+    basis: str  # how many seeds and trials it rests on
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    low: float
+    high: float
+    log: bool
+    step: float | None
+
+
+@dataclass(frozen=True)
+class ArmSetup:
+    arm: str
+    scheme: str
+    settings: Mapping[str, Any] = field(hash=False)  # the arm's fixed scheme settings
+    spaces: tuple[SearchSpace, ...] = ()  # what is searched (train ranges included)
+    budget: int = 0  # trials per the config (0: trained only in the final evaluation)
+    trials: int = 0  # trials in the store
+    trial_seconds: float = 0.0  # sum of trial durations
+    eval_seconds: float = 0.0  # sum of evaluation seconds
+    devices: tuple[str, ...] = ()  # from the trials' resolved `config` user attribute
+
+    @property
+    def compute_seconds(self) -> float:
+        return self.trial_seconds + self.eval_seconds
+
+
+@dataclass(frozen=True)
+class Setup:
+    data: Mapping[str, Any] = field(hash=False)
+    model: Mapping[str, Any] = field(hash=False)
+    train: Mapping[str, Any] = field(hash=False)  # fixed settings and ranges, as stored
+    sampler: str = ""
+    pruner: str = ""
+    metric: str = ""  # the validation metric searched
+    n_trials: int = 0  # per searched arm
+    seeds: int = 0  # evaluation seeds asked for
+    arms: tuple[ArmSetup, ...] = ()
+    hardware: Mapping[str, str] = field(default_factory=dict, hash=False)  # the report's host
+    versions: Mapping[str, str] = field(default_factory=dict, hash=False)
+    config_toml: str = ""
+    command: str = ""
+
+
+@dataclass(frozen=True)
+class Failure:
+    number: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class ArmSearch:
+    arm: str
+    numbers: tuple[int, ...]  # complete trials with a value, by number
+    values: tuple[float, ...]
+    best_so_far: tuple[float, ...]
+    counts: Mapping[str, int] = field(hash=False)  # state -> trials
+    failures: tuple[Failure, ...] = ()
+
+
+@dataclass(frozen=True)
+class Search:
+    metric: str
+    direction: str  # "maximize" or "minimize"
+    arms: tuple[ArmSearch, ...]
+    message: str | None  # why the section is empty, if it is
+
+
+@dataclass(frozen=True)
+class ParamSeries:
+    name: str
+    log: bool
+    x: tuple[float, ...]
+    y: tuple[float, ...]  # the validation metric
+
+
+@dataclass(frozen=True)
+class ArmSensitivity:
+    arm: str
+    n_complete: int
+    params: tuple[ParamSeries, ...]
+    alpha_floor: tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]] | None
+    near_best_share: float | None  # share of complete trials within `near_best_tolerance`
+    near_best_tolerance: str  # in words: "0.01" or "1% of the best"
+    importances: tuple[tuple[str, float], ...]
+    importance_note: str  # the evaluator used, or why there are no importances
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    arms: tuple[ArmSensitivity, ...]
+    message: str | None
+
+
+@dataclass(frozen=True)
+class ArmDynamics:
+    arm: str
+    scheme: str
+    number: int  # the best trial's number
+    value: float
+    epochs: tuple[int, ...]
+    series: Mapping[str, tuple[float, ...]] = field(hash=False)  # EPOCH_METRICS -> per epoch
+
+
+@dataclass(frozen=True)
+class Dynamics:
+    arms: tuple[ArmDynamics, ...]
+    message: str | None
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    arm: str
+    number: int
+    value: float | None
+    params: Mapping[str, Any] = field(hash=False)
+    best_epoch: int | None = None
+    duration_s: float | None = None
+
+
+@dataclass(frozen=True)
+class EvaluationRow:
+    arm: str
+    seed: int
+    metric: float | None  # the verdict's test metric in its display unit
+    test_loss: float | None
+    seconds: float | None
+
+
+@dataclass(frozen=True)
+class Tables:
+    top_trials: tuple[TrialRow, ...]  # the 10 best complete trials of each arm
+    evaluations: tuple[EvaluationRow, ...]
+    message: str | None
+
+
+@dataclass(frozen=True)
+class ReportData:
+    experiment: str
+    generated: str  # ISO time (UTC) the data was read
+    accuracy: bool  # a classification experiment: the test metric is accuracy
+    verdict: Verdict
+    setup: Setup
+    search: Search
+    sensitivity: Sensitivity
+    dynamics: Dynamics
+    tables: Tables

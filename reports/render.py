@@ -1,0 +1,182 @@
+"""Step two of a report: draw a :class:`ReportData` as one self-contained HTML page.
+
+Jinja2 with autoescape renders every string from users or the database escaped; the only
+markup passed through unescaped is ours: the stylesheet, plotly.js (inlined once) and the
+figure fragments Plotly generates (whose JSON escapes ``<``, ``>`` and ``/``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+from plotly.offline import get_plotlyjs  # type: ignore[import-untyped, unused-ignore]
+
+from reports.data import TOP_TRIALS
+from reports.figures import (
+    Figure,
+    dynamics_figures,
+    search_figures,
+    sensitivity_figures,
+    verdict_figures,
+)
+from reports.model import ReportData
+from reports.stats import MeanCI, Paired, p_text, signed
+from reports.templates import COMPARE, CSS, REPORT
+
+__all__ = ["render_compare_html", "render_html"]
+
+SECTIONS = (
+    ("verdict", "Verdict"),
+    ("setup", "Setup"),
+    ("search", "Search"),
+    ("sensitivity", "Sensitivity"),
+    ("dynamics", "Dynamics"),
+    ("tables", "Tables"),
+)
+STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+
+
+def render_html(data: ReportData) -> str:
+    """The whole report as one HTML page: CSS and plotly.js inlined, nothing fetched."""
+    figs = {
+        "verdict": [_safe(f) for f in verdict_figures(data)],
+        "search": [_safe(f) for f in search_figures(data)],
+        "sensitivity": [_safe(f) for f in sensitivity_figures(data)],
+        "dynamics": [_safe(f) for f in dynamics_figures(data)],
+    }
+    v = data.verdict
+    answer_class = ""
+    if v.main is not None and v.main.winner is not None:
+        answer_class = "win" if v.main.winner == v.dynamic_arm else "loss"
+    return (
+        _env()
+        .from_string(REPORT)
+        .render(
+            title=f"dynl2 report: {data.experiment}",
+            css=Markup(CSS),
+            plotlyjs=Markup(_plotlyjs()) if any(figs.values()) else None,
+            sections=SECTIONS,
+            states=STATES,
+            top_n=TOP_TRIALS,
+            d=data,
+            v=v,
+            s=data.setup,
+            search=data.search,
+            sens=data.sensitivity,
+            dyn=data.dynamics,
+            t=data.tables,
+            figs=figs,
+            digits=_digits(data),
+            answer_class=answer_class,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class _CompareRow:
+    experiment: str
+    metric: str
+    unit: str
+    digits: int
+    dynamic: MeanCI | None
+    fixed: MeanCI | None
+    main: Paired | None
+    sentence: str
+    warnings: tuple[str, ...]
+
+
+def render_compare_html(datas: list[ReportData]) -> str:
+    """One page across experiments: one verdict row per experiment (no figures)."""
+    rows = []
+    for data in datas:
+        v = data.verdict
+        by_arm = {a.arm: a.ci for a in v.arms}
+        rows.append(
+            _CompareRow(
+                experiment=data.experiment,
+                metric=v.metric,
+                unit=v.unit,
+                digits=_digits(data),
+                dynamic=by_arm.get(v.dynamic_arm) if v.dynamic_arm else None,
+                fixed=by_arm.get(v.fixed_arm) if v.fixed_arm else None,
+                main=v.main,
+                sentence=v.sentence,
+                warnings=v.warnings,
+            )
+        )
+    return (
+        _env()
+        .from_string(COMPARE)
+        .render(
+            title=f"dynl2: {len(rows)} experiments compared",
+            css=Markup(CSS),
+            plotlyjs=None,
+            rows=rows,
+        )
+    )
+
+
+# ------------------------------------------------------------------------------- helpers
+
+
+@cache
+def _plotlyjs() -> str:
+    return str(get_plotlyjs())
+
+
+def _safe(figure: Figure) -> Figure:
+    # Plotly's fragment is our markup, not user text: pass it through the autoescape.
+    return Figure(figure.id, Markup(figure.html))
+
+
+def _digits(data: ReportData) -> int:
+    return 2 if data.accuracy else 4
+
+
+def _num(x: float | int | None, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:.{digits}f}"
+
+
+def _g(x: float | int | None, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:.{digits}g}"
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.0f}%"
+
+
+def _pval(p: float | None) -> str:
+    text = p_text(p)
+    return text.removeprefix("p = ").removeprefix("p ")
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, Mapping):
+        return "{" + _kv(value) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    return str(value)
+
+
+def _kv(mapping: Mapping[str, Any]) -> str:
+    """``key=value, ...`` as plain text (the template escapes it)."""
+    return ", ".join(f"{k}={_value(v)}" for k, v in mapping.items())
+
+
+@cache
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    env.globals.update(num=_num, g=_g, pct=_pct, pval=_pval, kv=_kv, signed=signed)
+    return env

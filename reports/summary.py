@@ -1,0 +1,61 @@
+"""The verdict's numbers as plain JSON data, for ``dynl2_reports.summary``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from reports.model import ReportData
+from reports.stats import MeanCI, Paired
+
+
+def _float(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _ci(ci: MeanCI | None) -> dict[str, Any] | None:
+    if ci is None:
+        return None
+    return {
+        "mean": _float(ci.mean),
+        "half_width": _float(ci.half_width),
+        "low": _float(ci.low),
+        "high": _float(ci.high),
+        "n": ci.n,
+    }
+
+
+def _paired(c: Paired) -> dict[str, Any]:
+    return {
+        "arm": c.arm,
+        "baseline": c.baseline,
+        "n_pairs": c.n_pairs,
+        "diff": _ci(c.diff),
+        "p_value": _float(c.p_value),
+        "cohen_dz": _float(c.cohen_dz),
+        "significant": c.significant,
+        "winner": c.winner,
+    }
+
+
+def summary_json(data: ReportData) -> dict[str, Any]:
+    """The verdict as JSON-ready data: only dicts, lists, str, int, bool, None and finite
+    floats (``json.dumps(..., allow_nan=False)`` accepts it)."""
+    v = data.verdict
+    return {
+        "experiment": data.experiment,
+        "generated": data.generated,
+        "metric": v.metric,
+        "unit": v.unit,
+        "higher_is_better": v.higher_is_better,
+        "dynamic_arm": v.dynamic_arm,
+        "fixed_arm": v.fixed_arm,
+        "arms": {
+            a.arm: {"scheme": a.scheme, "test": _ci(a.ci), "failed": a.n_failed} for a in v.arms
+        },
+        "main": None if v.main is None else _paired(v.main),
+        "comparisons": [_paired(c) for c in v.comparisons],
+        "sentence": v.sentence,
+        "basis": v.basis,
+        "warnings": list(v.warnings),
+    }

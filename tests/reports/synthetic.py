@@ -1,0 +1,120 @@
+"""Synthetic stores for report tests: experiments, Optuna trials, epochs and evaluations
+written straight through the store's public surface, no training."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import optuna
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
+
+from storage import Store, study_name
+
+LR = {"low": 1e-3, "high": 3e-2, "log": True}
+ARMS: dict[str, dict[str, Any]] = {
+    "dynamic": {"scheme": "dynamic", "alpha": {"low": 1e-4, "high": 1.0, "log": True},
+                "floor": {"low": 1e-8, "high": 1e-2, "log": True}},
+    "fixed": {"scheme": "fixed", "lam": {"low": 1e-6, "high": 1e-1, "log": True}},
+    "none": {"scheme": "none"},
+}  # fmt: skip
+
+
+def config(
+    name: str,
+    arms: Mapping[str, Any] = ARMS,
+    metric: str = "val_acc",
+    dataset: str = "digits",
+    n_trials: int = 4,
+    seeds: int = 3,
+) -> dict[str, Any]:
+    return {
+        "experiment": {"name": name, "seed": 0},
+        "data": {"dataset": dataset, "seed": 0},
+        "model": {"kind": "mlp", "hidden": [16]},
+        "train": {"optimizer": "adam", "lr": LR, "epochs": 3, "batch_size": 100,
+                  "device": "cpu"},
+        "search": {"n_trials": n_trials, "sampler": "random", "pruner": "none",
+                   "metric": metric},
+        "arms": dict(arms),
+        "evaluate": {"seeds": seeds},
+    }  # fmt: skip
+
+
+def create(store: Store, name: str, **kwargs: Any) -> dict[str, Any]:
+    cfg = config(name, **kwargs)
+    store.create_experiment(name, cfg)
+    return cfg
+
+
+def _distributions(cfg: Mapping[str, Any], arm: str) -> dict[str, FloatDistribution]:
+    ranges = {k: v for k, v in cfg["train"].items() if isinstance(v, dict)}
+    ranges.update({k: v for k, v in cfg["arms"][arm].items() if isinstance(v, dict)})
+    return {k: FloatDistribution(r["low"], r["high"], log=r["log"]) for k, r in ranges.items()}
+
+
+def add_trials(
+    store: Store,
+    cfg: Mapping[str, Any],
+    arm: str,
+    values: Sequence[float | None],
+    *,
+    state: TrialState = TrialState.COMPLETE,
+    fail_reason: str | None = None,
+    epochs: int = 0,
+    seed: int = 0,
+) -> optuna.Study:
+    """Add one trial per value (``None`` for FAIL trials), with random params in range."""
+    name = cfg["experiment"]["name"]
+    direction = "maximize" if cfg["search"]["metric"] == "val_acc" else "minimize"
+    study = optuna.create_study(
+        storage=store.optuna_storage(),
+        study_name=study_name(name, arm),
+        direction=direction,
+        load_if_exists=True,
+    )
+    dists = _distributions(cfg, arm)
+    rng = random.Random(seed)
+    for value in values:
+        params = {}
+        for key, d in dists.items():
+            lo, hi = (math.log(d.low), math.log(d.high)) if d.log else (d.low, d.high)
+            x = rng.uniform(lo, hi)
+            params[key] = min(max(math.exp(x) if d.log else x, d.low), d.high)
+        attrs: dict[str, Any] = {"config": {"device": "cpu"}}
+        if fail_reason is not None:
+            attrs["fail_reason"] = fail_reason
+        if state == TrialState.COMPLETE:
+            attrs["best_epoch"] = max(epochs, 1)
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params, distributions=dists, value=value, state=state, user_attrs=attrs
+            )
+        )
+        if epochs:
+            trial_id = study.get_trials(deepcopy=False)[-1]._trial_id
+            store.record_epochs(
+                trial_id,
+                [
+                    {"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e,
+                     "train_acc": 1 - 0.5 / e, "val_acc": 1 - 0.6 / e,
+                     "lam_mean": 0.0 if arm == "none" else 1e-3 * e, "weight_norm": 2.0 + e}
+                    for e in range(1, epochs + 1)
+                ],
+            )  # fmt: skip
+    return study
+
+
+def add_evaluations(
+    store: Store, name: str, arm: str, accs: Sequence[float | None], loss: bool = False
+) -> None:
+    for seed, acc in enumerate(accs):
+        store.record_evaluation(
+            name, arm, seed, {"lr": 0.01},
+            test_loss=(acc if loss else 1.0 - acc) if acc is not None else None,
+            test_acc=None if loss else acc,
+            seconds=0.5,
+        )  # fmt: skip
