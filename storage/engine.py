@@ -14,7 +14,8 @@ from typing import Any
 import sqlalchemy
 from sqlalchemy import Engine
 
-from storage.urls import backend_of, resolve_url, sqlite_path
+from storage.errors import StorageUnavailable
+from storage.urls import backend_of, masked_url, resolve_url, sqlite_path
 
 __all__ = ["SQLITE_BUSY_TIMEOUT_S", "engine_kwargs", "make_engine"]
 
@@ -71,5 +72,17 @@ def make_engine(url: str | None = None, *, create_dirs: bool = True) -> Engine:
     canonical = resolve_url(url)
     path = sqlite_path(canonical)
     if path is not None and create_dirs:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    return sqlalchemy.create_engine(canonical, **engine_kwargs(canonical))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageUnavailable(
+                f"Cannot create the folder {path.parent} for the SQLite file: "
+                f"{exc.strerror or exc}; choose a writable place for the storage URL."
+            ) from exc
+    try:
+        return sqlalchemy.create_engine(canonical, **engine_kwargs(canonical))
+    except ImportError as exc:  # the driver is an optional extra (psycopg) or not ours (pymysql)
+        raise StorageUnavailable(
+            f"The database driver {exc.name!r} for {masked_url(canonical)!r} is not installed; "
+            f"install it (pip install {exc.name}) or use another storage URL."
+        ) from exc

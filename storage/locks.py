@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 
 from .errors import StorageUnavailable
 from .urls import backend_of, sqlite_path
@@ -56,8 +57,13 @@ def named_lock(url: str, engine: Engine, name: str, timeout_s: float = 600.0) ->
             try:
                 yield
             finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _key(name)})
-                conn.commit()
+                try:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _key(name)})
+                    conn.commit()
+                except OperationalError:
+                    # The connection is gone (server restart, network): its session ended and
+                    # took the lock along. Never hand it back to the pool half-known.
+                    conn.invalidate()
             return
         got = conn.execute(
             text("SELECT GET_LOCK(:n, :t)"), {"n": name[:64], "t": int(timeout_s)}

@@ -15,6 +15,7 @@ from sqlalchemy import Column, DateTime, Double, Integer, MetaData, String, Tabl
 __all__ = [
     "OPTUNA_METADATA",
     "studies",
+    "trial_heartbeats",
     "trial_params",
     "trial_user_attributes",
     "trial_values",
@@ -68,4 +69,12 @@ trial_user_attributes = Table(
     Column("trial_id", Integer),
     Column("key", String(512)),
     Column("value_json", Text),
+)
+
+trial_heartbeats = Table(
+    "trial_heartbeats",
+    OPTUNA_METADATA,
+    Column("trial_heartbeat_id", Integer, primary_key=True),
+    Column("trial_id", Integer),
+    Column("heartbeat", DateTime),  # the database server's clock
 )

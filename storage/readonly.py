@@ -17,6 +17,7 @@ writes:
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 import urllib.parse
@@ -126,8 +127,10 @@ def run_readonly(
     """
     if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
         raise QueryError(f"`max_rows` must be an int >= 1, but got {max_rows!r}.")
-    if not isinstance(timeout_s, int | float) or not timeout_s > 0:
-        raise QueryError(f"`timeout_s` must be a number of seconds > 0, but got {timeout_s!r}.")
+    if not isinstance(timeout_s, int | float) or not 0 < timeout_s < math.inf:
+        raise QueryError(
+            f"`timeout_s` must be a finite number of seconds > 0, but got {timeout_s!r}."
+        )
     if not isinstance(sql, str):
         raise QueryError(f"`sql` must be a string, but got {type(sql).__name__}.")
     canonical = resolve_url(url)
@@ -205,6 +208,10 @@ def _run_sqlite(path: Path, sql: str, *, max_rows: int, timeout_s: float) -> Que
                 "a WHERE clause, or allow more time."
             ) from exc
         message = str(exc)
+        if "not a database" in message or "malformed" in message:
+            raise StorageUnavailable(
+                f"The SQLite file {path} is damaged or not a database: {message}."
+            ) from exc
         if "readonly" in message or "read-only" in message or "one statement" in message:
             raise ReadOnlyViolation(f"dynl2 sql is read-only: {message} ({ONLY}).") from exc
         raise QueryError(f"SQLite rejected the query: {message}.") from exc

@@ -492,6 +492,19 @@ class Store:
 
     # ------------------------------------------------------------------------ trials
 
+    def without_heartbeat(self, trial_ids: Sequence[int]) -> list[int]:
+        """Those of ``trial_ids`` that have no row in Optuna's ``trial_heartbeats`` yet."""
+        if not trial_ids:
+            return []
+        heartbeats = ot.trial_heartbeats.c
+        with self._session() as session:
+            beating = set(
+                session.scalars(
+                    select(heartbeats.trial_id).where(heartbeats.trial_id.in_(list(trial_ids)))
+                )
+            )
+        return [trial_id for trial_id in trial_ids if trial_id not in beating]
+
     def trials(self, experiment: str, arm: str | None = None) -> pd.DataFrame:
         """DataFrame of the Optuna trials of ``EXPERIMENT/ARM`` studies, read with SQL.
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 import optuna
+import sqlalchemy.exc
 
 import storage
 from trainers import flush_denormals
@@ -21,6 +22,7 @@ from trainers import flush_denormals
 from . import demo, report_cmds, study_cmds, train_cmd
 from .errors import StudyError, UsageError
 from .experiment import ExperimentConfigError
+from .resilience import driver_message
 
 PROG = "dynl2"
 
@@ -82,6 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (StudyError, storage.StorageError) as exc:  # the environment, not the input
         print(f"{PROG} {args.verb}: failed: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as exc:
+        # The database failed under Optuna's or SQLAlchemy's feet, outside the steps that
+        # wait for it (study.resilience): still one line, and the environment's fault.
+        print(f"{PROG} {args.verb}: failed: the database failed: {driver_message(exc)}",
+              file=sys.stderr)  # fmt: skip
         return 1
     except BrokenPipeError:  # the reader went away (dynl2 ... | head): not an error of ours
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps interpreter shutdown quiet

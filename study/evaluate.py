@@ -1,6 +1,8 @@
 """The final evaluation: each arm's best configuration retrained on S shared seeds, tested once.
 
-Seed i is the same trainer seed for every arm, so arms can be compared paired by seed. Selection
+Seed i is the same trainer seed for every arm, so arms can be compared paired by seed. An arm's
+seeds train together, fused (:mod:`trainers.fused`), each with its own initialization and batch
+order: the numbers of an unfused run with that seed. Selection
 used the validation split only; the test split is read here and nowhere else. Each (arm, seed)
 is one row written when its run ends, so a killed evaluation is redone, never double-counted,
 and seeds already evaluated are skipped.
@@ -8,6 +10,7 @@ and seeds already evaluated are skipped.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import warnings
@@ -19,9 +22,11 @@ import optuna
 from optuna.trial import TrialState
 
 from storage import Store, open, study_name
+from trainers import DivergenceError, TrainConfig, TrainResult, resolve_device, train, train_fused
 
 from .errors import StudyError
 from .experiment import ExperimentConfig, parse_experiment
+from .fused_trials import DEVICE_BATCH
 from .studies import evaluation_seed, searched_arms
 
 
@@ -65,35 +70,79 @@ def pending_tasks(store: Store, config: ExperimentConfig, seeds: int) -> list[Ev
     return sorted(tasks, key=lambda t: (t.index, t.arm))
 
 
-def run_task(store: Store, config: ExperimentConfig, task: EvalTask) -> float | None:
-    """Train and test one (arm, seed); record it. Returns the test accuracy (or None)."""
-    from trainers import DivergenceError, train
+def run_group(store: Store, config: ExperimentConfig, tasks: list[EvalTask]) -> list[float | None]:
+    """Train and test one arm's ``tasks`` (seeds) together, fused, each seed with its own
+    initialization and batch order exactly as an unfused run with that seed; record each.
+    Returns each task's test accuracy (None when it diverged or for regression)."""
+    configs = [
+        config.train_config(t.arm, t.params, evaluation_seed(config, t.index)) for t in tasks
+    ]
+    if len(configs) == 1:
+        try:
+            outcomes: list[TrainResult | DivergenceError] = [train(configs[0])]
+        except DivergenceError as exc:
+            outcomes = [exc]
+    else:
+        outcomes = train_fused(configs)
+    accuracies = []
+    for task, train_config, outcome in zip(tasks, configs, outcomes, strict=True):
+        accuracies.append(_record(store, config, task, train_config, outcome))
+    return accuracies
 
-    train_config = config.train_config(task.arm, task.params, evaluation_seed(config, task.index))
-    try:
-        result = train(train_config)
-    except DivergenceError as exc:
+
+def _record(
+    store: Store,
+    config: ExperimentConfig,
+    task: EvalTask,
+    train_config: TrainConfig,
+    outcome: TrainResult | DivergenceError,
+) -> float | None:
+    if isinstance(outcome, DivergenceError):
         store.record_evaluation(
-            config.name, task.arm, task.index, {**task.params, "diverged": str(exc)},
+            config.name, task.arm, task.index, {**task.params, "diverged": str(outcome)},
             test_loss=None, seconds=None,
         )  # fmt: skip
         return None
-    last = result.history[-1]
+    last = outcome.history[-1]
     store.record_evaluation(
         config.name,
         task.arm,
         task.index,
         {**task.params, "trainer_seed": train_config.seed},
-        test_loss=result.test_loss,
-        test_acc=result.test_acc,
+        test_loss=outcome.test_loss,
+        test_acc=outcome.test_acc,
         val_loss=last.val_loss,
         val_acc=last.val_acc,
-        seconds=result.seconds,
+        seconds=outcome.seconds,
     )
-    return result.test_acc
+    return outcome.test_acc
 
 
-def _run_in_child(url: str, config_dict: dict[str, object], task: EvalTask) -> float | None:
+def balanced_size(size: int, seeds: int, arms: int, workers: int) -> int:
+    """The group size, at most ``size``, that splits every arm's ``seeds`` into a number of
+    groups such that all arms' groups divide evenly among ``workers`` processes: 3 arms of 10
+    seeds on 2 workers train in groups of 5 (6 groups, 3 rounds), not 10 (the third group
+    would train alone while a core idles)."""
+    per_arm = max(1, math.ceil(seeds / max(size, 1)))
+    if workers > 1 and arms > 0:
+        even = workers // math.gcd(arms, workers)  # arms × even is a multiple of workers
+        per_arm = math.ceil(per_arm / even) * even
+    return max(1, math.ceil(seeds / per_arm))
+
+
+def groups(tasks: list[EvalTask], batch: int) -> list[list[EvalTask]]:
+    """Tasks in fused groups of up to ``batch`` seeds of one arm, seed-block-major: the first
+    ``batch`` seeds of every arm before the next block, so a cut-short evaluation leaves the
+    arms with (nearly) the same seeds."""
+    out: dict[tuple[int, str], list[EvalTask]] = {}
+    for task in tasks:
+        out.setdefault((task.index // batch, task.arm), []).append(task)
+    return [out[key] for key in sorted(out)]
+
+
+def _run_in_child(
+    url: str, config_dict: dict[str, object], tasks: list[EvalTask]
+) -> list[float | None]:
     import torch
 
     from trainers import flush_denormals
@@ -101,7 +150,7 @@ def _run_in_child(url: str, config_dict: dict[str, object], task: EvalTask) -> f
     flush_denormals()  # first, before torch creates its threads
     torch.set_num_threads(int(os.environ.get("DYNL2_THREADS", "1")))
     with open(url) as store:
-        return run_task(store, parse_experiment(config_dict), task)
+        return run_group(store, parse_experiment(config_dict), tasks)
 
 
 def evaluate(
@@ -110,24 +159,37 @@ def evaluate(
     seeds: int,
     workers: int = 1,
     on_done: Callable[[EvalTask, float | None, int, int], None] | None = None,
+    batch: int | None = None,
 ) -> int:
-    """Evaluate every pending (arm, seed); returns how many runs this call did."""
+    """Evaluate every pending (arm, seed); returns how many runs this call did.
+
+    Seeds of one arm train fused in groups of ``batch`` (default: ``[search] batch``, else
+    the device's largest default group: evaluation has no sampler waiting for results)."""
     tasks = pending_tasks(store, config, seeds)
     total = len(tasks)
-    if workers <= 1 or total <= 1:
-        for i, task in enumerate(tasks, 1):
-            acc = run_task(store, config, task)
-            if on_done:
-                on_done(task, acc, i, total)
+    device = resolve_device(str(config.train_fixed.get("device", "auto")))
+    size = batch or config.search.batch or DEVICE_BATCH.get(device.type, 1)
+    arms = len({t.arm for t in tasks})
+    work = groups(tasks, balanced_size(size, seeds, arms, workers))
+    done = 0
+    if workers <= 1 or len(work) <= 1:
+        for group in work:
+            for task, acc in zip(group, run_group(store, config, group), strict=True):
+                done += 1
+                if on_done:
+                    on_done(task, acc, done, total)
         return total
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = {pool.submit(_run_in_child, store.url, config.to_dict(), t): t for t in tasks}
-        for i, future in enumerate(as_completed(futures), 1):
+        futures = {pool.submit(_run_in_child, store.url, config.to_dict(), g): g for g in work}
+        for future in as_completed(futures):
+            group = futures[future]
             try:
-                acc = future.result()
+                accuracies = future.result()
             except Exception as exc:
-                raise StudyError(f"evaluation of {futures[future].arm} failed: {exc}") from exc
-            if on_done:
-                on_done(futures[future], acc, i, total)
+                raise StudyError(f"evaluation of {group[0].arm} failed: {exc}") from exc
+            for task, acc in zip(group, accuracies, strict=True):
+                done += 1
+                if on_done:
+                    on_done(task, acc, done, total)
     return total

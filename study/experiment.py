@@ -631,9 +631,10 @@ def _check_floor_ceiling(arm: ArmConfig) -> None:
 
 @functools.cache
 def _train_kinds() -> Mapping[str, Kind]:
-    """TrainConfig's scalar settings a config may give (not seed: [experiment] seed sets it)."""
+    """TrainConfig's scalar settings a config may give (not the seeds: [experiment] seed sets
+    them, and fused groups set order_seed)."""
     hints = typing.get_type_hints(TrainConfig)
-    skip = ("data", "model", "scheme", "seed")
+    skip = ("data", "model", "scheme", "seed", "order_seed")
     kinds = {f.name: _kind(hints[f.name]) for f in fields(TrainConfig) if f.name not in skip}
     return types.MappingProxyType(kinds)
 

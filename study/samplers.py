@@ -40,6 +40,17 @@ def make_sampler(search: SearchConfig, seed: int | None) -> optuna.samplers.Base
     raise ValueError(f"`search.sampler` must be one of tpe, random, qmc, cmaes, gp, got {name!r}")
 
 
+MEDIAN_STARTUP = 5  # complete trials before the median pruner prunes anything
+
+
+def pruning_startup(search: SearchConfig) -> int:
+    """Complete trials an arm needs before its pruner prunes at all (0: none needed).
+
+    Fused groups respect it: trials started together cannot prune each other, so until an arm
+    has this many complete trials its groups hold no more than are still missing."""
+    return MEDIAN_STARTUP if search.pruner == "median" else 0
+
+
 def make_pruner(search: SearchConfig, epochs: int) -> optuna.pruners.BasePruner:
     """The pruner named by ``search.pruner`` for trials that report once per epoch (step =
     epoch number) and train at most ``epochs`` epochs."""
@@ -53,7 +64,7 @@ def make_pruner(search: SearchConfig, epochs: int) -> optuna.pruners.BasePruner:
         # in the first epochs either, where curves of good and bad settings still cross; capped
         # at 5 and at a fifth of the run so short runs can be pruned at all.
         return optuna.pruners.MedianPruner(
-            n_startup_trials=5, n_warmup_steps=min(5, epochs // 5), interval_steps=1
+            n_startup_trials=MEDIAN_STARTUP, n_warmup_steps=min(5, epochs // 5), interval_steps=1
         )
     if name == "hyperband":
         # Resources are epochs: the smallest rung is one epoch, the largest a full run.

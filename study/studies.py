@@ -8,6 +8,7 @@ crashed is not a result: it does not count, and a stale one is retried once.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -111,7 +112,7 @@ def open_studies(
     seed = sampler_seed(config, worker)
     studies = {}
     for arm in searched_arms(config):
-        studies[arm.name] = optuna.create_study(
+        study = optuna.create_study(
             storage=storage,
             study_name=study_name(config.name, arm.name),
             direction=config.direction,
@@ -119,7 +120,37 @@ def open_studies(
             pruner=make_pruner(config.search, config.max_epochs),
             load_if_exists=True,
         )
+        if seed is not None and config.search.sampler != "qmc":
+            seen = len(study.get_trials(deepcopy=False))
+            if seen:
+                # A resumed study (a run restarted, a worker rejoining with its --index): a
+                # sampler seeded as at the first start would replay its draws (random search,
+                # TPE's start-up trials), trying and counting the same parameters again.
+                study.sampler = make_sampler(config.search, resume_seed(seed, seen))
+        studies[arm.name] = study
     return studies
+
+
+def resume_seed(seed: int, seen: int) -> int:
+    """The sampler seed of a worker that joins a study already holding ``seen`` trials."""
+    digest = hashlib.sha256(f"dynl2-resume:{seed}:{seen}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 2**31
+
+
+def adopt_silent_claims(store: Store, study: optuna.Study) -> list[int]:
+    """Give a first heartbeat to every RUNNING trial of ``study`` that has none.
+
+    A worker writes its claim's first heartbeat right after asking, under the claim lock; one
+    killed (or cut off from the database) in between leaves a RUNNING trial Optuna would never
+    declare stale, and its arm would wait for it forever. Called under the same lock, so it
+    only ever sees such orphans: the heartbeat written here lapses, and after the grace period
+    the trial is failed and retried like any other dead worker's. Returns their trial ids.
+    """
+    running = [t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    silent = store.without_heartbeat(running)
+    for trial_id in silent:
+        study._storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+    return silent
 
 
 def is_result(trial: FrozenTrial) -> bool:

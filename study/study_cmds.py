@@ -21,6 +21,7 @@ from .errors import UsageError
 from .evaluate import EvalTask, evaluate
 from .experiment import ExperimentConfig, load_experiment, parse_experiment
 from .progress import ProgressPrinter, arm_counts, evaluation_summary, format_summary
+from .resilience import Patience, is_transient, retrying
 from .studies import Heartbeat, open_studies
 from .worker import run_worker
 
@@ -39,6 +40,7 @@ def add_parsers(verbs: Any) -> None:
     )
     p.add_argument("config", metavar="CONFIG.toml", help="the experiment config")
     p.add_argument("--workers", type=_positive, default=1, help="worker processes (default 1)")
+    _batch_flag(p)
     _storage_flag(p)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(handler=cmd_run)
@@ -49,6 +51,7 @@ def add_parsers(verbs: Any) -> None:
         description="Train trials of EXPERIMENT until every arm has its budget, then exit.",
     )
     p.add_argument("experiment", metavar="EXPERIMENT")
+    _batch_flag(p)
     _storage_flag(p)
     p.add_argument("--quiet", action="store_true", help="no line per trial")
     p.add_argument(
@@ -105,6 +108,23 @@ def add_parsers(verbs: Any) -> None:
     p.set_defaults(handler=cmd_sql)
 
 
+def _batch_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--batch",
+        type=_batch,
+        metavar="K",
+        help="trials of one arm trained together as one fused model (1 to 4096; default: "
+        "[search] batch, else chosen for the device: see the README)",
+    )
+
+
+def _batch(text: str) -> int:
+    value = _positive(text)
+    if value > 4096:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 4096, got {text!r}")
+    return value
+
+
 def _storage_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--storage",
@@ -145,16 +165,21 @@ def _experiment(store: Store, name: str) -> ExperimentConfig:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_experiment(Path(args.config))  # validated before anything is written
-    return run_experiment(config, args.storage, args.workers, args.quiet)
+    return run_experiment(config, args.storage, args.workers, args.quiet, args.batch)
 
 
 def run_experiment(
-    config: ExperimentConfig, storage_url: str | None, workers: int, quiet: bool
+    config: ExperimentConfig,
+    storage_url: str | None,
+    workers: int,
+    quiet: bool,
+    batch: int | None = None,
 ) -> int:
     """Create or resume, search, evaluate, report: what ``dynl2 run`` and ``demo`` do."""
     from .report_cmds import make_report
 
     heartbeat = heartbeat_from_env()
+    Patience.from_env()  # a bad $DYNL2_DB_PATIENCE is refused before anything is written
     url = storage.resolve_url(storage_url)
     with storage.open(url) as store:
         _create_or_resume(store, config)
@@ -165,20 +190,32 @@ def run_experiment(
             f"{len(config.arms)} arms, {config.search.n_trials} trials per searched arm, "
             f"{workers} worker(s)"
         )
-        if config.search.batch is not None:
-            print(
-                "dynl2 run: note: [search] batch is accepted, but fused training is not built "
-                "yet; every trial trains on its own",
-                file=sys.stderr,
-            )
-        code = _search(store, config, url, workers, say)
+        _say_groups(config, batch, say)
+        code = _search(store, config, url, workers, say, batch)
         if code != 0:
             return code
-        _evaluate(store, config, config.evaluate.seeds, workers, say)
+        _evaluate(store, config, config.evaluate.seeds, workers, say, batch)
         print(format_summary(evaluation_summary(store, config)))
         path, seconds = make_report(store, config.name)
         print(f"report: {path}  ({seconds:.1f} s)")
     return 0
+
+
+def _say_groups(config: ExperimentConfig, batch: int | None, say: Callable[[str], None]) -> None:
+    """Say how many trials each claim trains together, and which arms cannot fuse."""
+    from trainers import resolve_device
+
+    from .fused_trials import group_sizes
+
+    def note(line: str) -> None:
+        print(f"dynl2 run: note: {line}", file=sys.stderr)
+
+    device = resolve_device(str(config.train_fixed.get("device", "auto")))
+    sizes = group_sizes(config, device.type, batch, note)
+    if sizes:
+        largest = max(sizes.values())
+        how = "--batch" if batch else "[search] batch" if config.search.batch else device.type
+        say(f"dynl2 run: fused groups of up to {largest} trials ({how})")
 
 
 def _say(quiet: bool) -> Callable[[str], None]:
@@ -206,25 +243,38 @@ def _create_or_resume(store: Store, config: ExperimentConfig) -> None:
 
 
 def _search(
-    store: Store, config: ExperimentConfig, url: str, workers: int, say: Callable[[str], None]
+    store: Store,
+    config: ExperimentConfig,
+    url: str,
+    workers: int,
+    say: Callable[[str], None],
+    batch: int | None = None,
 ) -> int:
     threads = max(1, (os.cpu_count() or 1) // workers)
     env = {**os.environ, "DYNL2_THREADS": str(threads)}
     command = [sys.executable, "-m", "study", "worker", config.name, "--storage", url, "--quiet"]
+    if batch is not None:
+        command += ["--batch", str(batch)]
     procs = [subprocess.Popen([*command, "--index", str(i)], env=env) for i in range(workers)]
     printer = ProgressPrinter(say)
     started = time.monotonic()
     try:
         while any(p.poll() is None for p in procs):
-            printer.update(arm_counts(store, config), time.monotonic() - started)
+            try:
+                printer.update(arm_counts(store, config), time.monotonic() - started)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                # The database is away: the workers wait for it (study.resilience), and
+                # progress lines resume when it answers.
             time.sleep(1.0)
     except KeyboardInterrupt:
         for p in procs:
             p.terminate()
         raise
-    printer.update(arm_counts(store, config), time.monotonic() - started, force=True)
     failed = [p.returncode for p in procs if p.returncode != 0]
-    counts = arm_counts(store, config)
+    counts = retrying(lambda: arm_counts(store, config), "counting results")
+    printer.update(counts, time.monotonic() - started, force=True)
     short = [arm for arm, c in counts.items() if c.results < config.search.n_trials]
     if short:
         print(
@@ -237,13 +287,18 @@ def _search(
 
 
 def _evaluate(
-    store: Store, config: ExperimentConfig, seeds: int, workers: int, say: Callable[[str], None]
+    store: Store,
+    config: ExperimentConfig,
+    seeds: int,
+    workers: int,
+    say: Callable[[str], None],
+    batch: int | None = None,
 ) -> None:
     def on_done(task: EvalTask, acc: float | None, i: int, total: int) -> None:
         shown = "diverged" if acc is None else f"test_acc {100 * acc:.2f}%"
         say(f"evaluate {i}/{total}: {task.arm} seed {task.index}: {shown}")
 
-    evaluate(store, config, seeds, workers=workers, on_done=on_done)
+    evaluate(store, config, seeds, workers=workers, on_done=on_done, batch=batch)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -251,6 +306,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(int(os.environ.get("DYNL2_THREADS", torch.get_num_threads())))
     heartbeat = heartbeat_from_env()
+    Patience.from_env()  # refuse a bad $DYNL2_DB_PATIENCE now, not at the first outage
     with storage.open(storage.resolve_url(args.storage), create=False) as store:
         config = _experiment(store, args.experiment)
 
@@ -258,7 +314,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
             if not args.quiet:
                 print(f"dynl2 worker: {arm} trial {number}: {outcome}", flush=True)
 
-        summary = run_worker(store, config, heartbeat, on_trial=on_trial, worker=args.index)
+        def note(line: str) -> None:
+            if not args.quiet:
+                print(f"dynl2 worker: {line}", file=sys.stderr, flush=True)
+
+        summary = run_worker(
+            store,
+            config,
+            heartbeat,
+            on_trial=on_trial,
+            worker=args.index,
+            note=note,
+            batch=args.batch,
+        )
         if not args.quiet:
             print(f"dynl2 worker: done, {summary.total} trial(s) trained here")
     return 0

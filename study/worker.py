@@ -9,6 +9,7 @@ home-made coordinates workers beyond that lock: the database does.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -28,6 +29,7 @@ from trainers import (
     Dataset,
     DivergenceError,
     EpochRecord,
+    TrainResult,
     data_from_dict,
     load_dataset,
     resolve_device,
@@ -36,6 +38,8 @@ from trainers import (
 
 from .errors import StudyError
 from .experiment import ExperimentConfig
+from .resilience import DatabaseAway, retrying
+from .samplers import pruning_startup
 from .studies import (
     BEST_EPOCH_ATTR,
     CONFIG_ATTR,
@@ -43,6 +47,7 @@ from .studies import (
     REASON_ATTR,
     RESULT_ATTR,
     Heartbeat,
+    adopt_silent_claims,
     count,
     distributions,
     open_studies,
@@ -77,47 +82,67 @@ def run_worker(
     on_trial: Callable[[str, int, str], None] | None = None,
     poll: float = 1.0,
     worker: int | None = 0,
+    note: Callable[[str], None] | None = None,
+    batch: int | None = None,
 ) -> WorkerSummary:
     """Train trials of ``config`` until every searched arm has ``n_trials`` results.
 
     ``worker`` (0, 1, ...) seeds this worker's samplers; see :func:`studies.sampler_seed`.
+    Each claim takes up to ``batch`` trials of one arm and trains them fused (default:
+    ``[search] batch``, else :func:`fused_trials.default_batch` for the device).
+    A database that stops answering is waited for (see :mod:`study.resilience`); ``note``
+    hears when it goes and comes back.
     """
-    studies = open_studies(store, config, heartbeat or Heartbeat(), worker)
+    studies = retrying(
+        lambda: open_studies(store, config, heartbeat or Heartbeat(), worker),
+        "opening the studies",
+        note=note,
+    )
+    from .fused_trials import group_sizes, run_trials  # they build on this module's trials
+
     summary = WorkerSummary()
     data: list[Dataset] = []  # loaded on the first claim, then reused for every trial
+    device = resolve_device(str(config.train_fixed.get("device", "auto")))
+    sizes = group_sizes(config, device.type, batch, note)
 
     def dataset() -> Dataset:
         if not data:
-            device = resolve_device(str(config.train_fixed.get("device", "auto")))
             data.append(load_dataset(data_from_dict(config.data), device))
         return data[0]
 
     while studies:
-        claim = _claim(store, config, studies)
+        claim = retrying(
+            lambda: _claim(store, config, studies, sizes), "claiming trials", note=note
+        )
         if claim == "done":
             return summary
         if claim == "wait":  # others still run the last trials; one may die and need a retry
             time.sleep(poll)
             continue
         study = studies[claim.arm]
-        with _heartbeat(study, claim.trial._trial_id):
-            outcome = run_trial(store, config, claim.arm, study, claim.trial, dataset)
-        summary.trials[claim.arm] = summary.trials.get(claim.arm, 0) + 1
+        with _heartbeat(study, [t._trial_id for t in claim.trials]):
+            outcomes = run_trials(store, config, claim.arm, study, claim.trials, dataset, note)
+        summary.trials[claim.arm] = summary.trials.get(claim.arm, 0) + len(claim.trials)
         if on_trial is not None:
-            on_trial(claim.arm, claim.trial.number, outcome)
+            for trial, outcome in zip(claim.trials, outcomes, strict=True):
+                on_trial(claim.arm, trial.number, outcome)
     return summary
 
 
 @dataclass(frozen=True)
 class _Claim:
     arm: str
-    trial: optuna.trial.Trial
+    trials: tuple[optuna.trial.Trial, ...]
 
 
 def _claim(
-    store: Store, config: ExperimentConfig, studies: dict[str, optuna.Study]
+    store: Store,
+    config: ExperimentConfig,
+    studies: dict[str, optuna.Study],
+    sizes: dict[str, int] | None = None,
 ) -> _Claim | Literal["wait", "done"]:
-    """Ask the arm furthest from its budget for a trial, if any arm still has a free slot.
+    """Ask the arm furthest from its budget for up to ``sizes[arm]`` trials (default 1), as
+    many as it has free slots.
 
     The new trial's first heartbeat is written before the lock is released: Optuna never
     declares a RUNNING trial without any heartbeat stale, so a worker dying right after its
@@ -129,6 +154,7 @@ def _claim(
         best: tuple[float, str] | None = None
         for arm, study in studies.items():
             fail_stale_trials(study)
+            adopt_silent_claims(store, study)
             counts = count(study, config.direction)
             if counts.results >= n:
                 continue
@@ -141,9 +167,24 @@ def _claim(
         if best is None:
             return "wait" if pending else "done"
         arm = best[1]
-        trial = studies[arm].ask(distributions(config, arm))
-        studies[arm]._storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
-    return _Claim(arm, trial)
+        counts = count(studies[arm], config.direction)
+        free = max(n - counts.results - counts.running, counts.waiting)
+        size = (sizes or {}).get(arm, 1)
+        startup = pruning_startup(config.search)
+        if counts.complete < startup:  # the pruner's reference trials come first
+            size = min(size, max(1, startup - counts.complete - counts.running))
+        beat = studies[arm]._storage.record_heartbeat  # type: ignore[attr-defined]
+        trials = []
+        for _ in range(max(1, min(size, free))):
+            trial = studies[arm].ask(distributions(config, arm))
+            # Retried on its own: retrying the whole claim would ask again and leave this
+            # trial RUNNING without a heartbeat, which Optuna never declares stale.
+            retrying(
+                functools.partial(beat, trial._trial_id),
+                "recording a heartbeat",
+            )
+            trials.append(trial)
+    return _Claim(arm, tuple(trials))
 
 
 class _TrialTakenAway(Exception):
@@ -173,38 +214,69 @@ def run_trial(
     def on_epoch(record: EpochRecord) -> bool:
         epochs.append(record)
         try:
-            trial.report(metric_of(record, metric), record.epoch)
+            retrying(
+                lambda: trial.report(metric_of(record, metric), record.epoch),
+                "reporting an epoch",
+            )
         except optuna.exceptions.UpdateFinishedTrialError:
             raise _TrialTakenAway from None
-        return trial.should_prune()
+        return retrying(trial.should_prune, "asking the pruner")
 
     try:
         train_config = config.train_config(arm, trial.params, trial_seed(config, trial.number))
-        trial.set_user_attr(CONFIG_ATTR, train_config.to_dict())
+        retrying(
+            lambda: trial.set_user_attr(CONFIG_ATTR, train_config.to_dict()),
+            "recording the trial's config",
+        )
         result = train(train_config, on_epoch=on_epoch, data=dataset())
     except (_TrialTakenAway, optuna.exceptions.UpdateFinishedTrialError):
         return ABANDONED
+    except DatabaseAway:
+        raise  # not the trial's fault: it stays RUNNING, goes stale and is retried
     except DivergenceError as exc:
+        return conclude(store, config, study, trial, epochs, exc)
+    except Exception as exc:
+        raise fail_trial(arm, study, trial, exc) from exc
+    return conclude(store, config, study, trial, epochs, result)
+
+
+def conclude(
+    store: Store,
+    config: ExperimentConfig,
+    study: optuna.Study,
+    trial: optuna.trial.Trial,
+    epochs: list[EpochRecord],
+    outcome: TrainResult | DivergenceError,
+) -> str:
+    """Record how a trained trial ended (its epochs, result and value) and tell the study;
+    returns "complete", "pruned", "diverged" or "abandoned" (see :func:`run_trial`)."""
+    if isinstance(outcome, DivergenceError):
         return _finish(
             store, study, trial, epochs, TrialState.FAIL,
-            {RESULT_ATTR: DIVERGED, REASON_ATTR: str(exc)},
+            {RESULT_ATTR: DIVERGED, REASON_ATTR: str(outcome)},
         )  # fmt: skip
-    except Exception as exc:
-        detail = traceback.format_exception_only(exc)[-1].strip()
-        with suppress(Exception):  # best effort: the trial must not stay RUNNING
-            trial.set_user_attr(REASON_ATTR, detail)
-            study.tell(trial, state=TrialState.FAIL)
-        raise WorkerFailed(f"trial {arm}#{trial.number} failed: {detail}") from exc
-    values = [metric_of(e, metric) for e in epochs]
+    values = [metric_of(e, config.search.metric) for e in epochs]
     pick = max if config.direction == "maximize" else min
     attrs: dict[str, object] = {BEST_EPOCH_ATTR: epochs[values.index(pick(values))].epoch}
-    if result.stopped:
+    if outcome.stopped:
         return _finish(
             store, study, trial, epochs, TrialState.PRUNED, attrs | {RESULT_ATTR: "pruned"}
         )
     assert math.isfinite(values[-1])  # a non-finite metric raised DivergenceError
     attrs[RESULT_ATTR] = "complete"
     return _finish(store, study, trial, epochs, TrialState.COMPLETE, attrs, values[-1])
+
+
+def fail_trial(
+    arm: str, study: optuna.Study, trial: optuna.trial.Trial, exc: BaseException
+) -> WorkerFailed:
+    """Mark a trial FAIL with ``exc`` as its reason (best effort: it must not stay RUNNING)
+    and return the error the worker stops with."""
+    detail = traceback.format_exception_only(exc)[-1].strip()
+    with suppress(Exception):
+        trial.set_user_attr(REASON_ATTR, detail)
+        study.tell(trial, state=TrialState.FAIL)
+    return WorkerFailed(f"trial {arm}#{trial.number} failed: {detail}")
 
 
 def _finish(
@@ -217,13 +289,23 @@ def _finish(
     value: float | None = None,
 ) -> str:
     """Record the epochs (one transaction), then the attributes, then tell: a trial is never
-    COMPLETE without its epoch rows."""
+    COMPLETE without its epoch rows. Each step may run twice (see :mod:`study.resilience`):
+    epochs are upserted, and a tell that finds the trial finished by this very tell is done."""
     try:
-        store.record_epochs(trial._trial_id, [e.to_dict() for e in epochs])
-        for key, item in attrs.items():
-            trial.set_user_attr(key, item)
-        study.tell(trial, value, state=state)
+        rows = [e.to_dict() for e in epochs]
+        retrying(lambda: store.record_epochs(trial._trial_id, rows), "recording epochs")
+
+        def set_attrs() -> None:
+            for key, item in attrs.items():
+                trial.set_user_attr(key, item)
+
+        retrying(set_attrs, "recording the trial's result")
+        told = retrying(
+            lambda: study.tell(trial, value, state=state, skip_if_finished=True), "telling"
+        )
     except optuna.exceptions.UpdateFinishedTrialError:
+        return ABANDONED
+    if told.state != state:  # finished meanwhile by another worker (declared stale)
         return ABANDONED
     return str(attrs[RESULT_ATTR])
 
@@ -239,8 +321,8 @@ def _quiet_optuna() -> Iterator[None]:
 
 
 @contextmanager
-def _heartbeat(study: optuna.Study, trial_id: int) -> Iterator[None]:
-    """Record the trial's heartbeat every ``interval`` seconds while it trains."""
+def _heartbeat(study: optuna.Study, trial_ids: list[int]) -> Iterator[None]:
+    """Record the trials' heartbeats every ``interval`` seconds while they train."""
     storage = study._storage
     interval = storage.get_heartbeat_interval()  # type: ignore[attr-defined]
     stop = threading.Event()
@@ -248,11 +330,12 @@ def _heartbeat(study: optuna.Study, trial_id: int) -> Iterator[None]:
     def beat() -> None:
         while True:
             with suppress(Exception):  # a missed beat is retried; the trial goes on
-                storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+                for trial_id in trial_ids:
+                    storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
             if stop.wait(interval):
                 return
 
-    thread = threading.Thread(target=beat, name=f"dynl2-heartbeat-{trial_id}", daemon=True)
+    thread = threading.Thread(target=beat, name=f"dynl2-heartbeat-{trial_ids[0]}", daemon=True)
     thread.start()
     try:
         yield

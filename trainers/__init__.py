@@ -1,5 +1,6 @@
-"""dynl2's trainer layer: pure PyTorch. Datasets on the device, models, regularization schemes
-and the training loop. Knows nothing of Optuna or SQL."""
+"""dynl2's trainer layer: pure PyTorch. Datasets on the device, models, regularization schemes,
+and the training loop, and the fused engine that trains K runs as one stacked model. Knows nothing
+of Optuna or SQL."""
 
 from .config import OPTIMIZERS, TrainConfig
 from .data import (
@@ -14,6 +15,7 @@ from .data import (
     load_dataset,
 )
 from .errors import ConfigError, DivergenceError, TrainerError
+from .fused import PER_MEMBER, FusedOutcome, FusedTrainer, fuse_problem, train_fused
 from .loop import (
     EpochCallback,
     EpochRecord,
@@ -42,6 +44,7 @@ __all__ = [
     "DATASETS",
     "MODELS",
     "OPTIMIZERS",
+    "PER_MEMBER",
     "SCHEMES",
     "AWDScheme",
     "BreastCancerData",
@@ -56,6 +59,8 @@ __all__ = [
     "EpochCallback",
     "EpochRecord",
     "FixedScheme",
+    "FusedOutcome",
+    "FusedTrainer",
     "LinearData",
     "LinearModel",
     "MLPModel",
@@ -71,10 +76,12 @@ __all__ = [
     "build_model",
     "data_from_dict",
     "flush_denormals",
+    "fuse_problem",
     "load_dataset",
     "make_regularizer",
     "resolve_device",
     "scheme_from_dict",
     "scheme_parameters",
     "train",
+    "train_fused",
 ]

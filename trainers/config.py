@@ -31,6 +31,8 @@ class TrainConfig:
     epochs: int = 20  # passes over the training split
     batch_size: int = 100  # examples per step (the last batch of an epoch may be smaller)
     seed: int = 0  # initialization and batch order
+    order_seed: int | None = None  # batch order seed when it differs from ``seed``: the trials
+    # of a fused search group share one batch order (see trainers.fused); None = ``seed``
     device: str = "auto"  # "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N", "mps"
 
     def __post_init__(self) -> None:
@@ -52,6 +54,10 @@ class TrainConfig:
             )
         if not 0 <= self.seed < 2**63:
             raise ConfigError("seed", f"must be between 0 and 2**63-1, got {self.seed!r}")
+        if self.order_seed is not None and not 0 <= self.order_seed < 2**63:
+            raise ConfigError(
+                "order_seed", f"must be between 0 and 2**63-1, got {self.order_seed!r}"
+            )
         if self.model.name == "cnn" and not self.data.sequence:
             raise ConfigError(
                 "model.kind", f"cnn needs sequence data (dataset mnist1d), not {self.data.name!r}"
@@ -65,13 +71,22 @@ class TrainConfig:
         """A copy with some fields replaced (validated again)."""
         return replace(self, **changes)
 
+    @property
+    def batch_order_seed(self) -> int:
+        """The seed of the batch order: ``order_seed`` when set, else ``seed``."""
+        return self.seed if self.order_seed is None else self.order_seed
+
     def to_dict(self) -> dict[str, object]:
-        """Plain JSON-ready values; :meth:`from_dict` reads them back."""
+        """Plain JSON-ready values; :meth:`from_dict` reads them back. ``order_seed`` is left
+        out when unset, so configs stored before it existed read back the same."""
+        scalars = {k: getattr(self, k) for k in _SCALARS}
+        if self.order_seed is None:
+            del scalars["order_seed"]
         return {
             "data": data_to_dict(self.data),
             "model": model_to_dict(self.model),
             "scheme": self.scheme.to_dict(),
-            **{k: getattr(self, k) for k in _SCALARS},
+            **scalars,
         }
 
     @classmethod
@@ -108,6 +123,7 @@ _SCALARS: dict[str, Any] = {
     "epochs": int,
     "batch_size": int,
     "seed": int,
+    "order_seed": int | None,
     "device": str,
 }
 

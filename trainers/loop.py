@@ -218,9 +218,9 @@ def train(
     trainer = Trainer(config, data, device)
     n = len(data.x_train)
     batch = min(config.batch_size, n)
-    sizes = torch.tensor(_batch_sizes(n, batch), device=device, dtype=torch.float32)
+    sizes = torch.tensor(batch_sizes(n, batch), device=device, dtype=torch.float32)
     generator = torch.Generator(device=device)
-    generator.manual_seed(config.seed)
+    generator.manual_seed(config.batch_order_seed)
     history: list[EpochRecord] = []
     stopped = False
     for epoch in range(1, config.epochs + 1):
@@ -243,20 +243,10 @@ def train(
             ]
         )
         values = summary.tolist()  # note: the epoch's one CPU-GPU sync point
-        record = EpochRecord(
-            epoch=epoch,
-            train_loss=values[0],
-            train_acc=values[1] if trainer.classification else None,
-            val_loss=values[2],
-            val_acc=values[3] if trainer.classification else None,
-            lam_mean=values[4],
-            lam_min=values[5],
-            lam_max=values[6],
-            lam_last=values[7],
-            weight_norm=values[8],
-            seconds=time.perf_counter() - t0,
-        )
-        _check_finite(record, weights_finite=values[9] == 1.0)
+        record = epoch_record(epoch, values, trainer.classification, time.perf_counter() - t0)
+        problem = divergence(record, weights_finite=values[9] == 1.0)
+        if problem is not None:
+            raise problem
         history.append(record)
         if on_epoch is not None and on_epoch(record):
             stopped = True
@@ -278,7 +268,7 @@ def train(
     )
 
 
-def _batch_sizes(n: int, batch: int) -> Sequence[int]:
+def batch_sizes(n: int, batch: int) -> Sequence[int]:
     full, rest = divmod(n, batch)
     return [batch] * full + ([rest] if rest else [])
 
@@ -288,10 +278,32 @@ def _all_finite(model: nn.Module) -> Tensor:
     return torch.stack(flags).all().float()
 
 
-def _check_finite(record: EpochRecord, weights_finite: bool) -> None:
+def epoch_record(
+    epoch: int, values: Sequence[float], classification: bool, seconds: float
+) -> EpochRecord:
+    """An epoch's record from its summary row: train loss and accuracy, validation loss and
+    accuracy, λ_t mean, min, max and last, weight norm (the trainers' shared layout)."""
+    return EpochRecord(
+        epoch=epoch,
+        train_loss=values[0],
+        train_acc=values[1] if classification else None,
+        val_loss=values[2],
+        val_acc=values[3] if classification else None,
+        lam_mean=values[4],
+        lam_min=values[5],
+        lam_max=values[6],
+        lam_last=values[7],
+        weight_norm=values[8],
+        seconds=seconds,
+    )
+
+
+def divergence(record: EpochRecord, weights_finite: bool) -> DivergenceError | None:
+    """The divergence an epoch shows (a non-finite loss, λ_t or weight), or None."""
     for name in ("train_loss", "val_loss", "lam_last"):
         value = getattr(record, name)
         if not math.isfinite(value):
-            raise DivergenceError(record.epoch, record.lam_last, f"{name} is {value}")
+            return DivergenceError(record.epoch, record.lam_last, f"{name} is {value}")
     if not weights_finite:
-        raise DivergenceError(record.epoch, record.lam_last, "a weight is not finite")
+        return DivergenceError(record.epoch, record.lam_last, "a weight is not finite")
+    return None

@@ -87,7 +87,9 @@ def test_bad_experiment_names_are_refused(sqlite_store: storage.Store, bad: Any)
 
 
 @pytest.mark.parametrize(
-    "bad", [{"x": math.nan}, {"x": object()}, ["not", "a", "mapping"]], ids=repr
+    "bad",
+    [{"x": math.nan}, {"x": object()}, ["not", "a", "mapping"]],
+    ids=["nan", "object", "list"],  # stable ids: parallel workers must collect the same tests
 )
 def test_unserialisable_configs_are_refused(sqlite_store: storage.Store, bad: Any) -> None:
     with pytest.raises(storage.InvalidRecord, match="`config`"):

@@ -1,18 +1,16 @@
 """End to end: ``dynl2 run`` with real worker processes on SQLite and on a real PostgreSQL.
 
 Exact per-arm counts, epochs for every completed trial, resume without exceeding the budget,
-idempotent evaluation, parseable ``trials``/``sql`` output, a killed worker's trial retried, and
-diverging trials counted as results.
+idempotent evaluation, parseable ``trials``/``sql`` output, and diverging trials counted as
+results. Killed workers and runs: ``tests/reliability/``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -153,56 +151,8 @@ def test_run_resume_evaluate_and_query(backend, tmp_path):
         check_counts(url, "e2e", n_trials=3, epochs=2)
 
 
-@pytest.mark.slow
-def test_killed_worker_trial_is_retried_once_and_not_counted(tmp_path):
-    """kill -9 a worker mid-trial: its trial turns FAIL (stale), is retried with the same
-    parameters by another worker, and the arm still ends with exactly n_trials results."""
-    config = write_config(tmp_path, name="kill", epochs=400, n_trials=2, seeds=1)
-    url = f"sqlite:///{tmp_path / 'kill.db'}"
-    env = {"DYNL2_HEARTBEAT": "1,3"}
-    # Create the experiment with a run that stops at once: budget 0 is not allowed, so create
-    # it through the store and the studies directly.
-    from study.experiment import load_experiment
-    from study.studies import Heartbeat, open_studies
-
-    cfg = load_experiment(config)
-    with storage.open(url) as store:
-        store.create_experiment(cfg.name, cfg.to_dict())
-        open_studies(store, cfg, Heartbeat(1, 3))
-    victim = subprocess.Popen(
-        [sys.executable, "-m", "study", "worker", "kill", "--storage", url, "--index", "0"],
-        cwd=ROOT, env={**os.environ, **env, "DYNL2_THREADS": "1"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    running = None
-    while time.monotonic() < deadline:
-        with storage.open(url, create=False) as store:
-            trials = store.trials("kill")
-            epochs = store.epochs("kill")
-        running = trials[trials["state"] == "RUNNING"]
-        if not running.empty and epochs.empty:
-            time.sleep(1.5)  # let it beat and train a while
-            break
-        time.sleep(0.2)
-    assert running is not None and not running.empty, "the worker never started a trial"
-    victim.send_signal(signal.SIGKILL)
-    victim.wait(30)
-    killed = running.iloc[0]
-
-    rescuer = dynl2("worker", "kill", "--storage", url, "--index", "1", **env, timeout=600)
-    assert rescuer.returncode == 0, rescuer.stderr
-    with storage.open(url, create=False) as store:
-        trials = store.trials("kill")
-    arm = trials[trials["arm"] == killed["arm"]]
-    dead = arm[arm["number"] == killed["number"]].iloc[0]
-    assert dead["state"] == "FAIL"
-    retries = arm[(arm["state"] == "COMPLETE") & (arm["params"].map(killed["params"].__eq__))]
-    assert len(retries) == 1  # retried once, same parameters
-    for name in ("dynamic", "fixed", "none"):
-        mine = trials[trials["arm"] == name]
-        assert (mine["state"] == "COMPLETE").sum() == 2
-        assert not mine["state"].isin(["RUNNING", "WAITING"]).any()
+# Workers killed mid-trial (their trials retried once, exact counts): see
+# tests/reliability/test_workers_killed.py.
 
 
 @pytest.mark.slow

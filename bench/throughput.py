@@ -1,0 +1,372 @@
+"""Trials per minute of one MNIST-1D MLP study budget, trained three ways; run by hand.
+
+    python bench/throughput.py [--trials 128] [--epochs 20] [--repeats 3] [--slow-trials 16]
+                               [--ks 8,32,128] [--device auto] [--skip-run]
+
+The budget: one arm (fixed L2: λ and the learning rate searched by TPE, seeded), MLP
+40-100-100-10, Adam, batch 100, ``--epochs`` epochs a trial with a validation pass after each
+(reported to Optuna), no pruning, so every way does the same work. In one process and one run,
+repeat by repeat, interleaved:
+
+1. baseline: the way Optuna's PyTorch example trains, one trial at a time: ``DataLoader`` over
+   a ``TensorDataset``, ``nn.Sequential``, ``torch.optim.Adam(weight_decay=λ)``, an in-memory
+   study;
+2. dynl2 unfused: ``trainers.train`` per trial (tensors on the device, randperm batches), an
+   in-memory study;
+3. dynl2 fused: ``trainers.train_fused`` at each K of ``--ks``, K trials asked, trained and told
+   together, an in-memory study.
+
+The slow ways (1, 2) train ``--slow-trials`` trials per repeat and the rate is per minute of
+those; the fused ways train all ``--trials``. Then, once, the figure a user sees: ``dynl2 run``
+(a fresh SQLite store, one worker, the default group size, evaluation of the best trial on the
+config's 10 seeds, start-up and bookkeeping included) on the full budget, and the same with
+``--batch 1``, each as trials per minute of wall time. Finally the matmul peak (a 4096² fp32
+``torch.mm``, best of 5) against which the fused runs' achieved GFLOP/s (counted analytically:
+forward, backward and validation products) are put.
+
+Prints the device, torch version, threads, repeats, median and spread (min to max), and every
+ratio against the baseline and dynl2 unfused measured in this same run. Never run by CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from trainers import (  # noqa: E402
+    Dataset,
+    EpochRecord,
+    FixedScheme,
+    MLPModel,
+    Mnist1dData,
+    TrainConfig,
+    TrainResult,
+    flush_denormals,
+    load_dataset,
+    resolve_device,
+    train,
+    train_fused,
+)
+
+HIDDEN = (100, 100)
+LR = (1e-3, 3e-2)
+LAM = (1e-6, 1e-1)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _study(seed: int) -> optuna.Study:
+    sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    return optuna.create_study(
+        direction="maximize", sampler=sampler, pruner=optuna.pruners.NopPruner()
+    )
+
+
+def _suggest(trial: optuna.trial.BaseTrial) -> tuple[float, float]:
+    lr = trial.suggest_float("lr", *LR, log=True)
+    lam = trial.suggest_float("lam", *LAM, log=True)
+    return lr, lam
+
+
+def baseline(trials: int, epochs: int, data: Dataset, device: torch.device) -> float:
+    """Optuna's PyTorch example's way; returns seconds for ``trials`` trials."""
+    x_train, y_train = data.x_train.cpu(), data.y_train.cpu()
+    x_val, y_val = data.x_val.cpu(), data.y_val.cpu()
+
+    def objective(trial: optuna.trial.Trial) -> float:
+        lr, lam = _suggest(trial)
+        model = nn.Sequential(
+            nn.Linear(40, HIDDEN[0]),
+            nn.ReLU(),
+            nn.Linear(HIDDEN[0], HIDDEN[1]),
+            nn.ReLU(),
+            nn.Linear(HIDDEN[1], 10),
+        ).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=lam)
+        train_loader = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(x_train, y_train), batch_size=100, shuffle=True
+        )
+        val_loader = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(x_val, y_val), batch_size=1000
+        )
+        accuracy = 0.0
+        for epoch in range(epochs):
+            model.train()
+            for xb, yb in train_loader:
+                xb, yb = xb.to(device), yb.to(device)
+                optimizer.zero_grad()
+                loss = nn.functional.cross_entropy(model(xb), yb)
+                loss.backward()
+                optimizer.step()
+            model.eval()
+            correct = 0
+            with torch.no_grad():
+                for xb, yb in val_loader:
+                    pred = model(xb.to(device)).argmax(dim=1)
+                    correct += int(pred.eq(yb.to(device)).sum().item())
+            accuracy = correct / len(x_val)
+            trial.report(accuracy, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return accuracy
+
+    study = _study(0)
+    started = time.perf_counter()
+    study.optimize(objective, n_trials=trials)
+    _sync(device)
+    return time.perf_counter() - started
+
+
+def _config(lr: float, lam: float, epochs: int, seed: int, device: str) -> TrainConfig:
+    return TrainConfig(
+        data=Mnist1dData(),
+        model=MLPModel(hidden=HIDDEN),
+        scheme=FixedScheme(lam=lam),
+        optimizer="adam",
+        lr=lr,
+        epochs=epochs,
+        batch_size=100,
+        seed=seed,
+        device=device,
+    )
+
+
+def _reporter(trial: optuna.trial.Trial) -> Callable[[EpochRecord], bool]:
+    def report(record: EpochRecord) -> bool:
+        assert record.val_acc is not None
+        trial.report(record.val_acc, record.epoch)
+        return trial.should_prune()
+
+    return report
+
+
+def unfused(trials: int, epochs: int, data: Dataset, device: str) -> float:
+    study = _study(0)
+    started = time.perf_counter()
+    for _ in range(trials):
+        trial = study.ask()
+        lr, lam = _suggest(trial)
+        result = train(_config(lr, lam, epochs, trial.number, device), _reporter(trial), data)
+        assert result.history[-1].val_acc is not None
+        study.tell(trial, result.history[-1].val_acc)
+    return time.perf_counter() - started
+
+
+def fused(trials: int, epochs: int, data: Dataset, device: str, k: int) -> tuple[float, float]:
+    """Seconds for ``trials`` trials in groups of ``k``, and of those the seconds inside
+    ``train_fused`` (the engine, without the sampler's asks and tells)."""
+    study = _study(0)
+    started = time.perf_counter()
+    engine = 0.0
+    done = 0
+    while done < trials:
+        group = [study.ask() for _ in range(min(k, trials - done))]
+        configs = [_config(*_suggest(t), epochs, t.number, device) for t in group]
+
+        def tell(index: int, outcome: object, group: list[optuna.trial.Trial] = group) -> None:
+            if isinstance(outcome, TrainResult):
+                study.tell(group[index], outcome.history[-1].val_acc)
+            else:  # diverged
+                study.tell(group[index], state=optuna.trial.TrialState.FAIL)
+
+        t0 = time.perf_counter()
+        train_fused(
+            configs,
+            on_epoch=[_reporter(t) for t in group],
+            data=data,
+            shared_order=group[0].number,
+            on_end=tell,
+        )
+        engine += time.perf_counter() - t0
+        done += len(group)
+    return time.perf_counter() - started, engine
+
+
+def training_flops(trials: int, epochs: int, n_train: int, n_val: int, batch: int) -> float:
+    """Multiply-adds ×2 of the MLP's products: forward, backward (weight gradients everywhere,
+    input gradients past the first layer) for every training example, forward for validation."""
+    layers = [(40, HIDDEN[0]), (HIDDEN[0], HIDDEN[1]), (HIDDEN[1], 10)]
+    forward = sum(i * o for i, o in layers)
+    backward = sum(i * o for i, o in layers) + sum(i * o for i, o in layers[1:])
+    per_epoch = 2 * n_train * (forward + backward) + 2 * n_val * forward
+    return float(trials * epochs * per_epoch)
+
+
+def matmul_peak(device: torch.device, n: int = 4096) -> float:
+    """GFLOP/s of the best of 5 fp32 ``n × n`` products."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    torch.mm(a, b)
+    _sync(device)
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+RUN_CONFIG = """
+[experiment]
+name = "throughput"
+seed = 0
+[data]
+dataset = "mnist1d"
+[model]
+kind = "mlp"
+hidden = [100, 100]
+[train]
+optimizer = "adam"
+lr = {{ low = {lr_low}, high = {lr_high}, log = true }}
+epochs = {epochs}
+batch_size = 100
+device = "{device}"
+[search]
+n_trials = {trials}
+sampler = "tpe"
+pruner = "none"
+metric = "val_acc"
+[arms.fixed]
+scheme = "fixed"
+lam = {{ low = {lam_low}, high = {lam_high}, log = true }}
+"""
+
+
+def dynl2_run(trials: int, epochs: int, device: str, extra: list[str]) -> float:
+    """Wall seconds of ``dynl2 run`` on a fresh SQLite store, process start included."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "throughput.toml"
+        path.write_text(
+            RUN_CONFIG.format(
+                lr_low=LR[0],
+                lr_high=LR[1],
+                lam_low=LAM[0],
+                lam_high=LAM[1],
+                epochs=epochs,
+                trials=trials,
+                device=device,
+            )
+        )
+        command = [sys.executable, "-m", "study", "run", str(path), "--quiet", *extra]
+        command += ["--storage", f"sqlite:///{Path(tmp) / 'store.db'}"]
+        started = time.perf_counter()
+        proc = subprocess.run(command, cwd=tmp, capture_output=True, text=True, check=False)
+        seconds = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise SystemExit(f"dynl2 run failed ({proc.returncode}): {proc.stderr.strip()}")
+        return seconds
+
+
+def _summary(name: str, rates: list[float], base: float | None, unf: float | None) -> str:
+    med = statistics.median(rates)
+    line = f"  {name:<24} {med:9.1f} trials/min  ({min(rates):.1f}-{max(rates):.1f})"
+    if base:
+        line += f"   x{med / base:6.2f} baseline"
+    if unf:
+        line += f"   x{med / unf:5.2f} unfused"
+    return line
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trials", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--slow-trials", type=int, default=16)
+    parser.add_argument("--ks", default="8,32,128")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--skip-run", action="store_true", help="skip the dynl2 run figure")
+    args = parser.parse_args()
+    flush_denormals()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    device = resolve_device(args.device)
+    ks = [int(k) for k in args.ks.split(",")]
+    data = load_dataset(Mnist1dData(), device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    print(
+        f"device {device} ({name or platform.machine()}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"budget: {args.trials} trials x {args.epochs} epochs, MLP 40-100-100-10, Adam, "
+        f"batch 100, no pruning; {args.repeats} repeats (slow ways: {args.slow_trials} "
+        f"trials a repeat)"
+    )
+    rates: dict[str, list[float]] = {"baseline": [], "dynl2 unfused": []}
+    rates.update({f"dynl2 fused K={k}": [] for k in ks})
+    flops_rate: dict[int, list[float]] = {k: [] for k in ks}
+    flops = training_flops(args.trials, args.epochs, len(data.x_train), len(data.x_val), 100)
+    # warm-up: first calls allocate and pick kernels
+    unfused(1, 1, data, str(device))
+    fused(2, 1, data, str(device), 2)  # warm-up
+    for repeat in range(args.repeats):
+        seconds = baseline(args.slow_trials, args.epochs, data, device)
+        rates["baseline"].append(60 * args.slow_trials / seconds)
+        seconds = unfused(args.slow_trials, args.epochs, data, str(device))
+        rates["dynl2 unfused"].append(60 * args.slow_trials / seconds)
+        for k in ks:
+            seconds, engine = fused(args.trials, args.epochs, data, str(device), k)
+            rates[f"dynl2 fused K={k}"].append(60 * args.trials / seconds)
+            flops_rate[k].append(flops / engine / 1e9)
+        print(
+            f"repeat {repeat + 1}/{args.repeats}: "
+            + ", ".join(f"{n} {r[-1]:.0f}" for n, r in rates.items()),
+            flush=True,
+        )
+    peak = matmul_peak(device)
+    base = statistics.median(rates["baseline"])
+    unf = statistics.median(rates["dynl2 unfused"])
+    print("\ntrials per minute (median, min-max over repeats):")
+    for label, values in rates.items():
+        print(
+            _summary(
+                label,
+                values,
+                base if label != "baseline" else None,
+                unf if label.startswith("dynl2 fused") else None,
+            )
+        )
+    print(f"\nmatmul peak (fp32 4096^2 torch.mm, best of 5): {peak:.1f} GFLOP/s")
+    for k, values in flops_rate.items():
+        med = statistics.median(values)
+        share = 100 * med / peak
+        print(f"  fused K={k:<4} {med:6.1f} GFLOP/s in train_fused = {share:4.1f}% of peak")
+    if not args.skip_run:
+        print(
+            "\nthe user's figure: `dynl2 run`, one worker, SQLite, 10 evaluation seeds, "
+            "wall time with process start:"
+        )
+        for label, extra in (
+            ("default group size", []),
+            ("--batch 1 (unfused)", ["--batch", "1"]),
+        ):
+            seconds = dynl2_run(args.trials, args.epochs, args.device, extra)
+            rate = 60 * args.trials / seconds
+            print(
+                f"  dynl2 run, {label:<22} {seconds:7.1f} s = {rate:7.1f} trials/min"
+                f"   x{rate / base:6.2f} baseline   x{rate / unf:5.2f} unfused engine"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

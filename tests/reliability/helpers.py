@@ -1,0 +1,224 @@
+"""Shared pieces of the reliability tests: tiny experiments, worker processes, the CLI run in
+process, and checks that a store holds exactly the results it should."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+import pytest
+
+import storage
+from study import cli
+from study.experiment import load_experiment
+from study.studies import Heartbeat, open_studies
+from tests.storage.backends import libpq_url
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Two searched arms, digits, a 16-unit MLP: a trial of E epochs takes about 0.05*E s on a CPU.
+CONFIG = """
+[experiment]
+name = "{name}"
+seed = 0
+
+[data]
+dataset = "digits"
+
+[model]
+kind = "mlp"
+hidden = [16]
+
+[train]
+optimizer = "adam"
+lr = {{ low = 1e-3, high = 3e-2, log = true }}
+epochs = {epochs}
+batch_size = 100
+device = "cpu"
+
+[search]
+n_trials = {n_trials}
+sampler = "random"
+pruner = "none"
+metric = "val_acc"
+
+[arms.dynamic]
+scheme = "dynamic"
+alpha = {{ low = 1e-4, high = 1.0, log = true }}
+
+[arms.fixed]
+scheme = "fixed"
+lam = {{ low = 1e-6, high = 1e-1, log = true }}
+
+[evaluate]
+seeds = {seeds}
+"""
+ARMS = ("dynamic", "fixed")
+
+
+def write_config(
+    directory: Path, name: str, *, epochs: int, n_trials: int, seeds: int = 1
+) -> Path:
+    path = directory / f"{name}.toml"
+    path.write_text(CONFIG.format(name=name, epochs=epochs, n_trials=n_trials, seeds=seeds))
+    return path
+
+
+def create_experiment(url: str, config_path: Path, heartbeat: Heartbeat) -> None:
+    """What ``dynl2 run`` does before it starts workers: the experiment and its studies."""
+    config = load_experiment(config_path)
+    with storage.open(url) as store:
+        store.create_experiment(config.name, config.to_dict())
+        open_studies(store, config, heartbeat)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "DYNL2_THREADS": "1", **extra}
+
+
+# Every process a test starts, so that a failing test leaves none running (see conftest.py).
+STARTED: list[subprocess.Popen[str]] = []
+
+
+def spawn(argv: Sequence[str], *, group: bool = False, **env: str) -> subprocess.Popen[str]:
+    """``python -m study ARGV`` in the background; ``group`` makes it lead a process group."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "study", *argv], cwd=ROOT, env=child_env(**env), text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=group,
+    )  # fmt: skip
+    STARTED.append(proc)
+    return proc
+
+
+def stop_all() -> None:
+    """kill -9 whatever a test started and left running (with its process group)."""
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if os.getpgid(proc.pid) == proc.pid:
+                    os.killpg(proc.pid, signal.SIGKILL)
+            proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.communicate(timeout=30)
+
+
+def start_worker(
+    experiment: str, url: str, index: int, *, quiet: bool = True, **env: str
+) -> subprocess.Popen[str]:
+    quiet_flag = ["--quiet"] if quiet else []
+    argv = ["worker", experiment, "--storage", url, "--index", str(index), *quiet_flag]
+    return spawn(argv, **env)
+
+
+def finish(proc: subprocess.Popen[str], timeout: float) -> tuple[int, str, str]:
+    """Wait for ``proc`` (killing it after ``timeout`` s); its exit status, stdout, stderr."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"still running after {timeout} s: {proc.args}\n{err[-3000:]}")
+    return proc.returncode, out, err
+
+
+def kill_group(proc: subprocess.Popen[str]) -> None:
+    """kill -9 the process group ``proc`` leads (a run and its workers), and reap it."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, every: float = 0.1
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+def trials(url: str, experiment: str) -> pd.DataFrame:
+    with storage.open(url, create=False) as store:
+        return store.trials(experiment)
+
+
+def assert_exact_results(
+    url: str, experiment: str, n_trials: int, epochs: int, arms: Sequence[str] = ARMS
+) -> pd.DataFrame:
+    """Each arm has exactly ``n_trials`` results, nothing RUNNING or WAITING, no trial number
+    or parameter set counted twice, and every complete trial has all its epochs once."""
+    with storage.open(url, create=False) as store:
+        frame = store.trials(experiment)
+        epoch_rows = store.epochs(experiment)
+    for arm in arms:
+        mine = frame[frame["arm"] == arm]
+        results = mine[mine["state"].isin(["COMPLETE", "PRUNED"])]
+        assert len(results) == n_trials, mine[["number", "state"]]
+        assert not mine["state"].isin(["RUNNING", "WAITING"]).any(), mine[["number", "state"]]
+        assert mine["number"].is_unique
+        params = results["params"].map(lambda p: tuple(sorted(p.items())))
+        assert params.is_unique, "the same configuration counted twice"
+    complete = frame.loc[frame["state"] == "COMPLETE", "trial_id"]
+    for trial_id in complete:
+        rows = epoch_rows[epoch_rows["trial_id"] == trial_id]
+        assert sorted(rows["epoch"]) == list(range(1, epochs + 1)), trial_id
+    assert not epoch_rows.duplicated(["trial_id", "epoch"]).any()
+    return frame
+
+
+def run_cli(argv: Sequence[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``dynl2 ARGV`` in this process (the same ``main`` the console script calls)."""
+    capsys.readouterr()
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+_SIDE = ("-wal", "-shm")
+
+
+def store_fingerprint(url: str) -> object:
+    """Everything a write could change. SQLite: the bytes of the file and of its WAL, and
+    the folder's listing. PostgreSQL: every table of the public schema, dumped row by row."""
+    path = storage.sqlite_path(url)
+    if path is not None:
+        # A read-only connection that reads a WAL-mode file creates an empty -wal and a -shm
+        # index and, being read-only, cannot remove them when it closes (SQLite's documented
+        # behaviour): they hold no data. A write would show in the file or in the WAL's bytes.
+        files = sorted(p.name for p in path.parent.iterdir() if not p.name.endswith(_SIDE))
+        wal = Path(f"{path}-wal")
+        blobs = [
+            hashlib.sha256(path.read_bytes()).hexdigest(),
+            hashlib.sha256(wal.read_bytes() if wal.is_file() else b"").hexdigest(),
+        ]
+        return files, blobs
+    with psycopg.connect(libpq_url(url)) as connection:
+        tables = [
+            row[0]
+            for row in connection.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = 'public' ORDER BY 1"
+            )
+        ]
+        dump = {}
+        for table in tables:
+            rows = connection.execute(f'SELECT t::text FROM "{table}" t').fetchall()
+            dump[table] = hashlib.sha256(
+                "\n".join(sorted(r[0] for r in rows)).encode()
+            ).hexdigest()
+        roles = connection.execute("SELECT rolname FROM pg_roles ORDER BY 1").fetchall()
+        functions = connection.execute(
+            "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = 'public'"
+        ).fetchone()
+    return tables, dump, roles, functions

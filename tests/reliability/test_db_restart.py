@@ -1,0 +1,94 @@
+"""Issue 6, item 3: the database goes away while workers train (PostgreSQL behind a relay whose
+port is closed for a few seconds: every connection dropped, new ones refused). Workers wait with
+backoff and carry on; a database gone for longer than the patience ends a worker with one line
+and exit status 1, and the trial it held is retried by the next worker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from study.studies import Heartbeat
+from tests.storage.backends import require_postgres, scratch_postgres_database
+
+from .helpers import (
+    assert_exact_results,
+    create_experiment,
+    finish,
+    start_worker,
+    trials,
+    wait_until,
+    write_config,
+)
+from .proxy import PortProxy
+
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
+
+
+@pytest.fixture
+def postgres() -> Iterator[tuple[str, PortProxy, str]]:
+    """(direct URL, relay, URL through the relay) of a scratch database."""
+    server = require_postgres()
+    with scratch_postgres_database(server) as url:
+        parsed = make_url(url)
+        with PortProxy(parsed.host or "127.0.0.1", parsed.port or 5432) as proxy:
+            relayed = parsed.set(host="127.0.0.1", port=proxy.port)
+            yield url, proxy, relayed.render_as_string(hide_password=False)
+
+
+def _running_with_epochs(url: str, experiment: str) -> bool:
+    frame = trials(url, experiment)
+    return bool((frame["state"] == "COMPLETE").any() and (frame["state"] == "RUNNING").any())
+
+
+def test_workers_ride_out_a_database_outage(postgres, tmp_path):
+    url, proxy, relayed = postgres
+    epochs, n_trials = 20, 2
+    config = write_config(tmp_path, "outage", epochs=epochs, n_trials=n_trials)
+    # Grace 15 s: longer than the outage plus the longest backoff, so a trial in flight
+    # during the outage keeps its heartbeat alive and must finish (none lost).
+    create_experiment(url, config, Heartbeat(1, 15))
+    env = {"DYNL2_HEARTBEAT": "1,15", "DYNL2_DB_PATIENCE": "60"}
+    workers = [start_worker("outage", relayed, i, quiet=False, **env) for i in range(2)]
+    wait_until(lambda: _running_with_epochs(url, "outage"), 60, "a trial in flight")
+    dropped = proxy.cut()
+    assert dropped >= 2  # each worker had at least one connection through the relay
+    time.sleep(4)
+    proxy.restore()
+    for worker in workers:
+        code, out, err = finish(worker, 120)
+        assert code == 0, err
+        assert "Traceback" not in err, err
+        assert "dynl2 worker: done" in out
+    frame = assert_exact_results(url, "outage", n_trials, epochs)
+    assert (frame["state"] == "FAIL").sum() == 0  # the trials in flight carried on
+
+
+def test_a_database_gone_for_good_ends_the_worker_with_one_line(postgres, tmp_path):
+    url, proxy, relayed = postgres
+    epochs = 20
+    config = write_config(tmp_path, "gone", epochs=epochs, n_trials=1)
+    create_experiment(url, config, Heartbeat(1, 2))
+    env = {"DYNL2_HEARTBEAT": "1,2", "DYNL2_DB_PATIENCE": "3"}
+    worker = start_worker("gone", relayed, 0, **env)
+    wait_until(lambda: (trials(url, "gone")["state"] == "RUNNING").any(), 60, "a trial")
+    proxy.cut()
+    started = time.monotonic()
+    code, _, err = finish(worker, 60)
+    waited = time.monotonic() - started
+    assert code == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("dynl2 worker: failed: the database did not answer for")
+    assert "DYNL2_DB_PATIENCE=3" in lines[0]
+    assert waited >= 3  # it did wait (the patience), and then stopped
+
+    # The trial it held went stale; the next worker retries it and finishes the budget.
+    rescuer = start_worker("gone", url, 1, **env)
+    code, _, err = finish(rescuer, 120)
+    assert code == 0, err
+    frame = assert_exact_results(url, "gone", 1, epochs)
+    assert (frame["state"] == "FAIL").sum() >= 1  # the abandoned trial, not counted

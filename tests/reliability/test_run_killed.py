@@ -1,0 +1,137 @@
+"""Issue 6, item 2: the whole run killed (kill -9 of the process group: the ``dynl2 run`` parent
+and its workers), once mid-search and once mid-evaluation, then started again: it finishes with
+exactly ``n_trials`` results per arm, nothing RUNNING, nothing counted twice, and the evaluation
+that was cut off is redone while the seeds already evaluated are kept as they were."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+import storage
+from study.experiment import load_experiment
+from study.studies import Heartbeat, distributions, open_studies
+
+from .helpers import (
+    ARMS,
+    assert_exact_results,
+    finish,
+    kill_group,
+    spawn,
+    trials,
+    wait_until,
+    write_config,
+)
+
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
+
+EPOCHS, N_TRIALS, SEEDS = 20, 3, 3
+ENV = {"DYNL2_HEARTBEAT": "1,2"}
+
+
+def _start_run(config: str, url: str) -> subprocess.Popen[str]:
+    argv = ["run", config, "--workers", "2", "--quiet", "--storage", url]
+    return spawn(argv, group=True, **ENV)  # the run leads a group: it and its workers
+
+
+def _evaluations(url: str) -> int:
+    with storage.open(url, create=False) as store:
+        return len(store.evaluations("killed"))
+
+
+def test_a_run_killed_twice_finishes_exactly(tmp_path):
+    config = str(write_config(tmp_path, "killed", epochs=EPOCHS, n_trials=N_TRIALS, seeds=SEEDS))
+    url = f"sqlite:///{tmp_path / 'killed.db'}"
+    searched = load_experiment(config).searched
+
+    # 1. Kill everything mid-search: a trial done, others in flight.
+    run = _start_run(config, url)
+
+    def mid_search() -> bool:
+        if run.poll() is not None:
+            pytest.fail(f"the run ended before it could be killed: {run.communicate()}")
+        if not (tmp_path / "killed.db").exists():
+            return False
+        frame = trials(url, "killed") if _has_experiment(url) else None
+        if frame is None:
+            return False
+        # a trial in flight with all its parameters: its retry can be recognised afterwards
+        whole = frame["params"].map(len) == frame["arm"].map(lambda a: len(searched(a)))
+        return bool(
+            (frame["state"] == "COMPLETE").sum() >= 1
+            and ((frame["state"] == "RUNNING") & whole).sum() >= 1
+        )
+
+    wait_until(mid_search, 120, "a search with trials done and in flight")
+    kill_group(run)
+    frame = trials(url, "killed")
+    assert (frame["state"] == "RUNNING").sum() >= 1  # the kill left trials behind
+    total = len(ARMS) * SEEDS
+
+    # 2. Start again, kill everything mid-evaluation: some seeds written, one in training.
+    run = _start_run(config, url)
+    wait_until(
+        lambda: run.poll() is not None or 1 <= _evaluations(url) < total,
+        240,
+        "the evaluation to start",
+        every=0.05,
+    )
+    assert run.poll() is None, f"the run ended before it could be killed: {run.communicate()}"
+    kill_group(run)
+    with storage.open(url, create=False) as store:
+        kept = store.evaluations("killed")
+    assert 1 <= len(kept) < total
+    assert_exact_results(url, "killed", N_TRIALS, EPOCHS)  # the search was already whole
+
+    # 3. Start again: it finishes.
+    code, _, err = finish(_start_run(config, url), 240)
+    assert code == 0, err
+    assert "Traceback" not in err
+    frame = assert_exact_results(url, "killed", N_TRIALS, EPOCHS)
+    lost = frame[frame["state"] == "FAIL"]
+    assert len(lost) >= 1  # the trials the first kill cut off: failed, not counted ...
+    retried = 0
+    for _, dead in lost.iterrows():  # ... and each retried once with the same parameters
+        if set(dead["params"]) != set(searched(dead["arm"])):
+            # Killed inside its claim, after Optuna created the trial but before all of its
+            # parameters were written: there is nothing to repeat, and it is not counted.
+            continue
+        same = frame[(frame["arm"] == dead["arm"]) & frame["params"].map(dead["params"].__eq__)]
+        assert (same["state"] == "COMPLETE").sum() == 1
+        retried += 1
+    assert retried >= 1  # at least the trial in flight with all its parameters
+    with storage.open(url, create=False) as store:
+        evals = store.evaluations("killed")
+    assert len(evals) == total
+    assert not evals.duplicated(["arm", "seed"]).any()
+    assert sorted(evals.groupby("arm").size().items()) == [(arm, SEEDS) for arm in ARMS]
+    before = kept.set_index(["arm", "seed"])["created"]
+    after = evals.set_index(["arm", "seed"])["created"]
+    assert (after[before.index] == before).all()  # seeds written before the kill: not redone
+
+
+def _has_experiment(url: str) -> bool:
+    try:
+        with storage.open(url, create=False) as store:
+            store.get_experiment("killed")
+    except storage.StorageError:
+        return False
+    return True
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
+def test_a_restarted_worker_does_not_replay_its_draws(tmp_path):
+    """What the kill test above first caught: worker 0 restarted with the same sampler seed
+    drew the very parameters it had already tried, so one configuration was counted twice."""
+    config = load_experiment(write_config(tmp_path, "replay", epochs=2, n_trials=4))
+    with storage.open(f"sqlite:///{tmp_path / 'replay.db'}") as store:
+        store.create_experiment(config.name, config.to_dict())
+        drawn = []
+        for _ in range(2):  # a first start, then a restart (new study objects, same --index)
+            study = open_studies(store, config, Heartbeat(), worker=0)["fixed"]
+            for _ in range(2):
+                trial = study.ask(distributions(config, "fixed"))
+                study.tell(trial, 0.5)
+                drawn.append(tuple(sorted(trial.params.items())))
+    assert len(set(drawn)) == 4, drawn

@@ -1,0 +1,272 @@
+"""Fused groups in studies: claims of K trials, per-member pruning and divergence, stored
+configs that replay, fused evaluation equal to unfused, the group-size defaults and flags."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import storage
+from study import fused_trials
+from study import worker as worker_module
+from study.evaluate import EvalTask, run_group
+from study.experiment import load_experiment, parse_experiment
+from study.studies import Heartbeat, open_studies, trial_seed
+from trainers import TrainConfig, load_dataset, train
+
+from .test_run_e2e import check_counts, dynl2, empty_url, write_config
+
+
+def _open(tmp_path, name="f", n_trials=5, epochs=2, text=None):  # type: ignore[no-untyped-def]
+    path = write_config(tmp_path, name=name, n_trials=n_trials, epochs=epochs)
+    if text is not None:
+        path.write_text(text)
+    config = load_experiment(path)
+    store = storage.open(f"sqlite:///{tmp_path / 'f.db'}")
+    store.create_experiment(config.name, config.to_dict())
+    return store, config, open_studies(store, config, Heartbeat(10, 60))
+
+
+@pytest.mark.slow
+def test_run_in_fused_groups_counts_exactly_and_its_trials_replay(tmp_path):
+    """On SQLite: fused groups touch no backend-specific code (the claim's lock and Optuna's
+    calls are the unfused worker's, which tests/study/test_run_e2e.py runs on PostgreSQL)."""
+    config_path = write_config(tmp_path, name="fz", n_trials=5, epochs=2, seeds=3)
+    with empty_url("sqlite", tmp_path) as url:
+        done = dynl2("run", str(config_path), "--workers", "2", "--batch", "4", "--storage", url)
+        assert done.returncode == 0, done.stderr
+        assert "fused groups of up to 4 trials (--batch)" in done.stdout
+        check_counts(url, "fz", n_trials=5, epochs=2)
+        with storage.open(url, create=False) as store:
+            epochs = store.epochs("fz")
+            evals = store.evaluations("fz")
+            stored = parse_experiment(store.get_experiment("fz").config)
+            arms = {
+                arm: optuna.load_study(
+                    study_name=storage.study_name("fz", arm), storage=store.optuna_storage()
+                ).get_trials()
+                for arm in ("dynamic", "fixed", "none")
+            }
+    assert len(evals) == 9
+    for arm, trials in arms.items():
+        groups: dict[int, list[int]] = {}
+        for trial in trials:
+            config = trial.user_attrs["config"]
+            assert config["seed"] == trial_seed(stored, trial.number)
+            groups.setdefault(config.get("order_seed", config["seed"]), []).append(trial.number)
+        sizes = sorted(len(g) for g in groups.values())
+        assert sum(sizes) == 5 and max(sizes) <= 4 and max(sizes) > 1, (arm, groups)
+        for order_seed, numbers in groups.items():  # a group's order: its first trial's seed
+            assert order_seed == trial_seed(stored, min(numbers))
+    # the stored config of a fused trial replays it unfused, epoch by epoch
+    last = arms["dynamic"][-1]
+    replay = train(TrainConfig.from_dict(last.user_attrs["config"]))
+    recorded = epochs[epochs["trial_id"] == last._trial_id].sort_values("epoch")
+    assert [e.val_acc for e in replay.history] == pytest.approx(list(recorded["val_acc"]))
+
+
+def test_claims_take_up_to_k_trials_and_never_exceed_the_budget(tmp_path):
+    store, config, studies = _open(tmp_path, n_trials=5)
+    sizes = dict.fromkeys(studies, 4)
+    claims = [worker_module._claim(store, config, studies, sizes) for _ in range(6)]
+    taken = [c for c in claims if not isinstance(c, str)]
+    assert [len(c.trials) for c in taken] == [4, 4, 4, 1, 1, 1]
+    assert sorted(c.arm for c in taken[:3]) == sorted(studies)  # arms interleave
+    assert worker_module._claim(store, config, studies, sizes) == "wait"  # all slots running
+    store.close()
+
+
+def test_pruned_members_are_told_at_once_and_the_rest_complete(tmp_path, monkeypatch):
+    store, config, studies = _open(tmp_path, n_trials=4, epochs=3)
+    claim = worker_module._claim(store, config, studies, dict.fromkeys(studies, 4))
+    assert not isinstance(claim, str)
+    study = studies[claim.arm]
+    pruned_numbers = {t.number for t in claim.trials if t.number % 2 == 1}
+    told_while_training: list[int] = []
+    original_report = optuna.trial.Trial.report
+
+    def report(self, value, step):  # type: ignore[no-untyped-def]
+        if step == 2:  # after the odd members were pruned at epoch 1, they are finished
+            states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+            told_while_training.extend(n for n in pruned_numbers if states[n].is_finished())
+        return original_report(self, value, step)
+
+    study.pruner = _OddPruner()
+    monkeypatch.setattr(optuna.trial.Trial, "report", report)
+    data = load_dataset(TrainConfig.from_dict({"data": dict(config.data)}).data, _cpu())
+    outcomes = fused_trials.run_trials(store, config, claim.arm, study, claim.trials, lambda: data)
+    assert outcomes == ["pruned" if t.number % 2 else "complete" for t in claim.trials]
+    assert set(told_while_training) == pruned_numbers
+    frozen = {t.number: t for t in study.get_trials()}
+    epochs = store.epochs(config.name)
+    for trial in claim.trials:
+        state = frozen[trial.number].state
+        assert state == (TrialState.PRUNED if trial.number % 2 else TrialState.COMPLETE)
+        rows = epochs[epochs["trial_id"] == trial._trial_id]
+        assert len(rows) == (1 if trial.number % 2 else 3)
+    store.close()
+
+
+class _OddPruner(optuna.pruners.BasePruner):
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return trial.number % 2 == 1
+
+
+@pytest.mark.parametrize("epoch", [1, 2, 3, 6, 8])
+def test_the_group_s_median_pruner_decides_as_optuna_s_own_call(tmp_path, epoch):
+    """One study read per epoch for the whole group gives each member Optuna's own decision."""
+    store, config, _ = _open(tmp_path)
+    study = optuna.create_study(
+        direction="maximize",
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
+        storage=store.optuna_storage(),
+        study_name="pruning",
+    )
+    for value in (0.2, 0.5, 0.6, 0.9):  # complete trials, rising curves
+        done = study.ask()
+        for step in range(1, 9):
+            done.report(value * step / 8, step)
+        study.tell(done, value)
+    running = [study.ask() for _ in range(5)]
+    group = fused_trials._Group(store, config, study, running)
+    for k, trial in enumerate(running):
+        for step in range(1, epoch + 1):
+            trial.report((0.1 + 0.2 * k) * step / 8, step)
+        assert group.should_prune(trial, epoch) == trial.should_prune(), (k, epoch)
+    decisions = {group.should_prune(t, epoch) for t in running}
+    assert decisions == ({False} if epoch < 2 else {True, False})  # both kinds are exercised
+    store.close()
+
+
+DIVERGING = """
+[experiment]
+name = "f"
+[data]
+dataset = "digits"
+[model]
+kind = "mlp"
+hidden = [16]
+[train]
+optimizer = "sgd"
+momentum = 0.99
+lr = { low = 1e-3, high = 10.0, log = true }
+epochs = 3
+batch_size = 64
+device = "cpu"
+[search]
+n_trials = 3
+sampler = "random"
+pruner = "none"
+[arms.fixed]
+scheme = "fixed"
+lam = { low = 1e-6, high = 1e-3, log = true }
+"""
+
+
+def test_a_diverging_member_fails_alone_and_counts_as_a_result(tmp_path):
+    store, config, studies = _open(tmp_path, text=DIVERGING)
+    study = studies["fixed"]
+    for lr in (0.01, 10.0, 0.02):
+        study.enqueue_trial({"lr": lr, "lam": 1e-4})
+    claim = worker_module._claim(store, config, studies, {"fixed": 3})
+    assert not isinstance(claim, str) and len(claim.trials) == 3
+    data = load_dataset(TrainConfig.from_dict({"data": dict(config.data)}).data, _cpu())
+    outcomes = fused_trials.run_trials(store, config, "fixed", study, claim.trials, lambda: data)
+    assert outcomes == ["complete", "diverged", "complete"]
+    from study.studies import count
+
+    counts = count(study, config.direction)
+    assert (counts.complete, counts.diverged, counts.lost, counts.running) == (2, 1, 0, 0)
+    store.close()
+
+
+def test_fused_evaluation_equals_the_unfused_one(tmp_path):
+    store, config, _ = _open(tmp_path)
+    params = {"lr": 0.01, "alpha": 0.01}
+    tasks = [EvalTask("dynamic", i, params) for i in range(3)]
+    fused = run_group(store, config, tasks)
+    one_by_one = [run_group(store, config, [t])[0] for t in tasks]
+    assert fused == pytest.approx(one_by_one, abs=1.5 / 360)
+    assert len(set(fused)) > 1  # each seed its own initialization and batch order
+    assert len(store.evaluations(config.name)) == 3  # recorded once per seed, not per run
+    store.close()
+
+
+def test_default_group_sizes_leave_the_sampler_rounds_of_feedback():
+    assert fused_trials.default_batch("cpu", 128) == 32
+    assert fused_trials.default_batch("cpu", 40) == 10
+    assert fused_trials.default_batch("cpu", 4) == 1
+    assert fused_trials.default_batch("cuda", 10_000) == 128
+    assert fused_trials.default_batch("xpu", 100) == 1  # an unmeasured device: unfused
+
+
+def test_an_arm_searching_a_shared_setting_trains_one_trial_at_a_time(tmp_path):
+    path = write_config(tmp_path, name="u", n_trials=8)
+    path.write_text(path.read_text().replace("epochs = 2", "epochs = { low = 1, high = 3 }"))
+    config = load_experiment(path)
+    notes: list[str] = []
+    sizes = fused_trials.group_sizes(config, "cpu", 4, notes.append)
+    assert sizes == {"dynamic": 1, "fixed": 1, "none": 1}
+    assert len(notes) == 3 and all("searches epochs" in n for n in notes)
+    plain = load_experiment(write_config(tmp_path, name="p", n_trials=8))
+    assert fused_trials.group_sizes(plain, "cpu", 4) == {"dynamic": 4, "fixed": 4, "none": 4}
+    assert fused_trials.group_sizes(plain, "cpu", None) == dict.fromkeys(
+        ["dynamic", "fixed", "none"], 2
+    )
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "5000", "two"])
+def test_a_bad_batch_flag_is_one_line_and_exit_2(tmp_path, value):
+    config = write_config(tmp_path)
+    db = tmp_path / "b.db"
+    proc = dynl2("run", str(config), "--batch", value, "--storage", f"sqlite:///{db}")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert "--batch" in lines[-1] and "Traceback" not in proc.stderr
+    assert not db.exists()
+
+
+def _cpu():  # type: ignore[no-untyped-def]
+    import torch
+
+    return torch.device("cpu")
+
+
+@pytest.mark.parametrize(
+    ("size", "seeds", "arms", "workers", "expected"),
+    [
+        (32, 10, 3, 1, 10),  # one process: one group per arm
+        (32, 10, 3, 2, 5),  # 6 groups: 3 rounds on 2 workers, none alone
+        (32, 10, 3, 3, 10),  # one group per arm and worker
+        (32, 10, 2, 8, 3),  # 8 groups for 8 workers
+        (4, 10, 3, 2, 3),  # never above the asked size
+        (32, 2, 3, 2, 1),
+    ],
+)
+def test_evaluation_groups_divide_evenly_among_workers(size, seeds, arms, workers, expected):
+    from study.evaluate import balanced_size
+
+    got = balanced_size(size, seeds, arms, workers)
+    assert got == expected
+    groups_per_arm = -(-seeds // got)
+    assert got <= size and (workers == 1 or (arms * groups_per_arm) % workers == 0)
+
+
+def test_groups_hold_back_until_the_median_pruner_has_its_reference_trials(tmp_path):
+    path = write_config(tmp_path, name="m", n_trials=20)
+    path.write_text(path.read_text().replace('pruner = "none"', 'pruner = "median"'))
+    config = load_experiment(path)
+    store = storage.open(f"sqlite:///{tmp_path / 'm.db'}")
+    store.create_experiment(config.name, config.to_dict())
+    studies = open_studies(store, config, Heartbeat(10, 60))
+    sizes = dict.fromkeys(studies, 8)
+    first = worker_module._claim(store, config, studies, sizes)
+    assert not isinstance(first, str) and len(first.trials) == 5  # the pruner's 5 come first
+    study = studies[first.arm]
+    for trial in first.trials:  # they complete
+        study.tell(trial, 0.5)
+    claims = [worker_module._claim(store, config, studies, sizes) for _ in range(3)]
+    again = next(c for c in claims if not isinstance(c, str) and c.arm == first.arm)
+    assert len(again.trials) == 8  # with its reference trials done, the arm's groups are full
+    store.close()
