@@ -26,6 +26,7 @@ from storage.records import (
     EXPERIMENT_COLUMNS,
     TRIAL_COLUMNS,
     ExperimentInfo,
+    Tally,
     split_study_name,
     study_name,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "StorageURLError",
     "StorageUnavailable",
     "Store",
+    "Tally",
     "backend_of",
     "default_url",
     "make_engine",

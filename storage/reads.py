@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 from optuna.distributions import json_to_distribution
-from sqlalchemy import Select, select
+from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session
 
 from storage import optuna_tables as ot
@@ -26,6 +26,7 @@ from storage.records import (
     EVALUATION_COLUMNS,
     EXPERIMENT_COLUMNS,
     TRIAL_COLUMNS,
+    Tally,
     split_study_name,
 )
 from storage.schema import Epoch, Evaluation, Experiment
@@ -35,6 +36,7 @@ __all__ = [
     "epochs_frame",
     "evaluations_frame",
     "experiments_frame",
+    "tallies",
     "trials_frame",
 ]
 
@@ -215,3 +217,58 @@ def trials_frame(session: Session, experiment: str, arm: str | None) -> pd.DataF
     frame = _frame(rows, TRIAL_COLUMNS, dtypes)
     frame = _utc(frame, "datetime_start", "datetime_complete")
     return frame.sort_values(["arm", "number"], kind="stable", ignore_index=True)
+
+
+def tallies(session: Session, experiment: str, result_attr: str) -> dict[str, Tally]:
+    """``{arm: Tally}`` of the experiment's studies, in one grouped query (see ``Tally``)."""
+    arms = arm_studies(session, experiment)
+    t, a, v = ot.trials.c, ot.trial_user_attributes.c, ot.trial_values.c
+    query = (
+        select(
+            t.study_id,
+            t.state,
+            a.value_json,
+            v.value_type,
+            func.count(),
+            func.max(v.value),
+            func.min(v.value),
+        )
+        .select_from(
+            ot.trials.outerjoin(
+                ot.trial_user_attributes, and_(a.trial_id == t.trial_id, a.key == result_attr)
+            ).outerjoin(ot.trial_values, and_(v.trial_id == t.trial_id, v.objective == 0))
+        )
+        .where(t.study_id.in_(list(arms)))
+        .group_by(t.study_id, t.state, a.value_json, v.value_type)
+    )
+    grouped: dict[int, list[Any]] = {study_id: [] for study_id in arms}
+    for row in session.execute(query):
+        grouped[row[0]].append(row[1:])
+    return {arms[study_id]: _tally(rows) for study_id, rows in grouped.items()}
+
+
+def _tally(rows: Iterable[Sequence[Any]]) -> Tally:
+    states: dict[str, int] = {}
+    results: dict[tuple[str, str | None], int] = {}
+    values: list[float] = []
+    for state, result_json, value_type, n, high, low in rows:
+        state = str(state)  # an enum name: PostgreSQL's driver and SQLite both give text
+        states[state] = states.get(state, 0) + n
+        result = None if result_json is None else json.loads(result_json)
+        key = (state, None if result is None else str(result))
+        results[key] = results.get(key, 0) + n
+        if state != "COMPLETE" or value_type is None:
+            continue
+        kind = str(value_type)
+        if kind == "INF_POS":
+            values.append(math.inf)
+        elif kind == "INF_NEG":
+            values.append(-math.inf)
+        else:
+            values.extend(x for x in (high, low) if x is not None)
+    return Tally(
+        states=states,
+        results=results,
+        highest=max(values) if values else None,
+        lowest=min(values) if values else None,
+    )

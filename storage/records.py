@@ -6,6 +6,7 @@ has closed, and can be pickled to another process.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ __all__ = [
     "EXPERIMENT_COLUMNS",
     "TRIAL_COLUMNS",
     "ExperimentInfo",
+    "Tally",
     "check_name",
     "split_study_name",
     "study_name",
@@ -107,3 +109,19 @@ def split_study_name(name: str) -> tuple[str, str] | None:
     if len(parts) != 2 or not all(parts):
         return None
     return parts[0], parts[1]
+
+
+@dataclass(frozen=True)
+class Tally:
+    """One Optuna study's trials counted by state, read with one query (a progress display
+    polls it every second; loading every trial grows with the study, this does not).
+
+    ``results`` counts trials by state and the JSON value of the user attribute the caller
+    named (``None`` when a trial has none); ``highest`` and ``lowest`` are over COMPLETE trials'
+    values (``±inf`` included), ``None`` when there are none.
+    """
+
+    states: Mapping[str, int]
+    results: Mapping[tuple[str, str | None], int]
+    highest: float | None
+    lowest: float | None

@@ -37,7 +37,7 @@ from storage.errors import (
     StorageUnavailable,
 )
 from storage.locks import named_lock
-from storage.records import EPOCH_METRICS, ExperimentInfo, check_name
+from storage.records import EPOCH_METRICS, ExperimentInfo, Tally, check_name
 from storage.schema import (
     DYNL2_TABLES,
     SCHEMA_VERSION,
@@ -504,6 +504,13 @@ class Store:
                 )
             )
         return [trial_id for trial_id in trial_ids if trial_id not in beating]
+
+    def trial_tallies(self, experiment: str, result_attr: str) -> dict[str, Tally]:
+        """``{arm: Tally}``: each arm's trials counted by state and by the user attribute
+        ``result_attr``, with the best values, in one query. Arms without a study yet are
+        absent."""
+        with self._session() as session:
+            return reads.tallies(session, experiment, result_attr)
 
     def trials(self, experiment: str, arm: str | None = None) -> pd.DataFrame:
         """DataFrame of the Optuna trials of ``EXPERIMENT/ARM`` studies, read with SQL.

@@ -145,9 +145,10 @@ def _run_in_child(
 ) -> list[float | None]:
     import torch
 
-    from trainers import flush_denormals
+    from trainers import flush_denormals, keep_freed_memory
 
     flush_denormals()  # first, before torch creates its threads
+    keep_freed_memory()
     torch.set_num_threads(int(os.environ.get("DYNL2_THREADS", "1")))
     with open(url) as store:
         return run_group(store, parse_experiment(config_dict), tasks)

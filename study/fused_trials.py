@@ -37,6 +37,7 @@ from trainers import (
 )
 
 from .experiment import ExperimentConfig
+from .optuna_batch import report_many
 from .resilience import DatabaseAway, retrying
 from .studies import CONFIG_ATTR, trial_seed
 from .worker import ABANDONED, conclude, fail_trial, metric_of, run_trial
@@ -134,6 +135,7 @@ def run_trials(
             data=data(),
             shared_order=shared_order,
             on_end=group.on_end,
+            on_epochs=group.report,
         )
     except DatabaseAway:
         raise  # not the trials' fault: they stay RUNNING, go stale and are retried
@@ -164,23 +166,28 @@ class _Group:
         self.ended: dict[int, str] = {}
         self._snapshot: _Snapshot | None = None
 
+    def report(self, records: Sequence[tuple[int, EpochRecord]]) -> None:
+        """Report one epoch of every member still training, in one transaction."""
+        metric = self.config.search.metric
+        reports = []
+        for k, record in records:
+            self.epochs[k].append(record)
+            if k not in self.taken_away:
+                reports.append((self.trials[k], record.epoch, metric_of(record, metric)))
+        finished = retrying(lambda: report_many(self.study, reports), "reporting an epoch")
+        for k, trial in enumerate(self.trials):
+            if trial._trial_id in finished:
+                self.taken_away.add(k)  # declared stale meanwhile: stop this member alone
+
     def on_epoch(self, k: int) -> Callable[[EpochRecord], bool]:
         trial = self.trials[k]
-        metric = self.config.search.metric
 
-        def report(record: EpochRecord) -> bool:
-            self.epochs[k].append(record)
-            try:
-                retrying(
-                    lambda: trial.report(metric_of(record, metric), record.epoch),
-                    "reporting an epoch",
-                )
-            except optuna.exceptions.UpdateFinishedTrialError:
-                self.taken_away.add(k)  # declared stale meanwhile: stop this member alone
+        def decide(record: EpochRecord) -> bool:
+            if k in self.taken_away:
                 return True
             return bool(retrying(lambda: self.should_prune(trial, record.epoch), "pruning"))
 
-        return report
+        return decide
 
     def should_prune(self, trial: optuna.trial.Trial, epoch: int) -> bool:
         """``trial.should_prune()``, with the study read once per epoch for the whole group.

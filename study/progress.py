@@ -4,33 +4,36 @@ from __future__ import annotations
 
 import math
 import statistics
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import optuna
-
-from storage import Store, study_name
+from storage import Store
 
 from .experiment import ExperimentConfig
-from .studies import ArmCounts, count, searched_arms
+from .studies import DIVERGED, RESULT_ATTR, ArmCounts, searched_arms
 
 
 def arm_counts(store: Store, config: ExperimentConfig) -> dict[str, ArmCounts]:
-    """Counts by state for every searched arm (arms whose study does not exist yet: zeros)."""
-    storage = store.optuna_storage()
+    """Counts by state for every searched arm (arms whose study does not exist yet: zeros),
+    from one grouped query: the run's progress line polls it every second."""
+    tallies = store.trial_tallies(config.name, RESULT_ATTR)
     out = {}
     for arm in searched_arms(config):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                study = optuna.load_study(
-                    study_name=study_name(config.name, arm.name), storage=storage
-                )
-        except KeyError:
+        tally = tallies.get(arm.name)
+        if tally is None:
             out[arm.name] = ArmCounts(0, 0, 0, 0, 0, 0, None)
             continue
-        out[arm.name] = count(study, config.direction)
+        states = tally.states
+        diverged = tally.results.get(("FAIL", DIVERGED), 0)
+        out[arm.name] = ArmCounts(
+            complete=states.get("COMPLETE", 0),
+            pruned=states.get("PRUNED", 0),
+            diverged=diverged,
+            lost=states.get("FAIL", 0) - diverged,
+            running=states.get("RUNNING", 0),
+            waiting=states.get("WAITING", 0),
+            best=tally.highest if config.direction == "maximize" else tally.lowest,
+        )
     return out
 
 

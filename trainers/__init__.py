@@ -25,6 +25,7 @@ from .loop import (
     resolve_device,
     train,
 )
+from .memory import keep_freed_memory
 from .models import MODELS, CNNModel, LinearModel, MLPModel, ModelConfig, build_model
 from .schemes import (
     SCHEMES,
@@ -77,6 +78,7 @@ __all__ = [
     "data_from_dict",
     "flush_denormals",
     "fuse_problem",
+    "keep_freed_memory",
     "load_dataset",
     "make_regularizer",
     "resolve_device",

@@ -207,16 +207,20 @@ def train_fused(
     data: Dataset | None = None,
     shared_order: int | None = None,
     on_end: Callable[[int, FusedOutcome], None] | None = None,
+    on_epochs: Callable[[Sequence[tuple[int, EpochRecord]]], None] | None = None,
 ) -> list[FusedOutcome]:
     """Train ``configs`` together; returns each member's outcome, in ``configs`` order.
 
     ``on_epoch[k]`` receives member k's epochs (as :func:`trainers.train`'s callback does);
-    returning True stops member k. ``shared_order`` gives every member the batch order of an
-    unfused run with ``order_seed = shared_order``; without it each member draws its own order
-    from its config's batch order seed, as an unfused run does. Every member's ``seconds`` (per
-    epoch and per run) is the group's wall time: they trained at once. ``on_end(k, outcome)``
-    hears of each member's end as it happens: stopped or diverged at the end of that epoch,
-    completed after the group's test pass.
+    returning True stops member k. ``on_epochs`` hears each epoch once for the whole group,
+    before the per-member callbacks: ``(k, record)`` for every member still training that did
+    not diverge (so a caller can write every member's epoch in one transaction).
+    ``shared_order`` gives every member the batch order of an unfused run with
+    ``order_seed = shared_order``; without it each member draws its own order from its config's
+    batch order seed, as an unfused run does. Every member's ``seconds`` (per epoch and per
+    run) is the group's wall time: they trained at once. ``on_end(k, outcome)`` hears of each
+    member's end as it happens: stopped or diverged at the end of that epoch, completed after
+    the group's test pass.
     """
     started = time.perf_counter()
     if on_epoch is not None and len(on_epoch) != len(configs):
@@ -268,6 +272,7 @@ def train_fused(
         columns = summary.T.tolist()  # note: the epoch's one CPU-GPU sync point, all members
         seconds = time.perf_counter() - t0
         leaving: list[int] = []
+        healthy: list[tuple[int, _Member, EpochRecord]] = []
         for position, (member, values) in enumerate(zip(members, columns, strict=True)):
             record = epoch_record(epoch, values, trainer.classification, seconds)
             problem = divergence(record, weights_finite=values[9] == 1.0)
@@ -276,6 +281,10 @@ def train_fused(
                 leaving.append(position)
                 continue
             member.history.append(record)
+            healthy.append((position, member, record))
+        if on_epochs is not None and healthy:
+            on_epochs([(member.index, record) for _, member, record in healthy])
+        for position, member, record in healthy:
             callback = callbacks[member.index]
             if callback is not None and callback(record):
                 stopped = _result(member, None, None, started, True, device)

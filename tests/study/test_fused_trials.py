@@ -84,16 +84,19 @@ def test_pruned_members_are_told_at_once_and_the_rest_complete(tmp_path, monkeyp
     study = studies[claim.arm]
     pruned_numbers = {t.number for t in claim.trials if t.number % 2 == 1}
     told_while_training: list[int] = []
-    original_report = optuna.trial.Trial.report
+    original_report = fused_trials.report_many
 
-    def report(self, value, step):  # type: ignore[no-untyped-def]
-        if step == 2:  # after the odd members were pruned at epoch 1, they are finished
+    def report(study_, reports):  # type: ignore[no-untyped-def]
+        if reports[0][1] == 2:  # after the odd members were pruned at epoch 1, they are finished
             states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
             told_while_training.extend(n for n in pruned_numbers if states[n].is_finished())
-        return original_report(self, value, step)
+            assert {t.number for t, _, _ in reports} == {
+                t.number for t in claim.trials
+            } - pruned_numbers
+        return original_report(study_, reports)
 
     study.pruner = _OddPruner()
-    monkeypatch.setattr(optuna.trial.Trial, "report", report)
+    monkeypatch.setattr(fused_trials, "report_many", report)
     data = load_dataset(TrainConfig.from_dict({"data": dict(config.data)}).data, _cpu())
     outcomes = fused_trials.run_trials(store, config, claim.arm, study, claim.trials, lambda: data)
     assert outcomes == ["pruned" if t.number % 2 else "complete" for t in claim.trials]
@@ -105,6 +108,37 @@ def test_pruned_members_are_told_at_once_and_the_rest_complete(tmp_path, monkeyp
         assert state == (TrialState.PRUNED if trial.number % 2 else TrialState.COMPLETE)
         rows = epochs[epochs["trial_id"] == trial._trial_id]
         assert len(rows) == (1 if trial.number % 2 else 3)
+    store.close()
+
+
+def test_a_member_declared_stale_stops_alone(tmp_path, monkeypatch):
+    """Another worker fails one member as stale mid-training: that member is dropped (its
+    retry belongs to whoever asks next); its neighbours train on and complete."""
+    store, config, studies = _open(tmp_path, n_trials=3, epochs=3)
+    claim = worker_module._claim(store, config, studies, dict.fromkeys(studies, 3))
+    assert not isinstance(claim, str)
+    study = studies[claim.arm]
+    victim = claim.trials[1]
+    original_report = fused_trials.report_many
+    sizes: list[int] = []
+
+    def report(study_, reports):  # type: ignore[no-untyped-def]
+        sizes.append(len(reports))
+        if reports[0][1] == 2:
+            study.tell(victim, state=TrialState.FAIL)  # what a stale-trial sweep does
+        return original_report(study_, reports)
+
+    monkeypatch.setattr(fused_trials, "report_many", report)
+    data = load_dataset(TrainConfig.from_dict({"data": dict(config.data)}).data, _cpu())
+    outcomes = fused_trials.run_trials(store, config, claim.arm, study, claim.trials, lambda: data)
+    assert outcomes == ["complete", worker_module.ABANDONED, "complete"]
+    assert sizes == [3, 3, 2]  # epoch 3 reports the two that stayed
+    frozen = {t.number: t for t in study.get_trials()}
+    assert frozen[victim.number].state == TrialState.FAIL
+    assert sorted(frozen[victim.number].intermediate_values) == [1]  # epoch 2 not written
+    for trial in (claim.trials[0], claim.trials[2]):
+        assert frozen[trial.number].state == TrialState.COMPLETE
+        assert sorted(frozen[trial.number].intermediate_values) == [1, 2, 3]
     store.close()
 
 

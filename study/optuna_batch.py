@@ -1,0 +1,95 @@
+"""Several trials' intermediate values in one transaction.
+
+``Trial.report`` costs one transaction each (measured: about 2 ms on SQLite, 5,000 of them in a
+128-trial × 20-epoch study trained in groups of 32, a sixth of the worker's time). A fused group
+ends its epochs together, so it writes them together: one read of the trials' states, one
+insert, one commit; the same rows ``Trial.report`` writes, through Optuna's own table models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import optuna
+from optuna.storages import RDBStorage
+from optuna.storages._rdb import models
+from sqlalchemy import insert, select
+
+Report = tuple[optuna.trial.Trial, int, float]  # a trial, its step, its value
+
+
+def report_many(study: optuna.Study, reports: Sequence[Report]) -> set[int]:
+    """Write each ``(trial, step, value)`` as ``trial.report(value, step)`` would, in one
+    transaction; returns the ids of the trials already finished (declared stale by another
+    worker), whose values are not written. Running it again after a commit that did land
+    writes nothing twice (a step already stored is kept)."""
+    if not reports:
+        return set()
+    values = {t._trial_id: (step, float(value)) for t, step, value in reports}
+    if len(values) != len(reports):
+        raise ValueError("report_many takes one report per trial")
+    backend = _rdb(study)
+    if backend is None:
+        return _one_by_one(reports)
+    trial_model = models.TrialModel
+    value_model = models.TrialIntermediateValueModel
+    session = backend.scoped_session()
+    try:
+        states: Mapping[int, optuna.trial.TrialState] = dict(
+            session.execute(
+                select(trial_model.trial_id, trial_model.state).where(
+                    trial_model.trial_id.in_(values)
+                )
+            ).all()
+        )
+        finished = {i for i in values if i not in states or states[i].is_finished()}
+        live = {i: v for i, v in values.items() if i not in finished}
+        stored: set[tuple[int, int]] = set()
+        if live:
+            steps = {step for step, _ in live.values()}
+            found = session.execute(
+                select(value_model.trial_id, value_model.step).where(
+                    value_model.trial_id.in_(live), value_model.step.in_(steps)
+                )
+            )
+            stored = {(trial_id, step) for trial_id, step in found}
+        rows = []
+        for trial_id, (step, value) in live.items():
+            if (trial_id, step) in stored:
+                continue
+            kept, kind = value_model.intermediate_value_to_stored_repr(value)
+            rows.append(
+                {
+                    "trial_id": trial_id,
+                    "step": step,
+                    "intermediate_value": kept,
+                    "intermediate_value_type": kind,
+                }
+            )
+        if rows:
+            session.execute(insert(value_model), rows)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    for trial, step, value in reports:
+        if trial._trial_id not in finished:
+            # what Trial.report keeps locally: the pruner reads the trial from this copy
+            trial._cached_frozen_trial.intermediate_values[step] = float(value)
+    return finished
+
+
+def _rdb(study: optuna.Study) -> RDBStorage | None:
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
+    return backend if isinstance(backend, RDBStorage) else None
+
+
+def _one_by_one(reports: Sequence[Report]) -> set[int]:
+    finished = set()
+    for trial, step, value in reports:
+        try:
+            trial.report(value, step)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            finished.add(trial._trial_id)
+    return finished

@@ -1,0 +1,85 @@
+"""report_many: several trials' intermediate values in one transaction, exactly as
+``Trial.report`` stores them, on SQLite, PostgreSQL and Optuna's in-memory storage."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import storage
+from study.optuna_batch import report_many
+from tests.storage.backends import empty_url
+
+VALUES = [0.25, -3.5, math.inf, -math.inf, math.nan, 1e-300]
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "memory"])
+def make_study(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    if request.param == "memory":
+        memory = optuna.storages.InMemoryStorage()
+        yield lambda name: optuna.create_study(storage=memory, study_name=name)
+        return
+    with empty_url(request.param, tmp_path) as url, storage.open(url) as store:
+        rdb = store.optuna_storage()
+        yield lambda name: optuna.create_study(storage=rdb, study_name=name)
+        rdb.remove_session()
+        rdb.engine.dispose()
+
+
+def _same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+def test_stores_what_trial_report_stores(make_study):  # type: ignore[no-untyped-def]
+    by_report, by_batch = make_study("one-by-one"), make_study("batched")
+    singles = [by_report.ask() for _ in VALUES]
+    batched = [by_batch.ask() for _ in VALUES]
+    for step in (0, 1):
+        for trial, value in zip(singles, VALUES, strict=True):
+            trial.report(value + step, step)
+        finished = report_many(
+            by_batch, [(t, step, v + step) for t, v in zip(batched, VALUES, strict=True)]
+        )
+        assert finished == set()
+    expected = [t.intermediate_values for t in by_report.get_trials()]
+    stored = [t.intermediate_values for t in by_batch.get_trials()]
+    local = [t._cached_frozen_trial.intermediate_values for t in batched]  # what pruners read
+    for want, got, kept in zip(expected, stored, local, strict=True):
+        assert sorted(got) == sorted(kept) == sorted(want) == [0, 1]
+        assert all(_same(got[s], want[s]) and _same(kept[s], want[s]) for s in want)
+
+
+def test_a_finished_trial_is_skipped_and_named(make_study):  # type: ignore[no-untyped-def]
+    study = make_study("stale")
+    live, gone = study.ask(), study.ask()
+    study.tell(gone, state=TrialState.FAIL)  # as when another worker declares it stale
+    finished = report_many(study, [(live, 3, 0.5), (gone, 3, 0.7)])
+    assert finished == {gone._trial_id}
+    trials = {t.number: t for t in study.get_trials()}
+    assert trials[live.number].intermediate_values == {3: 0.5}
+    assert trials[gone.number].intermediate_values == {}
+    assert 3 not in gone._cached_frozen_trial.intermediate_values
+
+
+def test_running_it_again_writes_nothing_twice(make_study):  # type: ignore[no-untyped-def]
+    """A retry after a commit that landed but whose answer was lost must not fail."""
+    study = make_study("again")
+    trials = [study.ask() for _ in range(3)]
+    report_many(study, [(t, 0, float(i)) for i, t in enumerate(trials)])
+    for t in trials:  # as a fresh retry would find them: the local copies not yet updated
+        t._cached_frozen_trial.intermediate_values.clear()
+    assert report_many(study, [(t, 0, float(i)) for i, t in enumerate(trials)]) == set()
+    assert [t.intermediate_values for t in study.get_trials()] == [{0: 0.0}, {0: 1.0}, {0: 2.0}]
+
+
+def test_one_report_per_trial(make_study):  # type: ignore[no-untyped-def]
+    study = make_study("twice")
+    trial = study.ask()
+    with pytest.raises(ValueError, match="one report per trial"):
+        report_many(study, [(trial, 0, 1.0), (trial, 1, 2.0)])
+    assert study.get_trials()[0].intermediate_values == {}
