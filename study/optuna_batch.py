@@ -1,18 +1,27 @@
-"""Several trials' intermediate values in one transaction.
+"""Optuna calls a fused group makes for all its trials at once: reports and asks.
+
+Reports: several trials' intermediate values in one transaction.
 
 ``Trial.report`` costs one transaction each (measured: about 2 ms on SQLite, 5,000 of them in a
 128-trial × 20-epoch study trained in groups of 32, a sixth of the worker's time). A fused group
 ends its epochs together, so it writes them together: one read of the trials' states, one
 insert, one commit; the same rows ``Trial.report`` writes, through Optuna's own table models.
+
+Asks: K trials asked in a row, as K calls of ``Study.ask`` would ask them, with two reads of
+all the study's trials fewer per trial (measured: about 48 ms an ask in a 128-trial study,
+two thirds of it in three such reads). See :func:`ask_many`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import copy
+from collections.abc import Callable, Mapping, Sequence
 
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
+from optuna.trial import FrozenTrial
 from sqlalchemy import insert, select
 
 Report = tuple[optuna.trial.Trial, int, float]  # a trial, its step, its value
@@ -93,3 +102,53 @@ def _one_by_one(reports: Sequence[Report]) -> set[int]:
         except optuna.exceptions.UpdateFinishedTrialError:
             finished.add(trial._trial_id)
     return finished
+
+
+def ask_many(
+    study: optuna.Study,
+    distributions: Mapping[str, BaseDistribution],
+    n: int,
+    waiting: int,
+    then: Callable[[optuna.trial.Trial], None] | None = None,
+) -> list[optuna.trial.Trial]:
+    """``n`` trials, as ``n`` calls of ``study.ask(distributions)`` in a row would ask them;
+    ``then(trial)`` runs after each ask, before the next (the claim's first heartbeat).
+
+    ``Study.ask`` reads all the study's trials twice before its sampler reads them again:
+    once to look for a WAITING trial (a retry) to pop, and once for the sampler's cached view
+    of the study, which it drops at every ask. The caller holds the claim lock and has just
+    counted ``waiting`` WAITING trials: the first ``max(1, waiting)`` asks are Optuna's own;
+    the others create their trial directly and hand the sampler the view the first ask read,
+    plus the trials asked since, as a fresh read would show them (RUNNING, with their
+    parameters). What the sampler reads without that cache (TPE's constant liar: the running
+    trials) it still reads from the database. A trial another worker finished meanwhile
+    shows as it was at the first ask, as if the asks had come a moment earlier.
+    """
+    trials: list[optuna.trial.Trial] = []
+    for _ in range(min(n, max(1, waiting))):
+        trials.append(study.ask(dict(distributions)))
+        if then is not None:
+            then(trials[-1])
+    local = study._thread_local
+    view: list[FrozenTrial] | None = local.cached_all_trials
+    if view is not None:
+        asked = {t.number for t in trials}
+        view = [t for t in view if t.number not in asked]
+        view += [copy.deepcopy(t._cached_frozen_trial) for t in trials]
+    while len(trials) < n:
+        trial_id = study._storage.create_new_trial(study._study_id)
+        trial = optuna.Trial(study, trial_id)
+        if view is not None:
+            # what a read now returns: every trial so far, this one RUNNING without parameters
+            local.cached_all_trials = [*view, copy.deepcopy(trial._cached_frozen_trial)]
+        else:
+            local.cached_all_trials = None
+        for name, distribution in distributions.items():
+            trial._suggest(name, distribution)
+        if view is not None:
+            view.append(copy.deepcopy(trial._cached_frozen_trial))
+        trials.append(trial)
+        if then is not None:
+            then(trial)
+    local.cached_all_trials = None  # the next Study.ask reads afresh, as it always does
+    return trials

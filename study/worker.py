@@ -38,6 +38,7 @@ from trainers import (
 
 from .errors import StudyError
 from .experiment import ExperimentConfig
+from .optuna_batch import ask_many
 from .resilience import DatabaseAway, retrying
 from .samplers import pruning_startup
 from .studies import (
@@ -174,16 +175,19 @@ def _claim(
         if counts.complete < startup:  # the pruner's reference trials come first
             size = min(size, max(1, startup - counts.complete - counts.running))
         beat = studies[arm]._storage.record_heartbeat  # type: ignore[attr-defined]
-        trials = []
-        for _ in range(max(1, min(size, free))):
-            trial = studies[arm].ask(distributions(config, arm))
+
+        def first_heartbeat(trial: optuna.trial.Trial) -> None:
             # Retried on its own: retrying the whole claim would ask again and leave this
             # trial RUNNING without a heartbeat, which Optuna never declares stale.
-            retrying(
-                functools.partial(beat, trial._trial_id),
-                "recording a heartbeat",
-            )
-            trials.append(trial)
+            retrying(functools.partial(beat, trial._trial_id), "recording a heartbeat")
+
+        trials = ask_many(
+            studies[arm],
+            distributions(config, arm),
+            max(1, min(size, free)),
+            waiting=counts.waiting,
+            then=first_heartbeat,
+        )
     return _Claim(arm, tuple(trials))
 
 

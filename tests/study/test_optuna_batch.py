@@ -12,7 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 import storage
-from study.optuna_batch import report_many
+from study.optuna_batch import ask_many, report_many
 from tests.storage.backends import empty_url
 
 VALUES = [0.25, -3.5, math.inf, -math.inf, math.nan, 1e-300]
@@ -83,3 +83,54 @@ def test_one_report_per_trial(make_study):  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match="one report per trial"):
         report_many(study, [(trial, 0, 1.0), (trial, 1, 2.0)])
     assert study.get_trials()[0].intermediate_values == {}
+
+
+DISTS = {
+    "lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
+    "lam": optuna.distributions.FloatDistribution(1e-6, 1e-1, log=True),
+    "width": optuna.distributions.IntDistribution(8, 64),
+}
+
+
+def _history(study: optuna.Study, waiting: int) -> None:
+    """The same past in every study: 12 told trials, one still running, ``waiting`` retries."""
+    for i in range(12):
+        study.enqueue_trial({"lr": 1e-3 * (1 + i), "lam": 1e-5 * (1 + i), "width": 8 + 4 * i})
+        trial = study.ask(DISTS)
+        study.tell(trial, (i * 7919 % 13) / 13)
+    study.ask(DISTS)
+    for i in range(waiting):
+        study.enqueue_trial({"lr": 2e-3 * (1 + i), "lam": 3e-4, "width": 16 + i})
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+@pytest.mark.parametrize("waiting", [0, 2])
+def test_ask_many_asks_what_ask_asks(make_study, sampler, waiting):  # type: ignore[no-untyped-def]
+    """Same sampler seed, same past: K asks in a row and ask_many give the same trials."""
+
+    def fresh(name: str) -> optuna.Study:
+        study = make_study(name)
+        if sampler == "tpe":  # as dynl2's make_sampler builds it
+            study.sampler = optuna.samplers.TPESampler(
+                seed=7, multivariate=True, constant_liar=True, n_startup_trials=5
+            )
+        else:
+            study.sampler = optuna.samplers.RandomSampler(seed=7)
+        _history(study, waiting)
+        return study
+
+    plain, batched = fresh("plain"), fresh("batched")
+    asked = [plain.ask(DISTS) for _ in range(8)]
+    seen: list[int] = []
+    got = ask_many(batched, DISTS, 8, waiting=waiting, then=lambda t: seen.append(t.number))
+    assert seen == [t.number for t in got]  # each heard of as soon as it was asked
+    assert [t.number for t in got] == [t.number for t in asked]
+    assert [t.params for t in got] == [t.params for t in asked]
+    stored = {t.number: t for t in batched.get_trials()}
+    for trial in got:
+        assert stored[trial.number].state == TrialState.RUNNING
+        assert stored[trial.number].params == trial.params
+    assert len({tuple(t.params.values()) for t in got}) == 8
+    if waiting:  # the retries come first, with their own parameters
+        assert [t.params["width"] for t in got[:waiting]] == [16 + i for i in range(waiting)]
+    assert batched._thread_local.cached_all_trials is None
