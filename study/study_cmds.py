@@ -258,7 +258,8 @@ def _search(
     if batch is not None:
         command += ["--batch", str(batch)]
     procs = [subprocess.Popen([*command, "--index", str(i)], env=env) for i in range(workers)]
-    threading.Thread(target=_warm_imports, name="dynl2-warm-imports", daemon=True).start()
+    if workers < (os.cpu_count() or 1):  # a core to spare while the workers import torch
+        threading.Thread(target=_warm_imports, name="dynl2-warm-imports", daemon=True).start()
     printer = ProgressPrinter(say)
     started = time.monotonic()
     try:
@@ -291,8 +292,9 @@ def _search(
 
 def _warm_imports() -> None:
     """Import what the summary and the report need (scipy, plotly, jinja2: about 2 s) while the
-    workers start: each spends its first seconds importing torch on one core, so this costs the
-    search nothing on a machine with a core to spare and takes the wait off the run's end."""
+    workers start: each spends its first seconds importing torch on one core, so with a core to
+    spare (fewer workers than cores) this costs the search nothing and takes the wait off the
+    run's end."""
     with suppress(Exception):  # only a head start: the summary imports them itself anyway
         import scipy.stats  # noqa: F401
 

@@ -7,6 +7,8 @@ results. Killed workers and runs: ``tests/reliability/``.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -79,6 +81,18 @@ def dynl2(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedP
     )
 
 
+def dynl2_here(*args: str) -> subprocess.CompletedProcess[str]:
+    """``dynl2 ARGS`` in this process (``study.cli.main``): for the quick read-only verbs, whose
+    own process start (importing torch) would cost seconds each; their behaviour as separate
+    processes is covered by :func:`dynl2` elsewhere."""
+    from study.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["dynl2", *args], code, out.getvalue(), err.getvalue())
+
+
 def check_counts(url: str, experiment: str, n_trials: int, epochs: int) -> None:
     with storage.open(url, create=False) as store:
         trials = store.trials(experiment)
@@ -120,27 +134,27 @@ def test_run_resume_evaluate_and_query(backend, tmp_path):
         with storage.open(url, create=False) as store:
             assert sorted(store.evaluations("e2e")["seed"]) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
 
-        trials = dynl2("trials", "e2e", "--format", "json", "--storage", url)
+        trials = dynl2_here("trials", "e2e", "--format", "json", "--storage", url)
         assert trials.returncode == 0, trials.stderr
         rows = json.loads(trials.stdout)
         assert len(rows) == 9
         assert {r["arm"] for r in rows} == {"dynamic", "fixed", "none"}
         assert sum(r["test_seeds"] == 3 for r in rows) == 3  # each arm's evaluated best trial
-        csv = dynl2("trials", "e2e", "--arm", "fixed", "--format", "csv", "--storage", url)
+        csv = dynl2_here("trials", "e2e", "--arm", "fixed", "--format", "csv", "--storage", url)
         assert csv.returncode == 0 and len(csv.stdout.strip().splitlines()) == 4
 
         query = "SELECT arm, count(*) AS n FROM dynl2_evaluations GROUP BY arm ORDER BY arm"
-        sql = dynl2("sql", query, "--format", "json", "--storage", url)
+        sql = dynl2_here("sql", query, "--format", "json", "--storage", url)
         assert sql.returncode == 0, sql.stderr
         assert json.loads(sql.stdout) == [
             {"arm": "dynamic", "n": 3}, {"arm": "fixed", "n": 3}, {"arm": "none", "n": 3},
         ]  # fmt: skip
-        refused = dynl2("sql", "DELETE FROM dynl2_evaluations", "--storage", url)
+        refused = dynl2_here("sql", "DELETE FROM dynl2_evaluations", "--storage", url)
         assert refused.returncode == 2 and "read-only" in refused.stderr
         with storage.open(url, create=False) as store:
             assert len(store.evaluations("e2e")) == 9
 
-        status = dynl2("status", "e2e", "--storage", url)
+        status = dynl2_here("status", "e2e", "--storage", url)
         assert status.returncode == 0
         assert all(arm in status.stdout for arm in ("dynamic", "fixed", "none"))
 
