@@ -113,11 +113,13 @@ def stop_all() -> None:
 
 
 def start_worker(
-    experiment: str, url: str, index: int, *, quiet: bool = True, **env: str
-) -> subprocess.Popen[str]:
+    experiment: str, url: str, index: int, *, quiet: bool = True, batch: int | None = None,
+    **env: str,
+) -> subprocess.Popen[str]:  # fmt: skip
     quiet_flag = ["--quiet"] if quiet else []
+    batch_flag = ["--batch", str(batch)] if batch is not None else []
     argv = ["worker", experiment, "--storage", url, "--index", str(index), *quiet_flag]
-    return spawn(argv, **env)
+    return spawn([*argv, *batch_flag], **env)
 
 
 def finish(proc: subprocess.Popen[str], timeout: float) -> tuple[int, str, str]:

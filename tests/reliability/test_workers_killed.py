@@ -17,6 +17,7 @@ import storage
 from study.experiment import load_experiment
 from study.studies import Heartbeat, distributions, open_studies
 from study.worker import run_worker
+from tests.storage.backends import empty_url
 
 from .helpers import (
     assert_exact_results,
@@ -69,6 +70,41 @@ def test_two_of_three_workers_killed_mid_trial(tmp_path):
         assert len(same) == 2 and (same["state"] == "COMPLETE").sum() == 1
         retried += 1
     assert retried >= 1  # at least the trial a victim was training
+
+
+def test_a_fused_worker_killed_on_postgresql(tmp_path):
+    """A worker training a fused group of two dies: both of its trials are retried, once each,
+    by the other worker (whose next claim pops them first), on the PostgreSQL server."""
+    with empty_url("postgresql", tmp_path) as url:
+        n_trials = 4
+        create_experiment(url, write_config(tmp_path, "fz", epochs=EPOCHS, n_trials=n_trials),
+                          Heartbeat(1, 2))  # fmt: skip
+        env = {"DYNL2_HEARTBEAT": "1,2"}
+        victim = start_worker("fz", url, 0, batch=2, **env)
+        searched = load_experiment(tmp_path / "fz.toml")
+
+        def group_in_flight() -> bool:
+            frame = trials(url, "fz")
+            whole = frame["params"].map(len) == frame["arm"].map(
+                lambda a: len(searched.searched(a))
+            )
+            return bool(((frame["state"] == "RUNNING") & whole).sum() >= 2)
+
+        wait_until(group_in_flight, 90, "a fused group in flight")
+        victim.send_signal(signal.SIGKILL)
+        victim.communicate(timeout=30)
+        assert victim.returncode == -signal.SIGKILL
+        survivor = start_worker("fz", url, 1, batch=2, **env)
+        code, _, err = finish(survivor, 240)
+        assert code == 0, err
+        frame = assert_exact_results(url, "fz", n_trials, EPOCHS)
+    lost = frame[frame["state"] == "FAIL"]
+    whole = [dead for _, dead in lost.iterrows()
+             if set(dead["params"]) == set(searched.searched(dead["arm"]))]  # fmt: skip
+    assert len(whole) >= 2  # the group the victim was training
+    for dead in whole:  # each retried once, with the same parameters, and completed
+        same = frame[(frame["arm"] == dead["arm"]) & frame["params"].map(dead["params"].__eq__)]
+        assert len(same) == 2 and (same["state"] == "COMPLETE").sum() == 1
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
