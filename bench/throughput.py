@@ -22,7 +22,8 @@ those; the fused ways train all ``--trials``. Then, once, the figure a user sees
 config's 10 seeds, start-up and bookkeeping included) on the full budget, and the same with
 ``--batch 1``, each as trials per minute of wall time. Finally the matmul peak (a 4096² fp32
 ``torch.mm``, best of 5) against which the fused runs' achieved GFLOP/s (counted analytically:
-forward, backward and validation products) are put.
+forward, backward and validation products) are put, and the rate of the hidden layer's
+products alone (``torch.bmm`` of 32 members' 100×100 matrices).
 
 The process first calls ``flush_denormals`` and ``keep_freed_memory``, as dynl2's CLI does; the
 baseline shares the process and gains from both too, so its ratios err on the low side.
@@ -229,6 +230,22 @@ def matmul_peak(device: torch.device, n: int = 4096) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def member_products(device: torch.device, k: int = 32, n: int = 100) -> float:
+    """GFLOP/s of the best of 50 ``torch.bmm`` of K ``n × n`` by ``n × n`` products: the fused
+    MLP's hidden layer alone (the ceiling its products could reach without anything around)."""
+    a = torch.randn(k, n, n, device=device)
+    b = torch.randn(k, n, n, device=device)
+    torch.bmm(a, b)
+    _sync(device)
+    best = float("inf")
+    for _ in range(50):
+        t0 = time.perf_counter()
+        torch.bmm(a, b)
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * k * n**3 / best / 1e9
+
+
 RUN_CONFIG = """
 [experiment]
 name = "throughput"
@@ -351,6 +368,11 @@ def main() -> int:
             )
         )
     print(f"\nmatmul peak (fp32 4096^2 torch.mm, best of 5): {peak:.1f} GFLOP/s")
+    products = member_products(device)
+    print(
+        f"  member products alone (torch.bmm, K=32 of 100x100x100, best of 50): "
+        f"{products:.1f} GFLOP/s = {100 * products / peak:.1f}% of peak"
+    )
     for k, values in flops_rate.items():
         med = statistics.median(values)
         share = 100 * med / peak

@@ -22,55 +22,18 @@ from study import cli
 from study.experiment import load_experiment
 from study.studies import Heartbeat, open_studies
 from tests.storage.backends import libpq_url
+from tests.tiny import write_tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Two searched arms, digits, a 16-unit MLP: a trial of E epochs takes about 0.05*E s on a CPU.
-CONFIG = """
-[experiment]
-name = "{name}"
-seed = 0
-
-[data]
-dataset = "digits"
-
-[model]
-kind = "mlp"
-hidden = [16]
-
-[train]
-optimizer = "adam"
-lr = {{ low = 1e-3, high = 3e-2, log = true }}
-epochs = {epochs}
-batch_size = 100
-device = "cpu"
-
-[search]
-n_trials = {n_trials}
-sampler = "random"
-pruner = "none"
-metric = "val_acc"
-
-[arms.dynamic]
-scheme = "dynamic"
-alpha = {{ low = 1e-4, high = 1.0, log = true }}
-
-[arms.fixed]
-scheme = "fixed"
-lam = {{ low = 1e-6, high = 1e-1, log = true }}
-
-[evaluate]
-seeds = {seeds}
-"""
 ARMS = ("dynamic", "fixed")
 
 
 def write_config(
     directory: Path, name: str, *, epochs: int, n_trials: int, seeds: int = 1
 ) -> Path:
-    path = directory / f"{name}.toml"
-    path.write_text(CONFIG.format(name=name, epochs=epochs, n_trials=n_trials, seeds=seeds))
-    return path
+    """Two searched arms (``ARMS``) of the tiny study (:mod:`tests.tiny`)."""
+    return write_tiny(directory, name, epochs=epochs, n_trials=n_trials, seeds=seeds, arms=ARMS)
 
 
 def create_experiment(url: str, config_path: Path, heartbeat: Heartbeat) -> None:

@@ -19,55 +19,15 @@ import pytest
 
 import storage
 from tests.storage.backends import BACKENDS, empty_url
+from tests.tiny import write_tiny
 
 ROOT = Path(__file__).resolve().parents[2]
-
-TINY = """
-[experiment]
-name = "{name}"
-seed = 0
-
-[data]
-dataset = "digits"
-
-[model]
-kind = "mlp"
-hidden = [16]
-
-[train]
-optimizer = "adam"
-lr = {{ low = 1e-3, high = 3e-2, log = true }}
-epochs = {epochs}
-batch_size = 100
-device = "cpu"
-
-[search]
-n_trials = {n_trials}
-sampler = "random"
-pruner = "none"
-metric = "val_acc"
-
-[arms.dynamic]
-scheme = "dynamic"
-alpha = {{ low = 1e-4, high = 1.0, log = true }}
-
-[arms.fixed]
-scheme = "fixed"
-lam = {{ low = 1e-6, high = 1e-1, log = true }}
-
-[arms.none]
-scheme = "none"
-
-[evaluate]
-seeds = {seeds}
-"""
 
 
 def write_config(tmp_path: Path, name: str = "e2e", epochs: int = 2, n_trials: int = 3,
                  seeds: int = 2) -> Path:  # fmt: skip
-    path = tmp_path / f"{name}.toml"
-    path.write_text(TINY.format(name=name, epochs=epochs, n_trials=n_trials, seeds=seeds))
-    return path
+    return write_tiny(tmp_path, name, epochs=epochs, n_trials=n_trials, seeds=seeds,
+                      arms=("dynamic", "fixed", "none"))  # fmt: skip
 
 
 def dynl2(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
