@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 import pytest
+import sqlalchemy as sa
 
 import storage
 from study import cli
@@ -115,6 +116,30 @@ def wait_until(
 def trials(url: str, experiment: str) -> pd.DataFrame:
     with storage.open(url, create=False) as store:
         return store.trials(experiment)
+
+
+_EARLY = sa.text(
+    "SELECT (SELECT count(*) FROM trial_params p WHERE p.trial_id = t.trial_id), "
+    "(SELECT count(*) FROM trial_intermediate_values v WHERE v.trial_id = t.trial_id) "
+    "FROM trials t WHERE t.state = 'RUNNING'"
+)
+
+
+def early_in_flight(url: str, n_params: int, epochs: int) -> int:
+    """How many trials are RUNNING with all ``n_params`` of their parameters written and at
+    most half of their ``epochs`` reported to Optuna. A test that kills or cuts off workers
+    once it sees one knows that trial cannot end in the moment between the look and the blow
+    (a worker writes a trial's epoch rows when it ends, but reports each epoch as it ends).
+    Counts over every study in the store: the tests keep one experiment a store."""
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(_EARLY).all()
+    except sa.exc.OperationalError:  # the tables are not there yet
+        return 0
+    finally:
+        engine.dispose()
+    return sum(1 for params, done in rows if params == n_params and done <= epochs // 2)
 
 
 def assert_exact_results(

@@ -16,8 +16,10 @@ from study.studies import Heartbeat
 from tests.storage.backends import require_postgres, scratch_postgres_database
 
 from .helpers import (
+    ARMS,
     assert_exact_results,
     create_experiment,
+    early_in_flight,
     finish,
     start_worker,
     trials,
@@ -40,22 +42,18 @@ def postgres() -> Iterator[tuple[str, PortProxy, str]]:
             yield url, proxy, relayed.render_as_string(hide_password=False)
 
 
-def _running_with_epochs(url: str, experiment: str) -> bool:
-    frame = trials(url, experiment)
-    return bool((frame["state"] == "COMPLETE").any() and (frame["state"] == "RUNNING").any())
-
-
 def test_workers_ride_out_a_database_outage(postgres, tmp_path):
     url, proxy, relayed = postgres
-    epochs, n_trials = 20, 2
+    epochs, n_trials = 400, 2  # a trial trains for seconds
     config = write_config(tmp_path, "outage", epochs=epochs, n_trials=n_trials)
+    searched = load_experiment(config).searched
     # Grace 15 s: longer than the outage plus the longest backoff, so a trial in flight
     # during the outage keeps its heartbeat alive and must finish (none lost).
     create_experiment(url, config, Heartbeat(1, 15))
     env = {"DYNL2_HEARTBEAT": "1,15", "DYNL2_DB_PATIENCE": "60"}
     workers = [start_worker("outage", relayed, i, quiet=False, **env) for i in range(2)]
-    wait_until(lambda: _running_with_epochs(url, "outage"), 60, "a trial in flight")
-    searched = load_experiment(config).searched
+    assert {len(searched(arm)) for arm in ARMS} == {2}  # lr and the arm's strength
+    wait_until(lambda: early_in_flight(url, 2, epochs) >= 1, 60, "a trial early in flight")
     dropped = proxy.cut()
     before = trials(url, "outage")  # read directly, not through the relay
     whole = before["params"].map(len) == before["arm"].map(lambda a: len(searched(a)))

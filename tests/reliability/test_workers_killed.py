@@ -20,18 +20,19 @@ from study.worker import run_worker
 from tests.storage.backends import empty_url
 
 from .helpers import (
+    ARMS,
     assert_exact_results,
     create_experiment,
+    early_in_flight,
     finish,
     start_worker,
-    trials,
     wait_until,
     write_config,
 )
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
-EPOCHS, N_TRIALS = 20, 3  # 3 trials per arm: each claim takes one trial (no fused group)
+EPOCHS, N_TRIALS = 200, 3  # 3 trials per arm: each claim takes one trial (no fused group)
 
 
 def test_two_of_three_workers_killed_mid_trial(tmp_path):
@@ -43,13 +44,10 @@ def test_two_of_three_workers_killed_mid_trial(tmp_path):
     survivor = start_worker("wk", url, 2, **env)
     searched = load_experiment(tmp_path / "wk.toml")
 
-    def claimed(frame) -> bool:  # type: ignore[no-untyped-def]
-        whole = frame["params"].map(len) == frame["arm"].map(lambda a: len(searched.searched(a)))
-        return bool(((frame["state"] == "RUNNING") & whole).sum() >= 2)
-
-    # Two trials in flight with their parameters: the survivor holds at most one, so a victim
-    # holds the other.
-    wait_until(lambda: claimed(trials(url, "wk")), 90, "2 trials")
+    assert {len(searched.searched(arm)) for arm in ARMS} == {2}  # lr and the arm's strength
+    # Two trials early in flight with their parameters: the survivor holds at most one, so a
+    # victim holds the other, and it cannot end before the kill.
+    wait_until(lambda: early_in_flight(url, 2, EPOCHS) >= 2, 90, "2 trials")
     for victim in victims:
         victim.send_signal(signal.SIGKILL)
     for victim in victims:
@@ -83,14 +81,8 @@ def test_a_fused_worker_killed_on_postgresql(tmp_path):
         victim = start_worker("fz", url, 0, batch=2, **env)
         searched = load_experiment(tmp_path / "fz.toml")
 
-        def group_in_flight() -> bool:
-            frame = trials(url, "fz")
-            whole = frame["params"].map(len) == frame["arm"].map(
-                lambda a: len(searched.searched(a))
-            )
-            return bool(((frame["state"] == "RUNNING") & whole).sum() >= 2)
-
-        wait_until(group_in_flight, 90, "a fused group in flight")
+        # the group of two, early enough in its training that it cannot end before the kill
+        wait_until(lambda: early_in_flight(url, 2, EPOCHS) >= 2, 90, "a fused group in flight")
         victim.send_signal(signal.SIGKILL)
         victim.communicate(timeout=30)
         assert victim.returncode == -signal.SIGKILL
