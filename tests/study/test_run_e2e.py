@@ -13,6 +13,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -123,6 +125,70 @@ def test_run_resume_evaluate_and_query(backend, tmp_path):
         assert conflict.returncode == 2
         assert "train.epochs" in conflict.stderr and "Traceback" not in conflict.stderr
         check_counts(url, "e2e", n_trials=3, epochs=2)
+
+
+def _no_worker_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = subprocess.Popen
+
+    def refuse(argv, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if "study" in argv and "worker" in argv:
+            raise AssertionError(f"a worker process was started: {argv}")
+        return real(argv, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+
+
+@pytest.fixture
+def torch_threads() -> Iterator[None]:
+    """A one-worker run sets this process's torch threads (as a worker process's); put back."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_one_worker_searches_in_the_run_process(tmp_path, monkeypatch, torch_threads):
+    """``dynl2 run`` with one worker trains in its own process (no second process importing
+    torch again) and counts exactly as worker processes do; progress lines still show."""
+    config = write_config(tmp_path, epochs=2, n_trials=3, seeds=2)
+    _no_worker_processes(monkeypatch)
+    with empty_url("sqlite", tmp_path) as url:
+        done = dynl2_here("run", str(config), "--storage", url)
+        assert done.returncode == 0, done.stderr
+        assert "1 worker(s)" in done.stdout and "final evaluation" in done.stdout
+        assert "3 done (3 complete" in done.stdout  # the progress line, at the end
+        check_counts(url, "e2e", n_trials=3, epochs=2)
+        with storage.open(url, create=False) as store:
+            assert len(store.evaluations("e2e")) == 6
+    assert not [t for t in threading.enumerate() if t.name == "dynl2-progress"]
+
+
+def test_a_failing_trial_ends_a_one_worker_run_with_one_line(tmp_path, monkeypatch, torch_threads):
+    """A trial that fails for a reason other than divergence stops the run's own worker as it
+    would stop a worker process: the trial is marked FAIL with its reason, the run says so in
+    one line and exits 1, and nothing is evaluated."""
+    from study import worker
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the disk is on fire")
+
+    monkeypatch.setattr(worker, "train", broken)
+    _no_worker_processes(monkeypatch)
+    config = write_config(tmp_path, epochs=2, n_trials=3, seeds=2)
+    with empty_url("sqlite", tmp_path) as url:
+        done = dynl2_here("run", str(config), "--quiet", "--storage", url)
+        assert done.returncode == 1
+        assert done.stderr.strip().splitlines() == [
+            "dynl2 run: failed: trial dynamic#0 failed: RuntimeError: the disk is on fire"
+        ]
+        with storage.open(url, create=False) as store:
+            trials = store.trials("e2e")
+            assert len(store.evaluations("e2e")) == 0
+    failed = trials[trials["state"] == "FAIL"]
+    assert len(failed) == 1 and (trials["state"] != "RUNNING").all()
+    assert not [t for t in threading.enumerate() if t.name == "dynl2-progress"]
 
 
 # Workers killed mid-trial (their trials retried once, exact counts): see
