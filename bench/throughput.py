@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import optuna
@@ -186,11 +186,14 @@ def fused(trials: int, epochs: int, data: Dataset, device: str, k: int) -> tuple
         group = [study.ask() for _ in range(min(k, trials - done))]
         configs = [_config(*_suggest(t), epochs, t.number, device) for t in group]
 
-        def tell(index: int, outcome: object, group: list[optuna.trial.Trial] = group) -> None:
-            if isinstance(outcome, TrainResult):
-                study.tell(group[index], outcome.history[-1].val_acc)
-            else:  # diverged
-                study.tell(group[index], state=optuna.trial.TrialState.FAIL)
+        def tell(
+            ended: Sequence[tuple[int, object]], group: list[optuna.trial.Trial] = group
+        ) -> None:
+            for index, outcome in ended:
+                if isinstance(outcome, TrainResult):
+                    study.tell(group[index], outcome.history[-1].val_acc)
+                else:  # diverged
+                    study.tell(group[index], state=optuna.trial.TrialState.FAIL)
 
         t0 = time.perf_counter()
         train_fused(
@@ -198,7 +201,7 @@ def fused(trials: int, epochs: int, data: Dataset, device: str, k: int) -> tuple
             on_epoch=[_reporter(t) for t in group],
             data=data,
             shared_order=group[0].number,
-            on_end=tell,
+            on_ends=tell,
         )
         engine += time.perf_counter() - t0
         done += len(group)

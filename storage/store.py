@@ -343,30 +343,38 @@ class Store:
         NaN. Recording an epoch again replaces the earlier row (last write wins), so a retried
         call is harmless.
         """
-        if isinstance(trial_id, bool) or not isinstance(trial_id, int):
-            raise InvalidRecord(f"`trial_id` must be an int, but got {trial_id!r}.")
-        by_epoch: dict[int, dict[str, Any]] = {}
-        for index, row in enumerate(rows):
-            checked = _epoch_row(row, index)
-            by_epoch[checked["epoch"]] = {"trial_id": trial_id, **checked}
-        if not by_epoch:
+        self.record_epochs_many({trial_id: rows})
+
+    def record_epochs_many(
+        self, rows: Mapping[int, Sequence[Mapping[str, float | int | None]]]
+    ) -> None:
+        """:meth:`record_epochs` for several trials (``{trial_id: rows}``), in one transaction:
+        all of them or none."""
+        checked: list[dict[str, Any]] = []
+        for trial_id, trial_rows in rows.items():
+            if isinstance(trial_id, bool) or not isinstance(trial_id, int):
+                raise InvalidRecord(f"`trial_id` must be an int, but got {trial_id!r}.")
+            by_epoch: dict[int, dict[str, Any]] = {}
+            for index, row in enumerate(trial_rows):
+                one = _epoch_row(row, index)
+                by_epoch[one["epoch"]] = {"trial_id": trial_id, **one}
+            checked.extend(by_epoch.values())
+        if not checked:
             return
         with self._session() as session:
-            exists = session.scalar(
-                select(ot.trials.c.trial_id).where(ot.trials.c.trial_id == trial_id)
+            wanted = {row["trial_id"] for row in checked}
+            found = set(
+                session.scalars(
+                    select(ot.trials.c.trial_id).where(ot.trials.c.trial_id.in_(wanted))
+                )
             )
-            if exists is None:
+            missing = sorted(wanted - found)
+            if missing:
                 raise InvalidRecord(
-                    f"`trial_id` {trial_id} is not a trial in {self._where()}; record epochs "
+                    f"`trial_id` {missing[0]} is not a trial in {self._where()}; record epochs "
                     "only for trials of studies created through Store.optuna_storage()."
                 )
-            _insert(
-                session,
-                Epoch,
-                list(by_epoch.values()),
-                conflict=("trial_id", "epoch"),
-                update=EPOCH_METRICS,
-            )
+            _insert(session, Epoch, checked, conflict=("trial_id", "epoch"), update=EPOCH_METRICS)
 
     def epochs(self, experiment: str, arm: str | None = None) -> pd.DataFrame:
         """DataFrame of every recorded epoch (see ``storage.records.EPOCH_COLUMNS``)."""

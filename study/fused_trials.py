@@ -40,7 +40,7 @@ from .experiment import ExperimentConfig
 from .optuna_batch import report_many
 from .resilience import DatabaseAway, retrying
 from .studies import CONFIG_ATTR, trial_seed
-from .worker import ABANDONED, conclude, fail_trial, metric_of, run_trial
+from .worker import ABANDONED, conclude_many, fail_trial, metric_of, run_trial
 
 # The largest group dynl2 forms by itself, per device type. CPU: bench/throughput.py measures
 # trials per minute flat from K = 16 to 128 on 2 cores, so a larger group would only delay the
@@ -134,7 +134,7 @@ def run_trials(
             on_epoch=[group.on_epoch(k) for k in range(len(trials))],
             data=data(),
             shared_order=shared_order,
-            on_end=group.on_end,
+            on_ends=group.on_ends,
             on_epochs=group.report,
         )
     except DatabaseAway:
@@ -209,14 +209,23 @@ class _Group:
         latest = trial._get_latest_trial()  # what Trial.should_prune hands the pruner
         return pruner.prune(self._snapshot, latest)  # type: ignore[arg-type]
 
-    def on_end(self, k: int, outcome: FusedOutcome) -> None:
-        if k in self.taken_away:
-            self.ended[k] = ABANDONED
-            return
-        assert isinstance(outcome, TrainResult | DivergenceError)
-        self.ended[k] = conclude(
-            self.store, self.config, self.study, self.trials[k], self.epochs[k], outcome
+    def on_ends(self, ended: Sequence[tuple[int, FusedOutcome]]) -> None:
+        """Conclude the members that ended together (see :func:`worker.conclude_many`)."""
+        mine = []
+        for k, outcome in ended:
+            if k in self.taken_away:
+                self.ended[k] = ABANDONED
+            else:
+                assert isinstance(outcome, TrainResult | DivergenceError)
+                mine.append((k, outcome))
+        told = conclude_many(
+            self.store,
+            self.config,
+            self.study,
+            [(self.trials[k], self.epochs[k], outcome) for k, outcome in mine],
         )
+        for (k, _), result in zip(mine, told, strict=True):
+            self.ended[k] = result
 
 
 class _Snapshot:

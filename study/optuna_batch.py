@@ -1,4 +1,4 @@
-"""Optuna calls a fused group makes for all its trials at once: reports and asks.
+"""Optuna calls a fused group makes for all its trials at once: reports, asks and tells.
 
 Reports: several trials' intermediate values in one transaction.
 
@@ -10,21 +10,29 @@ insert, one commit; the same rows ``Trial.report`` writes, through Optuna's own 
 Asks: K trials asked in a row, as K calls of ``Study.ask`` would ask them, with two reads of
 all the study's trials fewer per trial (measured: about 48 ms an ask in a 128-trial study,
 two thirds of it in three such reads). See :func:`ask_many`.
+
+Tells: the members that end together (every member of a group that was not pruned) told in
+one transaction with their user attributes, instead of one for each attribute and two for each
+tell (a read of the trial, then its update). See :func:`tell_many`.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import insert, select
 
 Report = tuple[optuna.trial.Trial, int, float]  # a trial, its step, its value
+# a trial, the state to tell, its value (COMPLETE only), user attributes to set before the tell
+Tell = tuple[optuna.trial.Trial, TrialState, float | None, Mapping[str, object]]
 
 
 def report_many(study: optuna.Study, reports: Sequence[Report]) -> set[int]:
@@ -152,3 +160,107 @@ def ask_many(
             then(trial)
     local.cached_all_trials = None  # the next Study.ask reads afresh, as it always does
     return trials
+
+
+def tell_many(study: optuna.Study, tells: Sequence[Tell]) -> dict[int, TrialState]:
+    """For each ``(trial, state, value, attrs)``: ``trial.set_user_attr`` for each attribute,
+    then ``study.tell(trial, value, state=state, skip_if_finished=True)``; all in one
+    transaction. Returns every trial's state afterwards, by trial id: the state told, or the
+    one a finished trial already had (another worker declared it stale, and nothing of it is
+    written). Running it again after a commit that did land changes nothing.
+
+    As ``Study.tell``: a COMPLETE trial needs a finite value, a PRUNED one takes its last
+    intermediate value (if it is a number), and the sampler's ``after_trial`` hears of each
+    trial before it is written.
+    """
+    if not tells:
+        return {}
+    ids = [t._trial_id for t, _, _, _ in tells]
+    if len(set(ids)) != len(ids):
+        raise ValueError("tell_many takes one tell per trial")
+    for _, state, value, _ in tells:
+        _check(state, value)
+    backend = _rdb(study)
+    if backend is None:
+        return _tell_one_by_one(study, tells)
+    study._thread_local.cached_all_trials = None  # as Study.tell: the view is stale now
+    trial_model = models.TrialModel
+    session = backend.scoped_session()
+    out: dict[int, TrialState] = {}
+    try:
+        query = (
+            select(trial_model)
+            .where(trial_model.trial_id.in_(ids))
+            .with_for_update()
+            .execution_options(populate_existing=True)  # the rows as they are now
+        )
+        rows: dict[int, models.TrialModel] = {
+            row.trial_id: row  # type: ignore[misc]
+            for row in session.scalars(query)
+        }
+        for trial, state, value, attrs in tells:
+            trial_id = trial._trial_id
+            row = rows[trial_id]
+            stored: TrialState = row.state  # type: ignore[assignment]
+            if stored.is_finished():
+                out[trial_id] = stored
+                continue
+            frozen = trial._cached_frozen_trial
+            for key, item in attrs.items():  # what Trial.set_user_attr keeps locally
+                frozen.user_attrs[key] = item
+            values = _told_values(study, frozen, state, value)
+            try:
+                filtered = optuna.pruners._filter_study(study, frozen)
+                study.sampler.after_trial(filtered, frozen, state, values)
+            finally:  # as Study.tell: the trial is written whatever the sampler does
+                for key, item in attrs.items():
+                    backend._set_trial_attr_without_commit(
+                        session, models.TrialUserAttributeModel, trial_id, key, item
+                    )
+                for objective, number in enumerate(values or ()):
+                    backend._set_trial_value_without_commit(session, row, objective, number)
+                row.state = state
+                row.datetime_complete = datetime.now()
+                out[trial_id] = state
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return out
+
+
+def _check(state: TrialState, value: float | None) -> None:
+    if not state.is_finished():
+        raise ValueError(f"cannot tell a trial {state.name}")
+    if state == TrialState.COMPLETE:
+        if value is None or not math.isfinite(value):
+            raise ValueError(f"a COMPLETE trial needs a finite value, not {value!r}")
+    elif value is not None:
+        raise ValueError(f"a {state.name} trial takes no value")
+
+
+def _told_values(
+    study: optuna.Study, frozen: FrozenTrial, state: TrialState, value: float | None
+) -> list[float] | None:
+    """The values ``Study.tell`` stores for ``state``."""
+    if state == TrialState.COMPLETE:
+        assert value is not None
+        return [float(value)]
+    if state == TrialState.PRUNED and frozen.last_step is not None:
+        last = frozen.intermediate_values[frozen.last_step]
+        if not math.isnan(last):
+            return [float(last)]
+    return None
+
+
+def _tell_one_by_one(study: optuna.Study, tells: Sequence[Tell]) -> dict[int, TrialState]:
+    out: dict[int, TrialState] = {}
+    for trial, state, value, attrs in tells:
+        try:
+            for key, item in attrs.items():
+                trial.set_user_attr(key, item)
+            told = study.tell(trial, value, state=state, skip_if_finished=True)
+            out[trial._trial_id] = told.state
+        except optuna.exceptions.UpdateFinishedTrialError:
+            out[trial._trial_id] = study._storage.get_trial(trial._trial_id).state
+    return out

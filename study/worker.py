@@ -15,7 +15,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Literal
@@ -38,7 +38,7 @@ from trainers import (
 
 from .errors import StudyError
 from .experiment import ExperimentConfig
-from .optuna_batch import ask_many
+from .optuna_batch import Tell, ask_many, tell_many
 from .resilience import DatabaseAway, retrying
 from .samplers import pruning_startup
 from .studies import (
@@ -254,21 +254,46 @@ def conclude(
 ) -> str:
     """Record how a trained trial ended (its epochs, result and value) and tell the study;
     returns "complete", "pruned", "diverged" or "abandoned" (see :func:`run_trial`)."""
+    return conclude_many(store, config, study, [(trial, epochs, outcome)])[0]
+
+
+Ended = tuple[optuna.trial.Trial, list[EpochRecord], TrainResult | DivergenceError]
+
+
+def conclude_many(
+    store: Store, config: ExperimentConfig, study: optuna.Study, ended: Sequence[Ended]
+) -> list[str]:
+    """:func:`conclude` for trials that ended together, in two transactions: their epochs,
+    then their results with the tells, so a trial is never COMPLETE without its epoch rows.
+    Each may run twice (see :mod:`study.resilience`): epochs are upserted, and a tell that finds
+    its trial finished in the state it tells counts as told (by its own first try)."""
+    tells: list[Tell] = []
+    rows: dict[int, list[dict[str, float | int | None]]] = {}
+    for trial, epochs, outcome in ended:
+        tells.append((trial, *_ending(config, epochs, outcome)))
+        rows[trial._trial_id] = [e.to_dict() for e in epochs]
+    retrying(lambda: store.record_epochs_many(rows), "recording epochs")
+    states = retrying(lambda: tell_many(study, tells), "telling")
+    # finished meanwhile in another state: declared stale by another worker
+    return [
+        str(attrs[RESULT_ATTR]) if states[trial._trial_id] == state else ABANDONED
+        for trial, state, _, attrs in tells
+    ]
+
+
+def _ending(
+    config: ExperimentConfig, epochs: list[EpochRecord], outcome: TrainResult | DivergenceError
+) -> tuple[TrialState, float | None, dict[str, object]]:
+    """The state, value and user attributes that record how a trial ended."""
     if isinstance(outcome, DivergenceError):
-        return _finish(
-            store, study, trial, epochs, TrialState.FAIL,
-            {RESULT_ATTR: DIVERGED, REASON_ATTR: str(outcome)},
-        )  # fmt: skip
+        return TrialState.FAIL, None, {RESULT_ATTR: DIVERGED, REASON_ATTR: str(outcome)}
     values = [metric_of(e, config.search.metric) for e in epochs]
     pick = max if config.direction == "maximize" else min
     attrs: dict[str, object] = {BEST_EPOCH_ATTR: epochs[values.index(pick(values))].epoch}
     if outcome.stopped:
-        return _finish(
-            store, study, trial, epochs, TrialState.PRUNED, attrs | {RESULT_ATTR: "pruned"}
-        )
+        return TrialState.PRUNED, None, attrs | {RESULT_ATTR: "pruned"}
     assert math.isfinite(values[-1])  # a non-finite metric raised DivergenceError
-    attrs[RESULT_ATTR] = "complete"
-    return _finish(store, study, trial, epochs, TrialState.COMPLETE, attrs, values[-1])
+    return TrialState.COMPLETE, values[-1], attrs | {RESULT_ATTR: "complete"}
 
 
 def fail_trial(
@@ -281,37 +306,6 @@ def fail_trial(
         trial.set_user_attr(REASON_ATTR, detail)
         study.tell(trial, state=TrialState.FAIL)
     return WorkerFailed(f"trial {arm}#{trial.number} failed: {detail}")
-
-
-def _finish(
-    store: Store,
-    study: optuna.Study,
-    trial: optuna.trial.Trial,
-    epochs: list[EpochRecord],
-    state: TrialState,
-    attrs: dict[str, object],
-    value: float | None = None,
-) -> str:
-    """Record the epochs (one transaction), then the attributes, then tell: a trial is never
-    COMPLETE without its epoch rows. Each step may run twice (see :mod:`study.resilience`):
-    epochs are upserted, and a tell that finds the trial finished by this very tell is done."""
-    try:
-        rows = [e.to_dict() for e in epochs]
-        retrying(lambda: store.record_epochs(trial._trial_id, rows), "recording epochs")
-
-        def set_attrs() -> None:
-            for key, item in attrs.items():
-                trial.set_user_attr(key, item)
-
-        retrying(set_attrs, "recording the trial's result")
-        told = retrying(
-            lambda: study.tell(trial, value, state=state, skip_if_finished=True), "telling"
-        )
-    except optuna.exceptions.UpdateFinishedTrialError:
-        return ABANDONED
-    if told.state != state:  # finished meanwhile by another worker (declared stale)
-        return ABANDONED
-    return str(attrs[RESULT_ATTR])
 
 
 @contextmanager

@@ -206,7 +206,7 @@ def train_fused(
     on_epoch: Sequence[EpochCallback | None] | None = None,
     data: Dataset | None = None,
     shared_order: int | None = None,
-    on_end: Callable[[int, FusedOutcome], None] | None = None,
+    on_ends: Callable[[Sequence[tuple[int, FusedOutcome]]], None] | None = None,
     on_epochs: Callable[[Sequence[tuple[int, EpochRecord]]], None] | None = None,
 ) -> list[FusedOutcome]:
     """Train ``configs`` together; returns each member's outcome, in ``configs`` order.
@@ -218,9 +218,10 @@ def train_fused(
     ``shared_order`` gives every member the batch order of an unfused run with
     ``order_seed = shared_order``; without it each member draws its own order from its config's
     batch order seed, as an unfused run does. Every member's ``seconds`` (per epoch and per
-    run) is the group's wall time: they trained at once. ``on_end(k, outcome)`` hears of each
-    member's end as it happens: stopped or diverged at the end of that epoch, completed after
-    the group's test pass.
+    run) is the group's wall time: they trained at once. ``on_ends([(k, outcome), ...])``
+    hears of members' ends as they happen, those that end together at once (so a caller can
+    record them in one transaction): the members stopped or diverged in an epoch at its end,
+    the members that completed after the group's test pass.
     """
     started = time.perf_counter()
     if on_epoch is not None and len(on_epoch) != len(configs):
@@ -272,12 +273,13 @@ def train_fused(
         columns = summary.T.tolist()  # note: the epoch's one CPU-GPU sync point, all members
         seconds = time.perf_counter() - t0
         leaving: list[int] = []
+        ended: list[tuple[int, FusedOutcome]] = []
         healthy: list[tuple[int, _Member, EpochRecord]] = []
         for position, (member, values) in enumerate(zip(members, columns, strict=True)):
             record = epoch_record(epoch, values, trainer.classification, seconds)
             problem = divergence(record, weights_finite=values[9] == 1.0)
             if problem is not None:
-                _end(outcomes, member.index, problem, on_end)
+                ended.append((member.index, problem))
                 leaving.append(position)
                 continue
             member.history.append(record)
@@ -287,9 +289,9 @@ def train_fused(
         for position, member, record in healthy:
             callback = callbacks[member.index]
             if callback is not None and callback(record):
-                stopped = _result(member, None, None, started, True, device)
-                _end(outcomes, member.index, stopped, on_end)
+                ended.append((member.index, _result(member, None, None, started, True, device)))
                 leaving.append(position)
+        _end(outcomes, ended, on_ends)
         if leaving:
             members = [m for i, m in enumerate(members) if i not in leaving]
             if not members:
@@ -299,22 +301,24 @@ def train_fused(
     if members:
         test_loss, test_acc = trainer.evaluate(data.x_test, data.y_test)
         tested = torch.stack([test_loss, test_acc]).T.tolist()  # note: sync, once per group
+        completed: list[tuple[int, FusedOutcome]] = []
         for member, (loss, acc) in zip(members, tested, strict=True):
             accuracy = acc if trainer.classification else None
-            result = _result(member, loss, accuracy, started, False, device)
-            _end(outcomes, member.index, result, on_end)
+            completed.append(
+                (member.index, _result(member, loss, accuracy, started, False, device))
+            )
+        _end(outcomes, completed, on_ends)
     return [outcomes[k] for k in range(len(configs))]
 
 
 def _end(
     outcomes: dict[int, FusedOutcome],
-    index: int,
-    outcome: FusedOutcome,
-    on_end: Callable[[int, FusedOutcome], None] | None,
+    ended: Sequence[tuple[int, FusedOutcome]],
+    on_ends: Callable[[Sequence[tuple[int, FusedOutcome]]], None] | None,
 ) -> None:
-    outcomes[index] = outcome
-    if on_end is not None:
-        on_end(index, outcome)
+    outcomes.update(ended)
+    if ended and on_ends is not None:
+        on_ends(ended)
 
 
 def _generator(config: TrainConfig, device: torch.device) -> torch.Generator:

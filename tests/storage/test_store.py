@@ -180,6 +180,24 @@ def test_record_epochs_for_an_unknown_trial_is_refused(store: storage.Store) -> 
         store.record_epochs("1", [_epoch(1)])  # type: ignore[arg-type]
 
 
+def test_record_epochs_many_writes_several_trials_all_or_none(store: storage.Store) -> None:
+    store.create_experiment("exp", CONFIG)
+    first, second = _trial_ids(store, "exp", "dynamic", 2)
+    with pytest.raises(storage.InvalidRecord, match="12345"):  # one unknown trial: nothing
+        store.record_epochs_many({first: [_epoch(1)], 12345: [_epoch(1)]})
+    with pytest.raises(storage.InvalidRecord, match="1-based"):  # one bad row: nothing
+        store.record_epochs_many({first: [_epoch(1)], second: [{"epoch": 0}]})
+    assert store.epochs("exp").empty
+    store.record_epochs_many({first: [_epoch(1), _epoch(2)], second: [_epoch(1, val_loss=4.0)]})
+    store.record_epochs_many({second: [_epoch(1, val_loss=2.0)], first: []})  # a retry
+    frame = store.epochs("exp")
+    assert list(zip(frame["trial_id"], frame["epoch"], strict=True)) == [
+        (first, 1), (first, 2), (second, 1),
+    ]  # fmt: skip
+    assert frame.loc[frame["trial_id"] == second, "val_loss"].tolist() == [2.0]
+    store.record_epochs_many({})  # nothing to do
+
+
 def test_epochs_filters_by_arm_and_orders_by_trial(store: storage.Store) -> None:
     store.create_experiment("exp", CONFIG)
     dynamic = _trial_ids(store, "exp", "dynamic", 2)

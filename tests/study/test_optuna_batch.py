@@ -1,5 +1,6 @@
-"""report_many: several trials' intermediate values in one transaction, exactly as
-``Trial.report`` stores them, on SQLite, PostgreSQL and Optuna's in-memory storage."""
+"""report_many, ask_many and tell_many: what a fused group asks of Optuna for all its trials at
+once stores exactly what Optuna's own one-at-a-time calls store, on SQLite, PostgreSQL and
+Optuna's in-memory storage."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 import storage
-from study.optuna_batch import ask_many, report_many
+from study.optuna_batch import ask_many, report_many, tell_many
 from tests.storage.backends import empty_url
 
 VALUES = [0.25, -3.5, math.inf, -math.inf, math.nan, 1e-300]
@@ -134,3 +135,115 @@ def test_ask_many_asks_what_ask_asks(make_study, sampler, waiting):  # type: ign
     if waiting:  # the retries come first, with their own parameters
         assert [t.params["width"] for t in got[:waiting]] == [16 + i for i in range(waiting)]
     assert batched._thread_local.cached_all_trials is None
+
+
+# --------------------------------------------------------------------------------- tell_many
+
+
+def _ended(study: optuna.Study) -> list[optuna.trial.Trial]:
+    """Five running trials with reports: to end COMPLETE, PRUNED, PRUNED at a NaN, FAIL, and
+    PRUNED before any report."""
+    trials = [study.ask(DISTS) for _ in range(5)]
+    for trial, last in zip(trials[:4], [0.9, 0.4, math.nan, 0.2], strict=True):
+        trial.report(0.1, 0)
+        trial.report(last, 1)
+    return trials
+
+
+ENDINGS = [
+    (TrialState.COMPLETE, 0.75, {"result": "complete", "best_epoch": 2}),
+    (TrialState.PRUNED, None, {"result": "pruned", "best_epoch": 1}),
+    (TrialState.PRUNED, None, {"result": "pruned"}),
+    (TrialState.FAIL, None, {"result": "diverged", "fail_reason": "loss is nan <b>"}),
+    (TrialState.PRUNED, None, {}),
+]
+
+
+def _told(study: optuna.Study) -> list[tuple[object, ...]]:
+    return [
+        (t.number, t.state, t.values, t.user_attrs, t.params, t.datetime_complete is not None)
+        for t in study.get_trials()
+    ]
+
+
+def test_tell_many_stores_what_set_user_attr_and_tell_store(make_study):  # type: ignore[no-untyped-def]
+    plain, batched = make_study("plain"), make_study("batched")
+    for study in (plain, batched):  # the same sampler and seed: the same parameters
+        study.sampler = optuna.samplers.RandomSampler(seed=3)
+    one_by_one, together = _ended(plain), _ended(batched)
+    for trial, (state, value, attrs) in zip(one_by_one, ENDINGS, strict=True):
+        for key, item in attrs.items():
+            trial.set_user_attr(key, item)
+        plain.tell(trial, value, state=state)
+    tells = [(t, *ending) for t, ending in zip(together, ENDINGS, strict=True)]
+    states = tell_many(batched, tells)
+    assert states == {t._trial_id: e[0] for t, e in zip(together, ENDINGS, strict=True)}
+    assert _told(batched) == _told(plain)
+    assert [t.values for t in batched.get_trials()] == [[0.75], [0.4], None, None, None]
+    # the sampler's next draw is the same
+    assert batched.ask(DISTS).params == plain.ask(DISTS).params
+
+
+def test_tell_many_tells_the_sampler_each_trial(make_study):  # type: ignore[no-untyped-def]
+    heard: list[tuple[int, TrialState, list[float] | None]] = []
+
+    class Listening(optuna.samplers.RandomSampler):
+        def after_trial(self, study, trial, state, values):  # type: ignore[no-untyped-def]
+            heard.append((trial.number, state, values))
+
+    study = make_study("heard")
+    study.sampler = Listening(seed=0)
+    trials = _ended(study)
+    tell_many(study, [(t, *e) for t, e in zip(trials, ENDINGS, strict=True)])
+    assert heard == [
+        (0, TrialState.COMPLETE, [0.75]), (1, TrialState.PRUNED, [0.4]),
+        (2, TrialState.PRUNED, None), (3, TrialState.FAIL, None), (4, TrialState.PRUNED, None),
+    ]  # fmt: skip
+
+
+def test_a_trial_finished_elsewhere_keeps_its_state_and_attrs(make_study):  # type: ignore[no-untyped-def]
+    study = make_study("stale")
+    live, gone = study.ask(), study.ask()
+    study.tell(gone, state=TrialState.FAIL)  # as when another worker declares it stale
+    states = tell_many(
+        study,
+        [
+            (live, TrialState.COMPLETE, 0.5, {"result": "complete"}),
+            (gone, TrialState.COMPLETE, 0.7, {"result": "complete"}),
+        ],
+    )
+    assert states == {live._trial_id: TrialState.COMPLETE, gone._trial_id: TrialState.FAIL}
+    stored = {t.number: t for t in study.get_trials()}
+    assert stored[live.number].values == [0.5] and stored[live.number].user_attrs
+    assert stored[gone.number].values is None and stored[gone.number].user_attrs == {}
+
+
+def test_telling_again_after_a_landed_commit_changes_nothing(make_study):  # type: ignore[no-untyped-def]
+    study = make_study("again")
+    trials = _ended(study)
+    tells = [(t, *e) for t, e in zip(trials, ENDINGS, strict=True)]
+    first = tell_many(study, tells)
+    before = _told(study)
+    assert tell_many(study, tells) == first  # each found in the state it was told
+    assert _told(study) == before
+
+
+@pytest.mark.parametrize(
+    ("tell", "message"),
+    [
+        ((TrialState.COMPLETE, None, {}), "finite value"),
+        ((TrialState.COMPLETE, math.nan, {}), "finite value"),
+        ((TrialState.COMPLETE, math.inf, {}), "finite value"),
+        ((TrialState.PRUNED, 0.5, {}), "takes no value"),
+        ((TrialState.RUNNING, None, {}), "RUNNING"),
+    ],
+    ids=repr,
+)
+def test_a_bad_tell_writes_nothing(make_study, tell, message):  # type: ignore[no-untyped-def]
+    study = make_study("bad")
+    good, bad = study.ask(), study.ask()
+    with pytest.raises(ValueError, match=message):
+        tell_many(study, [(good, TrialState.COMPLETE, 0.5, {"a": 1}), (bad, *tell)])
+    with pytest.raises(ValueError, match="one tell per trial"):
+        tell_many(study, [(good, TrialState.FAIL, None, {}), (good, TrialState.FAIL, None, {})])
+    assert [(t.state, t.user_attrs) for t in study.get_trials()] == [(TrialState.RUNNING, {})] * 2

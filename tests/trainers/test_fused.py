@@ -185,7 +185,7 @@ def test_a_stopped_member_leaves_alone_and_the_others_are_unaffected(digits: obj
         for k in range(4)
     ]
     seen: dict[int, list[int]] = {k: [] for k in range(4)}
-    ended: list[int] = []
+    ended: list[list[int]] = []
 
     def stop_at(k: int, epoch: int | None):  # type: ignore[no-untyped-def]
         def on_epoch(record: EpochRecord) -> bool:
@@ -199,10 +199,10 @@ def test_a_stopped_member_leaves_alone_and_the_others_are_unaffected(digits: obj
         on_epoch=[stop_at(0, None), stop_at(1, 2), stop_at(2, None), stop_at(3, 4)],
         data=digits,  # type: ignore[arg-type]
         shared_order=5,
-        on_end=lambda k, outcome: ended.append(k),
+        on_ends=lambda together: ended.append([k for k, _ in together]),
     )
     assert seen == {0: [1, 2, 3, 4, 5], 1: [1, 2], 2: [1, 2, 3, 4, 5], 3: [1, 2, 3, 4]}
-    assert ended == [1, 3, 0, 2]  # in the order they ended
+    assert ended == [[1], [3], [0, 2]]  # as they ended, those that ended together at once
     stopped = _result(fused[1])
     assert stopped.stopped and stopped.test_acc is None and len(stopped.history) == 2
     for k in (0, 2):
