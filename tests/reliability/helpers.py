@@ -166,6 +166,27 @@ def assert_exact_results(
     return frame
 
 
+def retried_once(frame: pd.DataFrame, searched: Callable[[str], object]) -> int:
+    """Check that every trial whose worker died (FAIL without a ``fail_reason``: a diverged
+    trial has one, and is a result) was retried exactly once with its parameters: each such
+    configuration shows twice, at most once as a result. A retry whose worker died as well is
+    not retried again (Optuna's ``max_retry=1``); the arm fills its budget with new trials.
+    Returns how many trials were retried. (A worker killed inside its claim, after Optuna
+    created the trial but before all of its parameters were written, leaves nothing to repeat:
+    such a trial is not retried.)"""
+    retried = 0
+    dead = frame[(frame["state"] == "FAIL") & frame["fail_reason"].isna()]
+    for _, lost in dead.iterrows():
+        if set(lost["params"]) != set(searched(lost["arm"])):  # type: ignore[call-overload]
+            continue
+        same = frame[(frame["arm"] == lost["arm"]) & frame["params"].map(lost["params"].__eq__)]
+        shown = frame[["arm", "number", "state", "params", "fail_reason"]].to_string()
+        assert len(same) == 2, shown
+        assert same["state"].isin(["COMPLETE", "PRUNED"]).sum() <= 1, shown
+        retried += int(lost["number"] == same["number"].min())  # the first of the two
+    return retried
+
+
 def run_cli(argv: Sequence[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """``dynl2 ARGV`` in this process (the same ``main`` the console script calls)."""
     capsys.readouterr()

@@ -19,6 +19,7 @@ from .helpers import (
     early_in_flight,
     finish,
     kill_group,
+    retried_once,
     spawn,
     trials,
     wait_until,
@@ -90,18 +91,9 @@ def test_a_run_killed_twice_finishes_exactly(tmp_path):
     assert code == 0, err
     assert "Traceback" not in err
     frame = assert_exact_results(url, "killed", N_TRIALS, EPOCHS)
-    lost = frame[frame["state"] == "FAIL"]
-    assert len(lost) >= 1  # the trials the first kill cut off: failed, not counted ...
-    retried = 0
-    for _, dead in lost.iterrows():  # ... and each retried once with the same parameters
-        if set(dead["params"]) != set(searched(dead["arm"])):
-            # Killed inside its claim, after Optuna created the trial but before all of its
-            # parameters were written: there is nothing to repeat, and it is not counted.
-            continue
-        same = frame[(frame["arm"] == dead["arm"]) & frame["params"].map(dead["params"].__eq__)]
-        assert (same["state"] == "COMPLETE").sum() == 1
-        retried += 1
-    assert retried >= 1  # at least the trial in flight with all its parameters
+    # the trials the first kill cut off: failed, not counted, each retried once with the same
+    # parameters; at least the one in flight with all its parameters
+    assert retried_once(frame, searched) >= 1
     with storage.open(url, create=False) as store:
         evals = store.evaluations("killed")
     assert len(evals) == total

@@ -85,7 +85,8 @@ def test_run_resume_evaluate_and_query(backend, tmp_path):
         ]  # fmt: skip
         assert evals["test_acc"].between(0, 1).all()
 
-        again = dynl2("run", str(config), "--workers", "2", "--storage", url)  # resume
+        # resume, with one worker: it searches in the run's own process
+        again = dynl2("run", str(config), "--storage", url)
         assert again.returncode == 0, again.stderr
         check_counts(url, "e2e", n_trials=3, epochs=2)  # the budget is not exceeded
         with storage.open(url, create=False) as store:

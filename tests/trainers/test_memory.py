@@ -56,7 +56,10 @@ def test_freed_tensors_are_reused_without_page_faults():
     assert kept["kept"] is True
     pages = 10 * 8 * 4_000_000 // 4096  # what the measured rounds touch
     assert kept["faults"] < pages // 20  # reused: almost no fresh page
-    assert default["faults"] > pages // 2  # without it, malloc hands the pages back each time
+    # Without it, malloc hands pages back every round. How many depends on where glibc's
+    # adaptive mmap threshold settles (measured over 24 fresh processes: 87% or 32% of the
+    # pages, never fewer; with the setting 0% or 1.6%).
+    assert default["faults"] > pages // 4
 
 
 def test_returns_a_bool_and_can_be_called_twice():
