@@ -272,31 +272,29 @@ def train_fused(
         )
         columns = summary.T.tolist()  # note: the epoch's one CPU-GPU sync point, all members
         seconds = time.perf_counter() - t0
-        leaving: list[int] = []
         ended: list[tuple[int, FusedOutcome]] = []
-        healthy: list[tuple[int, _Member, EpochRecord]] = []
-        for position, (member, values) in enumerate(zip(members, columns, strict=True)):
+        healthy: list[tuple[_Member, EpochRecord]] = []
+        for member, values in zip(members, columns, strict=True):
             record = epoch_record(epoch, values, trainer.classification, seconds)
             problem = divergence(record, weights_finite=values[9] == 1.0)
             if problem is not None:
                 ended.append((member.index, problem))
-                leaving.append(position)
                 continue
             member.history.append(record)
-            healthy.append((position, member, record))
+            healthy.append((member, record))
         if on_epochs is not None and healthy:
-            on_epochs([(member.index, record) for _, member, record in healthy])
-        for position, member, record in healthy:
+            on_epochs([(member.index, record) for member, record in healthy])
+        for member, record in healthy:
             callback = callbacks[member.index]
             if callback is not None and callback(record):
                 ended.append((member.index, _result(member, None, None, started, True, device)))
-                leaving.append(position)
         _end(outcomes, ended, on_ends)
-        if leaving:
-            members = [m for i, m in enumerate(members) if i not in leaving]
+        if ended:
+            gone = {k for k, _ in ended}
+            stay = [i for i, m in enumerate(members) if m.index not in gone]
+            members = [members[i] for i in stay]
             if not members:
                 break
-            stay = [i for i in range(trainer.size) if i not in leaving]
             trainer.keep(torch.tensor(stay, device=device))
     if members:
         test_loss, test_acc = trainer.evaluate(data.x_test, data.y_test)
