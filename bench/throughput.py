@@ -218,19 +218,24 @@ def training_flops(trials: int, epochs: int, n_train: int, n_val: int, batch: in
     return float(trials * epochs * per_epoch)
 
 
+def _best_seconds(op: Callable[[], object], device: torch.device, repeats: int) -> float:
+    """The fastest of ``repeats`` timed calls of ``op``, after one untimed warm-up call."""
+    op()
+    _sync(device)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        op()
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def matmul_peak(device: torch.device, n: int = 4096) -> float:
     """GFLOP/s of the best of 5 fp32 ``n × n`` products."""
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
-    torch.mm(a, b)
-    _sync(device)
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
+    return 2 * n**3 / _best_seconds(lambda: torch.mm(a, b), device, 5) / 1e9
 
 
 def member_products(device: torch.device, k: int = 32, n: int = 100) -> float:
@@ -238,15 +243,7 @@ def member_products(device: torch.device, k: int = 32, n: int = 100) -> float:
     MLP's hidden layer alone (the ceiling its products could reach without anything around)."""
     a = torch.randn(k, n, n, device=device)
     b = torch.randn(k, n, n, device=device)
-    torch.bmm(a, b)
-    _sync(device)
-    best = float("inf")
-    for _ in range(50):
-        t0 = time.perf_counter()
-        torch.bmm(a, b)
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * k * n**3 / best / 1e9
+    return 2 * k * n**3 / _best_seconds(lambda: torch.bmm(a, b), device, 50) / 1e9
 
 
 RUN_CONFIG = """
