@@ -35,6 +35,7 @@ from .helpers import (
     start_worker,
     trials,
     wait_until,
+    whole,
     write_config,
 )
 
@@ -56,8 +57,7 @@ def _workers_of(run: subprocess.Popen[str]) -> list[int]:
 
 def _running_whole(url: str, experiment: str, searched: Callable[[str], object]) -> int:
     frame = trials(url, experiment)
-    whole = frame["params"].map(len) == frame["arm"].map(lambda a: len(searched(a)))  # type: ignore[arg-type]
-    return int(((frame["state"] == "RUNNING") & whole).sum())
+    return int(((frame["state"] == "RUNNING") & whole(frame, searched)).sum())
 
 
 def _ended(run: subprocess.Popen[str]) -> bool:
@@ -127,11 +127,9 @@ def test_a_fused_worker_killed_on_postgresql(tmp_path):
         code, _, err = finish(survivor, 240)
         assert code == 0, err
         frame = assert_exact_results(url, "fz", n_trials, EPOCHS)
-    lost = frame[frame["state"] == "FAIL"]
-    whole = [dead for _, dead in lost.iterrows()
-             if set(dead["params"]) == set(searched.searched(dead["arm"]))]  # fmt: skip
-    assert len(whole) >= 2  # the group the victim was training
-    for dead in whole:  # each retried once, with the same parameters, and completed
+    lost = frame[(frame["state"] == "FAIL") & whole(frame, searched.searched)]
+    assert len(lost) >= 2  # the group the victim was training
+    for _, dead in lost.iterrows():  # each retried once, with the same parameters, and completed
         same = frame[(frame["arm"] == dead["arm"]) & frame["params"].map(dead["params"].__eq__)]
         assert len(same) == 2 and (same["state"] == "COMPLETE").sum() == 1
 
