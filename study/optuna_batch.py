@@ -171,7 +171,9 @@ def tell_many(study: optuna.Study, tells: Sequence[Tell]) -> dict[int, TrialStat
 
     As ``Study.tell``: a COMPLETE trial needs a finite value, a PRUNED one takes its last
     intermediate value (if it is a number), and the sampler's ``after_trial`` hears of each
-    trial before it is written.
+    trial before it is written. Unlike ``Study.tell``, which writes the trial before it passes
+    on the sampler's error, a sampler that raises there leaves the whole batch unwritten (it is
+    one transaction) and the error goes to the caller.
     """
     if not tells:
         return {}
@@ -208,20 +210,18 @@ def tell_many(study: optuna.Study, tells: Sequence[Tell]) -> dict[int, TrialStat
             frozen = trial._cached_frozen_trial
             for key, item in attrs.items():  # what Trial.set_user_attr keeps locally
                 frozen.user_attrs[key] = item
-            values = _told_values(study, frozen, state, value)
-            try:
-                filtered = optuna.pruners._filter_study(study, frozen)
-                study.sampler.after_trial(filtered, frozen, state, values)
-            finally:  # as Study.tell: the trial is written whatever the sampler does
-                for key, item in attrs.items():
-                    backend._set_trial_attr_without_commit(
-                        session, models.TrialUserAttributeModel, trial_id, key, item
-                    )
-                for objective, number in enumerate(values or ()):
-                    backend._set_trial_value_without_commit(session, row, objective, number)
-                row.state = state
-                row.datetime_complete = datetime.now()
-                out[trial_id] = state
+            values = _told_values(frozen, state, value)
+            filtered = optuna.pruners._filter_study(study, frozen)
+            study.sampler.after_trial(filtered, frozen, state, values)
+            for key, item in attrs.items():
+                backend._set_trial_attr_without_commit(
+                    session, models.TrialUserAttributeModel, trial_id, key, item
+                )
+            for objective, number in enumerate(values or ()):
+                backend._set_trial_value_without_commit(session, row, objective, number)
+            row.state = state
+            row.datetime_complete = datetime.now()
+            out[trial_id] = state
         session.commit()
     except BaseException:
         session.rollback()
@@ -240,7 +240,7 @@ def _check(state: TrialState, value: float | None) -> None:
 
 
 def _told_values(
-    study: optuna.Study, frozen: FrozenTrial, state: TrialState, value: float | None
+    frozen: FrozenTrial, state: TrialState, value: float | None
 ) -> list[float] | None:
     """The values ``Study.tell`` stores for ``state``."""
     if state == TrialState.COMPLETE:

@@ -247,3 +247,19 @@ def test_a_bad_tell_writes_nothing(make_study, tell, message):  # type: ignore[n
     with pytest.raises(ValueError, match="one tell per trial"):
         tell_many(study, [(good, TrialState.FAIL, None, {}), (good, TrialState.FAIL, None, {})])
     assert [(t.state, t.user_attrs) for t in study.get_trials()] == [(TrialState.RUNNING, {})] * 2
+
+
+def test_a_sampler_that_raises_leaves_the_batch_unwritten(make_study):  # type: ignore[no-untyped-def]
+    class Failing(optuna.samplers.RandomSampler):
+        def after_trial(self, study, trial, state, values):  # type: ignore[no-untyped-def]
+            if trial.number == 1:
+                raise RuntimeError("the sampler broke")
+
+    study = make_study("raising")
+    study.sampler = Failing(seed=0)
+    trials = [study.ask(), study.ask()]
+    with pytest.raises(RuntimeError, match="the sampler broke"):
+        tell_many(study, [(t, TrialState.COMPLETE, 0.5, {"a": 1}) for t in trials])
+    stored = study.get_trials()
+    if not isinstance(study._storage, optuna.storages.InMemoryStorage):  # one transaction
+        assert [(t.state, t.user_attrs) for t in stored] == [(TrialState.RUNNING, {})] * 2
