@@ -153,10 +153,11 @@ def _claim(
     with store.lock(f"claim:{config.name}"), _quiet_optuna():
         pending = False
         best: tuple[float, str] | None = None
+        by_arm = {}
         for arm, study in studies.items():
             fail_stale_trials(study)
             adopt_silent_claims(store, study)
-            counts = count(study, config.direction)
+            counts = by_arm[arm] = count(study, config.direction)
             if counts.results >= n:
                 continue
             pending = True
@@ -168,7 +169,7 @@ def _claim(
         if best is None:
             return "wait" if pending else "done"
         arm = best[1]
-        counts = count(studies[arm], config.direction)
+        counts = by_arm[arm]  # as read under this lock: nothing has changed it since
         free = max(n - counts.results - counts.running, counts.waiting)
         size = (sizes or {}).get(arm, 1)
         startup = pruning_startup(config.search)
