@@ -41,13 +41,14 @@ from reports.model import (
 )
 from reports.stats import FEW_SEEDS, Paired, mean_ci, paired, sentence
 from reports.toml_text import to_toml
-from storage import EPOCH_METRICS, Store, study_name
+from storage import EPOCH_METRICS, Store, best_trials, split_evaluations, study_name
 
 __all__ = ["build_report_data"]
 
 TOP_TRIALS = 10  # rows per arm in the top-trials table
 FANOVA_MAX_TRIALS = 60  # above this many complete trials, PED-ANOVA (fANOVA takes seconds)
 _METRIC_DIRECTION = {"val_acc": "maximize", "val_loss": "minimize"}
+_RESULT_ATTR = "dynl2_result"  # the trial attribute dynl2's workers set: complete, pruned, ...
 
 
 def build_report_data(store: Store, experiment: str) -> ReportData:
@@ -59,20 +60,25 @@ def build_report_data(store: Store, experiment: str) -> ReportData:
     info = store.get_experiment(experiment)
     config: Mapping[str, Any] = info.config
     trials = store.trials(experiment)
-    evals = store.evaluations(experiment)
+    stored = store.evaluations(experiment)
     search_cfg = _table(config, "search")
     val_metric = str(search_cfg.get("metric", "val_acc"))
     direction = _METRIC_DIRECTION.get(val_metric, "maximize")
-    arms = _arm_schemes(config, trials, evals)
+    arms = _arm_schemes(config, trials, stored)
+    # Only the evaluations of each arm's best configuration as the search stands now: rows
+    # of an earlier best (evaluated before the search ended) are left out, and said so.
+    searched = {arm for arm in arms if _searched(config, arm)}
+    evals, stale = split_evaluations(stored, trials, direction, searched)
     studies = _load_studies(store, experiment, [a for a in arms if _has_trials(trials, a)])
     accuracy = _is_accuracy(config, evals)
     complete = trials[(trials["state"] == "COMPLETE") & trials["value"].notna()]
-    best = _best_trials(complete, direction)
+    best = best_trials(complete, direction)
+    unfinished = _unfinished(store, experiment, config, searched)
     return ReportData(
         experiment=experiment,
         generated=datetime.now(UTC).isoformat(timespec="seconds"),
         accuracy=accuracy,
-        verdict=_verdict(arms, trials, evals, accuracy),
+        verdict=_verdict(arms, trials, evals, accuracy, unfinished, stale),
         setup=_setup(experiment, config, arms, trials, evals, studies),
         search=_search(arms, trials, val_metric, direction),
         sensitivity=_sensitivity(config, arms, complete, studies, accuracy, direction),
@@ -142,14 +148,25 @@ def _finite(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _best_trials(complete: pd.DataFrame, direction: str) -> dict[str, pd.Series]:
-    out = {}
-    for arm, rows in complete.groupby("arm", sort=False):
-        ordered = rows.sort_values(
-            ["value", "number"], ascending=[direction == "minimize", True], kind="stable"
-        )
-        out[str(arm)] = ordered.iloc[0]
-    return out
+def _unfinished(
+    store: Store, experiment: str, config: Mapping[str, Any], searched: set[str]
+) -> tuple[str, ...]:
+    """``"arm k/n"`` for each searched arm with fewer than ``n_trials`` results (COMPLETE,
+    PRUNED, or FAIL because the run diverged: what dynl2 counts toward the budget)."""
+    budget = _table(config, "search").get("n_trials")
+    if not isinstance(budget, int) or isinstance(budget, bool):
+        return ()
+    tallies = store.trial_tallies(experiment, _RESULT_ATTR)
+    out = []
+    for arm in sorted(searched):
+        tally = tallies.get(arm)
+        done = 0
+        if tally is not None:
+            done = tally.states.get("COMPLETE", 0) + tally.states.get("PRUNED", 0)
+            done += tally.results.get(("FAIL", "diverged"), 0)
+        if done < budget:
+            out.append(f"{arm} {done}/{budget}")
+    return tuple(out)
 
 
 def _plural(n: int, word: str) -> str:
@@ -160,7 +177,12 @@ def _plural(n: int, word: str) -> str:
 
 
 def _verdict(
-    arms: Mapping[str, str], trials: pd.DataFrame, evals: pd.DataFrame, accuracy: bool
+    arms: Mapping[str, str],
+    trials: pd.DataFrame,
+    evals: pd.DataFrame,
+    accuracy: bool,
+    unfinished: tuple[str, ...] = (),
+    stale: pd.DataFrame | None = None,
 ) -> Verdict:
     metric = "test_acc" if accuracy else "test_loss"
     scale = 100.0 if accuracy else 1.0
@@ -213,6 +235,20 @@ def _verdict(
             f"Only {_plural(main.n_pairs, 'paired seed')}: too few seeds to say anything "
             f"reliable (at least {FEW_SEEDS} are needed)."
         )
+    if unfinished and not evals.empty:
+        text = f"Provisional, the search is unfinished ({', '.join(unfinished)} trials): {text}"
+        warnings_.append(
+            "The search is unfinished, so each arm's best configuration may still change; "
+            "finish it (dynl2 run) and evaluate again for a final verdict."
+        )
+    n_stale = 0 if stale is None else len(stale)
+    if stale is not None and n_stale:
+        arms_stale = ", ".join(sorted({str(a) for a in stale["arm"]}))
+        warnings_.append(
+            f"{_plural(n_stale, 'stored evaluation')} of an earlier best configuration "
+            f"({arms_stale}) left out: the search found a better one since; dynl2 evaluate "
+            "redoes those seeds."
+        )
     for r in results:
         if r.n_failed:
             warnings_.append(
@@ -247,6 +283,8 @@ def _verdict(
         sentence=text[0].upper() + text[1:],
         basis=basis,
         warnings=tuple(warnings_),
+        unfinished=unfinished,
+        stale=n_stale,
     )
 
 

@@ -40,6 +40,10 @@ class Verdict:
     sentence: str  # the answer, one plain sentence
     basis: str  # how many seeds and trials it rests on
     warnings: tuple[str, ...]
+    # The searched arms short of their budget, as "arm k/n" (empty: the search is done). A
+    # verdict on an unfinished search is provisional: the best configurations may change.
+    unfinished: tuple[str, ...] = ()
+    stale: int = 0  # stored evaluations of an earlier best configuration, left out
 
 
 @dataclass(frozen=True)

@@ -58,4 +58,7 @@ def summary_json(data: ReportData) -> dict[str, Any]:
         "sentence": v.sentence,
         "basis": v.basis,
         "warnings": list(v.warnings),
+        "provisional": bool(v.unfinished),
+        "unfinished": list(v.unfinished),
+        "stale_evaluations": v.stale,
     }

@@ -1,7 +1,8 @@
 """dynl2's SQL store: Optuna's RDBStorage tables and ours (``dynl2_*``) on one database URL.
 
 Knows nothing of torch. ``storage.open(url)`` gives a :class:`Store`; ``run_readonly`` is the
-read-only door behind ``dynl2 sql``.
+read-only door behind ``dynl2 sql``, and ``set_up_reader`` creates the PostgreSQL role that door
+logs in as (``dynl2 sql-setup``).
 """
 
 from storage.engine import make_engine
@@ -11,12 +12,14 @@ from storage.errors import (
     InvalidRecord,
     QueryError,
     QueryTimeout,
+    ReaderLoginError,
     ReadOnlyViolation,
     ReportNotFound,
     StorageError,
     StorageUnavailable,
     StorageURLError,
 )
+from storage.pg_reader import READER_URL_ENV, ReaderSetup, set_up_reader
 from storage.readonly import QueryResult, run_readonly
 from storage.records import (
     EPOCH_COLUMNS,
@@ -24,6 +27,7 @@ from storage.records import (
     EVALUATION_COLUMNS,
     EVALUATION_METRICS,
     EXPERIMENT_COLUMNS,
+    STUDY_MARK,
     TRIAL_COLUMNS,
     ExperimentInfo,
     Tally,
@@ -31,8 +35,18 @@ from storage.records import (
     study_name,
 )
 from storage.schema import SCHEMA_VERSION
+from storage.selection import best_trials, evaluated_params, split_evaluations
 from storage.store import Store, open
-from storage.urls import ENV_VAR, backend_of, default_url, masked_url, resolve_url, sqlite_path
+from storage.urls import (
+    ENV_VAR,
+    backend_of,
+    default_url,
+    first_line,
+    masked_text,
+    masked_url,
+    resolve_url,
+    sqlite_path,
+)
 
 __all__ = [
     "ENV_VAR",
@@ -41,7 +55,9 @@ __all__ = [
     "EVALUATION_COLUMNS",
     "EVALUATION_METRICS",
     "EXPERIMENT_COLUMNS",
+    "READER_URL_ENV",
     "SCHEMA_VERSION",
+    "STUDY_MARK",
     "TRIAL_COLUMNS",
     "ExperimentConflict",
     "ExperimentInfo",
@@ -51,6 +67,8 @@ __all__ = [
     "QueryResult",
     "QueryTimeout",
     "ReadOnlyViolation",
+    "ReaderLoginError",
+    "ReaderSetup",
     "ReportNotFound",
     "StorageError",
     "StorageURLError",
@@ -58,12 +76,18 @@ __all__ = [
     "Store",
     "Tally",
     "backend_of",
+    "best_trials",
     "default_url",
+    "evaluated_params",
+    "first_line",
     "make_engine",
+    "masked_text",
     "masked_url",
     "open",
     "resolve_url",
     "run_readonly",
+    "set_up_reader",
+    "split_evaluations",
     "split_study_name",
     "sqlite_path",
     "study_name",

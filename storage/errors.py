@@ -14,6 +14,7 @@ __all__ = [
     "QueryError",
     "QueryTimeout",
     "ReadOnlyViolation",
+    "ReaderLoginError",
     "ReportNotFound",
     "StorageError",
     "StorageURLError",
@@ -47,6 +48,14 @@ class ExperimentConflict(StorageError):
 
 class ReadOnlyViolation(StorageError):
     """The read-only query door refused a statement that could change or leak data."""
+
+
+class ReaderLoginError(StorageError):
+    """PostgreSQL: no login that can only read is there for ``dynl2 sql``, or none can be made.
+
+    The message says which login was tried, what more it could do, and how to set up the
+    dedicated read-only role.
+    """
 
 
 class QueryTimeout(StorageError):

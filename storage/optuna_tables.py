@@ -15,6 +15,7 @@ from sqlalchemy import Column, DateTime, Double, Integer, MetaData, String, Tabl
 __all__ = [
     "OPTUNA_METADATA",
     "studies",
+    "study_system_attributes",
     "trial_heartbeats",
     "trial_params",
     "trial_user_attributes",
@@ -29,6 +30,15 @@ studies = Table(
     OPTUNA_METADATA,
     Column("study_id", Integer, primary_key=True),
     Column("study_name", String(512)),
+)
+
+study_system_attributes = Table(
+    "study_system_attributes",
+    OPTUNA_METADATA,
+    Column("study_system_attribute_id", Integer, primary_key=True),
+    Column("study_id", Integer),
+    Column("key", String(512)),
+    Column("value_json", Text),
 )
 
 trials = Table(

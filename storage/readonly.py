@@ -7,10 +7,12 @@ writes:
 - SQLite: ``mode=ro`` URI (a missing file is an error, never a new empty file),
   ``PRAGMA query_only``, an authorizer that allows reads only (no ATTACH, no VACUUM INTO, no
   pragma that sets anything, no ``load_extension``), and a progress handler for the time limit.
-- PostgreSQL: a fresh connection, ``BEGIN READ ONLY``, ``SET LOCAL statement_timeout``, and
-  when connected as superuser ``SET LOCAL ROLE pg_read_all_data`` (reads everything, but no
-  server files and no ``COPY ... TO PROGRAM``). The query goes through the extended protocol,
-  which accepts exactly one statement. The transaction is always rolled back.
+- PostgreSQL: a fresh connection whose *login* can only read (:mod:`storage.pg_reader`: the
+  store's own login if it can do no more, else the dedicated role ``dynl2 sql-setup`` creates;
+  a superuser's session is never used, since SQL the scanner cannot see could switch it back
+  with ``set_config('role', ...)``), ``BEGIN READ ONLY``, ``SET LOCAL statement_timeout``. The
+  query goes through the extended protocol, which accepts exactly one statement. The
+  transaction is always rolled back and the connection closed.
 - Both: :func:`storage.sqlscan.check_readonly_sql` refuses non-queries up front with a clear
   message.
 """
@@ -26,8 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy.engine import make_url
-
 if TYPE_CHECKING:
     import psycopg
 
@@ -37,13 +37,14 @@ from storage.errors import (
     ReadOnlyViolation,
     StorageError,
     StorageUnavailable,
+    StorageURLError,
 )
+from storage.pg_reader import open_reader
 from storage.sqlscan import ONLY, check_readonly_sql
-from storage.urls import backend_of, masked_url, resolve_url, sqlite_path
+from storage.urls import backend_of, first_line, masked_url, resolve_url, sqlite_path
 
 __all__ = ["QueryResult", "run_readonly"]
 
-CONNECT_TIMEOUT_S = 10
 _PROGRESS_EVERY = 1000  # SQLite VM instructions between two looks at the clock
 
 # SQLite authorizer action codes (https://sqlite.org/c3ref/c_alter_table.html).
@@ -117,12 +118,22 @@ class QueryResult:
 
 
 def run_readonly(
-    url: str | None, sql: str, *, max_rows: int = 1000, timeout_s: float = 10.0
+    url: str | None,
+    sql: str,
+    *,
+    max_rows: int = 1000,
+    timeout_s: float = 10.0,
+    reader_url: str | None = None,
 ) -> QueryResult:
     """Run one read-only query on the store at ``url`` and return at most ``max_rows`` rows.
 
+    On PostgreSQL the query runs logged in as a role that can only read: ``reader_url`` (else
+    ``$DYNL2_SQL_URL``) when given, else the store URL's login if it can do no more, else the
+    role :func:`storage.set_up_reader` creates (see :func:`storage.pg_reader.open_reader`).
+
     Raises :class:`~storage.errors.ReadOnlyViolation` for anything that is not a read,
-    :class:`~storage.errors.QueryTimeout` after ``timeout_s`` seconds and
+    :class:`~storage.errors.ReaderLoginError` when PostgreSQL offers no login that can only
+    read, :class:`~storage.errors.QueryTimeout` after ``timeout_s`` seconds and
     :class:`~storage.errors.QueryError` when the database rejects the query.
     """
     if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
@@ -136,13 +147,20 @@ def run_readonly(
     canonical = resolve_url(url)
     backend = backend_of(canonical)
     if backend == "sqlite":
+        if reader_url is not None:
+            raise StorageURLError(
+                f"`reader_url` is for PostgreSQL stores, but {masked_url(canonical)!r} is a "
+                "SQLite file, which dynl2 sql opens read-only without one; leave it out."
+            )
         path = sqlite_path(canonical)
         assert path is not None  # a canonical SQLite URL always names a file
         check_readonly_sql(sql, "sqlite")
         return _run_sqlite(path, sql, max_rows=max_rows, timeout_s=float(timeout_s))
     if backend == "postgresql":
         check_readonly_sql(sql, "postgresql")
-        return _run_postgres(canonical, sql, max_rows=max_rows, timeout_s=float(timeout_s))
+        return _run_postgres(
+            canonical, sql, max_rows=max_rows, timeout_s=float(timeout_s), reader_url=reader_url
+        )
     raise StorageError(
         f"dynl2 sql supports SQLite and PostgreSQL stores, but {masked_url(canonical)!r} is "
         f"{backend}; query it with the database's own read-only client instead."
@@ -223,20 +241,10 @@ def _run_sqlite(path: Path, sql: str, *, max_rows: int, timeout_s: float) -> Que
 # ------------------------------------------------------------------------- PostgreSQL
 
 
-def _conninfo(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def _run_postgres(url: str, sql: str, *, max_rows: int, timeout_s: float) -> QueryResult:
-    import psycopg  # deferred: psycopg is the optional `postgres` extra
-
-    where = masked_url(url)
-    try:
-        connection = psycopg.connect(
-            _conninfo(url), autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
-        )
-    except psycopg.Error as exc:
-        raise StorageUnavailable(f"Cannot connect to {where}: {_first_line(exc)}") from exc
+def _run_postgres(
+    url: str, sql: str, *, max_rows: int, timeout_s: float, reader_url: str | None = None
+) -> QueryResult:
+    connection = open_reader(url, reader_url)  # a login that can only read, or refused
     try:
         return _query_postgres(connection, sql, max_rows=max_rows, timeout_s=timeout_s)
     finally:
@@ -253,7 +261,6 @@ def _query_postgres(
         connection.execute("BEGIN TRANSACTION READ ONLY")
         connection.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
         connection.execute(f"SET LOCAL idle_in_transaction_session_timeout = {timeout_ms + 1000}")
-        _drop_superuser(connection)
         rows: list[tuple[Any, ...]] = []
         with connection.cursor() as cursor:
             # stream() uses the extended protocol (one statement only) and fetches rows one
@@ -276,18 +283,32 @@ def _query_postgres(
             f"The query stopped after {timeout_s:g} s (its time limit); add a LIMIT or a "
             "WHERE clause, or allow more time."
         ) from exc
-    except (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.InsufficientPrivilege) as exc:
-        raise ReadOnlyViolation(f"dynl2 sql is read-only: {_first_line(exc)} ({ONLY}).") from exc
+    except psycopg.errors.InsufficientPrivilege as exc:
+        # The reader role may run no function that touches server files or other sessions,
+        # may not switch roles, and reads only the tables it was granted.
+        hint = ""
+        if str(exc).startswith("permission denied for table"):
+            hint = "; a table added by a new owner needs `dynl2 sql-setup` again"
+        raise ReadOnlyViolation(
+            f"dynl2 sql is read-only: {first_line(exc)} ({ONLY}, as a role that may only "
+            f"read{hint})."
+        ) from exc
+    except (
+        psycopg.errors.ReadOnlySqlTransaction,
+        psycopg.errors.ModifyingSqlDataNotPermitted,
+        psycopg.errors.ProhibitedSqlStatementAttempted,  # dblink, for a role without password
+    ) as exc:
+        raise ReadOnlyViolation(f"dynl2 sql is read-only: {first_line(exc)} ({ONLY}).") from exc
     except psycopg.errors.SyntaxError as exc:
         if "multiple commands" in str(exc):
             raise ReadOnlyViolation(
                 f"dynl2 sql is read-only: run one statement at a time ({ONLY})."
             ) from exc
-        raise QueryError(f"PostgreSQL rejected the query: {_first_line(exc)}") from exc
+        raise QueryError(f"PostgreSQL rejected the query: {first_line(exc)}") from exc
     except psycopg.OperationalError as exc:
-        raise StorageUnavailable(f"The PostgreSQL server failed: {_first_line(exc)}") from exc
+        raise StorageUnavailable(f"The PostgreSQL server failed: {first_line(exc)}") from exc
     except psycopg.Error as exc:
-        raise QueryError(f"PostgreSQL rejected the query: {_first_line(exc)}") from exc
+        raise QueryError(f"PostgreSQL rejected the query: {first_line(exc)}") from exc
     finally:
         if not connection.closed and not connection.broken:
             try:
@@ -310,22 +331,3 @@ def _describe(connection: psycopg.Connection[Any], sql: str) -> tuple[str, ...]:
         return ()
     names = (described.fname(i) for i in range(described.nfields))
     return tuple(name.decode(encoding) if name is not None else "?column?" for name in names)
-
-
-def _drop_superuser(connection: psycopg.Connection[Any]) -> None:
-    """As superuser, read as ``pg_read_all_data`` instead (PostgreSQL 14+).
-
-    A superuser may run ``COPY ... TO PROGRAM`` and read server files even inside a READ ONLY
-    transaction; ``pg_read_all_data`` may read every table and nothing else.
-    """
-    found = connection.execute(
-        "SELECT r.rolsuper, EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pg_read_all_data')"
-        " FROM pg_roles r WHERE r.rolname = current_user"
-    ).fetchone()
-    if found is not None and found[0] and found[1]:
-        connection.execute("SET LOCAL ROLE pg_read_all_data")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

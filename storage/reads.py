@@ -25,6 +25,7 @@ from storage.records import (
     EPOCH_METRICS,
     EVALUATION_COLUMNS,
     EXPERIMENT_COLUMNS,
+    STUDY_MARK,
     TRIAL_COLUMNS,
     Tally,
     split_study_name,
@@ -56,18 +57,44 @@ def _utc(frame: Any, *columns: str) -> Any:
 
 
 def arm_studies(session: Session, experiment: str, arm: str | None = None) -> dict[int, str]:
-    """``{study_id: arm}`` for the Optuna studies named ``EXPERIMENT/ARM``."""
-    query = select(ot.studies.c.study_id, ot.studies.c.study_name)
-    if arm is None:
-        query = query.where(ot.studies.c.study_name.startswith(f"{experiment}/", autoescape=True))
-    else:
-        query = query.where(ot.studies.c.study_name == f"{experiment}/{arm}")
+    """``{study_id: arm}`` for the Optuna studies named ``EXPERIMENT/ARM`` (of one ``arm``).
+
+    Once dynl2 has marked the experiment's studies (``STUDY_MARK``), only the studies marked
+    for this experiment and their arm count: a study another program made under such a name
+    is left out. A store written before the mark (no study of the experiment marked) is read
+    as it always was.
+    """
+    mark = ot.study_system_attributes
+    query = (
+        select(ot.studies.c.study_id, ot.studies.c.study_name, mark.c.value_json)
+        .join(
+            mark,
+            and_(mark.c.study_id == ot.studies.c.study_id, mark.c.key == STUDY_MARK),
+            isouter=True,
+        )
+        .where(ot.studies.c.study_name.startswith(f"{experiment}/", autoescape=True))
+    )
     found: dict[int, str] = {}
-    for study_id, name in session.execute(query):
+    marked: dict[int, str] = {}
+    for study_id, name, mark_json in session.execute(query):
         parts = split_study_name(name)
-        if parts is not None and parts[0] == experiment:
-            found[study_id] = parts[1]
-    return found
+        if parts is None or parts[0] != experiment:
+            continue
+        found[study_id] = parts[1]
+        if mark_json is not None and _marks(mark_json, experiment, parts[1]):
+            marked[study_id] = parts[1]
+    chosen = marked or found
+    return chosen if arm is None else {k: v for k, v in chosen.items() if v == arm}
+
+
+def _marks(mark_json: str, experiment: str, arm: str) -> bool:
+    try:
+        mark = json.loads(mark_json)
+    except ValueError:
+        return False
+    if not isinstance(mark, dict):
+        return False
+    return mark.get("experiment") == experiment and mark.get("arm") == arm
 
 
 def experiments_frame(session: Session) -> pd.DataFrame:

@@ -19,6 +19,7 @@ __all__ = [
     "EVALUATION_COLUMNS",
     "EVALUATION_METRICS",
     "EXPERIMENT_COLUMNS",
+    "STUDY_MARK",
     "TRIAL_COLUMNS",
     "ExperimentInfo",
     "Tally",
@@ -26,6 +27,12 @@ __all__ = [
     "split_study_name",
     "study_name",
 ]
+
+# The system attribute dynl2 writes on every Optuna study it creates, as JSON
+# {"experiment": NAME, "arm": ARM, "direction": ..., "space": {param: distribution JSON}}: a
+# study named EXPERIMENT/ARM without it was made by another program (or by a dynl2 older than
+# the mark) and is never used as if it were the arm's search.
+STUDY_MARK = "dynl2:study"
 
 # Keys a row passed to Store.record_epochs may carry besides the required "epoch".
 EPOCH_METRICS = (

@@ -1,9 +1,9 @@
 """A rough SQL scanner for the read-only door: first keyword, statement count, risky names.
 
 This is defence in depth, not the guard itself: on SQLite the authorizer and ``mode=ro`` are
-the guard, on PostgreSQL the ``READ ONLY`` transaction and a non-superuser role are. The scan
-exists for clear messages, and to refuse what a read-only transaction still permits on
-PostgreSQL (``COPY ... TO PROGRAM``, server file functions) when dynl2 connects as superuser.
+the guard, on PostgreSQL the ``READ ONLY`` transaction and a login that may only read (see
+:mod:`storage.pg_reader`) are. The scan exists for clear messages; it cannot see SQL that a
+function runs from a string (``ts_stat``, ``xpath_table``), which only privileges can stop.
 
 It strips comments and string literals (so ``SELECT '; DROP TABLE t'`` is one harmless
 statement) and keeps the text of quoted identifiers as names (so ``"pg_read_file"(...)`` is
@@ -54,12 +54,15 @@ FORBIDDEN_WORDS = frozenset(
 )
 
 # PostgreSQL functions that read or write server files, run SQL text of their own (which the
-# scan cannot see), change settings or roles, or signal other sessions.
+# scan cannot see), change settings or roles, signal other sessions, or take locks the workers
+# wait on (advisory locks). Not the guard: on PostgreSQL that is the login dynl2 sql queries
+# as, which may only read (storage/pg_reader.py); this list gives the common cases a message.
 FORBIDDEN_PG_FUNCTION_PREFIXES = (
     "cursor_to_xml",
     "dblink",
     "lo_",
     "lowrite",
+    "pg_advisory",
     "pg_cancel_backend",
     "pg_create_",
     "pg_drop_replication_slot",
@@ -77,6 +80,7 @@ FORBIDDEN_PG_FUNCTION_PREFIXES = (
     "pg_stat_reset",
     "pg_switch_wal",
     "pg_terminate_backend",
+    "pg_try_advisory",
     "query_to_xml",
     "set_config",
 )

@@ -49,7 +49,7 @@ from storage.schema import (
     Report,
     create_schema,
 )
-from storage.urls import ENV_VAR, backend_of, masked_url, resolve_url, sqlite_path
+from storage.urls import ENV_VAR, backend_of, first_line, masked_url, resolve_url, sqlite_path
 
 __all__ = ["Store", "open"]
 
@@ -180,12 +180,12 @@ class Store:
                 # finds everything in place on the next attempt.
                 if attempt == _OPTUNA_OPEN_ATTEMPTS:
                     raise StorageError(
-                        f"Optuna could not open its tables in {self._where()}: {_first_line(exc)}"
+                        f"Optuna could not open its tables in {self._where()}: {first_line(exc)}"
                     ) from exc
                 time.sleep(0.05 * attempt)
             except (SQLAlchemyError, RuntimeError) as exc:
                 raise StorageError(
-                    f"Optuna could not open its tables in {self._where()}: {_first_line(exc)}"
+                    f"Optuna could not open its tables in {self._where()}: {first_line(exc)}"
                 ) from exc
         raise AssertionError("unreachable: the loop returns or raises")
 
@@ -203,12 +203,12 @@ class Store:
             if isinstance(exc, OperationalError):
                 raise StorageUnavailable(
                     f"The database in {self._where()} could not complete the operation: "
-                    f"{_first_line(exc.orig)}"
+                    f"{first_line(exc.orig)}"
                 ) from exc
             if isinstance(exc, DBAPIError):
                 raise StorageError(
                     f"The database in {self._where()} refused the operation: "
-                    f"{_first_line(exc.orig)}"
+                    f"{first_line(exc.orig)}"
                 ) from exc
             raise
         finally:
@@ -228,7 +228,7 @@ class Store:
                 connection.execute(sqlalchemy.text("SELECT 1"))
         except SQLAlchemyError as exc:
             raise StorageUnavailable(
-                f"Cannot connect to {self._where()}: {_first_line(exc)}"
+                f"Cannot connect to {self._where()}: {first_line(exc)}"
             ) from exc
 
     def _has_table(self, name: str) -> bool:
@@ -534,11 +534,6 @@ class Store:
 # --------------------------------------------------------------------------- helpers
 
 _MISSING = object()
-
-
-def _first_line(exc: BaseException | None) -> str:
-    text = str(exc).strip() if exc is not None else ""
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _quiet_rollback(session: Session) -> None:

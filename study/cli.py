@@ -19,7 +19,7 @@ import sqlalchemy.exc
 import storage
 from trainers import flush_denormals, keep_freed_memory
 
-from . import demo, report_cmds, study_cmds, train_cmd
+from . import demo, report_cmds, sql_setup_cmd, study_cmds, train_cmd
 from .errors import StudyError, UsageError
 from .experiment import ExperimentConfigError
 from .resilience import driver_message
@@ -41,6 +41,7 @@ USER_STORAGE_ERRORS = (
     storage.ExperimentNotFound,
     storage.ExperimentConflict,
     storage.ReadOnlyViolation,
+    storage.ReaderLoginError,
     storage.QueryError,
     storage.InvalidRecord,
     storage.ReportNotFound,
@@ -48,7 +49,9 @@ USER_STORAGE_ERRORS = (
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+    """The error as one line, with any URL's password masked (the last net under messages
+    that quote a driver's text)."""
+    return storage.masked_text(" ".join(str(exc).split()))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbs.required = True
     train_cmd.add_parser(verbs)
     study_cmds.add_parsers(verbs)
+    sql_setup_cmd.add_parser(verbs)
     report_cmds.add_parsers(verbs)
     demo.add_parser(verbs)
     return parser
@@ -86,11 +90,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (StudyError, storage.StorageError) as exc:  # the environment, not the input
         print(f"{PROG} {args.verb}: failed: {_one_line(exc)}", file=sys.stderr)
         return 1
-    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as exc:
+    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.DBAPIError) as exc:
         # The database failed under Optuna's or SQLAlchemy's feet, outside the steps that
         # wait for it (study.resilience): still one line, and the environment's fault.
         print(f"{PROG} {args.verb}: failed: the database failed: {driver_message(exc)}",
               file=sys.stderr)  # fmt: skip
+        return 1
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        # Not the database's doing (a session used wrongly, say): a fault of dynl2's, named
+        # as such, in one line.
+        print(f"{PROG} {args.verb}: failed: internal error ({type(exc).__name__}): "
+              f"{_one_line(exc)}", file=sys.stderr)  # fmt: skip
         return 1
     except BrokenPipeError:  # the reader went away (dynl2 ... | head): not an error of ours
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps interpreter shutdown quiet

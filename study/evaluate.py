@@ -13,21 +13,18 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
-import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
-import optuna
-from optuna.trial import TrialState
-
-from storage import Store, open, study_name
+from storage import Store, best_trials, evaluated_params, open
 from trainers import DivergenceError, TrainConfig, TrainResult, resolve_device, train, train_fused
 
-from .errors import StudyError
+from .errors import StudyError, UsageError
 from .experiment import ExperimentConfig, parse_experiment
 from .fused_trials import DEVICE_BATCH
-from .studies import evaluation_seed, searched_arms
+from .progress import unfinished_arms
+from .studies import check_studies, evaluation_seed, searched_arms
 
 
 @dataclass(frozen=True)
@@ -38,34 +35,40 @@ class EvalTask:
 
 
 def best_params(store: Store, config: ExperimentConfig) -> dict[str, dict[str, float | int]]:
-    """The best trial's parameters of every arm; arms with nothing to search get ``{}``.
+    """The best trial's parameters of every arm (:func:`storage.best_trials`: ties go to the
+    lowest trial number); arms with nothing to search get ``{}``.
 
-    An arm whose search has no complete trial yet is left out (it cannot be evaluated).
+    An arm whose search has no complete trial yet is left out (it cannot be evaluated). Studies
+    dynl2 did not create for the experiment are refused (:class:`ForeignStudy`).
     """
     out: dict[str, dict[str, float | int]] = {
         arm.name: {} for arm in config.arms if not config.searched(arm.name)
     }
-    storage = store.optuna_storage()
+    check_studies(store, config, legacy=True)
+    best = best_trials(store.trials(config.name), config.direction)
     for arm in searched_arms(config):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study = optuna.load_study(
-                study_name=study_name(config.name, arm.name), storage=storage
-            )
-        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if trials:
-            out[arm.name] = dict(study.best_trial.params)
+        if arm.name in best:
+            out[arm.name] = dict(best[arm.name]["params"])
     return out
 
 
 def pending_tasks(store: Store, config: ExperimentConfig, seeds: int) -> list[EvalTask]:
+    """Every (arm, seed) without an evaluation of the arm's current best configuration: seeds
+    not evaluated yet, and seeds evaluated for an earlier best (redone, replacing them)."""
     params = best_params(store, config)
+    evals = store.evaluations(config.name)
     tasks = []
     for arm in config.arms:
         if arm.name not in params:
             continue
-        done = store.evaluated_seeds(config.name, arm.name)
-        tasks += [EvalTask(arm.name, i, params[arm.name]) for i in range(seeds) if i not in done]
+        wanted = params[arm.name]
+        rows = evals[evals["arm"] == arm.name] if not evals.empty else evals
+        done = {
+            int(seed)
+            for seed, stored in zip(rows["seed"], rows["params"], strict=True)
+            if evaluated_params(stored) == wanted
+        }
+        tasks += [EvalTask(arm.name, i, wanted) for i in range(seeds) if i not in done]
     # Seed-major order: if the evaluation is cut short, every arm has the same seeds so far.
     return sorted(tasks, key=lambda t: (t.index, t.arm))
 
@@ -161,11 +164,24 @@ def evaluate(
     workers: int = 1,
     on_done: Callable[[EvalTask, float | None, int, int], None] | None = None,
     batch: int | None = None,
+    provisional: bool = False,
 ) -> int:
     """Evaluate every pending (arm, seed); returns how many runs this call did.
 
     Seeds of one arm train fused in groups of ``batch`` (default: ``[search] batch``, else
-    the device's largest default group: evaluation has no sampler waiting for results)."""
+    the device's largest default group: evaluation has no sampler waiting for results).
+    An unfinished search is refused (:class:`UsageError`) unless ``provisional``: the rest of
+    the search may find another best, whose evaluation would then start over."""
+    check_studies(store, config, legacy=True)  # refuses studies dynl2 did not create
+    short = unfinished_arms(store, config)
+    if short and not provisional:
+        counts = ", ".join(f"{arm} {n}/{config.search.n_trials}" for arm, n in short.items())
+        raise UsageError(
+            f"the search of experiment {config.name!r} is unfinished ({counts} results): "
+            "its best configurations may still change; finish it (dynl2 run CONFIG.toml, or "
+            f"dynl2 worker {config.name}), or pass --provisional to evaluate the current best "
+            "configurations anyway (reports then call the verdict provisional)"
+        )
     tasks = pending_tasks(store, config, seeds)
     total = len(tasks)
     device = resolve_device(str(config.train_fixed.get("device", "auto")))

@@ -7,7 +7,9 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from storage import Store
+import pandas as pd
+
+from storage import Store, split_evaluations
 
 from .experiment import ExperimentConfig
 from .studies import DIVERGED, RESULT_ATTR, ArmCounts, searched_arms
@@ -61,6 +63,27 @@ class ProgressPrinter:
             )
 
 
+def current_evaluations(store: Store, config: ExperimentConfig) -> tuple[pd.DataFrame, int]:
+    """The evaluations of each arm's current best configuration, and how many stored rows
+    evaluated an earlier best (stale: ignored, and redone by the next evaluation)."""
+    searched = {arm.name for arm in searched_arms(config)}
+    evals = store.evaluations(config.name)
+    trials = store.trials(config.name) if searched and not evals.empty else None
+    if trials is None:
+        return evals, 0
+    current, stale = split_evaluations(evals, trials, config.direction, searched)
+    return current, len(stale)
+
+
+def unfinished_arms(store: Store, config: ExperimentConfig) -> dict[str, int]:
+    """``{arm: results}`` of the searched arms short of their ``n_trials`` results."""
+    return {
+        arm: counts.results
+        for arm, counts in arm_counts(store, config).items()
+        if counts.results < config.search.n_trials
+    }
+
+
 @dataclass(frozen=True)
 class ArmSummary:
     arm: str
@@ -83,7 +106,9 @@ def mean_ci(values: list[float]) -> tuple[float, float | None]:
 
 
 def evaluation_summary(store: Store, config: ExperimentConfig) -> list[ArmSummary]:
-    evals = store.evaluations(config.name)
+    """Per arm, the evaluations of its current best configuration (see
+    :func:`current_evaluations`)."""
+    evals, _ = current_evaluations(store, config)
     out = []
     for arm in config.arms:
         rows = evals[evals["arm"] == arm.name] if not evals.empty else evals

@@ -28,7 +28,7 @@ from typing import TypeVar
 import optuna
 from sqlalchemy.exc import DBAPIError
 
-from storage import StorageUnavailable
+from storage import StorageUnavailable, masked_text
 
 from .errors import StudyError, UsageError
 
@@ -159,9 +159,10 @@ def retrying(
 
 def driver_message(exc: BaseException) -> str:
     """The first line of the innermost driver message (SQLAlchemy appends SQL and links;
-    Optuna's StorageInternalError hides the driver's words behind a generic sentence)."""
+    Optuna's StorageInternalError hides the driver's words behind a generic sentence), with
+    any URL or ``password=`` in it masked."""
     inner: BaseException = exc
     while inner.__cause__ is not None:
         inner = inner.__cause__
     text = str(getattr(inner, "orig", None) or inner).strip()
-    return text.splitlines()[0] if text else type(inner).__name__
+    return masked_text(text.splitlines()[0]) if text else type(inner).__name__

@@ -12,14 +12,23 @@ import hashlib
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import (
+    BaseDistribution,
+    FloatDistribution,
+    IntDistribution,
+    distribution_to_json,
+    json_to_distribution,
+)
 from optuna.storages import RDBStorage
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from storage import Store, study_name
+from storage import STUDY_MARK, Store, split_study_name, study_name
 
+from .errors import UsageError
 from .experiment import ArmConfig, ExperimentConfig, Range
 from .samplers import make_pruner, make_sampler
 
@@ -104,21 +113,146 @@ def sampler_seed(config: ExperimentConfig, worker: int | None) -> int | None:
     return (config.seed * 1_000_003 + worker) % 2**31
 
 
+class ForeignStudy(UsageError):
+    """A study named like one of the experiment's arms that dynl2 did not create for it."""
+
+
+def study_mark(config: ExperimentConfig, arm: str) -> dict[str, Any]:
+    """The mark (``storage.STUDY_MARK``) of the study of ``arm``: what it was created for."""
+    return {
+        "experiment": config.name,
+        "arm": arm,
+        "direction": config.direction,
+        "space": {n: distribution_to_json(d) for n, d in distributions(config, arm).items()},
+    }
+
+
+def _same_mark(found: object, wanted: Mapping[str, Any]) -> str | None:
+    """``None`` when ``found`` is ``wanted``; else what differs, in a few words."""
+    if not isinstance(found, Mapping):
+        return "its dynl2 mark is damaged"
+    for key in ("experiment", "arm", "direction"):
+        if found.get(key) != wanted[key]:
+            return f"it was created by dynl2 for {key} {found.get(key)!r}, not {wanted[key]!r}"
+    space = found.get("space")
+    try:
+        ours = {n: json_to_distribution(d) for n, d in wanted["space"].items()}
+        theirs = {n: json_to_distribution(d) for n, d in space.items()}  # type: ignore[union-attr]
+    except (AttributeError, TypeError, ValueError, KeyError):
+        return "its dynl2 mark is damaged"
+    if theirs != ours:
+        return "it was created by dynl2 for another search space"
+    return None
+
+
+def _unmarked(
+    storage: RDBStorage, study_id: int, config: ExperimentConfig, arm: str, legacy: bool
+) -> str | None:
+    """Why an unmarked study is not the arm's search (``None``: a study an older dynl2
+    created for it, before studies were marked, which may be adopted).
+
+    ``legacy`` says the experiment was created before this look, as an older dynl2 did before
+    creating its studies. Such a study then qualifies when its direction is the experiment's
+    and every trial is one dynl2 could have made: the arm's exact search space, and every
+    finished trial carrying the resolved config dynl2 records before training.
+    """
+    if not legacy:
+        return "it has no dynl2 mark (another program made it)"
+    if storage.get_study_directions(study_id) != [StudyDirection[config.direction.upper()]]:
+        return "it has no dynl2 mark and another direction"
+    space = distributions(config, arm)
+    for trial in storage.get_all_trials(study_id, deepcopy=False):
+        if trial.distributions and trial.distributions != space:
+            return f"it has no dynl2 mark and trial {trial.number} has other parameters"
+        if any(not _inside(space[n], v) for n, v in trial.params.items()):
+            return f"it has no dynl2 mark and trial {trial.number} lies outside the ranges"
+        finished = trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        if finished and CONFIG_ATTR not in trial.user_attrs:
+            return f"it has no dynl2 mark and trial {trial.number} was not trained by dynl2"
+    return None
+
+
+def _inside(d: BaseDistribution, value: Any) -> bool:
+    low, high = getattr(d, "low", None), getattr(d, "high", None)
+    if low is None or high is None or isinstance(value, bool):
+        return False
+    return isinstance(value, int | float) and low <= value <= high
+
+
+def check_studies(store: Store, config: ExperimentConfig, *, legacy: bool) -> list[str]:
+    """Refuse (:class:`ForeignStudy`, one line naming the study) when a study named
+    ``EXPERIMENT/...`` in the store is not one dynl2 created for this experiment's arms;
+    returns the arms whose study exists. Writes nothing. Under the experiment's study lock,
+    so a study is never seen between its creation and its mark (:func:`open_studies`)."""
+    with store.lock(_studies_lock(config)):
+        return _check_studies(store, config, legacy=legacy, mark=False)
+
+
+def _studies_lock(config: ExperimentConfig) -> str:
+    return f"studies:{config.name}"
+
+
+def _check_studies(
+    store: Store, config: ExperimentConfig, *, legacy: bool, mark: bool
+) -> list[str]:
+    """:func:`check_studies` without the lock; with ``mark``, the unmarked studies an older
+    dynl2 made (see :func:`_unmarked`) get their mark once every study has passed."""
+    storage = store.optuna_storage()
+    arms = {arm.name for arm in searched_arms(config)}
+    found = []
+    adopt: list[tuple[int, str]] = []
+    for frozen in storage.get_all_studies():
+        parts = split_study_name(frozen.study_name)
+        if parts is None or parts[0] != config.name:
+            continue
+        arm = parts[1]
+        study_id = storage.get_study_id_from_name(frozen.study_name)
+        if arm not in arms:
+            why: str | None = f"the experiment has no searched arm {arm!r}"
+        elif STUDY_MARK in frozen.system_attrs:
+            why = _same_mark(frozen.system_attrs[STUDY_MARK], study_mark(config, arm))
+        else:
+            why = _unmarked(storage, study_id, config, arm, legacy)
+            adopt.append((study_id, arm))
+        if why is not None:
+            raise ForeignStudy(
+                f"the Optuna study {frozen.study_name!r} in {store.display_url} is not one "
+                f"dynl2 created for experiment {config.name!r}: {why}; dynl2 only uses its own "
+                "studies: choose another [experiment] name, or delete that study (optuna "
+                f"delete-study --study-name {frozen.study_name!r} --storage URL)"
+            )
+        found.append(arm)
+    for study_id, arm in adopt if mark else ():  # only once every study has passed
+        storage.set_study_system_attr(study_id, STUDY_MARK, study_mark(config, arm))
+    return found
+
+
 def open_studies(
     store: Store, config: ExperimentConfig, heartbeat: Heartbeat, worker: int | None = 0
 ) -> dict[str, optuna.Study]:
-    """Create (or load) the study of every searched arm, with worker ``worker``'s sampler."""
+    """Create (or load) the study of every searched arm, with worker ``worker``'s sampler.
+
+    Under the experiment's lock, so that no worker sees a study between its creation and its
+    mark: every existing study is checked first (:func:`check_studies`), then the missing ones
+    are created and marked."""
     storage = optuna_storage(store, heartbeat)
+    with store.lock(_studies_lock(config)):
+        existing = set(_check_studies(store, config, legacy=True, mark=True))
+        for arm in searched_arms(config):
+            if arm.name not in existing:
+                study_id = storage.create_new_study(
+                    [StudyDirection[config.direction.upper()]],
+                    study_name(config.name, arm.name),
+                )
+                storage.set_study_system_attr(study_id, STUDY_MARK, study_mark(config, arm.name))
     seed = sampler_seed(config, worker)
     studies = {}
     for arm in searched_arms(config):
-        study = optuna.create_study(
+        study = optuna.load_study(
             storage=storage,
             study_name=study_name(config.name, arm.name),
-            direction=config.direction,
             sampler=make_sampler(config.search, seed),
             pruner=make_pruner(config.search, config.max_epochs),
-            load_if_exists=True,
         )
         if seed is not None and config.search.sampler != "qmc":
             seen = len(study.get_trials(deepcopy=False))

@@ -22,9 +22,15 @@ from storage import Store
 from .errors import UsageError
 from .evaluate import EvalTask, evaluate
 from .experiment import ExperimentConfig, load_experiment, parse_experiment
-from .progress import ProgressPrinter, arm_counts, evaluation_summary, format_summary
+from .progress import (
+    ProgressPrinter,
+    arm_counts,
+    current_evaluations,
+    evaluation_summary,
+    format_summary,
+)
 from .resilience import Patience, is_transient, retrying
-from .studies import Heartbeat, open_studies
+from .studies import Heartbeat, check_studies, open_studies
 from .worker import run_worker
 
 FORMATS = ("table", "csv", "json")
@@ -71,6 +77,12 @@ def add_parsers(verbs: Any) -> None:
     p.add_argument("experiment", metavar="EXPERIMENT")
     p.add_argument("--seeds", type=_positive, help="evaluation seeds (default: the config's)")
     p.add_argument("--workers", type=_positive, default=1, help="processes (default 1)")
+    p.add_argument(
+        "--provisional",
+        action="store_true",
+        help="evaluate although the search is unfinished (its best may still change; "
+        "reports call such a verdict provisional)",
+    )
     _storage_flag(p)
     p.set_defaults(handler=cmd_evaluate)
 
@@ -106,6 +118,12 @@ def add_parsers(verbs: Any) -> None:
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--max-rows", type=_positive, default=1000, help="row cap (default 1000)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    p.add_argument(
+        "--reader-url",
+        metavar="URL",
+        help="PostgreSQL: the read-only login to query as (default: $DYNL2_SQL_URL, else the "
+        "store's login if it can only read, else the role dynl2 sql-setup creates)",
+    )
     _storage_flag(p)
     p.set_defaults(handler=cmd_sql)
 
@@ -229,9 +247,12 @@ def _say(quiet: bool) -> Callable[[str], None]:
 
 
 def _create_or_resume(store: Store, config: ExperimentConfig) -> None:
+    """Create the experiment, or check that the stored one has the same config; studies named
+    like its arms that dynl2 did not create for it are refused before anything is written."""
     try:
         existing = store.get_experiment(config.name)
     except storage.ExperimentNotFound:
+        check_studies(store, config, legacy=False)
         store.create_experiment(config.name, config.to_dict())
         return
     stored = parse_experiment(existing.config)
@@ -286,20 +307,22 @@ def _search_in_processes(
     started: float,
     batch: int | None,
 ) -> int:
-    """``dynl2 worker`` × ``workers``; returns how many failed."""
+    """``dynl2 worker`` × ``workers``; returns how many failed. The URL reaches them in
+    ``$DYNL2_STORAGE``, never on their command lines, which every local user can read (``ps``)
+    and which would show a password in it."""
     threads = max(1, (os.cpu_count() or 1) // workers)
-    env = {**os.environ, "DYNL2_THREADS": str(threads)}
-    command = [sys.executable, "-m", "study", "worker", config.name, "--storage", url, "--quiet"]
+    env = {**os.environ, "DYNL2_THREADS": str(threads), storage.ENV_VAR: url}
+    command = [sys.executable, "-m", "study", "worker", config.name, "--quiet"]
     if batch is not None:
         command += ["--batch", str(batch)]
     procs = [subprocess.Popen([*command, "--index", str(i)], env=env) for i in range(workers)]
-    if workers < (os.cpu_count() or 1):  # a core to spare while the workers import torch
-        threading.Thread(target=_warm_imports, name="dynl2-warm-imports", daemon=True).start()
 
     def running() -> bool:
         return any(p.poll() is None for p in procs)
 
     try:
+        if workers < (os.cpu_count() or 1):  # a core to spare while the workers import torch
+            _warm_imports()
         while running():
             _show_progress(store, config, printer, started)
             tick = time.monotonic() + 1.0
@@ -337,9 +360,12 @@ def _search_here(
                 trouble.append(exc)
                 return
 
-    # The report's imports, too: torch's kernels let go of the interpreter while they compute
-    # (measured: about 0.5 s off a 20 s run, against importing them once the search is done).
-    threading.Thread(target=_warm_imports, name="dynl2-warm-imports", daemon=True).start()
+    # Only this thread imports: two threads importing at once can deadlock or see a module half
+    # made (QMCSampler's scipy.stats._qmc did). So no head start on the report's imports here
+    # (the thread that took one saved nothing measurable: a 13 s run, 4 tries each, medians
+    # 13.6 s with it, 13.4 s without), and the progress thread's first call is made here,
+    # which loads whatever its calls load on first use.
+    _show_progress(store, config, printer, started)
     with storage.open(url, create=False) as own:
         thread = threading.Thread(target=show, name="dynl2-progress", daemon=True)
         thread.start()
@@ -366,9 +392,14 @@ def _show_progress(
 
 def _warm_imports() -> None:
     """Import what the summary and the report need (scipy, plotly, jinja2: about 2 s) while the
-    workers start: each spends its first seconds importing torch on one core, so with a core to
-    spare (fewer workers than cores) this costs the search nothing and takes the wait off the
-    run's end."""
+    worker processes start: each spends its first seconds importing torch on one core, so with
+    a core to spare (fewer workers than cores) this costs the search nothing and takes the
+    wait off the run's end.
+
+    In the main thread, with no other thread in this process: Python's imports are not safe
+    from two threads at once here (a thread that did this while the main one imported ended
+    runs with ``ImportError: ... partially initialized module 'scipy.stats._qmc'`` and
+    ``_DeadlockError``)."""
     with suppress(Exception):  # only a head start: the summary imports them itself anyway
         import scipy.stats  # noqa: F401
 
@@ -382,12 +413,21 @@ def _evaluate(
     workers: int,
     say: Callable[[str], None],
     batch: int | None = None,
+    provisional: bool = False,
 ) -> None:
     def on_done(task: EvalTask, acc: float | None, i: int, total: int) -> None:
         shown = "diverged" if acc is None else f"test_acc {100 * acc:.2f}%"
         say(f"evaluate {i}/{total}: {task.arm} seed {task.index}: {shown}")
 
-    evaluate(store, config, seeds, workers=workers, on_done=on_done, batch=batch)
+    evaluate(
+        store,
+        config,
+        seeds,
+        workers=workers,
+        on_done=on_done,
+        batch=batch,
+        provisional=provisional,
+    )
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -425,7 +465,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     with storage.open(storage.resolve_url(args.storage), create=False) as store:
         config = _experiment(store, args.experiment)
         seeds = args.seeds or config.evaluate.seeds
-        _evaluate(store, config, seeds, args.workers, _say(False))
+        _evaluate(store, config, seeds, args.workers, _say(False), provisional=args.provisional)
         print(format_summary(evaluation_summary(store, config)))
     return 0
 
@@ -471,14 +511,15 @@ def cmd_trials(args: argparse.Namespace) -> int:
 
 def trials_with_tests(store: Store, config: ExperimentConfig, arm: str | None) -> pd.DataFrame:
     """Trials, plus the mean test metrics over the seeds where the trial's params were
-    evaluated (the best trial of each arm)."""
+    evaluated (the current best trial of each arm; evaluations of an earlier best are left
+    out)."""
     trials = store.trials(config.name, arm)
-    evals = store.evaluations(config.name)
+    evals, _ = current_evaluations(store, config)
     trials["test_loss"] = float("nan")
     trials["test_acc"] = float("nan")
     trials["test_seeds"] = 0
     for arm_name, group in evals.groupby("arm"):
-        params = _searched_only(group.iloc[0]["params"])
+        params = storage.evaluated_params(group.iloc[0]["params"])
         match = (trials["arm"] == arm_name) & trials["params"].map(params.__eq__)
         if params and match.any():
             trials.loc[match, "test_loss"] = group["test_loss"].mean()
@@ -487,13 +528,15 @@ def trials_with_tests(store: Store, config: ExperimentConfig, arm: str | None) -
     return trials
 
 
-def _searched_only(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in params.items() if k not in ("trainer_seed", "diverged")}
-
-
 def cmd_sql(args: argparse.Namespace) -> int:
     url = storage.resolve_url(args.storage)
-    result = storage.run_readonly(url, args.query, max_rows=args.max_rows, timeout_s=args.timeout)
+    result = storage.run_readonly(
+        url,
+        args.query,
+        max_rows=args.max_rows,
+        timeout_s=args.timeout,
+        reader_url=args.reader_url,
+    )
     frame = pd.DataFrame(list(result.rows), columns=list(result.columns))
     _print_frame(frame, args.format)
     if result.truncated:

@@ -233,16 +233,21 @@ def run_trial(
             lambda: trial.set_user_attr(CONFIG_ATTR, train_config.to_dict()),
             "recording the trial's config",
         )
-        result = train(train_config, on_epoch=on_epoch, data=dataset())
+        outcome: TrainResult | DivergenceError
+        try:
+            outcome = train(train_config, on_epoch=on_epoch, data=dataset())
+        except DivergenceError as exc:
+            outcome = exc
+        # Concluding is part of the trial, as in a fused group: a failure there (other than
+        # the database staying away) marks it FAIL and says so, rather than leaving it RUNNING
+        # and reaching the CLI as a bare library error.
+        return conclude(store, config, study, trial, epochs, outcome)
     except (_TrialTakenAway, optuna.exceptions.UpdateFinishedTrialError):
         return ABANDONED
     except DatabaseAway:
         raise  # not the trial's fault: it stays RUNNING, goes stale and is retried
-    except DivergenceError as exc:
-        return conclude(store, config, study, trial, epochs, exc)
     except Exception as exc:
         raise fail_trial(arm, study, trial, exc) from exc
-    return conclude(store, config, study, trial, epochs, result)
 
 
 def conclude(

@@ -12,7 +12,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from storage import Store, study_name
+from storage import Store, best_trials, study_name
 
 LR = {"low": 1e-3, "high": 3e-2, "log": True}
 ARMS: dict[str, dict[str, Any]] = {
@@ -108,12 +108,42 @@ def add_trials(
     return study
 
 
+def finish_search(store: Store, cfg: Mapping[str, Any]) -> None:
+    """``n_trials`` complete trials for every searched arm that has none yet."""
+    name = cfg["experiment"]["name"]
+    for arm in cfg["arms"]:
+        if "/" in arm:  # a name no study can carry (tests of hostile names)
+            continue
+        if _distributions(cfg, arm) and store.trials(name, arm).empty:
+            n = cfg["search"]["n_trials"]
+            add_trials(store, cfg, arm, [0.5 + 0.01 * i for i in range(n)], seed=len(arm))
+
+
+def best_params(store: Store, name: str, arm: str) -> dict[str, Any]:
+    """The params of ``arm``'s best trial (``{}`` without one): what dynl2 evaluates."""
+    cfg = store.get_experiment(name).config
+    direction = "maximize" if cfg["search"]["metric"] == "val_acc" else "minimize"
+    best = best_trials(store.trials(name), direction)
+    return dict(best[arm]["params"]) if arm in best else {}
+
+
 def add_evaluations(
-    store: Store, name: str, arm: str, accs: Sequence[float | None], loss: bool = False
+    store: Store,
+    name: str,
+    arm: str,
+    accs: Sequence[float | None],
+    loss: bool = False,
+    params: Mapping[str, Any] | None = None,
 ) -> None:
+    """Evaluations of ``params`` (default: the arm's best trial's, as dynl2 evaluates). A
+    searched arm without trials first gets a finished search (:func:`finish_search`): dynl2
+    evaluates what a finished search chose."""
+    if params is None:
+        finish_search(store, store.get_experiment(name).config)
+    evaluated = best_params(store, name, arm) if params is None else dict(params)
     for seed, acc in enumerate(accs):
         store.record_evaluation(
-            name, arm, seed, {"lr": 0.01},
+            name, arm, seed, evaluated,
             test_loss=(acc if loss else 1.0 - acc) if acc is not None else None,
             test_acc=None if loss else acc,
             seconds=0.5,

@@ -162,6 +162,7 @@ def test_500_trials_per_arm_render_small(store):
     for i, arm in enumerate(("dynamic", "fixed", "none")):
         syn.add_trials(store, cfg, arm, [0.9 - 0.001 * i], epochs=150, seed=i)  # the best
         syn.add_trials(store, cfg, arm, [0.5 + 0.0007 * k for k in range(499)], seed=10 + i)
+    for arm in ("dynamic", "fixed", "none"):
         syn.add_evaluations(store, "big", arm, [0.85 + 0.001 * k for k in range(10)])
     data = reports.build_report_data(store, "big")
     html = reports.render_html(data)
@@ -169,3 +170,37 @@ def test_500_trials_per_arm_render_small(store):
     assert sum(len(a.numbers) for a in data.search.arms) == 1500
     assert all(len(a.epochs) == 150 for a in data.dynamics.arms)
     assert len(html.encode()) < 10_000_000
+
+
+def test_evaluations_of_an_earlier_best_are_left_out_and_said(store):
+    cfg = syn.create(store, "moved")
+    syn.finish_search(store, cfg)
+    syn.add_evaluations(store, "moved", "fixed", [0.8, 0.82, 0.81, 0.8, 0.79])
+    syn.add_evaluations(store, "moved", "dynamic", [0.83, 0.84, 0.82, 0.85, 0.83])
+    first, _ = report(store, "moved")
+    assert first.verdict.main is not None and first.verdict.main.n_pairs == 5
+    assert first.verdict.stale == 0 and not first.verdict.unfinished
+    syn.add_trials(store, cfg, "fixed", [0.99], seed=99)  # the search found a better one
+    data, html = report(store, "moved")
+    fixed = next(a for a in data.verdict.arms if a.arm == "fixed")
+    assert fixed.ci is None and fixed.by_seed == {}
+    assert data.verdict.main is not None and data.verdict.main.n_pairs == 0
+    assert data.verdict.stale == 5
+    assert any("5 stored evaluations of an earlier best" in w for w in data.verdict.warnings)
+    assert "earlier best configuration (fixed)" in html
+    assert reports.summary_json(data)["stale_evaluations"] == 5
+
+
+def test_a_verdict_on_an_unfinished_search_is_provisional(store):
+    cfg = syn.create(store, "early", n_trials=4)
+    for arm in ("dynamic", "fixed", "none"):
+        syn.add_trials(store, cfg, arm, [0.5, 0.6], seed=len(arm))  # 2 of 4 trials
+        syn.add_evaluations(store, "early", arm, [0.8, 0.82, 0.81], params=syn.best_params(
+            store, "early", arm))  # fmt: skip
+    data, html = report(store, "early")
+    v = data.verdict
+    assert v.unfinished == ("dynamic 2/4", "fixed 2/4", "none 2/4")
+    assert v.sentence.startswith("Provisional, the search is unfinished (dynamic 2/4")
+    assert any("search is unfinished" in w for w in v.warnings)
+    assert "Provisional" in html
+    assert reports.summary_json(data)["provisional"] is True

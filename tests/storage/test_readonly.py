@@ -1,9 +1,12 @@
 """The read-only door (`dynl2 sql`): bad queries are refused and change nothing, on every
-backend; reads return columns, rows and a truncation flag; slow queries are stopped."""
+backend; reads return columns, rows and a truncation flag; slow queries are stopped. On
+PostgreSQL queries run logged in as the reader role `dynl2 sql-setup` creates (issue 16): a
+superuser's session is never used, and the role's privileges alone refuse the escapes."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 import time
 import uuid
@@ -15,10 +18,22 @@ from pathlib import Path
 import optuna
 import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
 import storage
+from storage.pg_reader import reader_role_name
 from storage.readonly import _run_postgres, _run_sqlite
 from tests.storage.backends import BACKENDS, StoreTemplates, libpq_url
+from tests.storage.readers import (
+    ADVISORY_KEY,
+    admin_url,
+    alive,
+    bystander,
+    drop_role,
+    outside_state,
+    reader_role,
+    role_state,
+)
 
 TABLES = ("dynl2_meta", "dynl2_experiments", "dynl2_epochs", "dynl2_evaluations", "trials")
 EPOCHS = 3
@@ -30,6 +45,7 @@ class Populated:
     backend: str
     url: str
     directory: Path  # where a refused query must not have created files
+    reader: str | None = None  # PostgreSQL: the role dynl2 sql logs in as
 
 
 def _state(db: Populated) -> tuple[object, ...]:
@@ -51,7 +67,7 @@ def _state(db: Populated) -> tuple[object, ...]:
         epochs = connection.execute(
             "SELECT md5(string_agg(e::text, ',' ORDER BY e.id)) FROM dynl2_epochs e"
         ).fetchone()
-    return tuple(tables), tuple(counts), epochs
+    return tuple(tables), tuple(counts), epochs, outside_state(db.url)
 
 
 @contextmanager
@@ -70,7 +86,11 @@ def _populate(
                 store.record_epochs(trial._trial_id, rows)
                 study.tell(trial, 0.5)
         # Closed: on SQLite the WAL is checkpointed into the file we hash.
-        yield Populated(backend, url, directory)
+        if backend == "sqlite":
+            yield Populated(backend, url, directory)
+        else:
+            with reader_role(url) as setup:
+                yield Populated(backend, url, directory, setup.role)
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +143,9 @@ SQLITE_BAD = [
     "REPLACE INTO dynl2_meta VALUES ('k', 'v')",
     "SELECT * FROM pragma_table_info('dynl2_epochs')",  # table-valued pragmas are refused
 ]
+TS_STAT_SWITCH = (
+    "SELECT * FROM ts_stat($$SELECT to_tsvector('simple', set_config('role', 'postgres', true))$$)"
+)
 POSTGRES_BAD = [
     "WITH d AS (DELETE FROM dynl2_epochs RETURNING *) SELECT * FROM d",
     "COPY dynl2_epochs TO PROGRAM 'touch {marker}'",
@@ -137,6 +160,12 @@ POSTGRES_BAD = [
     "SET ROLE postgres",
     "TRUNCATE dynl2_epochs",
     "SELECT U&\"pg_read_file\"('/etc/passwd')",
+    # Issue 16: SQL text run by ts_stat is never scanned; the role may not switch back.
+    TS_STAT_SWITCH,
+    "RESET ROLE",
+    "SELECT pg_stat_reset()",
+    "SELECT pg_terminate_backend({victim})",
+    f"SELECT pg_advisory_lock({ADVISORY_KEY})",
 ]
 
 
@@ -147,12 +176,14 @@ def _marker() -> Path:
 
 def _assert_refused(db: Populated, sql: str, run: Callable[[str], object]) -> None:
     marker = _marker()
-    query = sql.format(dir=db.directory, marker=marker)
-    before = _state(db)
-    with pytest.raises(storage.ReadOnlyViolation, match="read-only"):
-        run(query)
-    assert _state(db) == before
-    assert not marker.exists()
+    with bystander() as victim:  # another client's session, in another database
+        query = sql.format(dir=db.directory, marker=marker, victim=victim.info.backend_pid)
+        before = _state(db)
+        with pytest.raises(storage.ReadOnlyViolation, match="read-only"):
+            run(query)
+        assert _state(db) == before
+        assert not marker.exists()
+        assert alive(victim)
 
 
 @pytest.mark.parametrize("sql", COMMON_BAD)
@@ -185,6 +216,17 @@ SQLITE_UNSCANNED = [
     "SELECT 1; DELETE FROM dynl2_epochs",
 ]
 POSTGRES_UNSCANNED = [
+    # Issue 16: what the reader role's privileges refuse on their own.
+    "SELECT set_config('role', 'postgres', true)",
+    "SET ROLE postgres",
+    "SET SESSION AUTHORIZATION postgres",
+    TS_STAT_SWITCH,
+    "SELECT * FROM pg_ls_dir('/')",
+    "SELECT lo_import('/etc/passwd')",
+    "SELECT pg_stat_reset()",
+    "SELECT pg_terminate_backend({victim})",
+    "SELECT query_to_xml('SELECT pg_read_file(''/etc/passwd'')', true, false, '')",
+    "COPY (SELECT 1) TO PROGRAM 'touch {marker}'",
     "DELETE FROM dynl2_epochs",
     "WITH d AS (DELETE FROM dynl2_epochs RETURNING *) SELECT * FROM d",
     "CREATE TABLE evil (a int)",
@@ -263,8 +305,8 @@ def test_backend_specific_reads(populated: Populated) -> None:
     else:
         result = storage.run_readonly(populated.url, "SHOW statement_timeout", timeout_s=3)
         assert result.rows == (("3s",),)
-        result = storage.run_readonly(populated.url, "SELECT current_user")
-        assert result.rows == (("pg_read_all_data",),)  # superuser powers dropped
+        result = storage.run_readonly(populated.url, "SELECT current_user, session_user")
+        assert result.rows == ((populated.reader, populated.reader),)  # logged in as the reader
 
 
 SLOW = {
@@ -310,3 +352,236 @@ def test_mysql_is_refused_clearly() -> None:
 def test_unreachable_postgres_is_storage_unavailable() -> None:
     with pytest.raises(storage.StorageUnavailable):
         storage.run_readonly("postgresql+psycopg://postgres@127.0.0.1:1/x", "SELECT 1")
+
+
+# ---------------------------------------------------- PostgreSQL: the reader role (issue 16)
+
+
+@pytest.fixture
+def bare_postgres(tmp_path: Path, store_templates: StoreTemplates) -> Iterator[str]:
+    """A PostgreSQL store (tables, no rows) whose reader role is not set up (yet)."""
+    with store_templates.copy("postgresql", tmp_path) as url:
+        try:
+            yield url
+        finally:
+            drop_role(url, _reader_of(url))  # whatever the test set up
+
+
+def _reader_of(url: str) -> str:
+    database = make_url(url).database
+    assert database is not None
+    return reader_role_name(database)
+
+
+def _as(url: str, user: str) -> str:
+    return make_url(url).set(username=user, password=None).render_as_string(hide_password=False)
+
+
+def test_superuser_without_the_reader_role_is_refused(bare_postgres: str) -> None:
+    with pytest.raises(storage.ReaderLoginError) as info:
+        storage.run_readonly(bare_postgres, "SELECT 1")
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"as {make_url(bare_postgres).username}, who is a superuser" in message
+    assert f"`dynl2 sql-setup --storage '{bare_postgres}'`" in message
+    assert "README: Read-only queries on PostgreSQL" in message
+
+
+def test_setup_is_idempotent_and_a_dry_run_changes_nothing(bare_postgres: str) -> None:
+    role = _reader_of(bare_postgres)
+    dry = storage.set_up_reader(bare_postgres, execute=False)
+    assert not dry.executed and dry.role == role
+    assert dry.statements[0] == f'CREATE ROLE "{role}" LOGIN'
+    assert role_state(bare_postgres, role)[0] is None  # no role was made
+
+    first = storage.set_up_reader(bare_postgres)
+    assert first.statements == dry.statements
+    assert first.password_set and make_url(first.reader_url).password
+    state = role_state(bare_postgres, role)
+    password = _password_hash(role)
+
+    again = storage.set_up_reader(bare_postgres)
+    assert again.statements == dry.statements[1:]  # all but CREATE ROLE
+    assert not again.password_set and make_url(again.reader_url).password is None
+    assert role_state(bare_postgres, role) == state
+    assert _password_hash(role) == password  # kept, unless --new-password
+
+    renewed = storage.set_up_reader(bare_postgres, new_password=True)
+    assert renewed.password_set and _password_hash(role) != password
+    assert storage.run_readonly(bare_postgres, "SELECT current_user").rows == ((role,),)
+
+
+def _password_hash(role: str) -> object:
+    with psycopg.connect(admin_url()) as connection:
+        row = connection.execute(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = %s", [role]
+        ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def test_the_reader_role_may_only_read(postgres_populated: Populated) -> None:
+    url, role = postgres_populated.url, postgres_populated.reader
+    assert role is not None
+    attributes, memberships, tables, _, _ = role_state(url, role)
+    assert attributes is not None
+    # rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication, bypassrls
+    assert attributes[:7] == (False, False, False, False, True, False, False)
+    assert sorted(attributes[7]) == [
+        "default_transaction_read_only=on",
+        "idle_in_transaction_session_timeout=60s",
+        "statement_timeout=60s",
+    ]
+    assert memberships == ()
+    assert {privilege for _, privilege in tables} == {"SELECT"}
+    with psycopg.connect(libpq_url(url)) as connection:
+        for function in (
+            "pg_read_file(text)",
+            "pg_ls_dir(text)",
+            "lo_import(text)",
+            "pg_stat_reset()",
+        ):
+            row = connection.execute(
+                "SELECT has_function_privilege(%s, %s, 'EXECUTE')", [role, function]
+            ).fetchone()
+            assert row == (False,), function
+
+
+def test_the_reader_reads_every_table_also_those_added_later(bare_postgres: str) -> None:
+    with storage.open(bare_postgres) as store:
+        store.create_experiment("exp", {"k": 1})
+    storage.set_up_reader(bare_postgres)
+    with psycopg.connect(libpq_url(bare_postgres), autocommit=True) as admin:
+        admin.execute("CREATE TABLE dynl2_added_later (a integer)")  # as a migration would
+        admin.execute("INSERT INTO dynl2_added_later VALUES (1), (2), (3)")
+        tables = [
+            row[0]
+            for row in admin.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = 'public' ORDER BY 1"
+            )
+        ]
+        counts = {t: admin.execute(f'SELECT count(*) FROM "{t}"').fetchone() for t in tables}
+    optuna_and_ours = {"studies", "trials", "trial_values", "dynl2_experiments", "dynl2_epochs"}
+    assert optuna_and_ours <= set(tables)
+    assert counts["dynl2_added_later"] == (3,)
+    for table in tables:
+        result = storage.run_readonly(bare_postgres, f'SELECT count(*) FROM "{table}"')
+        assert result.rows == (counts[table],), table
+
+
+@pytest.mark.parametrize(
+    ("grant", "named"),
+    [
+        ("GRANT pg_signal_backend TO {}", "is a member of pg_signal_backend"),
+        ("GRANT pg_read_server_files TO {}", "is a member of pg_read_server_files"),
+        ("GRANT {super} TO {}", "a superuser"),
+        ("GRANT INSERT ON dynl2_meta TO {}", "may change tables of the store (dynl2_meta)"),
+        ("ALTER ROLE {} CREATEROLE", "may create and change roles"),
+    ],
+)
+def test_a_reader_given_more_rights_is_refused_until_set_up_again(
+    bare_postgres: str, grant: str, named: str
+) -> None:
+    role = storage.set_up_reader(bare_postgres).role
+    with psycopg.connect(libpq_url(bare_postgres), autocommit=True) as admin:
+        superuser = make_url(bare_postgres).username
+        admin.execute(grant.format(f'"{role}"', super=f'"{superuser}"'))
+    with pytest.raises(storage.ReaderLoginError, match=re.escape(named)) as info:
+        storage.run_readonly(bare_postgres, "SELECT 1")
+    assert "dynl2 sql-setup --storage" in str(info.value)
+    storage.set_up_reader(bare_postgres)  # puts the role back as it was
+    assert storage.run_readonly(bare_postgres, "SELECT current_user").rows == ((role,),)
+
+
+def test_plain_logins_that_can_only_read_are_used_as_they_are(bare_postgres: str) -> None:
+    """A login that may only SELECT keeps working without setup. One that may write is the
+    workers' (whose sessions it could end): it is refused, then swapped for the reader role."""
+    suffix = uuid.uuid4().hex[:8]
+    plain, writer = f"dynl2_plain_{suffix}", f"dynl2_writer_{suffix}"
+    try:
+        with psycopg.connect(libpq_url(bare_postgres), autocommit=True) as admin:
+            admin.execute(f'CREATE ROLE "{plain}" LOGIN')
+            admin.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{plain}"')
+            admin.execute(f'CREATE ROLE "{writer}" LOGIN')
+            admin.execute(f'GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO "{writer}"')
+        query = "SELECT current_user, session_user"
+        result = storage.run_readonly(_as(bare_postgres, plain), query)
+        assert result.rows == ((plain, plain),)
+        with pytest.raises(storage.ReaderLoginError, match=f"as {writer}, who owns or may"):
+            storage.run_readonly(_as(bare_postgres, writer), query)
+        role = storage.set_up_reader(bare_postgres).role
+        assert storage.run_readonly(_as(bare_postgres, writer), query).rows == ((role, role),)
+    finally:
+        drop_role(bare_postgres, plain)
+        drop_role(bare_postgres, writer)
+
+
+def test_the_reader_login_can_be_given(
+    bare_postgres: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup = storage.set_up_reader(bare_postgres)
+    query = "SELECT session_user"
+    expected = ((setup.role,),)
+    given = storage.run_readonly(bare_postgres, query, reader_url=setup.reader_url)
+    assert given.rows == expected
+    monkeypatch.setenv(storage.READER_URL_ENV, setup.reader_url)
+    assert storage.run_readonly(bare_postgres, query).rows == expected
+    monkeypatch.setenv(storage.READER_URL_ENV, bare_postgres)  # a superuser's: checked too
+    with pytest.raises(storage.ReaderLoginError, match="is a superuser"):
+        storage.run_readonly(bare_postgres, query)
+    elsewhere = make_url(setup.reader_url).set(database="postgres")
+    with pytest.raises(storage.ReaderLoginError, match="names the database 'postgres'"):
+        storage.run_readonly(
+            bare_postgres, query, reader_url=elsewhere.render_as_string(hide_password=False)
+        )
+
+
+def test_a_reader_url_is_only_for_postgres(sqlite_url: str) -> None:
+    with pytest.raises(storage.StorageURLError, match="PostgreSQL"):
+        storage.run_readonly(sqlite_url, "SELECT 1", reader_url="postgresql://r@127.0.0.1/db")
+
+
+@pytest.mark.parametrize("lock", ["pg_advisory_lock", "pg_advisory_xact_lock"])
+def test_an_advisory_lock_dies_with_the_query(postgres_populated: Populated, lock: str) -> None:
+    """Anyone may take an advisory lock, the reader too. The scanner refuses the name; past
+    it (here), the lock lasts only as long as the query's session, which ends with it."""
+    url = postgres_populated.url
+    result = _run_postgres(url, f"SELECT {lock}({ADVISORY_KEY})", max_rows=10, timeout_s=5)
+    assert len(result.rows) == 1
+    assert outside_state(url)[1] == ()
+
+
+def test_a_reader_that_cannot_log_in_is_refused_in_one_line(bare_postgres: str) -> None:
+    role = storage.set_up_reader(bare_postgres).role
+    with psycopg.connect(libpq_url(bare_postgres), autocommit=True) as admin:
+        admin.execute(f'ALTER ROLE "{role}" NOLOGIN')
+    with pytest.raises(storage.ReaderLoginError) as info:
+        storage.run_readonly(bare_postgres, "SELECT 1")
+    assert f"cannot log in as the read-only role {role} (" in str(info.value)
+    assert "$DYNL2_SQL_URL" in str(info.value) and "\n" not in str(info.value)
+    storage.set_up_reader(bare_postgres)  # LOGIN again
+    assert storage.run_readonly(bare_postgres, "SELECT 1").rows == ((1,),)
+
+
+@pytest.mark.parametrize(
+    ("role", "named"),
+    [
+        ("pg_reader", "must be a name"),
+        ("1reader", "must be a name"),
+        ("reader; DROP TABLE trials", "must be a name"),
+        ("x" * 64, "must be a name"),
+        ("{admin}", "is the login running dynl2 sql-setup"),
+    ],
+)
+def test_setup_refuses_a_role_it_must_not_take_over(
+    bare_postgres: str, role: str, named: str
+) -> None:
+    admin = make_url(bare_postgres).username
+    with pytest.raises(storage.ReaderLoginError, match=named):
+        storage.set_up_reader(bare_postgres, role=role.format(admin=admin))
+
+
+def test_setup_is_for_postgres(sqlite_url: str) -> None:
+    with pytest.raises(storage.StorageURLError, match="PostgreSQL stores"):
+        storage.set_up_reader(sqlite_url)

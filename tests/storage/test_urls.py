@@ -114,3 +114,102 @@ def test_messages_hide_passwords() -> None:
 def test_backend_of(url: str, backend: str) -> None:
     assert backend_of(url) == backend
     assert (sqlite_path(url) is None) == (backend != "sqlite")
+
+
+PG = "postgresql+psycopg://"
+
+# (url, what the password is made of, what must still show). The password's pieces must never
+# be in masked_url's output; host, port and database must, where the URL can be read.
+TRICKY_URLS = [
+    (
+        PG + "user:SECRET@db.example.com:5432/study",
+        ["SECRET"],
+        "user:***@db.example.com:5432/study",
+    ),
+    (PG + "u:p@SECRET@host/db", ["SECRET"], "u:***@host/db"),  # a raw "@" in the password
+    (PG + "u:SECRET@x@host:5433/db", ["SECRET", "x@"], "u:***@host:5433/db"),
+    (PG + "u:p@SECRET@[::1]:5432/db", ["SECRET"], "u:***@[::1]:5432/db"),
+    (PG + "p@SECRET@host/db", ["SECRET"], "***@host/db"),
+    (PG + "u:a:SECRET@host/db", ["SECRET", "a:"], "u:***@host/db"),
+    (PG + "u:SEC%40RET@host/db", ["SEC", "RET"], "u:***@host/db"),
+    (PG + "u:SECRET/x@host/db", ["SECRET", "/x"], "u:***@host/db"),
+    (PG + "u:SE?CRET@host/db", ["SE?", "CRET"], "u:***@host/db"),
+    (PG + "u@host/db?password=SECRET", ["SECRET"], "u@host/db?password=***"),
+    (
+        PG + "u@host/db?sslmode=require&password=SEC&RET&application_name=x",
+        ["SEC", "RET"],
+        "u@host/db?sslmode=require&password=***&application_name=x",
+    ),
+    ("mysql+pymysql://u@host/db?passwd=SECRET", ["SECRET"], "u@host/db?passwd=***"),
+    ("postgres://u:SECRET@host/db", ["SECRET"], "u:***@host/db"),
+    ("oracle://u:SECRET@host/db", ["SECRET"], "u:***@host/db"),
+    # Not readable as a URL by SQLAlchemy: hidden conservatively.
+    (PG + "u:SECRET@host:notaport/db", ["SECRET", "notaport"], "@host:***/db"),
+    (PG + "u:SECRET/db", ["SECRET"], "u:***/db"),  # the "@" is missing: the port is the secret
+    (PG + "u:SECRET@host/db@x", ["SECRET", "host/db"], "***@x"),
+    (PG + "u/x:SECRET@host/db", ["SECRET"], "***@host/db"),
+    ("postgresql+psycopg:/u:SECRET@host/db", ["SECRET", "host"], "postgresql+psycopg:***"),
+    ("u:SECRET@host/db", ["SECRET"], "***"),
+]
+
+
+@pytest.mark.parametrize(("url", "secrets", "shown"), TRICKY_URLS)
+def test_masked_url_never_shows_the_password(url: str, secrets: list[str], shown: str) -> None:
+    masked = masked_url(url)
+    for secret in secrets:
+        assert secret not in masked
+    assert shown in masked
+
+
+@pytest.mark.parametrize(("url", "secrets", "_shown"), TRICKY_URLS)
+def test_refusals_never_show_the_password(url: str, secrets: list[str], _shown: str) -> None:
+    try:
+        canonical = resolve_url(url)
+    except storage.StorageURLError as exc:
+        message = str(exc)
+        for secret in secrets:
+            assert secret not in message
+    else:
+        for secret in secrets:
+            assert secret not in masked_url(canonical)
+
+
+@pytest.mark.parametrize(
+    ("given", "user", "password", "host", "port"),
+    [
+        (PG + "u:p@SECRET@host/db", "u", "p@SECRET", "host", None),
+        (PG + "u:p@ss@w@rd@host:5433/db", "u", "p@ss@w@rd", "host", 5433),
+        (PG + "u:p@SECRET@[::1]:5432/db", "u", "p@SECRET", "::1", 5432),
+        (PG + "u:SEC%40RET@host/db", "u", "SEC@RET", "host", None),
+        (PG + "u:a:b/c?d@host/db", "u", "a:b/c?d", "host", None),
+        (PG + "user@server:pw@host/db", "user@server", "pw", "host", None),
+    ],
+)
+def test_a_raw_at_sign_in_the_password_belongs_to_the_password(
+    given: str, user: str, password: str, host: str, port: int | None
+) -> None:
+    """The userinfo ends at the last "@" before the host, as Python's urllib reads it;
+    SQLAlchemy alone would connect to a host named after the password's tail."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(resolve_url(given))
+    assert (parsed.username, parsed.password, parsed.host, parsed.port, parsed.database) == (
+        user,
+        password,
+        host,
+        port,
+        "db",
+    )
+    assert resolve_url(resolve_url(given)) == resolve_url(given)  # still a fixed point
+
+
+def test_masked_text_hides_urls_and_conninfo_passwords() -> None:
+    text = (
+        "connection to postgresql+psycopg://u:SECRET1@h:5432/db failed; "
+        "conninfo host=h password=SECRET2 user=u, and password='SEC RET3' dbname=x"
+    )
+    masked = storage.urls.masked_text(text)
+    for secret in ("SECRET1", "SECRET2", "SEC", "RET3"):
+        assert secret not in masked
+    assert "u:***@h:5432/db" in masked
+    assert "host=h" in masked and "user=u" in masked and "dbname=x" in masked

@@ -263,3 +263,69 @@ def test_a_sampler_that_raises_leaves_the_batch_unwritten(make_study):  # type: 
     stored = study.get_trials()
     if not isinstance(study._storage, optuna.storages.InMemoryStorage):  # one transaction
         assert [(t.state, t.user_attrs) for t in stored] == [(TrialState.RUNNING, {})] * 2
+
+
+def _hyperband() -> optuna.pruners.HyperbandPruner:
+    """Hyperband as ``make_pruner`` builds it for 9 epochs, initialized (as the first
+    ``should_prune`` of a run does): its trials fall into three brackets."""
+    pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3)
+    pruner._try_initialization(optuna.create_study())
+    return pruner
+
+
+class _Listening(optuna.samplers.RandomSampler):
+    """Random search that notes each trial it hears of, with the study it hears it through."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__(seed=seed)
+        self.heard: list[tuple[int, TrialState, int | None]] = []
+
+    def after_trial(self, study, trial, state, values):  # type: ignore[no-untyped-def]
+        bracket = getattr(study, "_bracket_id", None)  # Hyperband's per-bracket study
+        self.heard.append((trial.number, state, bracket))
+
+
+def test_tell_many_under_hyperband_tells_the_sampler_through_each_bracket(make_study):  # type: ignore[no-untyped-def]
+    """Hyperband hands the sampler a study per bracket, and making one reads the storage: read
+    inside the write transaction, it committed half the batch and detached its rows
+    (DetachedInstanceError). Stored and heard as ``Study.tell`` stores and tells."""
+    plain, batched = make_study("plain"), make_study("batched")
+    for study in (plain, batched):
+        study.pruner = _hyperband()
+        study.sampler = _Listening(seed=3)
+    one_by_one, together = _ended(plain), _ended(batched)
+    for trial, (state, value, attrs) in zip(one_by_one, ENDINGS, strict=True):
+        for key, item in attrs.items():
+            trial.set_user_attr(key, item)
+        plain.tell(trial, value, state=state)
+    states = tell_many(batched, [(t, *e) for t, e in zip(together, ENDINGS, strict=True)])
+    assert states == {t._trial_id: e[0] for t, e in zip(together, ENDINGS, strict=True)}
+    assert _told(batched) == _told(plain)
+    pruner = batched.pruner
+    assert isinstance(pruner, optuna.pruners.HyperbandPruner)
+    for study, trials in ((plain, one_by_one), (batched, together)):
+        sampler = study.sampler
+        assert isinstance(sampler, _Listening)
+        assert sampler.heard == [  # each through its own bracket, as Optuna's tell does
+            (t.number, e[0], pruner._get_bracket_id(study, t._cached_frozen_trial))
+            for t, e in zip(trials, ENDINGS, strict=True)
+        ]
+
+
+def test_a_sampler_that_writes_in_after_trial_does_not_split_the_batch(make_study):  # type: ignore[no-untyped-def]
+    """A sampler may write to the storage as it hears of a trial (Optuna's own samplers store
+    their constraints so). That write must not run inside tell_many's transaction, where it
+    would commit it half done and leave the rest of the batch on detached rows."""
+
+    class Noting(optuna.samplers.RandomSampler):
+        def after_trial(self, study, trial, state, values):  # type: ignore[no-untyped-def]
+            study._storage.set_trial_system_attr(trial._trial_id, "heard", state.name)
+
+    study = make_study("noting")
+    study.sampler = Noting(seed=0)
+    trials = [study.ask(DISTS) for _ in range(3)]
+    states = tell_many(study, [(t, TrialState.COMPLETE, 0.5, {"a": t.number}) for t in trials])
+    assert set(states.values()) == {TrialState.COMPLETE}
+    assert [(t.state, t.values, t.user_attrs, t.system_attrs) for t in study.get_trials()] == [
+        (TrialState.COMPLETE, [0.5], {"a": n}, {"heard": "COMPLETE"}) for n in range(3)
+    ]

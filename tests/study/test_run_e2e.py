@@ -21,6 +21,7 @@ import pytest
 
 import storage
 from tests.storage.backends import BACKENDS, empty_url
+from tests.storage.readers import reader_role
 from tests.tiny import write_tiny
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,13 +108,17 @@ def test_run_resume_evaluate_and_query(backend, tmp_path):
         assert csv.returncode == 0 and len(csv.stdout.strip().splitlines()) == 4
 
         query = "SELECT arm, count(*) AS n FROM dynl2_evaluations GROUP BY arm ORDER BY arm"
-        sql = dynl2_here("sql", query, "--format", "json", "--storage", url)
-        assert sql.returncode == 0, sql.stderr
-        assert json.loads(sql.stdout) == [
-            {"arm": "dynamic", "n": 3}, {"arm": "fixed", "n": 3}, {"arm": "none", "n": 3},
-        ]  # fmt: skip
-        refused = dynl2_here("sql", "DELETE FROM dynl2_evaluations", "--storage", url)
-        assert refused.returncode == 2 and "read-only" in refused.stderr
+        if backend == "postgresql":  # as superuser, dynl2 sql needs its read-only login
+            refused = dynl2_here("sql", query, "--storage", url)
+            assert refused.returncode == 2 and "dynl2 sql-setup" in refused.stderr
+        with reader_role(url) if backend == "postgresql" else contextlib.nullcontext():
+            sql = dynl2_here("sql", query, "--format", "json", "--storage", url)
+            assert sql.returncode == 0, sql.stderr
+            assert json.loads(sql.stdout) == [
+                {"arm": "dynamic", "n": 3}, {"arm": "fixed", "n": 3}, {"arm": "none", "n": 3},
+            ]  # fmt: skip
+            refused = dynl2_here("sql", "DELETE FROM dynl2_evaluations", "--storage", url)
+            assert refused.returncode == 2 and "read-only" in refused.stderr
         with storage.open(url, create=False) as store:
             assert len(store.evaluations("e2e")) == 9
 

@@ -1,0 +1,72 @@
+"""Which trial is an arm's best, and which stored evaluations belong to it.
+
+One rule for every reader: the final evaluation chooses what to retrain with it, and the report,
+``dynl2 status`` and ``dynl2 trials`` use it to keep only the evaluations of that configuration.
+An evaluation row records the configuration it retrained (its ``params``); when the search has
+moved on since (``dynl2 evaluate --provisional`` on an unfinished search, then more trials),
+its rows are *stale*: never mixed into a verdict, redone by the next evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
+__all__ = ["EVALUATION_EXTRAS", "best_trials", "evaluated_params", "split_evaluations"]
+
+# Keys an evaluation's ``params`` carries besides the searched parameters.
+EVALUATION_EXTRAS = ("trainer_seed", "diverged")
+
+
+def best_trials(trials: pd.DataFrame, direction: str) -> dict[str, pd.Series]:
+    """``{arm: row}`` of each arm's best COMPLETE trial with a finite value (a frame of
+    ``Store.trials``). Ties go to the lowest trial number, so every reader picks the same one."""
+    if direction not in ("maximize", "minimize"):
+        raise ValueError(f"`direction` must be 'maximize' or 'minimize', but got {direction!r}.")
+    if trials.empty:
+        return {}
+    finite = trials["value"].map(lambda v: v is not None and math.isfinite(float(v)))
+    complete = trials[(trials["state"] == "COMPLETE") & finite]
+    out = {}
+    for arm, rows in complete.groupby("arm", sort=False):
+        ordered = rows.sort_values(
+            ["value", "number"], ascending=[direction == "minimize", True], kind="stable"
+        )
+        out[str(arm)] = ordered.iloc[0]
+    return out
+
+
+def evaluated_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The searched parameters an evaluation row retrained (without its extras)."""
+    return {k: v for k, v in params.items() if k not in EVALUATION_EXTRAS}
+
+
+def split_evaluations(
+    evaluations: pd.DataFrame,
+    trials: pd.DataFrame,
+    direction: str,
+    searched: Collection[str],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(current, stale)`` rows of ``Store.evaluations``.
+
+    A row is current when it retrained its arm's best configuration as it stands now: the
+    parameters of the arm's best trial for an arm in ``searched``, no parameters for an arm
+    with nothing to search. An arm searched but without a complete trial has no current rows.
+    """
+    if evaluations.empty:
+        return evaluations, evaluations
+    best = {arm: dict(row["params"]) for arm, row in best_trials(trials, direction).items()}
+
+    def is_current(arm: str, params: Mapping[str, Any]) -> bool:
+        wanted = best.get(arm) if arm in searched else {}
+        return wanted is not None and evaluated_params(params) == wanted
+
+    mask = [
+        is_current(str(arm), params)
+        for arm, params in zip(evaluations["arm"], evaluations["params"], strict=True)
+    ]
+    keep = pd.Series(mask, index=evaluations.index, dtype=bool)
+    return evaluations[keep], evaluations[~keep]
