@@ -15,15 +15,29 @@ writes:
   transaction is always rolled back and the connection closed.
 - Both: :func:`storage.sqlscan.check_readonly_sql` refuses non-queries up front with a clear
   message.
+
+Limits, so that a query's time and memory are bounded whatever it computes:
+
+- Time: ``timeout_s`` (at most :data:`MAX_TIMEOUT_S`). PostgreSQL's ``statement_timeout`` on
+  the server; on SQLite the query runs in a worker thread that the caller interrupts at the
+  deadline, and leaves behind if it does not stop within a second (see :func:`_run_sqlite`).
+- Rows: ``max_rows`` (at most :data:`MAX_ROWS`), with ``truncated`` set when more existed.
+- Bytes: a result holds at most :data:`RESULT_BYTES` of data (text and blobs by their length,
+  any other value as 8 bytes), counted row by row as it is fetched: the rows before the one that
+  would pass it are returned with ``truncated`` set, and a single row larger than that is an
+  error. SQLite also refuses to build any one string or blob larger than that
+  (``SQLITE_LIMIT_LENGTH``), so ``zeroblob(1e9)`` fails at once instead of taking a gigabyte.
+  PostgreSQL builds a value up to its own 1 GB limit on the server, and a row is received whole
+  before it can be counted.
 """
 
 from __future__ import annotations
 
-import math
 import sqlite3
+import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -43,8 +57,11 @@ from storage.pg_reader import open_reader
 from storage.sqlscan import ONLY, check_readonly_sql
 from storage.urls import backend_of, first_line, masked_url, resolve_url, sqlite_path
 
-__all__ = ["QueryResult", "run_readonly"]
+__all__ = ["MAX_ROWS", "MAX_TIMEOUT_S", "RESULT_BYTES", "QueryResult", "run_readonly"]
 
+MAX_ROWS = 1_000_000  # the largest `max_rows` (--max-rows)
+MAX_TIMEOUT_S = 3600.0  # the longest `timeout_s` (--timeout): an hour
+RESULT_BYTES = 64 * 2**20  # data one result may hold; on SQLite also the size of any one value
 _PROGRESS_EVERY = 1000  # SQLite VM instructions between two looks at the clock
 
 # SQLite authorizer action codes (https://sqlite.org/c3ref/c_alter_table.html).
@@ -112,9 +129,14 @@ _DENIED_SQLITE_FUNCTIONS = frozenset(
 
 @dataclass(frozen=True)
 class QueryResult:
+    """What a query returned. ``columns`` are the names the database gave, duplicates included
+    (``SELECT 1, 1``); blobs are ``bytes``."""
+
     columns: tuple[str, ...]
     rows: tuple[tuple[Any, ...], ...]
-    truncated: bool  # more rows existed than max_rows
+    # More rows existed than were returned: `max_rows` was reached, or, with fewer rows, the
+    # next row would have taken the result past RESULT_BYTES.
+    truncated: bool
 
 
 def run_readonly(
@@ -131,16 +153,30 @@ def run_readonly(
     ``$DYNL2_SQL_URL``) when given, else the store URL's login if it can do no more, else the
     role :func:`storage.set_up_reader` creates (see :func:`storage.pg_reader.open_reader`).
 
+    The time, rows and bytes of a result are bounded (see the module's doc): ``max_rows`` from
+    1 to :data:`MAX_ROWS`, ``timeout_s`` above 0 and at most :data:`MAX_TIMEOUT_S`, and
+    :data:`RESULT_BYTES` of data.
+
     Raises :class:`~storage.errors.ReadOnlyViolation` for anything that is not a read,
     :class:`~storage.errors.ReaderLoginError` when PostgreSQL offers no login that can only
     read, :class:`~storage.errors.QueryTimeout` after ``timeout_s`` seconds and
-    :class:`~storage.errors.QueryError` when the database rejects the query.
+    :class:`~storage.errors.QueryError` when the database rejects the query or a value or row
+    passes the byte limit.
     """
-    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
-        raise QueryError(f"`max_rows` must be an int >= 1, but got {max_rows!r}.")
-    if not isinstance(timeout_s, int | float) or not 0 < timeout_s < math.inf:
+    if (
+        isinstance(max_rows, bool)
+        or not isinstance(max_rows, int)
+        or not 1 <= max_rows <= MAX_ROWS
+    ):
+        raise QueryError(f"`max_rows` must be an int from 1 to {MAX_ROWS}, but got {max_rows!r}.")
+    if (
+        isinstance(timeout_s, bool)
+        or not isinstance(timeout_s, int | float)
+        or not 0 < timeout_s <= MAX_TIMEOUT_S
+    ):
         raise QueryError(
-            f"`timeout_s` must be a finite number of seconds > 0, but got {timeout_s!r}."
+            f"`timeout_s` must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}, "
+            f"but got {timeout_s!r}."
         )
     if not isinstance(sql, str):
         raise QueryError(f"`sql` must be a string, but got {type(sql).__name__}.")
@@ -195,47 +231,191 @@ def _sqlite_authorizer(denied: list[str]) -> Callable[..., int]:
 
 
 def _run_sqlite(path: Path, sql: str, *, max_rows: int, timeout_s: float) -> QueryResult:
+    """Run the query in a thread of its own and wait at most ``timeout_s`` for it.
+
+    At the deadline this thread interrupts the statement: SQLite looks at the interrupt flag
+    at every loop, where the progress handler looks at the clock only every thousand VM
+    instructions (and one instruction such as ``randomblob(5e7)`` can take most of a second:
+    a thousand of them ran 139 s past a 10 s limit). A few built-in functions can spend far
+    longer in one call, where no flag is looked at (``printf('%.*c', 1e9, 'x')``, ``instr``
+    and ``trim`` on two large strings): the worker is then left to finish on its own and the
+    caller gets :class:`QueryTimeout` all the same, ``_GRACE_S`` after the deadline.
+    """
     if not path.is_file():
         raise StorageUnavailable(
             f"There is no database file at {path}; check the storage URL or run an "
             "experiment first."
         )
-    uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
-    try:
-        connection = sqlite3.connect(uri, uri=True, timeout=timeout_s)
-    except sqlite3.Error as exc:
-        raise StorageUnavailable(f"Cannot open the SQLite file {path} read-only: {exc}.") from exc
-    denied: list[str] = []
     deadline = time.monotonic() + timeout_s
-    try:
-        connection.execute("PRAGMA query_only=ON").close()
-        connection.set_authorizer(_sqlite_authorizer(denied))
-        connection.set_progress_handler(lambda: int(time.monotonic() > deadline), _PROGRESS_EVERY)
-        cursor = connection.execute(sql)
-        rows = cursor.fetchmany(max_rows + 1)
-        columns = tuple(d[0] for d in cursor.description or ())
-        cursor.close()
-    except sqlite3.Error as exc:
-        if denied:
-            raise ReadOnlyViolation(
-                f"dynl2 sql is read-only: {denied[0]} is not allowed ({ONLY})."
-            ) from exc
-        if time.monotonic() > deadline and "interrupt" in str(exc).lower():
-            raise QueryTimeout(
-                f"The query stopped after {timeout_s:g} s (its time limit); add a LIMIT or "
-                "a WHERE clause, or allow more time."
-            ) from exc
-        message = str(exc)
-        if "not a database" in message or "malformed" in message:
+    job = _SqliteJob(path, sql, max_rows, timeout_s, deadline)
+    worker = threading.Thread(target=job.run, name="dynl2-sql", daemon=True)
+    worker.start()
+    worker.join(max(0.0, deadline - time.monotonic()))
+    if worker.is_alive():
+        job.interrupt()
+        worker.join(_GRACE_S)
+    if worker.is_alive():  # inside one long call: left behind, it closes when that ends
+        raise _timeout(timeout_s)
+    if isinstance(job.outcome, BaseException):
+        raise job.outcome
+    assert job.outcome is not None  # the worker ended: it set one or the other
+    return job.outcome
+
+
+_GRACE_S = 1.0  # how long an interrupted SQLite statement may take to stop before it is left
+
+
+def _timeout(timeout_s: float) -> QueryTimeout:
+    return QueryTimeout(
+        f"The query stopped after {timeout_s:g} s (its time limit); add a LIMIT or a WHERE "
+        "clause, or allow more time."
+    )
+
+
+class _SqliteJob:
+    """One query on its own read-only connection, run by :meth:`run` in a worker thread."""
+
+    def __init__(
+        self, path: Path, sql: str, max_rows: int, timeout_s: float, deadline: float
+    ) -> None:
+        self.path, self.sql, self.max_rows = path, sql, max_rows
+        self.timeout_s, self.deadline = timeout_s, deadline
+        self.outcome: QueryResult | BaseException | None = None
+        self._lock = threading.Lock()  # interrupt() never meets a closed connection
+        self._connection: sqlite3.Connection | None = None
+
+    def interrupt(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.interrupt()
+
+    def run(self) -> None:
+        try:
+            self.outcome = self._query()
+        except BaseException as exc:  # handed to the waiting thread
+            self.outcome = exc
+
+    def _query(self) -> QueryResult:
+        path, deadline = self.path, self.deadline
+        uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
+        try:
+            connection = sqlite3.connect(uri, uri=True, timeout=self.timeout_s)
+        except sqlite3.Error as exc:
             raise StorageUnavailable(
-                f"The SQLite file {path} is damaged or not a database: {message}."
+                f"Cannot open the SQLite file {path} read-only: {exc}."
             ) from exc
-        if "readonly" in message or "read-only" in message or "one statement" in message:
-            raise ReadOnlyViolation(f"dynl2 sql is read-only: {message} ({ONLY}).") from exc
-        raise QueryError(f"SQLite rejected the query: {message}.") from exc
-    finally:
-        connection.close()
-    return QueryResult(columns, tuple(tuple(r) for r in rows[:max_rows]), len(rows) > max_rows)
+        with self._lock:
+            self._connection = connection
+        denied: list[str] = []
+        try:
+            connection.execute("PRAGMA query_only=ON").close()
+            # No string or blob, computed or stored, may be larger than a whole result.
+            connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, RESULT_BYTES)
+            connection.text_factory = _text
+            connection.set_authorizer(_sqlite_authorizer(denied))
+            connection.set_progress_handler(
+                lambda: int(time.monotonic() > deadline), _PROGRESS_EVERY
+            )
+            cursor = connection.execute(self.sql)
+            columns = tuple(d[0] for d in cursor.description or ())
+            rows, truncated = _take(cursor, self.max_rows)  # one row per step
+            cursor.close()
+        except sqlite3.Error as exc:
+            late = time.monotonic() >= deadline
+            raise _sqlite_error(exc, path, denied, late, self.timeout_s) from exc
+        except MemoryError as exc:
+            raise _out_of_memory() from exc
+        finally:
+            with self._lock:
+                self._connection = None
+                connection.close()
+        return QueryResult(columns, tuple(rows), truncated)
+
+
+def _sqlite_error(
+    exc: sqlite3.Error, path: Path, denied: list[str], late: bool, timeout_s: float
+) -> StorageError:
+    """Our error for what SQLite raised."""
+    error: StorageError
+    message = str(exc)
+    if denied:
+        error = ReadOnlyViolation(f"dynl2 sql is read-only: {denied[0]} is not allowed ({ONLY}).")
+    elif late and "interrupt" in message.lower():
+        error = _timeout(timeout_s)
+    elif "string or blob too big" in message:
+        error = QueryError(
+            f"The query made or read a string or blob larger than the {_LIMIT} a value or a "
+            "result of dynl2 sql may hold (SQLite: string or blob too big); select a part of "
+            "it with substr(), or its length()."
+        )
+    elif "not a database" in message or "malformed" in message:
+        error = StorageUnavailable(
+            f"The SQLite file {path} is damaged or not a database: {message}."
+        )
+    elif "readonly" in message or "read-only" in message or "one statement" in message:
+        error = ReadOnlyViolation(f"dynl2 sql is read-only: {message} ({ONLY}).")
+    else:
+        error = QueryError(f"SQLite rejected the query: {message}.")
+    return error
+
+
+def _text(data: bytes) -> str:
+    """SQLite TEXT as str; bytes that are not UTF-8 become U+FFFD instead of an error."""
+    return data.decode("utf-8", "replace")
+
+
+_LIMIT = f"{RESULT_BYTES // 2**20} MiB"
+
+
+def _take(rows: Iterable[Any], max_rows: int) -> tuple[list[tuple[Any, ...]], bool]:
+    """At most ``max_rows`` rows and :data:`RESULT_BYTES` of them, and whether more were left."""
+    taken: list[tuple[Any, ...]] = []
+    used = 0
+    for row in rows:
+        if len(taken) == max_rows:
+            return taken, True
+        size = _size(row)
+        if used + size > RESULT_BYTES:
+            if not taken:
+                raise QueryError(
+                    f"The first row of the result holds {size / 2**20:.0f} MiB, more than the "
+                    f"{_LIMIT} a result of dynl2 sql may hold; select fewer or smaller columns "
+                    "(substr(), length())."
+                )
+            return taken, True
+        used += size
+        taken.append(tuple(row))
+    return taken, False
+
+
+def _size(value: Any) -> int:
+    """Bytes of a row or value as the result limit counts them: text and blobs by length, any
+    other value 8, containers (PostgreSQL arrays and JSON) by their items. No recursion: a
+    JSON value may nest deeper than Python's stack."""
+    total, pending = 0, [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str | bytes | bytearray):
+            total += len(item)
+        elif isinstance(item, memoryview):
+            total += item.nbytes
+        elif isinstance(item, dict):
+            total += 8
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            total += 8
+            pending.extend(item)
+        else:
+            total += 8
+    return total
+
+
+def _out_of_memory() -> QueryError:
+    return QueryError(
+        "The query's result did not fit in this process's memory; select fewer or smaller "
+        f"columns or rows (a result may hold {_LIMIT})."
+    )
 
 
 # ------------------------------------------------------------------------- PostgreSQL
@@ -261,28 +441,27 @@ def _query_postgres(
         connection.execute("BEGIN TRANSACTION READ ONLY")
         connection.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
         connection.execute(f"SET LOCAL idle_in_transaction_session_timeout = {timeout_ms + 1000}")
-        rows: list[tuple[Any, ...]] = []
         with connection.cursor() as cursor:
             # stream() uses the extended protocol (one statement only) and fetches rows one
-            # by one, so a huge result costs max_rows rows of memory, not the whole table.
+            # by one, so a huge result costs the rows kept, not the whole table.
             stream = cast(Generator[tuple[Any, ...], None, None], cursor.stream(sql))
-            columns: tuple[str, ...] = ()
             try:
-                for row in stream:
-                    columns = columns or tuple(d.name for d in cursor.description or ())
-                    rows.append(row)
-                    if len(rows) > max_rows:
-                        break
+                rows, truncated = _take(stream, max_rows)
+                columns = tuple(d.name for d in cursor.description or ())
             finally:
                 stream.close()  # cancels the query if rows are left unread
         if not rows:
             columns = _describe(connection, sql)
-        return QueryResult(columns, tuple(rows[:max_rows]), len(rows) > max_rows)
-    except psycopg.errors.QueryCanceled as exc:
-        raise QueryTimeout(
-            f"The query stopped after {timeout_s:g} s (its time limit); add a LIMIT or a "
-            "WHERE clause, or allow more time."
+        return QueryResult(columns, tuple(rows), truncated)
+    except MemoryError as exc:
+        raise _out_of_memory() from exc
+    except RecursionError as exc:  # psycopg decoding JSON nested thousands deep
+        raise QueryError(
+            "A value of the result is nested too deeply to decode (JSON thousands of levels "
+            "deep); select it as text (::text) or a part of it."
         ) from exc
+    except psycopg.errors.QueryCanceled as exc:
+        raise _timeout(timeout_s) from exc
     except psycopg.errors.InsufficientPrivilege as exc:
         # The reader role may run no function that touches server files or other sessions,
         # may not switch roles, and reads only the tables it was granted.

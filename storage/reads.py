@@ -20,6 +20,7 @@ from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session
 
 from storage import optuna_tables as ot
+from storage.errors import StorageError
 from storage.records import (
     EPOCH_COLUMNS,
     EPOCH_METRICS,
@@ -34,15 +35,55 @@ from storage.schema import Epoch, Evaluation, Experiment
 
 __all__ = [
     "arm_studies",
+    "damaged",
     "epochs_frame",
     "evaluations_frame",
+    "experiment_config",
     "experiments_frame",
+    "stored_json",
     "tallies",
     "trials_frame",
 ]
 
 _USER_ATTRS = ("best_epoch", "fail_reason")
 _INFINITE_VALUES = {"INF_POS": math.inf, "INF_NEG": -math.inf}
+_SHOWN = 40  # characters of a damaged value quoted in the message
+
+
+def damaged(what: str) -> StorageError:
+    """The error for a row dynl2 cannot read: not the user's input but the store's state, so
+    the CLI says ``failed`` and exits 1."""
+    return StorageError(
+        f"the store is damaged: {what}; restore the database from a backup, or repair the row "
+        "by hand if you know what it held."
+    )
+
+
+def _quoted(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text)} characters)"
+
+
+def stored_json(value: object, where: str) -> Any:
+    """Decode JSON text that dynl2 or Optuna wrote; :func:`damaged` names ``where`` when it is
+    not JSON (a row edited by hand, a write cut off)."""
+    if not isinstance(value, str | bytes):
+        raise damaged(f"{where} is {_quoted(value)}, not JSON text")
+    try:
+        return json.loads(value)
+    except ValueError:  # JSONDecodeError, and bytes that are not UTF-8
+        raise damaged(f"{where} is not valid JSON ({_quoted(value)})") from None
+    except RecursionError:
+        raise damaged(f"{where} is JSON nested too deeply to read") from None
+
+
+def experiment_config(value: object, name: str) -> dict[str, Any]:
+    """The decoded config of experiment ``name``: a JSON object, or the store is damaged."""
+    where = f"the config of experiment {name!r} in dynl2_experiments"
+    config = stored_json(value, where)
+    if not isinstance(config, dict):
+        raise damaged(f"{where} is JSON {type(config).__name__}, not an object ({_quoted(value)})")
+    return config
 
 
 def _frame(rows: Iterable[Sequence[Any]], columns: Sequence[str], dtypes: dict[str, str]) -> Any:
@@ -99,7 +140,7 @@ def _marks(mark_json: str, experiment: str, arm: str) -> bool:
 
 def experiments_frame(session: Session) -> pd.DataFrame:
     rows = [
-        (e.id, e.name, e.created, json.loads(e.config))
+        (e.id, e.name, e.created, experiment_config(e.config, e.name))
         for e in session.scalars(select(Experiment).order_by(Experiment.id))
     ]
     return _utc(_frame(rows, EXPERIMENT_COLUMNS, {"id": "int64", "name": "object"}), "created")
@@ -134,7 +175,7 @@ def evaluations_frame(session: Session, experiment_id: int) -> pd.DataFrame:
         (
             e.arm,
             e.seed,
-            json.loads(e.params),
+            _params(e.params, e.arm, e.seed),
             e.test_loss,
             e.test_acc,
             e.val_loss,
@@ -147,6 +188,14 @@ def evaluations_frame(session: Session, experiment_id: int) -> pd.DataFrame:
     dtypes = {"seed": "int64"}
     dtypes |= {c: "float64" for c in ("test_loss", "test_acc", "val_loss", "val_acc", "seconds")}
     return _utc(_frame(rows, EVALUATION_COLUMNS, dtypes), "created")
+
+
+def _params(value: object, arm: str, seed: int) -> dict[str, Any]:
+    where = f"the params of the evaluation of arm {arm!r}, seed {seed} in dynl2_evaluations"
+    params = stored_json(value, where)
+    if not isinstance(params, dict):
+        raise damaged(f"{where} are JSON {type(params).__name__}, not an object")
+    return params
 
 
 @lru_cache(maxsize=1024)
@@ -189,7 +238,14 @@ def trials_frame(session: Session, experiment: str, arm: str | None) -> pd.DataF
         ot.trial_params.c.distribution_json,
     ).order_by(ot.trial_params.c.param_id)
     for trial_id, name, internal, distribution in session.execute(_trial_scope(param_query, arms)):
-        params.setdefault(trial_id, {})[name] = _external(distribution, internal)
+        try:
+            value = _external(distribution, internal)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:  # Optuna's decoding
+            raise damaged(
+                f"the parameter {name!r} of trial {trial_id} in trial_params cannot be decoded "
+                f"({type(exc).__name__}: {_quoted(str(exc))})"
+            ) from None
+        params.setdefault(trial_id, {})[name] = value
 
     values: dict[int, float] = {}
     value_query = select(
@@ -205,7 +261,8 @@ def trials_frame(session: Session, experiment: str, arm: str | None) -> pd.DataF
         ot.trial_user_attributes.c.value_json,
     ).where(ot.trial_user_attributes.c.key.in_(_USER_ATTRS))
     for trial_id, key, value_json in session.execute(_trial_scope(attr_query, arms)):
-        attrs.setdefault(trial_id, {})[key] = json.loads(value_json)
+        where = f"the user attribute {key!r} of trial {trial_id} in trial_user_attributes"
+        attrs.setdefault(trial_id, {})[key] = stored_json(value_json, where)
 
     trial_query = (
         select(
@@ -281,7 +338,8 @@ def _tally(rows: Iterable[Sequence[Any]]) -> Tally:
     for state, result_json, value_type, n, high, low in rows:
         state = str(state)  # an enum name: PostgreSQL's driver and SQLite both give text
         states[state] = states.get(state, 0) + n
-        result = None if result_json is None else json.loads(result_json)
+        where = "a result attribute of a trial in trial_user_attributes"
+        result = None if result_json is None else stored_json(result_json, where)
         key = (state, None if result is None else str(result))
         results[key] = results.get(key, 0) + n
         if state != "COMPLETE" or value_type is None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -51,10 +53,16 @@ from storage.schema import (
 )
 from storage.urls import ENV_VAR, backend_of, first_line, masked_url, resolve_url, sqlite_path
 
-__all__ = ["Store", "open"]
+__all__ = ["Store", "StoreVanished", "open"]
 
 _NOT_FOUND_LIST_LIMIT = 10  # experiment names listed in an ExperimentNotFound message
 _OPTUNA_OPEN_ATTEMPTS = 5  # tries to open Optuna's storage while other workers create it
+
+
+class StoreVanished(StorageError):
+    """The SQLite file a store opened was deleted or replaced while it was in use: writes went
+    to a file nobody can open any more. Not transient (:mod:`study.resilience` never retries
+    it): the run stops with one line, exit status 1."""
 
 
 def open(url: str | None = None, *, create: bool = True) -> Store:
@@ -79,6 +87,7 @@ def open(url: str | None = None, *, create: bool = True) -> Store:
             store.optuna_storage()  # creates Optuna's tables, which ours reference
             store._create_schema()
         store._check_schema_version()
+        store._remember_file()
     except BaseException:
         store.close()
         raise
@@ -93,6 +102,7 @@ class Store:
         self._engine = engine
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
         self._optuna: dict[tuple[int | None, int | None], optuna.storages.RDBStorage] = {}
+        self._file: tuple[str, tuple[int, int]] | None = None  # SQLite: path, (device, inode)
 
     # ----------------------------------------------------------------------- lifecycle
 
@@ -127,10 +137,39 @@ class Store:
         """Hold the named lock shared by every process on this store (see storage.locks).
 
         For short critical sections only: workers hold it while they count an arm's trials
-        and ask Optuna for the next one, never while training.
+        and ask Optuna for the next one, never while training. Each claim starts here, so
+        it checks first that the SQLite file is still the one opened (:meth:`check_file`).
         """
+        self.check_file()
         with named_lock(self._url, self._engine, name):
             yield
+
+    def _remember_file(self) -> None:
+        path = sqlite_path(self._url)
+        if path is not None:
+            found = os.stat(path)
+            self._file = (str(path), (found.st_dev, found.st_ino))
+
+    def check_file(self) -> None:
+        """SQLite: raise :class:`StoreVanished` if the file this store opened is gone or is
+        another file now. Open connections keep writing to a deleted file without an error,
+        and a new one creates an empty file in its place: either way what is written is lost.
+        A ``stat``, so cheap enough for every transaction. Other backends: nothing to check."""
+        if self._file is None:
+            return
+        path, identity = self._file
+        try:
+            found = os.stat(path)
+        except FileNotFoundError:
+            found = None
+        except OSError:
+            return  # cannot tell (a permission changed): the database itself will say
+        if found is None or (found.st_dev, found.st_ino) != identity:
+            raise StoreVanished(
+                f"the SQLite file {path} was deleted or replaced while dynl2 used it; what "
+                "was written since it was opened is lost (restore the file from a backup, or "
+                "start again) - stop anything else still using it"
+            )
 
     def __enter__(self) -> Store:
         return self
@@ -194,6 +233,7 @@ class Store:
     @contextmanager
     def _session(self) -> Iterator[Session]:
         """One transaction: commit on success, roll back on any error, wrap driver errors."""
+        self.check_file()
         session = self._sessions()
         try:
             yield session
@@ -245,7 +285,7 @@ class Store:
                 raise
         with self._session() as session:
             found = session.get(Meta, "schema_version")
-            if found is None or int(found.value) < SCHEMA_VERSION:  # additive migrations only
+            if found is None or _schema_version(found.value) < SCHEMA_VERSION:  # additive only
                 _insert(
                     session,
                     Meta,
@@ -262,7 +302,7 @@ class Store:
             )
         with self._session() as session:
             found = session.get(Meta, "schema_version")
-            version = int(found.value) if found is not None else 0
+            version = _schema_version(found.value) if found is not None else 0
         if version > SCHEMA_VERSION:
             raise StorageError(
                 f"{self._where()} uses dynl2 schema version {version}, newer than the "
@@ -476,7 +516,10 @@ class Store:
             if experiment is not None:
                 self._experiment_row(session, experiment)
                 query = query.where(Experiment.name == experiment)
-            rows = [(*r[:4], json.loads(r[4])) for r in session.execute(query)]
+            rows = [
+                (*r[:4], reads.stored_json(r[4], f"the summary of report {r[0]} in dynl2_reports"))
+                for r in session.execute(query)
+            ]
         return pd.DataFrame(rows, columns=columns)
 
     def latest_report(self, experiment: str) -> tuple[str, str]:
@@ -622,6 +665,15 @@ def _insert(
 
 
 def _experiment_info(row: Experiment) -> ExperimentInfo:
-    return ExperimentInfo(
-        id=row.id, name=row.name, config=json.loads(row.config), created=row.created
-    )
+    config = reads.experiment_config(row.config, row.name)
+    return ExperimentInfo(id=row.id, name=row.name, config=config, created=row.created)
+
+
+def _schema_version(value: object) -> int:
+    """The ``schema_version`` of ``dynl2_meta``: a whole number >= 1, as dynl2 writes it."""
+    text = str(value)
+    if isinstance(value, bool) or not re.fullmatch(r"[1-9][0-9]*", text):
+        raise reads.damaged(
+            f"the schema_version in dynl2_meta is {text[:40]!r}, not a whole number >= 1"
+        )
+    return int(text)

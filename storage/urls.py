@@ -120,9 +120,36 @@ def _canonical(url: str, *, source: str) -> str:
             f"The {source} {shown!r} could not be parsed as a database URL; write it as "
             f"{canonical_scheme}://USER:PASSWORD@HOST:PORT/DATABASE (the port a number)."
         ) from exc
+    _check_parts(parsed, source=source, shown=shown)
     if canonical_scheme == "sqlite":
         parsed = _absolute_sqlite(parsed, source=source, original=url)
     return parsed.render_as_string(hide_password=False)
+
+
+def _check_parts(parsed: URL, *, source: str, shown: str) -> None:
+    """What parses but cannot name a database: a NUL (``%00``) anywhere, which no file or
+    server name holds; a PostgreSQL URL without a host (libpq would try a local socket and
+    say so about a server named ``None``) or with a port outside 1-65535."""
+    parts = [parsed.username, parsed.password, parsed.host, parsed.database]
+    parts += [f"{k}={v}" for k, v in parsed.query.items()]
+    if any("\x00" in str(part) for part in parts if part is not None):
+        raise StorageURLError(
+            f"The {source} {shown!r} holds a NUL character (%00), which no file, server or "
+            "database name may contain; remove it."
+        )
+    if parsed.get_backend_name() != "postgresql":
+        return
+    if not parsed.host and "host" not in parsed.query:
+        raise StorageURLError(
+            f"The {source} {shown!r} names no host; write the server's name or address after "
+            "the '@' (127.0.0.1 for this machine), or ?host=/path/to/socket/folder for a "
+            "Unix socket."
+        )
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise StorageURLError(
+            f"The {source} {shown!r} has a port outside 1-65535 (PostgreSQL's is 5432); "
+            "write it as HOST:PORT."
+        )
 
 
 def _absolute_sqlite(parsed: URL, *, source: str, original: str) -> URL:

@@ -2,7 +2,10 @@
 
 Every user mistake ends as one line on stderr naming the problem and what is allowed, and exit
 status 2; a run that fails on its own terms (a diverged training run) exits 1. Never a traceback
-for bad input.
+for bad input. A bad ``DYNL2_*`` environment variable is a user mistake too (:mod:`study.env`).
+Ctrl-C and SIGTERM stop any verb with one line and exit status 130 or 143 (:mod:`study.signals`;
+``dynl2`` itself starts in ``study/__main__.py``, which installs the handlers before this
+module's imports).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import sqlalchemy.exc
 import storage
 from trainers import flush_denormals, keep_freed_memory
 
-from . import demo, report_cmds, sql_setup_cmd, study_cmds, train_cmd
+from . import demo, env, report_cmds, signals, sql_setup_cmd, study_cmds, train_cmd
 from .errors import StudyError, UsageError
 from .experiment import ExperimentConfigError
 from .resilience import driver_message
@@ -83,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
+        env.check_all()  # every DYNL2_* variable, like a flag: before anything is done
+        signals.check()  # a stop whose raise was swallowed on the way here
         return handler(args)
     except (UsageError, ExperimentConfigError, *USER_STORAGE_ERRORS) as exc:
         print(f"{PROG} {args.verb}: error: {_one_line(exc)}", file=sys.stderr)
@@ -105,6 +110,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (dynl2 ... | head): not an error of ours
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps interpreter shutdown quiet
         return 0
-    except KeyboardInterrupt:
-        print(f"{PROG} {args.verb}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (study.signals): what was done is kept
+        signals.stopping()
+        if not env.supervised():  # a worker of dynl2 run leaves the line to the run
+            print(f"{PROG} {args.verb}: {signals.describe(exc)}{_RESUME.get(args.verb, '')}",
+                  file=sys.stderr)  # fmt: skip
+        return signals.exit_status(exc)
+
+
+# What a stopped verb that trains says about picking up where it stopped.
+_RESUME = {
+    "run": "; run it again to resume",
+    "demo": "; run it again to resume",
+    "worker": "; its trials in flight are retried by the next worker",
+    "evaluate": "; run it again to finish (seeds already evaluated are kept)",
+}

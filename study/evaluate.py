@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from storage import Store, best_trials, evaluated_params, open
 from trainers import DivergenceError, TrainConfig, TrainResult, resolve_device, train, train_fused
 
+from . import env
 from .errors import StudyError, UsageError
 from .experiment import ExperimentConfig, parse_experiment
 from .fused_trials import DEVICE_BATCH
@@ -152,7 +152,7 @@ def _run_in_child(
 
     flush_denormals()  # first, before torch creates its threads
     keep_freed_memory()
-    torch.set_num_threads(int(os.environ.get("DYNL2_THREADS", "1")))
+    torch.set_num_threads(env.threads() or 1)  # checked by study.env
     with open(url) as store:
         return run_group(store, parse_experiment(config_dict), tasks)
 

@@ -3,8 +3,11 @@
 A config names the data, the model, the training settings shared by every arm (fixed values or
 ranges tuned equally in all arms), the search budget, the arms (one regularization scheme each,
 with its own fixed values and ranges) and the final evaluation. :func:`load_experiment` reads
-and validates it; every mistake raises :class:`ExperimentConfigError` naming the TOML key
-(``arms.dynamic.floor``), what was given and what is allowed.
+and validates it (the file through :mod:`study.config_file`, the one bounded reader); every
+mistake raises :class:`ExperimentConfigError` naming the TOML key (``arms.dynamic.floor``), what
+was given and what is allowed. Validation builds what the trainer and Optuna would build from it
+(each arm's trainer configs at its ranges' ends, its Optuna distributions), so nothing they
+would refuse reaches the store; :func:`require_device` checks the machine's devices.
 
 The validated :class:`ExperimentConfig` is frozen and canonical: :meth:`ExperimentConfig.to_dict`
 is what the store keeps, and ``parse_experiment(cfg.to_dict()) == cfg``.
@@ -17,19 +20,21 @@ import json
 import math
 import os
 import re
-import tomllib
 import types
 import typing
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, fields
-from pathlib import Path
 from typing import Any, Literal
 
 from trainers import SCHEMES, ConfigError, TrainConfig, scheme_parameters
+from trainers._fields import describe as _describe
+from trainers.config import device_problem
 from trainers.data import data_from_dict, data_to_dict
 from trainers.models import model_from_dict, model_to_dict
 
-from .errors import StudyError
+from .config_file import SMALLEST_NORMAL, read_config
+from .config_file import ExperimentConfigError as ExperimentConfigError  # its public home
 
 SAMPLERS = ("tpe", "random", "qmc", "cmaes", "gp")
 PRUNERS = ("none", "median", "hyperband")
@@ -39,24 +44,17 @@ METRICS: Mapping[str, Literal["maximize", "minimize"]] = types.MappingProxyType(
 SECTIONS = ("experiment", "data", "model", "train", "search", "arms", "evaluate")
 REGRESSION_DATASETS = ("linear",)  # datasets with no accuracy: only val_loss applies
 MAX_SEED = 2**31 - 1  # numpy-seeded samplers take < 2**32; headroom for seeds derived from it
+MAX_TRIALS = 100_000  # [search] n_trials, per arm
+MAX_BATCH = 4096  # [search] batch and --batch: trials trained as one fused model
+MAX_SEEDS = 1000  # [evaluate] seeds and evaluate --seeds
+MAX_ARMS = 64  # arms of one experiment: one Optuna study each
+MAX_WORKERS = 256  # run and evaluate --workers: processes on one machine
+MAX_STEPS = 1_000_000_000  # grid points of a range with a step (Optuna counts them in Decimal)
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _NAME_RULE = "1 to 64 letters (A-Z, a-z), digits, '-' or '_'"
 _SCHEME_FLAGS = ("apply", "biases")  # scheme settings that are never searched
 
 Kind = Literal["int", "float", "bool", "str"]
-
-
-class ExperimentConfigError(StudyError, ValueError):
-    """The experiment config is not valid. ``key`` is the TOML key (``arms.dynamic.floor``), or
-    the file's path when the file itself cannot be read or parsed."""
-
-    def __init__(self, key: str, detail: str) -> None:
-        super().__init__(f"{key}: {detail}")
-        self.key = key
-        self.detail = detail
-
-    def __reduce__(self) -> tuple[Any, ...]:  # picklable: raised inside worker processes too
-        return (type(self), (self.key, self.detail))
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,13 +176,13 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(
-            self, "n_trials", _bounded("search.n_trials", self.n_trials, 1, 100_000)
+            self, "n_trials", _bounded("search.n_trials", self.n_trials, 1, MAX_TRIALS)
         )
         _choice("search.sampler", self.sampler, SAMPLERS)
         _choice("search.pruner", self.pruner, PRUNERS)
         _choice("search.metric", self.metric, tuple(METRICS))
         if self.batch is not None:
-            object.__setattr__(self, "batch", _bounded("search.batch", self.batch, 1, 4096))
+            object.__setattr__(self, "batch", _bounded("search.batch", self.batch, 1, MAX_BATCH))
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -205,7 +203,7 @@ class EvaluateConfig:
     seeds: int = 10  # shared seeds each arm's best configuration is retrained on
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "seeds", _bounded("evaluate.seeds", self.seeds, 1, 1000))
+        object.__setattr__(self, "seeds", _bounded("evaluate.seeds", self.seeds, 1, MAX_SEEDS))
 
     def to_dict(self) -> dict[str, object]:
         return {"seeds": self.seeds}
@@ -252,6 +250,7 @@ class ExperimentConfig:
             )
         for arm in self.arms:
             self._check_corners(arm)
+            self._check_optuna(arm)
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -340,6 +339,7 @@ class ExperimentConfig:
             raise ExperimentConfigError(
                 "arms", 'needs at least one arm, e.g. [arms.dynamic] with scheme = "dynamic"'
             )
+        _check_arm_count(len(arms))
         for arm in arms:
             if not isinstance(arm, ArmConfig):
                 raise ExperimentConfigError("arms", f"expected arm configs, got {arm!r}")
@@ -384,29 +384,39 @@ class ExperimentConfig:
             context = f"with the searched values at their {end} ends: {at}"
         raise ExperimentConfigError(first.key, f"{first.detail} ({context})")
 
+    def _check_optuna(self, arm: ArmConfig) -> None:
+        """Build the Optuna distributions the arm's study will search, as the study does:
+        whatever Optuna refuses is refused here, before anything is written."""
+        from .studies import distribution  # it builds on this module
+
+        for name, rng in self.searched(arm.name).items():
+            key = f"arms.{arm.name}.{name}" if name in arm.ranges else _toml_key(name, arm.name)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # one line on stderr, never a warning
+                    distribution(rng)
+            except Exception as exc:
+                raise ExperimentConfigError(
+                    key, f"Optuna cannot search this range: {exc or type(exc).__name__}"
+                ) from None
+
+
+def require_device(config: ExperimentConfig) -> None:
+    """Refuse, before anything is written, a config whose ``train.device`` this machine lacks
+    (``cuda`` without CUDA, ``cuda:3`` with two GPUs, ``mps`` off a Mac). The config itself
+    only checks the spelling: it is stored, and read on machines that may have the device."""
+    problem = device_problem(str(config.train_fixed.get("device", _default("device"))))
+    if problem is not None:
+        raise ExperimentConfigError("train.device", problem)
+
 
 # --------------------------------------------------------------------------------------------
 # Reading a file or a mapping.
 
 
 def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
-    """Read and validate an experiment TOML file."""
-    where = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ExperimentConfigError(where, "no such file") from None
-    except IsADirectoryError:
-        raise ExperimentConfigError(where, "is a directory, not a TOML file") from None
-    except OSError as exc:
-        raise ExperimentConfigError(where, f"cannot read it: {exc.strerror or exc}") from None
-    try:
-        document = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ExperimentConfigError(where, f"not UTF-8 text (byte {exc.start})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ExperimentConfigError(where, f"invalid TOML: {exc}") from None
-    return parse_experiment(document)
+    """Read (within :mod:`study.config_file`'s limits) and validate an experiment TOML file."""
+    return parse_experiment(read_config(path))
 
 
 def parse_experiment(mapping: Mapping[str, Any]) -> ExperimentConfig:
@@ -448,6 +458,7 @@ def _parse_arms(mapping: Mapping[str, Any]) -> tuple[ArmConfig, ...]:
         )
     if not arms:
         raise ExperimentConfigError("arms", f"needs at least one arm, {example}")
+    _check_arm_count(len(arms))
     out = []
     for name, table in arms.items():
         _check_name("arms", name, "arm name")
@@ -465,6 +476,13 @@ def _parse_arms(mapping: Mapping[str, Any]) -> tuple[ArmConfig, ...]:
         fixed, ranges = _params(key, params, _scheme_kinds(scheme), _not_taken(scheme))
         out.append(ArmConfig(name, scheme, fixed, ranges))
     return tuple(out)
+
+
+def _check_arm_count(count: int) -> None:
+    if count > MAX_ARMS:
+        raise ExperimentConfigError(
+            "arms", f"at most {MAX_ARMS} arms (one Optuna study each), got {count}"
+        )
 
 
 def _section(mapping: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -490,7 +508,7 @@ def _no_unknown(
             where = f"[{prefix}] has" if prefix else "the config has"
             raise ExperimentConfigError(
                 _join(prefix, str(key)),
-                f"{where} no {what} {key!r}; allowed: {', '.join(allowed)}",
+                f"{where} no {what} {_describe(key)}; allowed: {', '.join(allowed)}",
             )
 
 
@@ -580,6 +598,8 @@ def _range_problem(r: Range) -> str | None:
             return f"{name} must be a number, got {_describe(value)}"
         if not math.isfinite(value):
             return f"{name} must be a finite number, got {value!r}"
+        if isinstance(value, float) and 0 < abs(value) < SMALLEST_NORMAL:
+            return f"{name} {value!r} is below the smallest normal float, which dynl2 reads as 0"
         if r.integer and not isinstance(value, int):
             return f"an integer range needs a whole {name}, got {value!r}"
     if not isinstance(r.log, bool):
@@ -594,6 +614,11 @@ def _range_problem(r: Range) -> str | None:
         if not r.step > 0:
             return f"step must be > 0, got {r.step!r}"
         count = (r.high - r.low) / r.step
+        if not count <= MAX_STEPS:
+            return (
+                f"step {r.step!r} makes {count:.3g} steps from low to high; at most {MAX_STEPS} "
+                "(leave step out for a continuous range)"
+            )
         if abs(count - round(count)) > 1e-9 * max(1.0, count):
             return (
                 f"high - low must be a whole number of steps, got low={r.low!r}, "
@@ -669,14 +694,16 @@ def _train_unknown(key: str, name: str) -> ExperimentConfigError:
             key, "set the seed once, as [experiment] seed; dynl2 derives each run's seed from it"
         )
     allowed = ", ".join(_train_kinds())
-    return ExperimentConfigError(key, f"[train] has no setting {name!r}; allowed: {allowed}")
+    return ExperimentConfigError(
+        key, f"[train] has no setting {_describe(name)}; allowed: {allowed}"
+    )
 
 
 def _not_taken(scheme: str) -> Callable[[str, str], ExperimentConfigError]:
     def error(key: str, name: str) -> ExperimentConfigError:
         takes = ", ".join(_scheme_kinds(scheme))
         return ExperimentConfigError(
-            key, f"scheme {scheme!r} does not take {name!r}; it takes {takes}"
+            key, f"scheme {scheme!r} does not take {_describe(name)}; it takes {takes}"
         )
 
     return error
@@ -730,6 +757,12 @@ def _number(key: str, value: object) -> int | float:
         raise ExperimentConfigError(key, f"expected a number, got {_describe(value)}")
     if not math.isfinite(value):
         raise ExperimentConfigError(key, f"expected a finite number, got {value!r}")
+    if isinstance(value, float) and 0 < abs(value) < SMALLEST_NORMAL:
+        raise ExperimentConfigError(
+            key,
+            f"{value!r} is below the smallest normal float ({SMALLEST_NORMAL!r}); dynl2 treats "
+            "such numbers as 0, so write 0 or a larger number",
+        )
     return value
 
 
@@ -747,11 +780,6 @@ def _bounded(key: str, value: object, low: int, high: int) -> int:
 def _as_float(value: object) -> float:
     assert isinstance(value, (int, float)), value  # validated by _params
     return float(value)
-
-
-def _describe(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _join(prefix: str, key: str) -> str:

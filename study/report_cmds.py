@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +10,8 @@ from typing import Any
 import storage
 from storage import Store
 
-from .errors import UsageError
+from .errors import StudyError, UsageError
+from .files import StagedFile, bounded_name, check_target, target_path, write_file
 from .study_cmds import _storage_flag
 
 
@@ -20,12 +19,16 @@ def add_parsers(verbs: Any) -> None:
     p = verbs.add_parser(
         "report",
         help="write one self-contained HTML report of an experiment (or compare several)",
-        description="Build the HTML report of EXPERIMENT, write it (atomically), keep it in "
-        "the store and print its path. --compare puts several experiments on one page; "
-        "--from-store re-exports the newest stored report without recomputing it.",
+        description="Build the HTML report of EXPERIMENT, keep it in the store, write it "
+        "(whole or not at all) and print its path. --compare puts several experiments on one "
+        "page; --from-store re-exports the newest stored report without recomputing it.",
     )
     p.add_argument("experiments", metavar="EXPERIMENT", nargs="+")
-    p.add_argument("-o", "--output", metavar="FILE", help="where to write the HTML")
+    p.add_argument(
+        "-o", "--output", metavar="FILE",
+        help="where to write the HTML: a new file or a regular file (not a link, folder, "
+        "FIFO or device); missing folders are created",
+    )  # fmt: skip
     p.add_argument("--compare", action="store_true", help="one page across the experiments")
     p.add_argument("--from-store", action="store_true", help="re-export the newest stored one")
     _storage_flag(p)
@@ -42,68 +45,72 @@ def add_parsers(verbs: Any) -> None:
 
 
 def default_report_path(name: str) -> Path:
-    return Path.cwd() / "dynl2-workspace" / "reports" / f"{name}.html"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path`` and rename it: a reader (or a kill) never
-    sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``./dynl2-workspace/reports/NAME.html``, the name cut to a length every file system
+    takes (see :func:`study.files.bounded_name`)."""
+    return Path.cwd() / "dynl2-workspace" / "reports" / bounded_name(name, ".html")
 
 
 def make_report(store: Store, experiment: str, output: Path | None = None) -> tuple[Path, float]:
-    """Build, write and record the report of ``experiment``; returns (path, seconds)."""
+    """Build, record and write the report of ``experiment``; returns (path, seconds).
+
+    The target is checked before anything is computed. The page is then written beside it,
+    recorded in the store, and only then renamed into place: a report the store could not
+    keep is not written, and the one step left after the store's commit is the rename."""
     from reports import build_report_data, render_html, summary_json
 
     started = time.perf_counter()
+    path = target_path(output or default_report_path(experiment))
+    check_target(path)
     data = build_report_data(store, experiment)
     html = render_html(data)
-    path = (output or default_report_path(experiment)).resolve()
+    staged = StagedFile(path, html)
     try:
-        write_atomically(path, html)
-    except OSError as exc:
-        raise UsageError(f"--output: cannot write {path}: {exc.strerror or exc}") from None
-    store.record_report(experiment, str(path), summary_json(data), html)
+        report_id = store.record_report(experiment, str(path), summary_json(data), html)
+    except BaseException:
+        staged.discard()
+        raise
+    try:
+        staged.commit()
+    except StudyError as exc:
+        raise type(exc)(
+            f"{exc}; the report is kept in the store (id {report_id}): "
+            f"dynl2 report {experiment} --from-store -o FILE writes it"
+        ) from None
     return path, time.perf_counter() - started
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    output = Path(args.output) if args.output else None
     if args.compare and args.from_store:
         raise UsageError("--compare and --from-store cannot be combined")
     if args.compare and len(args.experiments) < 2:
         raise UsageError("--compare needs at least two experiments")
     if not args.compare and len(args.experiments) > 1:
         raise UsageError("give one EXPERIMENT, or use --compare for several")
+    # Where the page goes is checked first: a path that cannot be written costs nothing.
+    if args.output is not None:
+        path = target_path(args.output)
+    elif args.compare:
+        path = default_report_path("compare-" + "-".join(args.experiments))
+    else:
+        path = default_report_path(args.experiments[0])
+    check_target(path)
     with storage.open(storage.resolve_url(args.storage), create=False) as store:
         if args.from_store:
-            name = args.experiments[0]
-            html, _ = store.latest_report(name)
-            path = (output or default_report_path(name)).resolve()
-            write_atomically(path, html)
-            print(path)
+            html, _ = store.latest_report(args.experiments[0])
+            print(write_file(path, html))
             return 0
         if args.compare:
             from reports import build_report_data, render_compare_html
 
-            datas = [build_report_data(store, name) for name in args.experiments]
-            path = output or default_report_path("compare-" + "-".join(args.experiments))
-            write_atomically(path.resolve(), render_compare_html(datas))
-            print(path.resolve())
+            built = {name: build_report_data(store, name) for name in set(args.experiments)}
+            html = render_compare_html([built[name] for name in args.experiments])
+            print(write_file(path, html))
             return 0
         store.get_experiment(args.experiments[0])  # a missing experiment: one line, exit 2
     # Writing the report needs the tables for it: open for writing (adds dynl2_reports to a
     # store made by an older dynl2).
     with storage.open(storage.resolve_url(args.storage)) as store:
-        path, _ = make_report(store, args.experiments[0], output)
+        path, _ = make_report(store, args.experiments[0], path)
     print(path)
     return 0
 

@@ -17,7 +17,6 @@ never retried.
 
 from __future__ import annotations
 
-import os
 import random
 import sqlite3
 import time
@@ -30,7 +29,8 @@ from sqlalchemy.exc import DBAPIError
 
 from storage import StorageUnavailable, masked_text
 
-from .errors import StudyError, UsageError
+from . import env
+from .errors import StudyError
 
 __all__ = [
     "DEFAULT_PATIENCE_S",
@@ -60,17 +60,10 @@ class Patience:
 
     @classmethod
     def from_env(cls) -> Patience:
-        """``$DYNL2_DB_PATIENCE`` seconds (tests use a few), else the default."""
-        text = os.environ.get(PATIENCE_ENV, "").strip()
-        if not text:
-            return cls()
-        try:
-            seconds = float(text)
-        except ValueError:
-            seconds = -1.0
-        if not 0 <= seconds <= 86_400:  # also refuses NaN
-            raise UsageError(f"{PATIENCE_ENV}: expected seconds between 0 and 86400, got {text!r}")
-        return cls(seconds)
+        """``$DYNL2_DB_PATIENCE`` seconds (tests use a few), else the default; checked by
+        :func:`study.env.db_patience`."""
+        seconds = env.db_patience()
+        return cls() if seconds is None else cls(seconds)
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import datetime
+import decimal
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -18,10 +22,21 @@ import pandas as pd
 
 import storage
 from storage import Store
+from storage.readonly import MAX_ROWS, MAX_TIMEOUT_S, RESULT_BYTES
+from storage.store import StoreVanished
 
+from . import env, signals
 from .errors import UsageError
 from .evaluate import EvalTask, evaluate
-from .experiment import ExperimentConfig, load_experiment, parse_experiment
+from .experiment import (
+    MAX_SEEDS,
+    MAX_WORKERS,
+    ExperimentConfig,
+    ExperimentConfigError,
+    load_experiment,
+    parse_experiment,
+    require_device,
+)
 from .progress import (
     ProgressPrinter,
     arm_counts,
@@ -47,7 +62,12 @@ def add_parsers(verbs: Any) -> None:
         ),
     )
     p.add_argument("config", metavar="CONFIG.toml", help="the experiment config")
-    p.add_argument("--workers", type=_positive, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--workers",
+        type=_up_to(MAX_WORKERS),
+        default=1,
+        help=f"worker processes (default 1, at most {MAX_WORKERS})",
+    )
     _batch_flag(p)
     _storage_flag(p)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -75,8 +95,17 @@ def add_parsers(verbs: Any) -> None:
         description="Evaluate every arm's best configuration; seeds already evaluated are kept.",
     )
     p.add_argument("experiment", metavar="EXPERIMENT")
-    p.add_argument("--seeds", type=_positive, help="evaluation seeds (default: the config's)")
-    p.add_argument("--workers", type=_positive, default=1, help="processes (default 1)")
+    p.add_argument(
+        "--seeds",
+        type=_up_to(MAX_SEEDS),
+        help=f"evaluation seeds (default: the config's; at most {MAX_SEEDS})",
+    )
+    p.add_argument(
+        "--workers",
+        type=_up_to(MAX_WORKERS),
+        default=1,
+        help=f"processes (default 1, at most {MAX_WORKERS})",
+    )
     p.add_argument(
         "--provisional",
         action="store_true",
@@ -116,8 +145,18 @@ def add_parsers(verbs: Any) -> None:
     )
     p.add_argument("query", metavar="SQL")
     p.add_argument("--format", choices=FORMATS, default="table")
-    p.add_argument("--max-rows", type=_positive, default=1000, help="row cap (default 1000)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    p.add_argument(
+        "--max-rows",
+        type=_max_rows,
+        default=1000,
+        help=f"row cap (default 1000, at most {MAX_ROWS})",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=10.0,
+        help=f"seconds (default 10, at most {MAX_TIMEOUT_S:g})",
+    )
     p.add_argument(
         "--reader-url",
         metavar="URL",
@@ -145,11 +184,26 @@ def _batch(text: str) -> int:
     return value
 
 
+def _up_to(most: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from 1 to ``most``, in ASCII digits."""
+
+    def whole(text: str) -> int:
+        if not re.fullmatch(r"[0-9]{1,10}", text, re.ASCII) or not 1 <= int(text) <= most:
+            shown = text if len(text) <= 24 else text[:21] + "..."
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number from 1 to {most}, got {shown!r}"
+            )
+        return int(text)
+
+    return whole
+
+
 def _storage_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--storage",
         metavar="URL",
-        help="database URL (default: $DYNL2_STORAGE, else sqlite in ./dynl2-workspace/)",
+        help="database URL (default: $DYNL2_STORAGE, else sqlite in ./dynl2-workspace/); a "
+        "password in it is visible to other local users in ps: prefer $DYNL2_STORAGE",
     )
 
 
@@ -164,27 +218,28 @@ def _positive(text: str) -> int:
 
 
 def heartbeat_from_env() -> Heartbeat:
-    """``DYNL2_HEARTBEAT=INTERVAL,GRACE`` (seconds) tunes stale-trial detection (tests use 1,3)."""
-    text = os.environ.get("DYNL2_HEARTBEAT")
-    if not text:
-        return Heartbeat()
-    try:
-        interval, grace = (int(v) for v in text.split(","))
-    except ValueError:
-        raise UsageError(
-            f"DYNL2_HEARTBEAT: expected INTERVAL,GRACE in whole seconds, got {text!r}"
-        ) from None
-    if interval < 1 or grace <= interval:
-        raise UsageError(f"DYNL2_HEARTBEAT: need 1 <= INTERVAL < GRACE, got {text!r}")
-    return Heartbeat(interval, grace)
+    """``DYNL2_HEARTBEAT=INTERVAL,GRACE`` (seconds) tunes stale-trial detection (tests use 1,3);
+    checked by :func:`study.env.heartbeat`."""
+    found = env.heartbeat()
+    return Heartbeat() if found is None else Heartbeat(*found)
 
 
 def _experiment(store: Store, name: str) -> ExperimentConfig:
-    return parse_experiment(store.get_experiment(name).config)
+    """The stored config of experiment ``name``; one that no longer validates is a damaged
+    store (exit 1), not a mistake in what was typed."""
+    stored = store.get_experiment(name).config
+    try:
+        return parse_experiment(stored)
+    except ExperimentConfigError as exc:
+        raise storage.StorageError(
+            f"the store is damaged: the stored config of experiment {name!r} is not a valid "
+            f"experiment ({' '.join(str(exc).split())}); restore the database from a backup"
+        ) from exc
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = load_experiment(Path(args.config))  # validated before anything is written
+    config = load_experiment(Path(args.config))  # validated before anything is written,
+    require_device(config)  # and the device is on this machine
     return run_experiment(config, args.storage, args.workers, args.quiet, args.batch)
 
 
@@ -255,7 +310,7 @@ def _create_or_resume(store: Store, config: ExperimentConfig) -> None:
         check_studies(store, config, legacy=False)
         store.create_experiment(config.name, config.to_dict())
         return
-    stored = parse_experiment(existing.config)
+    stored = _experiment(store, existing.name)
     differences = stored.diff(config)
     if differences:
         raise UsageError(
@@ -309,28 +364,44 @@ def _search_in_processes(
 ) -> int:
     """``dynl2 worker`` × ``workers``; returns how many failed. The URL reaches them in
     ``$DYNL2_STORAGE``, never on their command lines, which every local user can read (``ps``)
-    and which would show a password in it."""
+    and which would show a password in it.
+
+    The run answers for its workers: ``$DYNL2_RUN_PID`` tells them so (:func:`env.supervised`),
+    and they leave Ctrl-C and the lines about a stop to it. When the run is stopped (SIGINT,
+    SIGTERM) or fails, it stops them with SIGTERM, on which each hands its trials in flight
+    back and exits; one that takes longer than ``signals.STOP_GRACE_S`` is killed."""
     threads = max(1, (os.cpu_count() or 1) // workers)
-    env = {**os.environ, "DYNL2_THREADS": str(threads), storage.ENV_VAR: url}
+    child_env = {
+        **os.environ,
+        env.THREADS: str(threads),
+        storage.ENV_VAR: url,
+        env.RUN_PID: str(os.getpid()),
+    }
     command = [sys.executable, "-m", "study", "worker", config.name, "--quiet"]
     if batch is not None:
         command += ["--batch", str(batch)]
-    procs = [subprocess.Popen([*command, "--index", str(i)], env=env) for i in range(workers)]
+    procs: list[subprocess.Popen[bytes]] = []
 
     def running() -> bool:
         return any(p.poll() is None for p in procs)
 
     try:
+        for i in range(workers):
+            procs.append(subprocess.Popen([*command, "--index", str(i)], env=child_env))
         if workers < (os.cpu_count() or 1):  # a core to spare while the workers import torch
             _warm_imports()
         while running():
+            signals.check()  # a stop whose raise was swallowed
+            store.check_file()  # the SQLite file deleted or replaced: the results would be lost
             _show_progress(store, config, printer, started)
             tick = time.monotonic() + 1.0
             while running() and time.monotonic() < tick:  # and on as soon as they are done
                 time.sleep(0.05)
-    except KeyboardInterrupt:
-        for p in procs:
-            p.terminate()
+        store.check_file()  # a worker that found it gone left the saying to the run
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            signals.stopping()
+        signals.stop_processes(procs)
         raise
     return sum(p.returncode != 0 for p in procs)
 
@@ -345,7 +416,8 @@ def _search_here(
     heartbeat: Heartbeat | None,
 ) -> None:
     """The one worker in this process (its own connections, as a worker process has), with
-    progress from a thread. A worker's failure raises, as ``dynl2 worker`` would end."""
+    progress from a thread. A worker's failure raises, as ``dynl2 worker`` would end; a stop
+    (Ctrl-C, SIGTERM) hands the trials in flight back (:func:`worker.run_worker`) and raises."""
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)  # what a lone worker process is given
@@ -371,6 +443,9 @@ def _search_here(
         thread.start()
         try:
             run_worker(own, config, heartbeat, worker=0, batch=batch)
+        except Exception:
+            own.check_file()  # a deleted store file is the cause to name, not what it broke
+            raise
         finally:
             stop.set()
             thread.join()
@@ -433,37 +508,50 @@ def _evaluate(
 def cmd_worker(args: argparse.Namespace) -> int:
     import torch
 
-    torch.set_num_threads(int(os.environ.get("DYNL2_THREADS", torch.get_num_threads())))
+    threads = env.threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
     heartbeat = heartbeat_from_env()
     Patience.from_env()  # refuse a bad $DYNL2_DB_PATIENCE now, not at the first outage
-    with storage.open(storage.resolve_url(args.storage), create=False) as store:
-        config = _experiment(store, args.experiment)
+    try:
+        with storage.open(storage.resolve_url(args.storage), create=False) as store:
+            config = _experiment(store, args.experiment)
+            require_device(config)  # before the studies are opened: the store may be a GPU's
 
-        def on_trial(arm: str, number: int, outcome: str) -> None:
-            if not args.quiet:
-                print(f"dynl2 worker: {arm} trial {number}: {outcome}", flush=True)
+            def on_trial(arm: str, number: int, outcome: str) -> None:
+                if not args.quiet:
+                    print(f"dynl2 worker: {arm} trial {number}: {outcome}", flush=True)
 
-        def note(line: str) -> None:
-            if not args.quiet:
-                print(f"dynl2 worker: {line}", file=sys.stderr, flush=True)
+            def note(line: str) -> None:
+                if not args.quiet:
+                    print(f"dynl2 worker: {line}", file=sys.stderr, flush=True)
 
-        summary = run_worker(
-            store,
-            config,
-            heartbeat,
-            on_trial=on_trial,
-            worker=args.index,
-            note=note,
-            batch=args.batch,
-        )
-        if not args.quiet:
-            print(f"dynl2 worker: done, {summary.total} trial(s) trained here")
+            try:
+                summary = run_worker(
+                    store,
+                    config,
+                    heartbeat,
+                    on_trial=on_trial,
+                    worker=args.index,
+                    note=note,
+                    batch=args.batch,
+                )
+            except Exception:
+                store.check_file()  # a deleted store file is the cause to name
+                raise
+    except StoreVanished:
+        if env.supervised():
+            return 1  # the run checks the file too, and says it once for all its workers
+        raise
+    if not args.quiet:
+        print(f"dynl2 worker: done, {summary.total} trial(s) trained here")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     with storage.open(storage.resolve_url(args.storage), create=False) as store:
         config = _experiment(store, args.experiment)
+        require_device(config)  # before anything is written: the store may come from a GPU
         seeds = args.seeds or config.evaluate.seeds
         _evaluate(store, config, seeds, args.workers, _say(False), provisional=args.provisional)
         print(format_summary(evaluation_summary(store, config)))
@@ -528,7 +616,35 @@ def trials_with_tests(store: Store, config: ExperimentConfig, arm: str | None) -
     return trials
 
 
+def _max_rows(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_ROWS:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number from 1 to {MAX_ROWS}, got {text!r}"
+        )
+    return value
+
+
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_TIMEOUT_S:  # also refuses nan
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}, got {text!r}"
+        )
+    return value
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
+    """The result as the database gave it, but for two things every format needs: a column
+    whose name came before gets the first free name of ``NAME_2``, ``NAME_3``, ... (``SELECT
+    1 AS a, 2 AS a`` prints ``a`` and ``a_2``), and a blob prints as ``\\x`` and its bytes in
+    hex, as psql prints bytea."""
     url = storage.resolve_url(args.storage)
     result = storage.run_readonly(
         url,
@@ -537,20 +653,86 @@ def cmd_sql(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         reader_url=args.reader_url,
     )
-    frame = pd.DataFrame(list(result.rows), columns=list(result.columns))
-    _print_frame(frame, args.format)
+    rows = [[_cell(value) for value in row] for row in result.rows]
+    frame = pd.DataFrame(rows, columns=_unique_names(result.columns))
+    _print_frame(frame, args.format, _SQL_TABLE_WIDTH)
     if result.truncated:
-        print(f"(truncated at {args.max_rows} rows; use --max-rows)", file=sys.stderr)
+        n = len(result.rows)
+        if n < args.max_rows:
+            why = f"the next row would pass the {RESULT_BYTES // 2**20} MiB a result may hold"
+        else:
+            why = "use --max-rows"
+        print(f"(truncated at {n} rows; {why})", file=sys.stderr)
     return 0
 
 
-def _print_frame(frame: pd.DataFrame, fmt: str) -> None:
-    if fmt != "json":  # dict cells (params) as JSON text, not Python reprs
+def _unique_names(names: tuple[str, ...]) -> list[str]:
+    """``names`` with each repeat renamed to the first of ``NAME_2``, ``NAME_3``, ... that
+    no other column has."""
+    taken = set(names)
+    out: list[str] = []
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            k = 2
+            while f"{name}_{k}" in taken:
+                k += 1
+            name = f"{name}_{k}"
+            taken.add(name)
+        seen.add(name)
+        out.append(name)
+    return out
+
+
+def _cell(value: Any) -> Any:
+    """One value of a query's result as JSON can hold it: numbers, text, None, lists and
+    dicts stay (PostgreSQL arrays and JSON); blobs become ``\\x`` + hex; dates and times
+    their ISO text; a numeric a float (its text when no float holds it); anything else its
+    text (intervals, UUIDs, network addresses). Iterative: a JSON value may nest deep."""
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    if isinstance(value, list | dict):
+        out: Any = [] if isinstance(value, list) else {}
+        pending: list[tuple[Any, Any]] = [(value, out)]
+        while pending:
+            source, target = pending.pop()
+            items = source.items() if isinstance(source, dict) else enumerate(source)
+            for key, item in items:
+                if isinstance(item, list | dict):
+                    child: Any = [] if isinstance(item, list) else {}
+                    pending.append((item, child))
+                    converted = child
+                else:
+                    converted = _cell(item)
+                if isinstance(target, dict):
+                    target[str(key)] = converted
+                else:
+                    target.append(converted)
+        return out
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "\\x" + bytes(value).hex()
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        number = float(value)
+        return number if math.isfinite(number) or not value.is_finite() else str(value)
+    return str(value)
+
+
+_SQL_TABLE_WIDTH = 60  # characters of a cell `dynl2 sql --format table` shows (csv, json: all)
+
+
+def _print_frame(frame: pd.DataFrame, fmt: str, max_colwidth: int | None = None) -> None:
+    """``frame`` on stdout as a table, csv or json; a table cuts cells at ``max_colwidth``
+    characters (every row is padded to its column's widest cell, so one long value would
+    otherwise cost its length on every row)."""
+    if fmt != "json":  # dict and list cells (params) as JSON text, not Python reprs
         frame = frame.copy()
-        for column in frame.columns:
-            if frame[column].map(lambda v: isinstance(v, dict)).any():
-                frame[column] = frame[column].map(
-                    lambda v: json.dumps(v) if isinstance(v, dict) else v
+        for i in range(frame.shape[1]):
+            column = frame.iloc[:, i]
+            if any(isinstance(v, dict | list) for v in column):  # an empty column has none
+                frame.isetitem(
+                    i, column.map(lambda v: json.dumps(v) if isinstance(v, dict | list) else v)
                 )
     if fmt == "csv":
         sys.stdout.write(frame.to_csv(index=False))
@@ -559,5 +741,4 @@ def _print_frame(frame: pd.DataFrame, fmt: str) -> None:
     elif frame.empty:
         print("(no rows)")
     else:
-        with pd.option_context("display.max_colwidth", 60, "display.width", 200):
-            print(frame.to_string(index=False))
+        print(frame.to_string(index=False, max_colwidth=max_colwidth))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Any
 
@@ -19,7 +20,9 @@ from trainers import (
     scheme_parameters,
     train,
 )
+from trainers.config import device_problem
 
+from .config_file import number_problem
 from .errors import UsageError
 
 # Flags that belong to one part of the config; None means "not given".
@@ -36,48 +39,73 @@ def add_parser(verbs: Any) -> None:
     )
     g = p.add_argument_group("data and model")
     g.add_argument("--dataset", default="mnist1d", help=f"one of {', '.join(DATASETS)}")
-    g.add_argument("--n-val", type=int, help="validation examples (mnist1d, linear)")
-    g.add_argument("--n-train", type=int, help="training examples (linear)")
-    g.add_argument("--n-features", type=int, help="input dimension (linear)")
-    g.add_argument("--noise", type=float, help="label noise standard deviation (linear)")
-    g.add_argument("--data-seed", type=int, help="split seed (default 0)")
+    g.add_argument("--n-val", type=_whole, help="validation examples (mnist1d, linear)")
+    g.add_argument("--n-train", type=_whole, help="training examples (linear)")
+    g.add_argument("--n-features", type=_whole, help="input dimension (linear)")
+    g.add_argument("--noise", type=_real, help="label noise standard deviation (linear)")
+    g.add_argument("--data-seed", type=_whole, help="split seed (default 0)")
     g.add_argument("--model", default="mlp", help=f"one of {', '.join(MODELS)}")
     g.add_argument(
         "--hidden", type=_widths, help="MLP hidden widths, comma-separated (default 100,100)"
     )
-    g.add_argument("--channels", type=int, help="CNN channels per conv layer (default 25)")
+    g.add_argument("--channels", type=_whole, help="CNN channels per conv layer (default 25)")
     g = p.add_argument_group("regularization")
     g.add_argument("--scheme", default="none", help=f"one of {', '.join(SCHEMES)}")
-    g.add_argument("--lam", type=float, help="fixed: the constant lambda")
-    g.add_argument("--alpha", type=float, help="dynamic, dynamic_l1: lambda = 0.5*alpha/L")
-    g.add_argument("--floor", type=float, help="dynamic, dynamic_l1: lower clamp (default 1e-8)")
-    g.add_argument("--ceiling", type=float, help="dynamic, dynamic_l1: upper clamp (default none)")
-    g.add_argument("--loss-ema", type=float, help="dynamic, dynamic_l1: loss EMA factor in [0,1)")
-    g.add_argument("--lam-awd", type=float, help="awd: the adaptive weight decay factor")
+    g.add_argument("--lam", type=_real, help="fixed: the constant lambda")
+    g.add_argument("--alpha", type=_real, help="dynamic, dynamic_l1: lambda = 0.5*alpha/L")
+    g.add_argument("--floor", type=_real, help="dynamic, dynamic_l1: lower clamp (default 1e-8)")
+    g.add_argument("--ceiling", type=_real, help="dynamic, dynamic_l1: upper clamp (default none)")
+    g.add_argument("--loss-ema", type=_real, help="dynamic, dynamic_l1: loss EMA factor in [0,1)")
+    g.add_argument("--lam-awd", type=_real, help="awd: the adaptive weight decay factor")
     g.add_argument("--apply", help="coupled (default) or decoupled")
     g.add_argument(
         "--biases", action="store_const", const=True, help="penalize biases too (default: no)"
     )
     g = p.add_argument_group("training")
     g.add_argument("--optimizer", default="adam", help=f"one of {', '.join(OPTIMIZERS)}")
-    g.add_argument("--lr", type=float, default=1e-2, help="learning rate (default 0.01)")
-    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    g.add_argument("--lr", type=_real, default=1e-2, help="learning rate (default 0.01)")
+    g.add_argument("--momentum", type=_real, default=0.9, help="SGD momentum (default 0.9)")
     g.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
-    g.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
-    g.add_argument("--batch-size", type=int, default=100, help="batch size (default 100)")
-    g.add_argument("--seed", type=int, default=0, help="initialization and batch order seed")
+    g.add_argument("--epochs", type=_whole, default=20, help="epochs (default 20)")
+    g.add_argument("--batch-size", type=_whole, default=100, help="batch size (default 100)")
+    g.add_argument("--seed", type=_whole, default=0, help="initialization and batch order seed")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(handler=run)
 
 
+_WHOLE = re.compile(r"-?[0-9]{1,30}", re.ASCII)  # ASCII digits: int() also takes "\u0663", "1_0"
+_REAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|nan)", re.I)
+
+
+def _whole(text: str) -> int:
+    if not _WHOLE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {_shown(text)}")
+    return int(text)
+
+
+def _real(text: str) -> float:
+    """A number as written in ASCII; one that is not zero but below the smallest normal float
+    is refused as written, rather than read as 0 (dynl2 flushes subnormals)."""
+    if not _REAL.fullmatch(text) or len(text) > 400:
+        raise argparse.ArgumentTypeError(f"expected a number, got {_shown(text)}")
+    problem = number_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return float(text)
+
+
 def _widths(text: str) -> list[int]:
-    try:
-        return [int(w) for w in text.split(",")]
-    except ValueError:
+    widths = text.split(",")
+    if not all(re.fullmatch(r"[0-9]{1,9}", w, re.ASCII) for w in widths):
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated whole numbers, got {text!r}"
-        ) from None
+            f"expected comma-separated whole numbers, got {_shown(text)}"
+        )
+    return [int(w) for w in widths]
+
+
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= 40 else repr(text[:37] + "...")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -120,9 +148,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         "device": args.device,
     }
     try:
-        return TrainConfig.from_dict(raw)
+        config = TrainConfig.from_dict(raw)
     except ConfigError as exc:
         raise UsageError(f"{_flag(exc.key)}: {exc.detail}") from None
+    problem = device_problem(config.device)  # before the first line is printed
+    if problem is not None:
+        raise UsageError(f"--device: {problem}")
+    return config
 
 
 def _flag(key: str) -> str:

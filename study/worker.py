@@ -9,6 +9,7 @@ home-made coordinates workers beyond that lock: the database does.
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import threading
@@ -36,6 +37,7 @@ from trainers import (
     train,
 )
 
+from . import signals
 from .errors import StudyError
 from .experiment import ExperimentConfig
 from .optuna_batch import Tell, ask_many, tell_many
@@ -112,22 +114,73 @@ def run_worker(
         return data[0]
 
     while studies:
-        claim = retrying(
-            lambda: _claim(store, config, studies, sizes), "claiming trials", note=note
-        )
-        if claim == "done":
-            return summary
-        if claim == "wait":  # others still run the last trials; one may die and need a retry
-            time.sleep(poll)
-            continue
-        study = studies[claim.arm]
-        with _heartbeat(study, [t._trial_id for t in claim.trials]):
-            outcomes = run_trials(store, config, claim.arm, study, claim.trials, dataset, note)
+        signals.check()  # a stop whose raise was swallowed: stop before the next claim
+        claimed: list[tuple[str, int]] = []  # (arm, trial id) as the claim makes each trial
+        try:
+            claim = retrying(
+                functools.partial(_claim, store, config, studies, sizes, claimed),
+                "claiming trials",
+                note=note,
+            )
+            if claim == "done":
+                return summary
+            if claim == "wait":  # others still run the last trials; one may die and need a retry
+                time.sleep(poll)
+                continue
+            study = studies[claim.arm]
+            with _heartbeat(study, [t._trial_id for t in claim.trials]):
+                outcomes = run_trials(store, config, claim.arm, study, claim.trials, dataset, note)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (study.signals), here or in the claim
+            signals.stopping()
+            hand_back(store, config, studies, claimed)
+            raise
         summary.trials[claim.arm] = summary.trials.get(claim.arm, 0) + len(claim.trials)
         if on_trial is not None:
             for trial, outcome in zip(claim.trials, outcomes, strict=True):
                 on_trial(claim.arm, trial.number, outcome)
     return summary
+
+
+def hand_back(
+    store: Store,
+    config: ExperimentConfig,
+    studies: dict[str, optuna.Study],
+    trials: Sequence[tuple[str, int]],
+) -> list[int]:
+    """Fail the trials (``(arm, trial id)``) this worker claimed and was training when it was
+    told to stop, and queue each one's retry, as Optuna does for a dead worker's trial once its
+    heartbeat lapses (``fail_stale_trials``, under the same claim lock), but at once: the next
+    worker or run trains them without waiting for the grace period. Trials that already ended
+    (a fused group's pruned members, say) stay as they are. Returns the ids handed back.
+
+    Best effort and quick: no retrying. A trial this cannot reach (the database away, the lock
+    not had before the run kills this process) stays RUNNING; its heartbeat lapses and it is
+    failed and retried all the same."""
+    handed: list[int] = []
+    if not trials:
+        return handed
+    with suppress(Exception), store.lock(f"claim:{config.name}"), _quiet_optuna():
+        for arm, trial_id in trials:
+            with suppress(Exception):  # one that cannot be handed back keeps its heartbeat way
+                if _fail_and_requeue(studies[arm], trial_id):
+                    handed.append(trial_id)
+    return handed
+
+
+def _fail_and_requeue(study: optuna.Study, trial_id: int) -> bool:
+    storage = study._storage
+    try:
+        if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            return False
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False  # it ended before the stop
+    get_retry = getattr(storage, "get_heartbeat_stale_trial_callback", None) or getattr(
+        storage, "get_failed_trial_callback", None
+    )  # optuna >= 4.9, and before (see studies.py)
+    retry = get_retry() if get_retry is not None else None
+    if retry is not None:
+        retry(study, copy.deepcopy(storage.get_trial(trial_id)))
+    return True
 
 
 @dataclass(frozen=True)
@@ -141,6 +194,7 @@ def _claim(
     config: ExperimentConfig,
     studies: dict[str, optuna.Study],
     sizes: dict[str, int] | None = None,
+    claimed: list[tuple[str, int]] | None = None,
 ) -> _Claim | Literal["wait", "done"]:
     """Ask the arm furthest from its budget for up to ``sizes[arm]`` trials (default 1), as
     many as it has free slots.
@@ -178,6 +232,8 @@ def _claim(
         beat = studies[arm]._storage.record_heartbeat  # type: ignore[attr-defined]
 
         def first_heartbeat(trial: optuna.trial.Trial) -> None:
+            if claimed is not None:  # handed back if a stop comes before the claim returns
+                claimed.append((arm, trial._trial_id))
             # Retried on its own: retrying the whole claim would ask again and leave this
             # trial RUNNING without a heartbeat, which Optuna never declares stale.
             retrying(functools.partial(beat, trial._trial_id), "recording a heartbeat")

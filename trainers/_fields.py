@@ -19,8 +19,12 @@ from .errors import ConfigError
 T = TypeVar("T")
 
 
-def _describe(value: object) -> str:
-    text = repr(value)
+def describe(value: object) -> str:
+    """``repr(value)`` cut to 60 characters: a hostile value is never echoed in full."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer past Python's 4300-digit limit for str()
+        return f"an integer of {value.bit_length()} bits" if isinstance(value, int) else "?"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -38,36 +42,36 @@ def convert(key: str, value: object, annotation: Any) -> object:
     if annotation is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(key, f"expected true or false, got {_describe(value)}")
+        raise ConfigError(key, f"expected true or false, got {describe(value)}")
     if annotation is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise ConfigError(key, f"expected a whole number, got {_describe(value)}")
+        raise ConfigError(key, f"expected a whole number, got {describe(value)}")
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             number = float(value)
             if not math.isfinite(number):
-                raise ConfigError(key, f"expected a finite number, got {_describe(value)}")
+                raise ConfigError(key, f"expected a finite number, got {describe(value)}")
             return number
-        raise ConfigError(key, f"expected a number, got {_describe(value)}")
+        raise ConfigError(key, f"expected a number, got {describe(value)}")
     if annotation is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(key, f"expected a string, got {_describe(value)}")
+        raise ConfigError(key, f"expected a string, got {describe(value)}")
     if origin is tuple:
         (item_type, _ellipsis) = typing.get_args(annotation)
         if isinstance(value, (list, tuple)):
             return tuple(convert(f"{key}[{i}]", v, item_type) for i, v in enumerate(value))
-        raise ConfigError(key, f"expected a list, got {_describe(value)}")
+        raise ConfigError(key, f"expected a list, got {describe(value)}")
     raise TypeError(f"unsupported annotation {annotation!r}")  # internal: never user input
 
 
 def from_mapping(cls: type[T], data: Mapping[str, object], prefix: str, skip: str = "") -> T:
     """Build dataclass ``cls`` from ``data``; ``skip`` names a discriminator key to ignore."""
     if not isinstance(data, Mapping):
-        raise ConfigError(prefix, f"expected a table of settings, got {_describe(data)}")
+        raise ConfigError(prefix, f"expected a table of settings, got {describe(data)}")
     assert dataclasses.is_dataclass(cls)
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
@@ -97,7 +101,7 @@ def from_tagged(
     """Build the config class that ``data[tag]`` names in ``registry`` (a dataset, a model, a
     scheme), from the rest of ``data``; an unknown name lists the allowed ones."""
     if not isinstance(data, Mapping):
-        raise ConfigError(prefix, f"expected a table of settings, got {_describe(data)}")
+        raise ConfigError(prefix, f"expected a table of settings, got {describe(data)}")
     name = data.get(tag, default)
     if not isinstance(name, str) or name not in registry:
         allowed = ", ".join(registry)

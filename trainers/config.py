@@ -7,14 +7,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ._fields import convert
+import torch
+
+from ._fields import convert, describe
 from .data import DataConfig, Mnist1dData, data_from_dict, data_to_dict
 from .errors import ConfigError
-from .models import MLPModel, ModelConfig, model_from_dict, model_to_dict
+from .models import (
+    MAX_WEIGHTS,
+    MLPModel,
+    ModelConfig,
+    model_from_dict,
+    model_to_dict,
+    weight_count,
+)
 from .schemes import NoneScheme, Scheme, scheme_from_dict
 
 OPTIMIZERS = ("sgd", "adam")
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+MAX_EPOCHS = 1_000_000
+MAX_BATCH_SIZE = 10_000_000
+# The whole string, ASCII digits only: re's $ would let "cpu\n" through and \d "cuda:\u0663".
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(?::[0-9]+)?", re.ASCII)
+_DEVICE_RULE = "auto, cpu, cuda, cuda:N (N a CUDA device number) or mps"
 
 
 @dataclass(frozen=True)
@@ -38,7 +51,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(
-                "optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+                "optimizer",
+                f"must be one of {', '.join(OPTIMIZERS)}, got {describe(self.optimizer)}",
             )
         if not 0.0 < self.lr <= 10.0:
             raise ConfigError("lr", f"must be in (0, 10], got {self.lr!r}")
@@ -46,11 +60,14 @@ class TrainConfig:
             raise ConfigError("momentum", f"must be in [0, 1), got {self.momentum!r}")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0.0):
             raise ConfigError("nesterov", "needs optimizer 'sgd' with momentum > 0")
-        if not 1 <= self.epochs <= 1_000_000:
-            raise ConfigError("epochs", f"must be between 1 and 1000000, got {self.epochs!r}")
-        if not 1 <= self.batch_size <= 10_000_000:
+        if not 1 <= self.epochs <= MAX_EPOCHS:
             raise ConfigError(
-                "batch_size", f"must be between 1 and 10000000, got {self.batch_size!r}"
+                "epochs", f"must be between 1 and {MAX_EPOCHS}, got {describe(self.epochs)}"
+            )
+        if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise ConfigError(
+                "batch_size",
+                f"must be between 1 and {MAX_BATCH_SIZE}, got {describe(self.batch_size)}",
             )
         if not 0 <= self.seed < 2**63:
             raise ConfigError("seed", f"must be between 0 and 2**63-1, got {self.seed!r}")
@@ -62,10 +79,15 @@ class TrainConfig:
             raise ConfigError(
                 "model.kind", f"cnn needs sequence data (dataset mnist1d), not {self.data.name!r}"
             )
-        if not _DEVICE.match(self.device):
+        weights = weight_count(self.model, self.data.n_inputs, self.data.n_outputs)
+        if weights > MAX_WEIGHTS:
             raise ConfigError(
-                "device", f"must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}"
+                f"model.{_SIZE_KEYS.get(self.model.name, 'kind')}",
+                f"the model would have {weights} parameters on {self.data.name!r}; at most "
+                f"{MAX_WEIGHTS}",
             )
+        if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
+            raise ConfigError("device", f"must be {_DEVICE_RULE}, got {describe(self.device)}")
 
     def with_(self, **changes: Any) -> TrainConfig:
         """A copy with some fields replaced (validated again)."""
@@ -113,6 +135,33 @@ class TrainConfig:
             return cls(**kwargs)
         except ConfigError as exc:
             raise ConfigError(f"{p}{exc.key}", exc.detail) from None
+
+
+_SIZE_KEYS = {"mlp": "hidden", "cnn": "channels"}  # the setting that sizes each model
+
+
+def device_problem(name: str) -> str | None:
+    """Why this machine cannot train on device ``name``, or None. The config only checks the
+    spelling (it is stored, and read on other machines); whatever trains checks this first."""
+    if not isinstance(name, str) or not _DEVICE.fullmatch(name):
+        return f"must be {_DEVICE_RULE}, got {describe(name)}"
+    if name == "mps" and not torch.backends.mps.is_available():
+        return '\'mps\' asked for, but this machine has no MPS device; use "auto" or "cpu"'
+    if not name.startswith("cuda"):
+        return None
+    if not torch.cuda.is_available():
+        return (
+            f"{name!r} asked for, but this machine has no CUDA device (torch "
+            f'{torch.__version__}); use "auto" or "cpu"'
+        )
+    count = torch.cuda.device_count()
+    index = name.partition(":")[2]
+    if index and (len(index) > 6 or int(index) >= count):
+        return (
+            f"{describe(name)} asked for, but this machine's CUDA devices are cuda:0 to "
+            f"cuda:{count - 1}"
+        )
+    return None
 
 
 _SCALARS: dict[str, Any] = {

@@ -25,6 +25,18 @@ from .errors import ConfigError
 
 Task = Literal["classification", "regression"]
 
+MAX_DATA_SEED = 2**63 - 1  # split seeds: numpy's generators take any non-negative integer
+MIN_EVAL_EXAMPLES = 10  # validation and test examples: fewer make every trial score alike
+MIN_FRACTION = 0.02  # val_fraction, test_fraction: 11 of breast_cancer's 569 examples
+MAX_EXAMPLES = 1_000_000  # linear: examples in each split
+MAX_FEATURES = 100_000  # linear: input dimension
+MAX_NUMBERS = 50_000_000  # linear: (n_train + n_val + n_test) * n_features, 400 MB as float64
+
+
+def _check_seed(seed: int) -> None:
+    if not 0 <= seed <= MAX_DATA_SEED:
+        raise ConfigError("seed", f"must be between 0 and 2**63-1, got {seed!r}")
+
 
 @dataclass(frozen=True)
 class Mnist1dData:
@@ -36,18 +48,25 @@ class Mnist1dData:
 
     name: ClassVar[str] = "mnist1d"
     sequence: ClassVar[bool] = True  # inputs are 1-d signals: a conv net applies
+    n_inputs: ClassVar[int] = 40  # signal length
+    n_outputs: ClassVar[int] = 10  # classes
     n_val: int = 1000  # examples moved from the package's training split to validation
     seed: int = 0  # split seed
 
     def __post_init__(self) -> None:
-        if not 1 <= self.n_val <= 3999:
-            raise ConfigError("n_val", f"must be between 1 and 3999, got {self.n_val!r}")
+        if not MIN_EVAL_EXAMPLES <= self.n_val <= 3999:
+            raise ConfigError(
+                "n_val", f"must be between {MIN_EVAL_EXAMPLES} and 3999, got {self.n_val!r}"
+            )
+        _check_seed(self.seed)
 
 
 @dataclass(frozen=True)
 class _SklearnData:
     name: ClassVar[str]
     sequence: ClassVar[bool] = False
+    n_inputs: ClassVar[int]  # features
+    n_outputs: ClassVar[int]  # classes
     val_fraction: float = 0.2  # share of all examples used for validation
     test_fraction: float = 0.2  # share of all examples used for the test split
     seed: int = 0  # split seed
@@ -55,12 +74,17 @@ class _SklearnData:
     def __post_init__(self) -> None:
         for key in ("val_fraction", "test_fraction"):
             value = getattr(self, key)
-            if not 0.0 < value < 1.0:
-                raise ConfigError(key, f"must be in (0, 1), got {value!r}")
+            if not MIN_FRACTION <= value < 1.0:
+                raise ConfigError(
+                    key,
+                    f"must be in [{MIN_FRACTION}, 1), got {value!r}: a split needs enough "
+                    f"examples (at least {MIN_EVAL_EXAMPLES}) to tell trials apart",
+                )
         if self.val_fraction + self.test_fraction >= 0.9:
             raise ConfigError(
                 "test_fraction", "val_fraction + test_fraction must leave >= 10% for training"
             )
+        _check_seed(self.seed)
 
 
 @dataclass(frozen=True)
@@ -68,6 +92,8 @@ class DigitsData(_SklearnData):
     """scikit-learn's bundled 8×8 digits: 1797 examples, 64 features, 10 classes."""
 
     name: ClassVar[str] = "digits"
+    n_inputs: ClassVar[int] = 64
+    n_outputs: ClassVar[int] = 10
 
 
 @dataclass(frozen=True)
@@ -76,6 +102,8 @@ class BreastCancerData(_SklearnData):
     classes."""
 
     name: ClassVar[str] = "breast_cancer"
+    n_inputs: ClassVar[int] = 30
+    n_outputs: ClassVar[int] = 2
 
 
 @dataclass(frozen=True)
@@ -87,6 +115,7 @@ class LinearData:
 
     name: ClassVar[str] = "linear"
     sequence: ClassVar[bool] = False
+    n_outputs: ClassVar[int] = 1
     n_train: int = 50  # training examples
     n_val: int = 500  # validation examples
     n_test: int = 1000  # test examples
@@ -95,12 +124,29 @@ class LinearData:
     seed: int = 0  # seed of w*, the inputs and the noise
 
     def __post_init__(self) -> None:
-        for key in ("n_train", "n_val", "n_test", "n_features"):
+        for key, low, high in (
+            ("n_train", 1, MAX_EXAMPLES),
+            ("n_val", MIN_EVAL_EXAMPLES, MAX_EXAMPLES),
+            ("n_test", MIN_EVAL_EXAMPLES, MAX_EXAMPLES),
+            ("n_features", 1, MAX_FEATURES),
+        ):
             value = getattr(self, key)
-            if not 1 <= value <= 10_000_000:
-                raise ConfigError(key, f"must be between 1 and 10000000, got {value!r}")
+            if not low <= value <= high:
+                raise ConfigError(key, f"must be between {low} and {high}, got {value!r}")
+        numbers = (self.n_train + self.n_val + self.n_test) * self.n_features
+        if numbers > MAX_NUMBERS:
+            raise ConfigError(
+                "n_features",
+                f"(n_train + n_val + n_test) * n_features is {numbers} numbers; at most "
+                f"{MAX_NUMBERS}",
+            )
         if not self.noise >= 0:
             raise ConfigError("noise", f"must be >= 0, got {self.noise!r}")
+        _check_seed(self.seed)
+
+    @property
+    def n_inputs(self) -> int:
+        return self.n_features
 
 
 DataConfig = Mnist1dData | DigitsData | BreastCancerData | LinearData

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
@@ -11,6 +12,11 @@ from torch import Tensor, nn
 
 from ._fields import from_tagged, to_mapping
 from .errors import ConfigError
+
+MAX_LAYERS = 64  # hidden layers of an MLP
+MAX_WIDTH = 65536  # units of one hidden layer
+MAX_CHANNELS = 4096  # channels of a CNN's conv layers
+MAX_WEIGHTS = 10_000_000  # parameters of one model (the MNIST-1D reference MLP has 15k)
 
 
 @dataclass(frozen=True)
@@ -30,9 +36,15 @@ class MLPModel:
     def __post_init__(self) -> None:
         if not self.hidden:
             raise ConfigError("hidden", "needs at least one layer width (use model 'linear')")
+        if len(self.hidden) > MAX_LAYERS:
+            raise ConfigError(
+                "hidden", f"at most {MAX_LAYERS} layers, got {len(self.hidden)} layer widths"
+            )
         for width in self.hidden:
-            if not 1 <= width <= 65536:
-                raise ConfigError("hidden", f"widths must be between 1 and 65536, got {width!r}")
+            if not 1 <= width <= MAX_WIDTH:
+                raise ConfigError(
+                    "hidden", f"widths must be between 1 and {MAX_WIDTH}, got {width!r}"
+                )
 
 
 @dataclass(frozen=True)
@@ -44,8 +56,10 @@ class CNNModel:
     channels: int = 25  # channels of each conv layer
 
     def __post_init__(self) -> None:
-        if not 1 <= self.channels <= 4096:
-            raise ConfigError("channels", f"must be between 1 and 4096, got {self.channels!r}")
+        if not 1 <= self.channels <= MAX_CHANNELS:
+            raise ConfigError(
+                "channels", f"must be between 1 and {MAX_CHANNELS}, got {self.channels!r}"
+            )
 
 
 ModelConfig = LinearModel | MLPModel | CNNModel
@@ -60,6 +74,20 @@ def model_from_dict(data: Mapping[str, object], prefix: str = "model") -> ModelC
 
 def model_to_dict(config: ModelConfig) -> dict[str, object]:
     return {"kind": config.name, **to_mapping(config)}
+
+
+def weight_count(config: ModelConfig, n_features: int, n_out: int) -> int:
+    """The parameters (weights and biases) :func:`build_model` would create, computed without
+    creating them: what validation bounds."""
+    if isinstance(config, LinearModel):
+        return (n_features + 1) * n_out
+    if isinstance(config, MLPModel):
+        widths = (n_features, *config.hidden, n_out)
+        return sum((a + 1) * b for a, b in itertools.pairwise(widths))
+    c, length = config.channels, n_features
+    for k in (5, 3, 3):
+        length = (length + 2 - k) // 2 + 1
+    return (5 + 1) * c + 2 * (3 * c + 1) * c + (c * max(length, 1) + 1) * n_out
 
 
 class ConvNet1d(nn.Module):

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 import storage
 from storage.pg_reader import reader_role_name
-from storage.readonly import _run_postgres, _run_sqlite
+from storage.readonly import MAX_ROWS, MAX_TIMEOUT_S, RESULT_BYTES, _run_postgres, _run_sqlite
 from tests.storage.backends import BACKENDS, StoreTemplates, libpq_url
 from tests.storage.readers import (
     ADVISORY_KEY,
@@ -328,13 +328,91 @@ def test_slow_query_is_stopped(populated: Populated) -> None:
     [
         ({"max_rows": 0}, "max_rows"),
         ({"max_rows": True}, "max_rows"),
+        ({"max_rows": MAX_ROWS + 1}, "max_rows"),
+        ({"max_rows": 2**31 - 1}, "max_rows"),
         ({"timeout_s": 0}, "timeout_s"),
         ({"timeout_s": -1.0}, "timeout_s"),
+        ({"timeout_s": float("nan")}, "timeout_s"),
+        ({"timeout_s": 1e308}, "timeout_s"),
+        ({"timeout_s": MAX_TIMEOUT_S + 1}, "timeout_s"),
+        ({"timeout_s": True}, "timeout_s"),
     ],
 )
 def test_bad_limits_are_refused(sqlite_url: str, kwargs: dict[str, float], named: str) -> None:
     with pytest.raises(storage.QueryError, match=named):
         storage.run_readonly(sqlite_url, "SELECT 1", **kwargs)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------- the byte limit (issue 17)
+
+MIB = 2**20
+TEN_MIB = {"sqlite": "zeroblob(10485760)", "postgresql": "decode(repeat('00', 10485760), 'hex')"}
+HUNDRED_ROWS = {
+    "sqlite": "(WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r LIMIT 100) "
+    "SELECT i FROM r)",
+    "postgresql": "generate_series(1, 100)",
+}
+
+
+def test_a_result_stops_before_it_passes_the_byte_limit(populated: Populated) -> None:
+    backend = populated.backend
+    sql = f"SELECT {TEN_MIB[backend]} AS z FROM {HUNDRED_ROWS[backend]} AS h"
+    result = storage.run_readonly(populated.url, sql, timeout_s=30)
+    assert RESULT_BYTES == 64 * MIB
+    assert len(result.rows) == 6 and result.truncated  # 7 rows would pass 64 MiB
+    assert result.rows[0][0] == bytes(10 * MIB)
+
+
+def test_a_row_larger_than_the_byte_limit_is_refused(populated: Populated) -> None:
+    columns = ", ".join(f"{TEN_MIB[populated.backend]} AS c{i}" for i in range(7))
+    with pytest.raises(storage.QueryError, match="64 MiB"):
+        storage.run_readonly(populated.url, f"SELECT {columns}", timeout_s=30)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        f"SELECT zeroblob({64 * MIB + 1})",
+        "SELECT length(randomblob(999999999))",
+        f"SELECT length(replace(hex(zeroblob({MIB})), '0', hex(zeroblob(100))))",
+    ],
+)
+def test_sqlite_makes_no_value_larger_than_the_byte_limit(
+    sqlite_populated: Populated, sql: str
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(storage.QueryError, match="larger than the 64 MiB"):
+        storage.run_readonly(sqlite_populated.url, sql)
+    assert time.monotonic() - started < 5  # refused at once, not after building 1 GB
+
+
+def test_duplicate_column_names_are_kept_as_the_database_gave_them(populated: Populated) -> None:
+    result = storage.run_readonly(populated.url, "SELECT 1 AS a, 2 AS a")
+    assert result == storage.QueryResult(("a", "a"), ((1, 2),), False)
+
+
+def test_sqlite_text_that_is_not_utf8_is_replaced(sqlite_populated: Populated) -> None:
+    result = storage.run_readonly(sqlite_populated.url, "SELECT CAST(x'41ff' AS TEXT)")
+    assert result.rows == (("A\ufffd",),)
+
+
+def test_a_sqlite_call_that_ignores_interrupts_is_left_behind(
+    sqlite_populated: Populated, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One call of a function never looks at SQLite's interrupt flag (SQLite 3.40's
+    printf('%.*c', 1e9, 'x') runs ~20 s): the caller gets its QueryTimeout anyway."""
+    connect = sqlite3.connect
+
+    def with_a_slow_function(*args: object, **kwargs: object) -> sqlite3.Connection:
+        connection = connect(*args, **kwargs)  # type: ignore[arg-type]
+        connection.create_function("slow", 0, lambda: time.sleep(10) or 1)
+        return connection
+
+    monkeypatch.setattr(storage.readonly.sqlite3, "connect", with_a_slow_function)
+    started = time.monotonic()
+    with pytest.raises(storage.QueryTimeout, match=r"0\.5 s"):
+        storage.run_readonly(sqlite_populated.url, "SELECT slow()", timeout_s=0.5)
+    assert time.monotonic() - started < 8  # not the 10 s of the call
 
 
 def test_missing_sqlite_file_is_an_error_not_a_new_file(tmp_path: Path) -> None:

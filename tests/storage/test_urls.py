@@ -213,3 +213,32 @@ def test_masked_text_hides_urls_and_conninfo_passwords() -> None:
         assert secret not in masked
     assert "u:***@h:5432/db" in masked
     assert "host=h" in masked and "user=u" in masked and "dbname=x" in masked
+
+
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [
+        ("sqlite:////tmp/x%00y.db", "NUL"),
+        (PG + "u:SECRET@host/x%00y", "NUL"),
+        (PG + "u%00v:SECRET@host/db", "NUL"),
+        (PG + "u:SECRET@host/db?sslmode=re%00quire", "NUL"),
+        (PG + "u:SECRET@/db", "names no host"),
+        (PG + "u:SECRET@:5432/db", "names no host"),
+        ("postgresql:///db", "names no host"),
+        (PG + "u:SECRET@host:0/db", "1-65535"),
+        (PG + "u:SECRET@host:65536/db", "1-65535"),
+        (PG + "u:SECRET@host:-1/db", "1-65535"),
+    ],
+)
+def test_urls_that_cannot_name_a_database_are_refused(bad: str, named: str) -> None:
+    """Issue 17: a NUL reached the file system (ValueError), an empty host or a port out of
+    range reached libpq (a message about the server 'None')."""
+    with pytest.raises(storage.StorageURLError, match=named) as info:
+        resolve_url(bad)
+    assert "SECRET" not in str(info.value)
+
+
+def test_a_unix_socket_is_named_with_the_host_parameter() -> None:
+    url = resolve_url("postgresql:///db?host=/var/run/postgresql")
+    assert backend_of(url) == "postgresql"
+    assert resolve_url(url) == url

@@ -81,6 +81,19 @@ BAD = [
     (["--n-train", "5"], "--n-train"),  # digits has no such option
     (["--device", "gpu"], "--device"),
     (["--seed", "-3"], "--seed"),
+    # issue 17: strict spelling, and the limits a config has
+    (["--device", "cpu\n"], "--device"),
+    (["--device", "cuda:\u0663"], "--device"),
+    (["--device", "cuda:99999999999999999999999"], "--device"),
+    (["--data-seed", "-1"], "--data-seed"),
+    (["--epochs", "\u0663"], "--epochs"),
+    (["--epochs", "1_0"], "--epochs"),
+    (["--hidden", "1_0"], "--hidden"),
+    (["--hidden", ",".join(["8"] * 65)], "--hidden"),
+    (["--lr", "1e-400"], "--lr"),
+    (["--lr", "\u0661e-3"], "--lr"),
+    (["--scheme", "fixed", "--lam", "5e-324"], "--lam"),
+    (["--dataset", "linear", "--model", "linear", "--n-val", "9"], "--n-val"),
     (["--frobnicate"], "--frobnicate"),
 ]
 

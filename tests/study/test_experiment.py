@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
+from study import studies
+from study.config_file import MAX_CONFIG_BYTES, number_problem, read_config
 from study.errors import StudyError
 from study.experiment import (
     ArmConfig,
@@ -21,6 +24,7 @@ from study.experiment import (
     SearchConfig,
     load_experiment,
     parse_experiment,
+    require_device,
 )
 from trainers import DigitsData, DynamicScheme, FixedScheme, MLPModel, NoneScheme, TrainConfig
 
@@ -248,6 +252,11 @@ GOOD = [
     pytest.param(_with(("train.momentum", {"low": 0.0, "high": 0.9, "step": 0.1})), id="step"),
     pytest.param(_with(("data", {"dataset": "linear"}), ("search.metric", "val_loss")), id="lin"),
     pytest.param(_with(("experiment.name", "A-b_9" * 12 + "abcd")), id="64-char name"),
+    pytest.param(_with(("data.val_fraction", 0.02), ("data.test_fraction", 0.02)), id="2%"),
+    pytest.param(_with(("train.device", "cuda:0")), id="cuda:0 is spelled right anywhere"),
+    pytest.param(_with(("arms", {f"a{i}": {"scheme": "none"} for i in range(64)})), id="64 arms"),
+    pytest.param(_with(("model.hidden", [16] * 64)), id="64 layers"),
+    pytest.param(_with(("train.lr.low", 2.2250738585072014e-308)), id="smallest normal"),
 ]
 
 
@@ -363,6 +372,30 @@ BAD: list[tuple[str, tuple[tuple[str, Any], ...], str, str]] = [
     ("huge batch", (("search.batch", 4097),), "search.batch", "between 1 and 4096"),
     ("zero seeds", (("evaluate.seeds", 0),), "evaluate.seeds", "between 1 and 1000"),
     ("too many seeds", (("evaluate.seeds", 1001),), "evaluate.seeds", "got 1001"),
+    # issue 17: what only the trainer, Optuna or the float parser would have refused, late
+    ("device with a newline", (("train.device", "cpu\n"),), "train.device", "'cpu\\n'"),
+    ("device in Arabic digits", (("train.device", "cuda:\u0663"),), "train.device", "auto, cpu"),
+    ("device cpu:0", (("train.device", "cpu:0"),), "train.device", "auto, cpu"),
+    ("data seed -1", (("data.seed", -1),), "data.seed", "between 0 and 2**63-1"),
+    ("one validation example", (("data.val_fraction", 0.001),), "data.val_fraction",
+     "at least 10"),
+    ("mnist1d n_val 9", (("data", {"dataset": "mnist1d", "n_val": 9}),), "data.n_val",
+     "between 10 and 3999"),
+    ("subnormal low", (("train.lr.low", 5e-324),), "train.lr.low", "smallest normal float"),
+    ("subnormal fixed", (("arms.dynamic.floor", 1e-310),), "arms.dynamic.floor",
+     "smallest normal float"),
+    ("step 1e-300", (("train.lr", {"low": 1e-3, "high": 3e-2, "step": 1e-300}),), "train.lr",
+     "at most 1000000000"),
+    ("infinitely many steps", (("train.momentum", {"low": -1e308, "high": 1e308, "step": 1.0}),),
+     "train.momentum", "inf steps"),
+    ("65 arms", (("arms", {f"a{i}": {"scheme": "none"} for i in range(65)}),), "arms",
+     "at most 64 arms"),
+    ("65 layers", (("model.hidden", [16] * 65),), "model.hidden", "at most 64 layers"),
+    ("10^9 parameters", (("model.hidden", [30_000, 30_000]),), "model.hidden",
+     "at most 10000000"),
+    ("linear data of 10^11 numbers", (("data", {"dataset": "linear", "n_features": 100_000,
+                                                "n_train": 1_000_000}),),
+     "data.n_features", "at most 50000000"),
 ]
 # fmt: on
 
@@ -412,6 +445,100 @@ def test_empty_file(tmp_path):
         load_experiment(path)
     assert info.value.key == "experiment"
     assert "missing" in info.value.detail
+
+
+# Valid TOML the reader's scan must follow exactly as tomllib does (it only measures).
+VALID_TOML = [
+    'a = """x ""y"" z""""\nb = \'\'\'it\'\'s\'\'\'\'\nc = "q\\"uote"\nd = \'C:\\path\'\n',
+    'a = [1, # one\n  2,  # two\n]\nb = [ ]\nc = [[1, 2], ["x", {k = 1}]]\n',
+    "[t]\r\nx = 1\r\n[[arr.of]]\r\ny = 2\r\n[[arr.of]]\r\ny = 3\r\n",
+    '"quoted.key" = 1\nsite."google.com" = true\na . b = { c.d = 1, e = [] }\n',
+    "x = 0xDEAD_BEEF\ny = 0o17\nz = 0b101\nw = -9_223_372_036_854_775_808\n",
+    "x = inf\ny = -nan\nz = 1e-300\nw = 0.0e-999\nv = 2.2250738585072014e-308\n",
+    "d = 1979-05-27 07:32:00Z\nt = 07:32:00\nl = 1979-05-27T00:32:00.999999-07:00\n",
+    'x = "#not a comment"  # a comment\n# [not.a.table]\n',
+]
+
+
+@pytest.mark.parametrize("text", VALID_TOML)
+def test_reader_reads_valid_toml_as_tomllib_does(tmp_path, text):
+    import tomllib
+
+    path = tmp_path / "c.toml"
+    path.write_text(text, newline="")
+    assert repr(read_config(path)) == repr(tomllib.loads(text))  # repr: nan != nan
+
+
+def test_reader_reads_the_examples_as_tomllib_does():
+    import tomllib
+
+    for path in sorted((ROOT / "examples").glob("*.toml")):
+        assert read_config(path) == tomllib.loads(path.read_text()), path
+
+
+@pytest.mark.parametrize(
+    ("token", "fragment"),
+    [
+        ("5e-324", "smallest normal"),
+        ("1e-400", "smallest normal"),
+        ("-4.9e-324", "smallest normal"),
+        ("9223372036854775808", "64-bit"),
+        ("-9223372036854775809", "64-bit"),
+        ("9" * 5000, "5000 digits"),
+        ("0x1_0000_0000_0000_0000", "64-bit"),
+    ],
+)
+def test_numbers_as_written(token, fragment):
+    assert fragment in (number_problem(token) or "")
+
+
+@pytest.mark.parametrize(
+    "token", ["0.0", "-0e10", "1e-300", "9223372036854775807", "0x7fff_ffff_ffff_ffff", "inf"]
+)
+def test_numbers_as_written_fine(token):
+    assert number_problem(token) is None
+
+
+def test_reader_size_cap(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_bytes(b"#" * MAX_CONFIG_BYTES)
+    assert read_config(path) == {}
+    path.write_bytes(b"#" * (MAX_CONFIG_BYTES + 1))
+    with pytest.raises(ExperimentConfigError, match="at most 262144 bytes"):
+        read_config(path)
+
+
+def test_optuna_is_asked_before_anything_is_written(monkeypatch):
+    def refuse(r):
+        raise ValueError("no such range")
+
+    monkeypatch.setattr(studies, "distribution", refuse)
+    with pytest.raises(ExperimentConfigError) as info:
+        parse_experiment(BASE)
+    assert info.value.key == "train.lr"  # the first searched range of the first arm
+    assert "Optuna cannot search this range: no such range" in info.value.detail
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_a_device_this_machine_lacks_parses_but_is_required_in_vain():
+    config = parse_experiment(_with(("train.device", "cuda")))  # status reads it anywhere
+    with pytest.raises(ExperimentConfigError) as info:
+        require_device(config)
+    assert info.value.key == "train.device"
+    assert "no CUDA device" in info.value.detail
+    require_device(parse_experiment(BASE))  # cpu
+
+
+def test_device_indices_are_checked_against_the_machines_gpus(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with two GPUs
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    for device in ("auto", "cpu", "cuda", "cuda:0", "cuda:1"):
+        require_device(parse_experiment(_with(("train.device", device))))
+    for device in ("cuda:2", "cuda:99999999999999999999999"):
+        with pytest.raises(ExperimentConfigError) as info:
+            require_device(parse_experiment(_with(("train.device", device))))
+        assert info.value.key == "train.device"
+        assert "CUDA devices are cuda:0 to cuda:1" in info.value.detail
 
 
 def test_not_a_mapping():

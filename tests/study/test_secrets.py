@@ -44,7 +44,16 @@ class _FakeWorker:
     def poll(self) -> int:
         return self.returncode
 
+    def wait(self, timeout: float | None = None) -> int:
+        return self.returncode
+
     def terminate(self) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
+
+    def send_signal(self, signum: int) -> None:
         pass
 
 
@@ -79,7 +88,12 @@ def test_workers_get_the_url_in_their_environment(
     )
     url = storage.resolve_url(f"postgresql+psycopg://u:p@{SECRET}@db.example.com:5432/x")
     printer = ProgressPrinter(lambda line: None)
-    store: Any = None  # never read: the fake workers have ended before the first progress line
+
+    class _Store:  # no progress is read: the fake workers have ended before the first line
+        def check_file(self) -> None:
+            pass
+
+    store: Any = _Store()
     failed = study_cmds._search_in_processes(store, config, url, 2, printer, 0.0, batch=3)
     assert failed == 0
     _check_workers(spawned, url, SECRET)
