@@ -32,7 +32,6 @@ from .experiment import (
     MAX_SEEDS,
     MAX_WORKERS,
     ExperimentConfig,
-    ExperimentConfigError,
     load_experiment,
     parse_experiment,
     require_device,
@@ -225,16 +224,18 @@ def heartbeat_from_env() -> Heartbeat:
 
 
 def _experiment(store: Store, name: str) -> ExperimentConfig:
-    """The stored config of experiment ``name``; one that no longer validates is a damaged
-    store (exit 1), not a mistake in what was typed."""
+    """The stored config of experiment ``name``. One that is no experiment's config at all
+    (no ``[experiment]`` table of that name) is a damaged store (exit 1); one that an older
+    dynl2 accepted and this one refuses fails as the config would (exit 2, naming the key)."""
     stored = store.get_experiment(name).config
-    try:
-        return parse_experiment(stored)
-    except ExperimentConfigError as exc:
+    head = stored.get("experiment") if isinstance(stored, dict) else None
+    if not isinstance(head, dict) or head.get("name") != name:
         raise storage.StorageError(
-            f"the store is damaged: the stored config of experiment {name!r} is not a valid "
-            f"experiment ({' '.join(str(exc).split())}); restore the database from a backup"
-        ) from exc
+            f"the store is damaged: the stored config of experiment {name!r} is not an "
+            "experiment's config (no [experiment] table with its name); restore the database "
+            "from a backup"
+        )
+    return parse_experiment(stored)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -593,9 +593,9 @@ DAMAGE: list[tuple[str, str, tuple[str, ...]]] = [
     ("config an object but no experiment",
      "UPDATE dynl2_experiments SET config = '{}' WHERE name = 'exp'",
      ("status", "status exp", "trials exp", "evaluate exp", "run exp")),
-    ("config with a bad value",
-     "UPDATE dynl2_experiments SET config = replace(config, '\"n_trials\": ', "
-     "'\"n_trials\": -') WHERE name = 'exp'",
+    ("config of another experiment",
+     "UPDATE dynl2_experiments SET config = replace(config, '\"name\": \"exp\"', "
+     "'\"name\": \"other\"') WHERE name = 'exp'",
      ("status", "status exp", "trials exp", "evaluate exp", "run exp")),
     ("evaluation params not JSON", "UPDATE dynl2_evaluations SET params = 'oops'",
      ("status", "status exp", "trials exp", "report exp")),
