@@ -166,9 +166,9 @@ class Store:
             return  # cannot tell (a permission changed): the database itself will say
         if found is None or (found.st_dev, found.st_ino) != identity:
             raise StoreVanished(
-                f"the SQLite file {path} was deleted or replaced while dynl2 used it; what "
-                "was written since it was opened is lost (restore the file from a backup, or "
-                "start again) - stop anything else still using it"
+                f"the SQLite file {path} was deleted or replaced while dynl2 used it: what "
+                "was written to it since is lost; stop anything else still using it, then "
+                "restore the file from a backup or start the experiment again"
             )
 
     def __enter__(self) -> Store:

@@ -24,6 +24,7 @@ import functools
 import os
 import re
 import stat
+import struct
 import sys
 import tomllib
 from collections.abc import Callable
@@ -34,6 +35,15 @@ from .errors import StudyError
 MAX_CONFIG_BYTES = 256 * 1024  # a config is kilobytes; the examples are under 2 KiB
 MAX_DEPTH = 16  # levels of nesting; a dynl2 config needs 4 (arms.NAME.PARAM.low)
 SMALLEST_NORMAL = sys.float_info.min  # 2.2250738585072014e-308
+
+
+def is_subnormal(value: float) -> bool:
+    """Whether ``value`` is a subnormal float, read from its bits: once
+    ``trainers.flush_denormals`` has set the CPU's denormals-are-zero flag, comparing one with
+    0 says they are equal."""
+    bits: int = struct.unpack("<Q", struct.pack("<d", value))[0]
+    return bits & 0x7FF0_0000_0000_0000 == 0 and bits & 0x000F_FFFF_FFFF_FFFF != 0
+
 
 T = TypeVar("T")
 

@@ -33,7 +33,7 @@ from trainers.config import device_problem
 from trainers.data import data_from_dict, data_to_dict
 from trainers.models import model_from_dict, model_to_dict
 
-from .config_file import SMALLEST_NORMAL, read_config
+from .config_file import SMALLEST_NORMAL, is_subnormal, read_config
 from .config_file import ExperimentConfigError as ExperimentConfigError  # its public home
 
 SAMPLERS = ("tpe", "random", "qmc", "cmaes", "gp")
@@ -598,7 +598,7 @@ def _range_problem(r: Range) -> str | None:
             return f"{name} must be a number, got {_describe(value)}"
         if not math.isfinite(value):
             return f"{name} must be a finite number, got {value!r}"
-        if isinstance(value, float) and 0 < abs(value) < SMALLEST_NORMAL:
+        if isinstance(value, float) and is_subnormal(value):
             return f"{name} {value!r} is below the smallest normal float, which dynl2 reads as 0"
         if r.integer and not isinstance(value, int):
             return f"an integer range needs a whole {name}, got {value!r}"
@@ -757,7 +757,7 @@ def _number(key: str, value: object) -> int | float:
         raise ExperimentConfigError(key, f"expected a number, got {_describe(value)}")
     if not math.isfinite(value):
         raise ExperimentConfigError(key, f"expected a finite number, got {value!r}")
-    if isinstance(value, float) and 0 < abs(value) < SMALLEST_NORMAL:
+    if isinstance(value, float) and is_subnormal(value):
         raise ExperimentConfigError(
             key,
             f"{value!r} is below the smallest normal float ({SMALLEST_NORMAL!r}); dynl2 treats "

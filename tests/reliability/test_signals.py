@@ -185,16 +185,29 @@ def test_sigint_as_soon_as_the_process_starts(tmp_path):
     assert not (tmp_path / "early.db").exists()
 
 
+def _torch_loaded(proc: subprocess.Popen[str]) -> bool:
+    """Further into the imports: torch's library is mapped (seconds before the CLI runs)."""
+    if proc.poll() is not None:
+        pytest.fail(f"the process ended before it could be interrupted: {proc.communicate()}")
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        return "libtorch" in Path(f"/proc/{proc.pid}/maps").read_text()
+    return False
+
+
+@pytest.mark.parametrize("moment", ["handlers in place", "torch loaded"])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_a_stop_while_importing(tmp_path, signum):
-    """Once dynl2's handlers are in place and while it imports torch (seconds): one line, the
-    signal's exit status; a second signal right after the first changes nothing (it used to be
-    swallowed, "Exception ignored ... KeyboardInterrupt", and the run went on to exit 0)."""
+def test_a_stop_while_importing(tmp_path, signum, moment):
+    """While dynl2 imports torch and Optuna (seconds): as soon as its handlers are in place,
+    and once torch's library is loaded. One line, the signal's exit status; a second signal
+    right after the first changes nothing (a SIGINT there used to be swallowed, "Exception
+    ignored ... KeyboardInterrupt", and the run went on to exit 0)."""
     config = write_config(tmp_path, "importing", epochs=2, n_trials=1)
     url = f"sqlite:///{tmp_path / 'importing.db'}"
     for repeat in (1, 2):
         proc = _run(config, url, 1)
         wait_until(lambda p=proc: _importing(p), 60, "dynl2's signal handlers", every=0.005)
+        if moment == "torch loaded":
+            wait_until(lambda p=proc: _torch_loaded(p), 60, "torch's library", every=0.01)
         for _ in range(repeat):
             proc.send_signal(signum)
         code, _, err = finish(proc, 60)
