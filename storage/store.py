@@ -8,6 +8,7 @@ ORM rows.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -79,7 +80,7 @@ def open(url: str | None = None, *, create: bool = True) -> Store:
         raise StorageUnavailable(
             f"There is no dynl2 database at {path}; check the storage URL or ${ENV_VAR}, "
             "or run an experiment first to create it."
-        )
+        ) from FileNotFoundError(errno.ENOENT, "No such file", str(path))  # not worth a retry
     store = Store(canonical, make_engine(canonical, create_dirs=create))
     try:
         store._check_connection()

@@ -6,8 +6,8 @@ import argparse
 import tomllib
 from typing import Any
 
-from .experiment import parse_experiment
-from .study_cmds import run_experiment
+from .experiment import MAX_WORKERS, parse_experiment
+from .study_cmds import _up_to, run_experiment
 
 # Sized to finish in a few minutes on 2 CPU cores (much faster on a GPU): 30 trials per arm
 # of 100 epochs with median pruning, then 10 evaluation seeds per arm.
@@ -61,16 +61,17 @@ def add_parser(verbs: Any) -> None:
         "directory: MNIST-1D, the MLP, arms dynamic / fixed / none, 30 trials per arm, "
         "10 evaluation seeds; then write the HTML report and print where it is.",
     )
-    p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument(
+        "--workers",
+        type=_up_to(MAX_WORKERS),
+        default=2,
+        help=f"worker processes (default 2, at most {MAX_WORKERS})",
+    )
     p.add_argument("--storage", metavar="URL", help="database URL (default: embedded SQLite)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(handler=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    if args.workers < 1:
-        from .errors import UsageError
-
-        raise UsageError(f"--workers: expected a whole number >= 1, got {args.workers}")
     config = parse_experiment(tomllib.loads(DEMO_TOML))
     return run_experiment(config, args.storage, args.workers, args.quiet)

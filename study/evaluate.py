@@ -10,8 +10,12 @@ and seeds already evaluated are skipped.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
+import os
+import signal
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 from storage import Store, best_trials, evaluated_params, open
 from trainers import DivergenceError, TrainConfig, TrainResult, resolve_device, train, train_fused
 
-from . import env
+from . import env, signals
 from .errors import StudyError, UsageError
 from .experiment import ExperimentConfig, parse_experiment
 from .fused_trials import DEVICE_BATCH
@@ -143,6 +147,36 @@ def groups(tasks: list[EvalTask], batch: int) -> list[list[EvalTask]]:
     return [out[key] for key in sorted(out)]
 
 
+def _child_signals() -> None:
+    """A pool process leaves stopping to the evaluation that started it: a terminal's Ctrl-C,
+    which reaches the whole process group, is ignored here, and the SIGTERM the parent then
+    sends ends the process at once (an (arm, seed) row is written only when its run ends, in
+    one transaction, so a run cut short is simply redone)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _stop_pool(
+    pool: ProcessPoolExecutor, before: set[int], grace: float = signals.STOP_GRACE_S
+) -> None:
+    """Drop the queued groups and end the pool's processes (SIGTERM, then SIGKILL after
+    ``grace`` seconds); returns once every one has ended. ``before``: the pids of this
+    process's children from before the pool, which are not the pool's."""
+    children = [c for c in multiprocessing.active_children() if c.pid not in before]
+    pool.shutdown(wait=False, cancel_futures=True)
+    for child in children:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            child.terminate()
+    deadline = time.monotonic() + grace
+    for child in children:
+        child.join(max(0.0, deadline - time.monotonic()))
+    for child in children:
+        if child.is_alive() and child.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGKILL)
+            child.join()
+
+
 def _run_in_child(
     url: str, config_dict: dict[str, object], tasks: list[EvalTask]
 ) -> list[float | None]:
@@ -197,7 +231,9 @@ def evaluate(
                     on_done(task, acc, done, total)
         return total
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    before = {c.pid for c in multiprocessing.active_children() if c.pid is not None}
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_child_signals)
+    try:
         futures = {pool.submit(_run_in_child, store.url, config.to_dict(), g): g for g in work}
         for future in as_completed(futures):
             group = futures[future]
@@ -209,4 +245,10 @@ def evaluate(
                 done += 1
                 if on_done:
                     on_done(task, acc, done, total)
+    except BaseException as exc:  # a stop (study.signals) or a failed group: end the rest now
+        if isinstance(exc, KeyboardInterrupt):
+            signals.stopping()
+        _stop_pool(pool, before)
+        raise
+    pool.shutdown()
     return total

@@ -170,7 +170,28 @@ def check_target(path: Path, *, what: str = "report") -> os.stat_result | None:
                 raise os_error(OSError(errno.ENOTDIR, "Not a directory"), path, what)
         if len(os.fsencode(path.name)) > _name_max(folder):
             raise os_error(OSError(errno.ENAMETOOLONG, "File name too long"), path, what)
+    _check_writable(path, what)
     return info
+
+
+def _check_writable(path: Path, what: str) -> None:
+    """Refuse ``path`` when the nearest existing folder on its way takes no new files (the
+    page is written beside the target and renamed over it, and missing folders are made
+    there): a read-only file system, or no write permission. Root passes the permission
+    check, as its write would."""
+    for place in (path.parent, *path.parent.parents):
+        if os.path.lexists(place):
+            break
+    else:
+        return
+    if os.access(place, os.W_OK | os.X_OK):
+        return
+    try:
+        read_only = bool(os.statvfs(place).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    code = errno.EROFS if read_only else errno.EACCES
+    raise os_error(OSError(code, os.strerror(code)), path, what)
 
 
 def _name_max(folder: Path) -> int:
@@ -192,6 +213,12 @@ def bounded_name(stem: str, suffix: str) -> str:
     keep = NAME_BYTES - len(suffix) - len(digest) - 1
     head = os.fsencode(stem)[:keep].decode("utf-8", "ignore")
     return f"{head}-{digest}{suffix}"
+
+
+def default_report_path(name: str) -> Path:
+    """``./dynl2-workspace/reports/NAME.html``, the name cut to a length every file system
+    takes (see :func:`bounded_name`)."""
+    return Path.cwd() / "dynl2-workspace" / "reports" / bounded_name(name, ".html")
 
 
 def _temp_name(name: str, name_max: int) -> str:

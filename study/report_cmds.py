@@ -11,7 +11,7 @@ import storage
 from storage import Store
 
 from .errors import StudyError, UsageError
-from .files import StagedFile, bounded_name, check_target, target_path, write_file
+from .files import StagedFile, check_target, default_report_path, target_path, write_file
 from .study_cmds import _storage_flag
 
 
@@ -42,12 +42,6 @@ def add_parsers(verbs: Any) -> None:
     p.add_argument("experiment", metavar="EXPERIMENT", nargs="?")
     _storage_flag(p)
     p.set_defaults(handler=cmd_reports)
-
-
-def default_report_path(name: str) -> Path:
-    """``./dynl2-workspace/reports/NAME.html``, the name cut to a length every file system
-    takes (see :func:`study.files.bounded_name`)."""
-    return Path.cwd() / "dynl2-workspace" / "reports" / bounded_name(name, ".html")
 
 
 def make_report(store: Store, experiment: str, output: Path | None = None) -> tuple[Path, float]:

@@ -36,6 +36,7 @@ from .experiment import (
     parse_experiment,
     require_device,
 )
+from .files import check_target, default_report_path, target_path
 from .progress import (
     ProgressPrinter,
     arm_counts,
@@ -256,6 +257,8 @@ def run_experiment(
 
     heartbeat = heartbeat_from_env()
     Patience.from_env()  # a bad $DYNL2_DB_PATIENCE is refused before anything is written
+    report = target_path(default_report_path(config.name))
+    check_target(report)  # a report it could not write is refused now, not after the training
     url = storage.resolve_url(storage_url)
     with storage.open(url) as store:
         _create_or_resume(store, config)
@@ -272,7 +275,7 @@ def run_experiment(
             return code
         _evaluate(store, config, config.evaluate.seeds, workers, say, batch)
         print(format_summary(evaluation_summary(store, config)))
-        path, seconds = make_report(store, config.name)
+        path, seconds = make_report(store, config.name, report)
         print(f"report: {path}  ({seconds:.1f} s)")
     return 0
 
@@ -513,19 +516,31 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if threads is not None:
         torch.set_num_threads(threads)
     heartbeat = heartbeat_from_env()
-    Patience.from_env()  # refuse a bad $DYNL2_DB_PATIENCE now, not at the first outage
+    patience = Patience.from_env()  # refuse a bad $DYNL2_DB_PATIENCE now, not at an outage
+    url = storage.resolve_url(args.storage)
+
+    def on_trial(arm: str, number: int, outcome: str) -> None:
+        if not args.quiet:
+            print(f"dynl2 worker: {arm} trial {number}: {outcome}", flush=True)
+
+    def note(line: str) -> None:
+        if not args.quiet:
+            print(f"dynl2 worker: {line}", file=sys.stderr, flush=True)
+
+    # A worker started while the database restarts (a scheduler starting workers with the
+    # server, or one joining during an outage) waits for it as it would mid-search.
+    opened = retrying(
+        lambda: storage.open(url, create=False), "connecting", patience=patience, note=note
+    )
     try:
-        with storage.open(storage.resolve_url(args.storage), create=False) as store:
-            config = _experiment(store, args.experiment)
+        with opened as store:
+            config = retrying(
+                lambda: _experiment(store, args.experiment),
+                "reading the experiment",
+                patience=patience,
+                note=note,
+            )
             require_device(config)  # before the studies are opened: the store may be a GPU's
-
-            def on_trial(arm: str, number: int, outcome: str) -> None:
-                if not args.quiet:
-                    print(f"dynl2 worker: {arm} trial {number}: {outcome}", flush=True)
-
-            def note(line: str) -> None:
-                if not args.quiet:
-                    print(f"dynl2 worker: {line}", file=sys.stderr, flush=True)
 
             try:
                 summary = run_worker(

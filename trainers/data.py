@@ -8,8 +8,10 @@ touches the network: MNIST-1D is generated with the ``mnist1d`` package and cach
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -269,17 +271,66 @@ def cache_dir() -> Path:
     return Path(base) / "dynl2"
 
 
-def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _cache_kind(path: Path) -> str:
+    """``"file"`` (a regular file), ``"none"`` (nothing there), or ``"other"``: a folder, a
+    link, a FIFO or a device, which the cache neither reads (a FIFO would block forever) nor
+    replaces."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return "none"
+    except OSError:
+        return "other"
+    return "file" if stat.S_ISREG(mode) else "other"
+
+
+def _cached_arrays(path: Path) -> _Arrays | None:
+    """The cached arrays, or None when the cache is missing, unreadable or not a file."""
+    if _cache_kind(path) != "file":
+        return None
+    try:
+        with np.load(path) as cached:
+            return cached["x"], cached["y"], cached["x_test"], cached["y_test"]
+    except (OSError, ValueError, KeyError, EOFError):
+        return None  # unreadable: generate it (a few seconds) and cache it again
+
+
+def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Cache ``arrays`` at ``path`` when nothing but a regular file is there: written to a
+    temporary file beside it and renamed, so parallel workers never read half a cache. An
+    unwritable cache only costs regeneration next time."""
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if _cache_kind(path) == "other":
+            return
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as f:
+            tmp = f.name
+            np.savez(
+                f, x=arrays["x"], y=arrays["y"], x_test=arrays["x_test"], y_test=arrays["y_test"]
+            )
+        os.replace(tmp, path)
+        tmp = None
+    except OSError:
+        pass
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _mnist1d_arrays() -> _Arrays:
     # The cache is keyed by the package's version (its default arguments are what it
     # generates), so a cache hit never imports mnist1d, which pulls in matplotlib: 1.5 s of
     # every worker's start-up, measured.
     key = hashlib.sha256(f"mnist1d {_mnist1d_version()} defaults".encode()).hexdigest()[:16]
     path = cache_dir() / f"mnist1d-{key}.npz"
-    try:
-        with np.load(path) as cached:
-            return cached["x"], cached["y"], cached["x_test"], cached["y_test"]
-    except (OSError, ValueError, KeyError):
-        pass  # missing or unreadable: generate it (a few seconds) and cache it
+    cached = _cached_arrays(path)
+    if cached is not None:
+        return cached
     from mnist1d.data import get_dataset_args, make_dataset  # deferred: pulls in matplotlib
 
     state = np.random.get_state()  # make_dataset reseeds numpy's global generator
@@ -288,14 +339,5 @@ def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     finally:
         np.random.set_state(state)
     arrays = {k: np.asarray(data[k]) for k in ("x", "y", "x_test", "y_test")}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written to a temporary file and renamed: parallel workers never read half a cache.
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as tmp:
-            np.savez(
-                tmp, x=arrays["x"], y=arrays["y"], x_test=arrays["x_test"], y_test=arrays["y_test"]
-            )
-        os.replace(tmp.name, path)
-    except OSError:
-        pass  # an unwritable cache only costs regeneration next time
+    _write_cache(path, arrays)
     return arrays["x"], arrays["y"], arrays["x_test"], arrays["y_test"]

@@ -260,6 +260,9 @@ COMMANDS: list[tuple[str, list[str], int, str, dict[str, str]]] = [
      "DYNL2_DB_PATIENCE", {"DYNL2_DB_PATIENCE": "-1"}),
     ("nan $DYNL2_DB_PATIENCE", ["worker", "exp", "--storage", "sqlite:///{p}/exp.db"], 2,
      "DYNL2_DB_PATIENCE", {"DYNL2_DB_PATIENCE": "nan"}),
+    ("demo: too many workers", ["demo", "--workers", "257"], 2, "from 1 to 256", {}),
+    ("demo: zero workers", ["demo", "--workers", "0"], 2, "--workers", {}),
+    ("demo: workers not a number", ["demo", "--workers", "2.5"], 2, "--workers", {}),
 ]
 # fmt: on
 
@@ -273,6 +276,41 @@ def test_bad_command_line(place, argv, code, fragment, env, capsys, monkeypatch)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     _check(place, [a.format(p=place) for a in argv], code, fragment, capsys)
+
+
+def _workspace_file(p: Path) -> None:
+    (p / "dynl2-workspace").write_text("in the way\n")
+
+
+def _report_folder(p: Path) -> None:
+    (p / "dynl2-workspace" / "reports" / "bad.html").mkdir(parents=True)
+
+
+def _report_fifo(p: Path) -> None:
+    (p / "dynl2-workspace" / "reports").mkdir(parents=True)
+    os.mkfifo(p / "dynl2-workspace" / "reports" / "bad.html")
+
+
+def _report_link(p: Path) -> None:
+    (p / "dynl2-workspace" / "reports").mkdir(parents=True)
+    (p / "dynl2-workspace" / "reports" / "bad.html").symlink_to(p / "plain-file")
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        pytest.param(_workspace_file, "ENOTDIR", id="workspace is a file"),
+        pytest.param(_report_folder, "a folder", id="report is a folder"),
+        pytest.param(_report_fifo, "FIFO", id="report is a FIFO"),
+        pytest.param(_report_link, "symbolic link", id="report is a link"),
+    ],
+)
+def test_run_refuses_a_report_path_before_training(place, make, fragment, capsys):
+    """``dynl2 run`` writes its report to ``./dynl2-workspace/reports/NAME.html`` at the end:
+    a path there that cannot take it is refused before the store is created, not hours later."""
+    make(place)
+    argv = ["run", str(place / "bad.toml"), "--storage", f"sqlite:///{place / 'new.db'}"]
+    _check(place, argv, 2, fragment, capsys)
 
 
 # Exit status 2 from a real process: tests/study/test_run_e2e.py's BAD_RUNS.

@@ -5,10 +5,14 @@ and exit status 1, and the trial it held is retried by the next worker."""
 
 from __future__ import annotations
 
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from typing import IO
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from study.experiment import load_experiment
@@ -43,7 +47,55 @@ def postgres() -> Iterator[tuple[str, PortProxy, str]]:
             yield url, proxy, relayed.render_as_string(hide_password=False)
 
 
+class Streams:
+    """What a process writes to stdout and stderr, read as it comes (two threads), so a test
+    can wait for a line while the process runs."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._threads = [
+            threading.Thread(target=self._read, args=(stream, lines), daemon=True)
+            for stream, lines in ((proc.stdout, self.out), (proc.stderr, self.err))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @staticmethod
+    def _read(stream: IO[str] | None, lines: list[str]) -> None:
+        assert stream is not None
+        for line in stream:
+            lines.append(line)
+
+    def said(self, text: str) -> bool:
+        if self.proc.poll() is not None:
+            pytest.fail(f"the worker ended early: {''.join(self.err)}")
+        return any(text in line for line in self.err)
+
+    def finish(self, timeout: float) -> tuple[int, str, str]:
+        code = self.proc.wait(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
+        return code, "".join(self.out), "".join(self.err)
+
+
+def _connected(url: str, names: set[str]) -> bool:
+    """Every application name of ``names`` has a session on the server (``$PGAPPNAME``)."""
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as connection:
+            query = sa.text("SELECT DISTINCT application_name FROM pg_stat_activity")
+            return names <= set(connection.execute(query).scalars())
+    finally:
+        engine.dispose()
+
+
 def test_workers_ride_out_a_database_outage(postgres, tmp_path):
+    """Two workers start while the database is away (each says so and waits), then, once both
+    are connected and a trial is early in flight, every connection is dropped and new ones
+    refused for 4 s. Both carry on: the trials in flight finish, none is lost or counted
+    twice."""
     url, proxy, relayed = postgres
     epochs, n_trials = 400, 2  # a trial trains for seconds
     config = write_config(tmp_path, "outage", epochs=epochs, n_trials=n_trials)
@@ -51,22 +103,36 @@ def test_workers_ride_out_a_database_outage(postgres, tmp_path):
     # Grace 15 s: longer than the outage plus the longest backoff, so a trial in flight
     # during the outage keeps its heartbeat alive and must finish (none lost).
     create_experiment(url, config, Heartbeat(1, 15))
-    env = {"DYNL2_HEARTBEAT": "1,15", "DYNL2_DB_PATIENCE": "60"}
-    workers = [start_worker("outage", relayed, i, quiet=False, **env) for i in range(2)]
+    env = {"DYNL2_HEARTBEAT": "1,15", "DYNL2_DB_PATIENCE": "600"}
+    names = {f"dynl2-outage-{i}" for i in range(2)}
+    proxy.cut()  # away before the workers start: their first connection waits for it
+    workers = [
+        Streams(start_worker("outage", relayed, i, quiet=False, PGAPPNAME=f"dynl2-outage-{i}",
+                             **env))
+        for i in range(2)
+    ]  # fmt: skip
+    for worker in workers:
+        wait_until(lambda w=worker: w.said("did not answer while connecting"), 600, "a retry")
+    proxy.restore()
     assert {len(searched(arm)) for arm in ARMS} == {2}  # lr and the arm's strength
-    wait_until(lambda: early_in_flight(url, 2, epochs) >= 1, 60, "a trial early in flight")
+    wait_until(
+        lambda: early_in_flight(url, 2, epochs) >= 1 and _connected(url, names),
+        600,
+        "both workers connected and a trial early in flight",
+    )
     dropped = proxy.cut()
     before = trials(url, "outage")  # read directly, not through the relay
     in_flight = set(
         before.loc[(before["state"] == "RUNNING") & whole(before, searched), "trial_id"]
     )
     assert dropped >= 2  # each worker had at least one connection through the relay
-    time.sleep(4)
+    time.sleep(4)  # the outage's length, not a wait for a state
     proxy.restore()
     for worker in workers:
-        code, out, err = finish(worker, 120)
+        code, out, err = worker.finish(600)
         assert code == 0, err
         assert "Traceback" not in err, err
+        assert "the database answers again" in err, err
         assert "dynl2 worker: done" in out
     frame = assert_exact_results(url, "outage", n_trials, epochs)
     state = frame.set_index("trial_id")["state"]

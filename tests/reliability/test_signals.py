@@ -20,6 +20,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -33,7 +34,9 @@ from study.studies import Heartbeat
 from .helpers import (
     ARMS,
     ROOT,
+    STARTED,
     assert_exact_results,
+    child_env,
     create_experiment,
     early_in_flight,
     finish,
@@ -70,14 +73,19 @@ def _assert_one_line(code: int, err: str, status: int, words: str) -> str:
     return lines[0]
 
 
-def _caught(pid: int) -> set[int]:
-    """The signals process ``pid`` has handlers for (``SigCgt`` in ``/proc/PID/status``)."""
+def _signals(pid: int, field: str) -> set[int]:
+    """The signals of a mask in ``/proc/PID/status``: ``SigCgt`` (handled), ``SigIgn``."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return set()
-    mask = next(int(line.split()[1], 16) for line in status.splitlines() if line[:7] == "SigCgt:")
+    mask = next(int(line.split()[1], 16) for line in status.splitlines() if line[:7] == field)
     return {n for n in range(1, 65) if mask >> (n - 1) & 1}
+
+
+def _caught(pid: int) -> set[int]:
+    """The signals process ``pid`` has handlers for."""
+    return _signals(pid, "SigCgt:")
 
 
 def _importing(proc: subprocess.Popen[str]) -> bool:
@@ -216,6 +224,26 @@ def test_a_stop_while_importing(tmp_path, signum, moment):
     assert not (tmp_path / "importing.db").exists()
 
 
+def test_an_ignored_sigint_stays_ignored(tmp_path):
+    """Started with SIGINT ignored (``nohup``, a background job of a script), dynl2 leaves it
+    ignored: a SIGINT sent once its own handlers are in place changes nothing, and the SIGTERM
+    sent after it (delivered after it: a lower-numbered pending signal goes first) ends it, 143."""
+    config = write_config(tmp_path, "nohup", epochs=2, n_trials=1)
+    url = f"sqlite:///{tmp_path / 'nohup.db'}"
+    argv = [sys.executable, "-m", "study", "run", str(config), "--quiet", "--storage", url]
+    proc = subprocess.Popen(
+        argv, cwd=ROOT, env=child_env(), text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+    STARTED.append(proc)
+    wait_until(lambda: _importing(proc), 60, "dynl2's signal handlers", every=0.005)
+    assert signal.SIGINT in _signals(proc.pid, "SigIgn:")
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGTERM)
+    code, _, err = finish(proc, 60)
+    _assert_one_line(code, err, 143, "terminated (SIGTERM)")
+
+
 # ------------------------------------------------------------- during the search, evaluation
 
 
@@ -320,3 +348,57 @@ def test_a_store_file_deleted_mid_run(tmp_path, workers):
     line = _assert_one_line(code, err, 1, "was deleted or replaced")
     assert str(path) in line
     wait_until(lambda: not _group_alive(run.pid), GONE_WITHIN_S, "the workers to end")
+
+
+# ------------------------------------------------------------- dynl2 evaluate --workers N
+
+
+def test_sigterm_and_terminal_ctrl_c_stop_evaluate_with_workers(tmp_path):
+    """``dynl2 evaluate --workers 2`` with many seeds queued: SIGTERM to it alone, then (run
+    again) SIGINT to its process group, as a terminal's Ctrl-C. Each time it ends within the
+    bound instead of finishing the queued seeds, its pool processes gone, 143 or 130, one line,
+    no traceback from the pool; the seeds evaluated so far are kept, and a last run evaluates
+    exactly the rest."""
+    name = "evalstop"
+    config = write_config(tmp_path, name, epochs=EPOCHS, n_trials=1, seeds=1)
+    text = config.read_text().replace("[search]\n", "[search]\nbatch = 1\n")  # a seed a group
+    config.write_text(text)
+    url = f"sqlite:///{tmp_path / 'evalstop.db'}"
+    code, _, err = finish(spawn(["run", str(config), "--quiet", "--storage", url]), WAIT_S)
+    assert code == 0, err
+    seeds = 8
+    total = len(ARMS) * seeds
+    argv = ["evaluate", name, "--seeds", str(seeds), "--workers", "2", "--storage", url]
+    kept = len(ARMS)  # the run's one seed per arm
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        proc = spawn(argv, group=True, **ENV)
+        wait_until(
+            lambda p=proc, k=kept: p.poll() is not None or _evaluations(url, name) > k,
+            WAIT_S,
+            "an evaluation of this run recorded",
+            every=0.05,
+        )
+        assert proc.poll() is None, f"ended before it could be stopped: {proc.communicate()}"
+        if signum == signal.SIGTERM:
+            proc.send_signal(signum)
+        else:
+            os.killpg(proc.pid, signum)
+        sent = time.monotonic()
+        code, _, err = finish(proc, GONE_WITHIN_S)
+        wait_until(lambda p=proc: not _group_alive(p.pid), GONE_WITHIN_S, "the pool to end")
+        assert time.monotonic() - sent < GONE_WITHIN_S
+        words = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted (SIGINT)"
+        _assert_one_line(code, err, 128 + signum, words)
+        now = _evaluations(url, name)
+        assert kept < now < total, (kept, now, total)  # stopped, not finished
+        kept = now
+    with storage.open(url, create=False) as store:
+        before = store.evaluations(name).set_index(["arm", "seed"])["created"]
+    code, _, err = finish(spawn(argv), WAIT_S)
+    assert code == 0, err
+    with storage.open(url, create=False) as store:
+        evals = store.evaluations(name)
+    assert sorted(evals.groupby("arm").size().items()) == [(arm, seeds) for arm in ARMS]
+    assert not evals.duplicated(["arm", "seed"]).any()
+    after = evals.set_index(["arm", "seed"])["created"]
+    assert (after[before.index] == before).all()  # the seeds evaluated before: kept

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pytest
 import torch
@@ -126,3 +129,30 @@ def test_bad_data_settings_name_their_key(data, key):
     with pytest.raises(ConfigError) as info:
         data_from_dict(data)
     assert info.value.key == key
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "link"])
+def test_a_cache_path_that_is_no_file_is_neither_read_nor_replaced(monkeypatch, tmp_path, kind):
+    """A FIFO where the cache goes would block a read forever; a folder or a link is not the
+    cache's to replace. The data is generated, and the thing stays what it was."""
+    monkeypatch.setenv("DYNL2_CACHE", str(tmp_path))
+    load_dataset(Mnist1dData(), CPU)  # the cache's name
+    (cached,) = cache_dir().glob("mnist1d-*.npz")
+    expected = load_dataset(Mnist1dData(), CPU)
+    cached.unlink()
+    if kind == "fifo":
+        os.mkfifo(cached)
+    elif kind == "folder":
+        cached.mkdir()
+    else:
+        (tmp_path / "elsewhere.npz").write_bytes(b"the user's file")
+        cached.symlink_to(tmp_path / "elsewhere.npz")
+    got = load_dataset(Mnist1dData(), CPU)
+    assert torch.equal(got.x_test, expected.x_test)
+    mode = os.lstat(cached).st_mode
+    assert {"fifo": stat.S_ISFIFO, "folder": stat.S_ISDIR, "link": stat.S_ISLNK}[kind](mode)
+    if kind == "link":
+        assert (tmp_path / "elsewhere.npz").read_bytes() == b"the user's file"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".npz")) == sorted(
+        {cached.name} | ({"elsewhere.npz"} if kind == "link" else set())
+    )  # no temporary file left
