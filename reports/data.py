@@ -20,6 +20,7 @@ from typing import Any
 import optuna
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
+from reports.budget import BudgetPoint, budget_curve, crossing
 from reports.model import (
     ArmDynamics,
     ArmResult,
@@ -39,7 +40,8 @@ from reports.model import (
     TrialRow,
     Verdict,
 )
-from reports.stats import FEW_SEEDS, Paired, mean_ci, paired, sentence
+from reports.replicates import Replicated, replicated
+from reports.stats import FEW_SEEDS, mean_ci, sentence
 from reports.toml_text import to_toml
 from storage import EPOCH_METRICS, Store, best_trials, split_evaluations, study_name
 
@@ -80,7 +82,7 @@ def build_report_data(store: Store, experiment: str) -> ReportData:
         accuracy=accuracy,
         verdict=_verdict(arms, trials, evals, accuracy, unfinished, stale),
         setup=_setup(experiment, config, arms, trials, evals, studies),
-        search=_search(arms, trials, val_metric, direction),
+        search=_search(arms, trials, val_metric, direction, studies),
         sensitivity=_sensitivity(config, arms, complete, studies, accuracy, direction),
         dynamics=_dynamics(store, experiment, arms, best),
         tables=_tables(arms, complete, evals, direction, accuracy),
@@ -189,31 +191,34 @@ def _verdict(
     digits = 2 if accuracy else 4
     higher = accuracy
     results = []
+    keyed: dict[str, dict[tuple[int, int], float]] = {}
     for arm, scheme in arms.items():
         rows = evals[evals["arm"] == arm] if not evals.empty else evals
-        by_seed = {
-            int(seed): scale * float(value)
-            for seed, value in zip(rows["seed"], rows[metric], strict=True)
+        replicate = rows["replicate"] if "replicate" in rows.columns else [0] * len(rows)
+        keyed[arm] = {
+            (int(r), int(seed)): scale * float(value)
+            for r, seed, value in zip(replicate, rows["seed"], rows[metric], strict=True)
             if _finite(value) is not None
         }
-        ci = mean_ci(list(by_seed.values())) if by_seed else None
-        results.append(ArmResult(arm, scheme, ci, len(rows) - len(by_seed), by_seed))
-    by_arm = {r.arm: r for r in results}
+        by_seed = {seed: v for (r, seed), v in keyed[arm].items() if r == 0}
+        values = list(keyed[arm].values())
+        ci = mean_ci(values) if values else None
+        results.append(ArmResult(arm, scheme, ci, len(rows) - len(values), by_seed))
     dynamic = next((a for a, s in arms.items() if s == "dynamic"), None)
     fixed = next((a for a, s in arms.items() if s == "fixed"), None)
 
-    comparisons: list[Paired] = []
+    compared: list[Replicated] = []
     if fixed is not None:
         others = [a for a in arms if a != fixed]
         others.sort(key=lambda a: a != dynamic)  # the dynamic arm's row first
         for arm in others:
-            comparisons.append(
-                paired(
-                    arm, fixed, by_arm[arm].by_seed, by_arm[fixed].by_seed, higher_is_better=higher
-                )
+            compared.append(
+                replicated(arm, fixed, keyed[arm], keyed[fixed], higher_is_better=higher)
             )
-    main = next((c for c in comparisons if c.arm == dynamic), None)
-    sentences = tuple(sentence(c, accuracy=accuracy, digits=digits) for c in comparisons)
+    comparisons = [c.comparison for c in compared]
+    main_r = next((c for c in compared if c.comparison.arm == dynamic), None)
+    main = None if main_r is None else main_r.comparison
+    sentences = tuple(_compared_sentence(c, accuracy=accuracy, digits=digits) for c in compared)
 
     warnings_: list[str] = []
     if evals.empty:
@@ -230,10 +235,17 @@ def _verdict(
     else:
         assert main is not None
         text = sentences[comparisons.index(main)]
-    if main is not None and 0 < main.n_pairs < FEW_SEEDS:
+    if main_r is not None and 0 < main_r.seeds < FEW_SEEDS:
         warnings_.append(
-            f"Only {_plural(main.n_pairs, 'paired seed')}: too few seeds to say anything "
+            f"Only {_plural(main_r.seeds, 'paired seed')}: too few seeds to say anything "
             f"reliable (at least {FEW_SEEDS} are needed)."
+        )
+    if main_r is not None and main_r.replicates == 1 and main is not None and main.diff:
+        warnings_.append(
+            "One search per arm: the interval covers the evaluation seeds of the two "
+            "configurations this search chose, not the search's own randomness, and a rerun "
+            "of the search may disagree. Repeat the search (an experiment with another "
+            "[experiment] seed) before reading this as a verdict about the schemes."
         )
     if unfinished and not evals.empty:
         text = f"Provisional, the search is unfinished ({', '.join(unfinished)} trials): {text}"
@@ -262,12 +274,7 @@ def _verdict(
         return int(((trials["arm"] == arm) & (trials["state"] == "COMPLETE")).sum())
 
     if dynamic is not None and fixed is not None:
-        pairs = main.n_pairs if main is not None else 0
-        basis = (
-            f"Rests on {_plural(pairs, 'paired evaluation seed')} and the search that chose "
-            f"each configuration: {_plural(n_trials(dynamic), 'complete trial')} for "
-            f"{dynamic}, {_plural(n_trials(fixed), 'complete trial')} for {fixed}."
-        )
+        basis = _basis(main_r, dynamic, fixed, n_trials(dynamic), n_trials(fixed), digits)
     else:
         basis = f"{_plural(len(evals), 'evaluation')} and {_plural(len(trials), 'trial')} stored."
     return Verdict(
@@ -285,6 +292,52 @@ def _verdict(
         warnings=tuple(warnings_),
         unfinished=unfinished,
         stale=n_stale,
+        replicates=main_r.replicates if main_r is not None else 1,
+        seeds=main_r.seeds if main_r is not None else 0,
+        components=None if main_r is None else main_r.components,
+        method=main_r.method if main_r is not None else "seeds only",
+    )
+
+
+def _compared_sentence(c: Replicated, *, accuracy: bool, digits: int) -> str:
+    """The comparison's sentence: over seeds (one search; about these two configurations) or
+    over replicates × seeds."""
+    if c.method == "replicate means":
+        over = f"{c.replicates} searches × {_plural(c.seeds, 'seed')}"
+        return sentence(c.comparison, accuracy=accuracy, digits=digits, over=over)
+    text = sentence(c.comparison, accuracy=accuracy, digits=digits)
+    if c.comparison.diff is None or c.comparison.diff.half_width is None:
+        return text
+    return text + " This is about the two configurations one search chose; a rerun may disagree."
+
+
+def _basis(
+    main: Replicated | None,
+    dynamic: str,
+    fixed: str,
+    dynamic_trials: int,
+    fixed_trials: int,
+    digits: int,
+) -> str:
+    """What the verdict rests on: searches, seeds, trials, and the two spreads."""
+    trials = (
+        f"{_plural(dynamic_trials, 'complete trial')} for {dynamic}, "
+        f"{_plural(fixed_trials, 'complete trial')} for {fixed}"
+    )
+    if main is None:
+        return f"Rests on no paired evaluation yet; the search: {trials}."
+    parts = main.components
+    spreads = []
+    if parts.search_sd is not None:
+        spreads.append(f"search sd {parts.search_sd:.{digits}f}")
+    if parts.seed_sd is not None:
+        spreads.append(f"seed sd {parts.seed_sd:.{digits}f}")
+    spread = f" Spread of the difference: {', '.join(spreads)}." if spreads else ""
+    return (
+        f"Rests on {_plural(main.replicates, 'search')} per arm (R = {main.replicates}) × "
+        f"{_plural(main.seeds, 'paired evaluation seed')} (S = {main.seeds}), "
+        f"{main.comparison.n_pairs} paired runs in all; the searches: {trials} "
+        f"({main.method}).{spread}"
     )
 
 
@@ -372,7 +425,63 @@ def _setup(
 # --------------------------------------------------------------------------------- search
 
 
-def _search(arms: Mapping[str, str], trials: pd.DataFrame, metric: str, direction: str) -> Search:
+def _results(study: optuna.Study) -> list[float | None]:
+    """A search's results in trial order, as :mod:`reports.budget` takes them: a complete
+    trial's value; None for a pruned or diverged one (a result that cannot be the best).
+    Trials of a worker that died, retried elsewhere, are no result and are left out."""
+    out: list[float | None] = []
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        if t.state == optuna.trial.TrialState.COMPLETE and _finite(t.value) is not None:
+            out.append(t.value)
+        elif t.state == optuna.trial.TrialState.PRUNED or (
+            t.state == optuna.trial.TrialState.FAIL
+            and t.user_attrs.get(_RESULT_ATTR) == "diverged"
+        ):
+            out.append(None)
+    return out
+
+
+def _budget(
+    arms: Mapping[str, str], studies: Mapping[str, optuna.Study], metric: str, direction: str
+) -> tuple[dict[str, tuple[BudgetPoint, ...]], str | None]:
+    """Each arm's budget curve, and one sentence on the dynamic and fixed ones."""
+    curves: dict[str, tuple[BudgetPoint, ...]] = {}
+    for arm in arms:
+        if arm in studies:
+            curve = budget_curve(
+                {0: _results(studies[arm])}, higher_is_better=direction == "maximize"
+            )
+            if curve:
+                curves[arm] = tuple(curve)
+    dynamic = next((a for a, s in arms.items() if s == "dynamic" and a in curves), None)
+    fixed = next((a for a, s in arms.items() if s == "fixed" and a in curves), None)
+    if dynamic is None or fixed is None:
+        return curves, None
+    common = sorted({p.n for p in curves[dynamic]} & {p.n for p in curves[fixed]})
+    if not common:
+        return curves, None
+    at = max(n for n in common if n <= 10) if common[0] <= 10 else common[0]
+    value = {arm: next(p.mean for p in curves[arm] if p.n == at) for arm in (dynamic, fixed)}
+    where = crossing(curves[dynamic], curves[fixed])
+    cross = (
+        f"the curves cross at n ≈ {where}"
+        if where is not None
+        else f"the curves do not cross within {common[-1]} trials"
+    )
+    text = (
+        f"At {_plural(at, 'trial')}, {dynamic}'s expected best {metric} is "
+        f"{value[dynamic]:.4g} vs {fixed}'s {value[fixed]:.4g}; {cross}."
+    )
+    return curves, text
+
+
+def _search(
+    arms: Mapping[str, str],
+    trials: pd.DataFrame,
+    metric: str,
+    direction: str,
+    studies: Mapping[str, optuna.Study] | None = None,
+) -> Search:
     if trials.empty:
         return Search(metric, direction, (), "No trials yet: the search has not started.")
     out = []
@@ -402,7 +511,8 @@ def _search(arms: Mapping[str, str], trials: pd.DataFrame, metric: str, directio
     message = None
     if not any(a.numbers for a in out):
         message = "No complete trial yet: nothing to chart."
-    return Search(metric, direction, tuple(out), message)
+    curves, said = _budget(arms, studies or {}, metric, direction)
+    return Search(metric, direction, tuple(out), message, curves, said)
 
 
 # ---------------------------------------------------------------------------- sensitivity

@@ -143,7 +143,48 @@ def search_figures(data: ReportData) -> list[Figure]:
             )
         )
     fig.update_layout(xaxis_title="trial number", yaxis_title=esc(s.metric))
-    return [_finish(fig, "search", f"best {esc(s.metric)} so far (dots: each complete trial)")]
+    out = [_finish(fig, "search", f"best {esc(s.metric)} so far (dots: each complete trial)")]
+    if s.budget:
+        out.append(_budget_figure(data, colors))
+    return out
+
+
+def _budget_figure(data: ReportData, colors: dict[str, str]) -> Figure:
+    """Expected best validation metric after n trials, per arm, with its band over searches."""
+    s = data.search
+    fig = go.Figure()
+    banded = False
+    for arm, curve in s.budget.items():
+        n = [p.n for p in curve]
+        if all(p.low is not None and p.high is not None for p in curve):
+            banded = True
+            fig.add_trace(
+                go.Scatter(
+                    x=n + n[::-1],
+                    y=[p.high for p in curve] + [p.low for p in curve][::-1],
+                    fill="toself",
+                    fillcolor=colors.get(arm),
+                    opacity=0.15,
+                    line={"width": 0},
+                    hoverinfo="skip",
+                    showlegend=False,
+                    legendgroup=esc(arm),
+                )
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=n,
+                y=_clean([p.mean for p in curve]),
+                mode="lines",
+                line={"color": colors.get(arm), "width": 2},
+                name=esc(arm),
+                legendgroup=esc(arm),
+                hovertemplate="n %{x}: %{y:.4g}<extra></extra>",
+            )
+        )
+    fig.update_layout(xaxis_title="trials (budget)", yaxis_title=esc(s.metric))
+    band = " ± 95% band over searches" if banded else " (one search per arm: no band)"
+    return _finish(fig, "budget", f"expected best {esc(s.metric)} after n trials{band}")
 
 
 def sensitivity_figures(data: ReportData) -> list[Figure]:

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reports.budget import BudgetPoint
+from reports.replicates import Components
 from reports.stats import MeanCI, Paired
 
 
@@ -44,6 +46,12 @@ class Verdict:
     # verdict on an unfinished search is provisional: the best configurations may change.
     unfinished: tuple[str, ...] = ()
     stale: int = 0  # stored evaluations of an earlier best configuration, left out
+    # Searches per arm the main comparison rests on (1: one search, the interval covers the
+    # evaluation seeds only) and how the interval was made (reports.replicates).
+    replicates: int = 1
+    seeds: int = 0  # distinct evaluation seeds the main comparison pairs
+    components: Components | None = None  # of the main difference: search and seed sd
+    method: str = "seeds only"
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,10 @@ class Search:
     direction: str  # "maximize" or "minimize"
     arms: tuple[ArmSearch, ...]
     message: str | None  # why the section is empty, if it is
+    # Expected best validation metric after n trials, per arm (reports.budget), and what the
+    # dynamic and fixed curves say in one sentence (None without both).
+    budget: Mapping[str, tuple[BudgetPoint, ...]] = field(default_factory=dict, hash=False)
+    budget_sentence: str | None = None
 
 
 @dataclass(frozen=True)

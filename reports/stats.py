@@ -110,13 +110,14 @@ def signed(x: float, digits: int) -> str:
     return f"−{text}" if x < 0 and float(text) != 0 else f"+{text}"
 
 
-def sentence(c: Paired, *, accuracy: bool, digits: int) -> str:
+def sentence(c: Paired, *, accuracy: bool, digits: int, over: str | None = None) -> str:
     """One plain sentence: who beat whom by how much, or that the data cannot tell.
 
     ``accuracy``: the differences are test accuracy in percentage points (higher is better);
-    otherwise test loss (lower is better).
+    otherwise test loss (lower is better). ``over``: what the pairs are, when not seeds
+    ("3 searches × 10 seeds").
     """
-    seeds = f"{c.n_pairs} seed{'s' if c.n_pairs != 1 else ''}"
+    seeds = over or f"{c.n_pairs} seed{'s' if c.n_pairs != 1 else ''}"
     unit = " points" if accuracy else " in test loss"
     if c.diff is None:
         return f"{c.arm} and {c.baseline} share no evaluation seed yet: no comparison."

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from reports.model import ReportData
+from reports.model import ReportData, Verdict
 from reports.stats import MeanCI, Paired
 
 
@@ -53,7 +53,10 @@ def summary_json(data: ReportData) -> dict[str, Any]:
         "arms": {
             a.arm: {"scheme": a.scheme, "test": _ci(a.ci), "failed": a.n_failed} for a in v.arms
         },
-        "main": None if v.main is None else _paired(v.main),
+        "replicates": v.replicates,
+        "seeds": v.seeds,
+        "method": v.method,
+        "main": None if v.main is None else _paired(v.main) | {"components": _components(v)},
         "comparisons": [_paired(c) for c in v.comparisons],
         "sentence": v.sentence,
         "basis": v.basis,
@@ -61,4 +64,20 @@ def summary_json(data: ReportData) -> dict[str, Any]:
         "provisional": bool(v.unfinished),
         "unfinished": list(v.unfinished),
         "stale_evaluations": v.stale,
+        "budget_curves": {
+            arm: [
+                {"n": p.n, "mean": _float(p.mean), "low": _float(p.low), "high": _float(p.high)}
+                for p in curve
+            ]
+            for arm, curve in data.search.budget.items()
+        },
+        "budget_sentence": data.search.budget_sentence,
+    }
+
+
+def _components(v: Verdict) -> dict[str, float | None]:
+    parts = v.components
+    return {
+        "search_sd": None if parts is None else _float(parts.search_sd),
+        "seed_sd": None if parts is None else _float(parts.seed_sd),
     }

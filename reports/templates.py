@@ -148,6 +148,9 @@ REPORT = (
 {% endif %}
 {{ message(search.message) }}
 {% for f in figs.search %}{{ figure(f) }}{% endfor %}
+{% if search.budget_sentence %}<p>{{ search.budget_sentence }} (Expected best of n trials drawn
+ from each search's results without replacement; pruned and diverged trials count toward n but
+ are never the best.)</p>{% endif %}
 {% set failures = search.arms|selectattr("failures")|list %}
 {% if failures %}
 <h3>Failed trials</h3>

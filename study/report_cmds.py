@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,12 @@ def add_parsers(verbs: Any) -> None:
     )  # fmt: skip
     p.add_argument("--compare", action="store_true", help="one page across the experiments")
     p.add_argument("--from-store", action="store_true", help="re-export the newest stored one")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the verdict's numbers as one JSON object on stdout (the page is still "
+        "written and stored; its path goes to stderr)",
+    )
     _storage_flag(p)
     p.set_defaults(handler=cmd_report)
 
@@ -44,7 +52,12 @@ def add_parsers(verbs: Any) -> None:
     p.set_defaults(handler=cmd_reports)
 
 
-def make_report(store: Store, experiment: str, output: Path | None = None) -> tuple[Path, float]:
+def make_report(
+    store: Store,
+    experiment: str,
+    output: Path | None = None,
+    summary: dict[str, Any] | None = None,
+) -> tuple[Path, float]:
     """Build, record and write the report of ``experiment``; returns (path, seconds).
 
     The target is checked before anything is computed. The page is then written beside it,
@@ -58,8 +71,11 @@ def make_report(store: Store, experiment: str, output: Path | None = None) -> tu
     data = build_report_data(store, experiment)
     html = render_html(data)
     staged = StagedFile(path, html)
+    numbers = summary_json(data)
+    if summary is not None:  # the caller's copy of the verdict's numbers (--json)
+        summary.update(numbers)
     try:
-        report_id = store.record_report(experiment, str(path), summary_json(data), html)
+        report_id = store.record_report(experiment, str(path), numbers, html)
     except BaseException:
         staged.discard()
         raise
@@ -80,6 +96,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError("--compare needs at least two experiments")
     if not args.compare and len(args.experiments) > 1:
         raise UsageError("give one EXPERIMENT, or use --compare for several")
+    if args.json and (args.compare or args.from_store):
+        raise UsageError(
+            "--json prints one experiment's new verdict: not with --compare or --from-store"
+        )
     # Where the page goes is checked first: a path that cannot be written costs nothing.
     if args.output is not None:
         path = target_path(args.output)
@@ -104,8 +124,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     # Writing the report needs the tables for it: open for writing (adds dynl2_reports to a
     # store made by an older dynl2).
     with storage.open(storage.resolve_url(args.storage)) as store:
-        path, _ = make_report(store, args.experiments[0], path)
-    print(path)
+        summary: dict[str, Any] = {}
+        path, _ = make_report(store, args.experiments[0], path, summary)
+    if args.json:  # stdout is the JSON object alone; where the page went goes to stderr
+        print(json.dumps(summary, allow_nan=False, sort_keys=True))
+        print(f"report: {path}", file=sys.stderr)
+    else:
+        print(path)
     return 0
 
 

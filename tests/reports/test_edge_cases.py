@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -95,8 +97,18 @@ def test_a_clear_win_on_many_seeds(store):
     data, html = report(store, "win")
     v = data.verdict
     assert v.sentence.startswith("Dynamic beat fixed by 1.99 ± 0.27 points")
-    assert "10 seeds" in v.sentence and not v.warnings
+    assert "10 seeds" in v.sentence
+    # One search per arm: the sentence and the one warning say the verdict is about these
+    # two configurations, and that a rerun of the search may disagree (issue 11).
+    assert "two configurations one search chose; a rerun may disagree" in v.sentence
+    assert len(v.warnings) == 1 and v.warnings[0].startswith("One search per arm")
+    assert v.replicates == 1 and v.seeds == 10 and v.method == "seeds only"
+    assert v.components is not None and v.components.search_sd is None
+    assert v.components.seed_sd == pytest.approx(statistics.stdev(
+        [(0.87 - n / 2 - 0.85 - n) * 100 for n in noise]
+    ))  # fmt: skip
     assert '<p class="answer win">' in html
+    assert "One search per arm" in html and "R = 1" in html
 
 
 def test_a_loss_metric_lower_is_better(store):

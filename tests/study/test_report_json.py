@@ -1,0 +1,86 @@
+"""Issue 11: ``dynl2 report EXPERIMENT --json`` and the verdict summary's new keys: R, S, the
+two spreads of the main difference, and the budget curves."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import storage
+from reports.budget import expected_best
+from tests.reports import synthetic as syn
+
+from ..reliability.helpers import run_cli
+
+
+@pytest.fixture
+def url(tmp_path):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    with storage.open(url) as store:
+        cfg = syn.create(store, "j", n_trials=6)
+        syn.add_trials(store, cfg, "dynamic", [0.70, 0.74, 0.71, 0.78], seed=1)
+        syn.add_trials(store, cfg, "dynamic", [None], state=TrialState.PRUNED)
+        syn.add_trials(store, cfg, "dynamic", [0.80], seed=2)
+        syn.add_trials(store, cfg, "fixed", [0.72, 0.73, 0.75, 0.76, 0.74, 0.77], seed=3)
+        syn.add_evaluations(store, "j", "dynamic", [0.80, 0.82, 0.81, 0.83, 0.80])
+        syn.add_evaluations(store, "j", "fixed", [0.79, 0.80, 0.80, 0.81, 0.78])
+        syn.add_evaluations(store, "j", "none", [0.75, 0.76, 0.74, 0.75, 0.76])
+    return url
+
+
+def test_json_is_the_stored_summary_with_the_new_keys(url, tmp_path, capsys):
+    out = tmp_path / "j.html"
+    code, stdout, stderr = run_cli(
+        ["report", "j", "-o", str(out), "--json", "--storage", url], capsys
+    )
+    assert code == 0, stderr
+    summary = json.loads(stdout)  # stdout is the one JSON object, nothing else
+    assert stderr.strip() == f"report: {out}"
+    assert out.is_file()
+    with storage.open(url, create=False) as store:
+        stored = store.reports("j").iloc[0]["summary"]
+    assert stored == summary
+    # today's keys are kept
+    for key in ("comparisons", "sentence", "warnings"):
+        assert key in summary
+    main = summary["main"]
+    for key in ("mean", "low", "high", "half_width", "n"):
+        assert key in main["diff"]
+    assert {"p_value", "significant", "winner"} <= set(main)
+    # the new ones
+    assert summary["replicates"] == 1 and summary["seeds"] == 5
+    assert main["components"]["search_sd"] is None  # one search: not measurable
+    dynamic_accs, fixed_accs = [0.80, 0.82, 0.81, 0.83, 0.80], [0.79, 0.80, 0.80, 0.81, 0.78]
+    diffs = [100 * (a - b) for a, b in zip(dynamic_accs, fixed_accs, strict=True)]
+    mean = sum(diffs) / 5
+    sd = (sum((d - mean) ** 2 for d in diffs) / 4) ** 0.5
+    assert main["components"]["seed_sd"] == pytest.approx(sd)
+    assert any(w.startswith("One search per arm") for w in summary["warnings"])
+    curves = summary["budget_curves"]
+    assert set(curves) == {"dynamic", "fixed", "none"}  # "none" searches lr
+    dynamic = [0.70, 0.74, 0.71, 0.78, None, 0.80]  # the pruned trial counts, never best
+    expected = expected_best(dynamic, range(1, 7), higher_is_better=True)
+    assert [p["n"] for p in curves["dynamic"]] == list(range(1, 7))
+    assert [p["mean"] for p in curves["dynamic"]] == pytest.approx(expected)
+    assert all(p["low"] is None and p["high"] is None for p in curves["dynamic"])
+    assert curves["dynamic"][-1]["mean"] == pytest.approx(0.80)
+    assert summary["budget_sentence"].startswith("At 6 trials, dynamic's expected best val_acc")
+    html = out.read_text(encoding="utf-8")
+    assert 'id="plot-budget"' in html and "expected best val_acc after n trials" in html
+
+
+@pytest.mark.parametrize(
+    "extra", [["--compare", "j", "j"], ["--from-store"]], ids=["compare", "from-store"]
+)
+def test_json_with_compare_or_from_store_is_refused(url, tmp_path, capsys, extra):
+    argv = ["report", *extra, "-o", str(tmp_path / "x.html"), "--json", "--storage", url]
+    if extra[0] == "--from-store":
+        argv.insert(1, "j")
+    code, stdout, stderr = run_cli(argv, capsys)
+    assert code == 2 and stdout == ""
+    assert len(stderr.strip().splitlines()) == 1 and "--json" in stderr
+    assert not (tmp_path / "x.html").exists()
