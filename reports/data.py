@@ -12,7 +12,7 @@ import os
 import platform
 import shlex
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
@@ -80,9 +80,18 @@ def build_report_data(store: Store, experiment: str) -> ReportData:
         experiment=experiment,
         generated=datetime.now(UTC).isoformat(timespec="seconds"),
         accuracy=accuracy,
-        verdict=_verdict(arms, trials, evals, accuracy, unfinished, stale),
+        verdict=_verdict(
+            arms, trials, evals, accuracy, unfinished, stale, _replicates(config), searched
+        ),
         setup=_setup(experiment, config, arms, trials, evals, studies),
-        search=_search(arms, trials, val_metric, direction, studies),
+        search=_search(
+            arms,
+            trials,
+            val_metric,
+            direction,
+            _replicate_studies(store, experiment, trials),
+            _replicates(config),
+        ),
         sensitivity=_sensitivity(config, arms, complete, studies, accuracy, direction),
         dynamics=_dynamics(store, experiment, arms, best),
         tables=_tables(arms, complete, evals, direction, accuracy),
@@ -143,6 +152,25 @@ def _load_studies(store: Store, experiment: str, arms: list[str]) -> dict[str, o
     return out
 
 
+def _replicate_studies(
+    store: Store, experiment: str, trials: pd.DataFrame
+) -> dict[tuple[str, int], optuna.Study]:
+    """The study of every search (arm, replicate) that has trials."""
+    if trials.empty:
+        return {}
+    storage = store.optuna_storage()
+    out = {}
+    for arm, replicate in sorted({(str(a), int(r)) for a, r in zip(
+        trials["arm"], trials["replicate"], strict=True
+    )}):  # fmt: skip
+        name = study_name(experiment, arm, replicate)
+        try:
+            out[(arm, replicate)] = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:  # a study the store lists but Optuna cannot load: skip it
+            continue
+    return out
+
+
 def _finite(value: object) -> float | None:
     if value is None or value is pd.NA:
         return None
@@ -150,24 +178,34 @@ def _finite(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _replicates(config: Mapping[str, Any]) -> int:
+    """``[search] replicates`` of a stored config (absent: 1, as before replicates)."""
+    value = _table(config, "search").get("replicates", 1)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1
+
+
 def _unfinished(
     store: Store, experiment: str, config: Mapping[str, Any], searched: set[str]
 ) -> tuple[str, ...]:
-    """``"arm k/n"`` for each searched arm with fewer than ``n_trials`` results (COMPLETE,
-    PRUNED, or FAIL because the run diverged: what dynl2 counts toward the budget)."""
+    """``"arm k/n"`` (``"arm/R k/n"`` with replicates) for each search short of ``n_trials``
+    results (COMPLETE, PRUNED, or FAIL because the run diverged: what dynl2 counts toward the
+    budget)."""
     budget = _table(config, "search").get("n_trials")
     if not isinstance(budget, int) or isinstance(budget, bool):
         return ()
+    replicates = _replicates(config)
     tallies = store.trial_tallies(experiment, _RESULT_ATTR)
     out = []
     for arm in sorted(searched):
-        tally = tallies.get(arm)
-        done = 0
-        if tally is not None:
-            done = tally.states.get("COMPLETE", 0) + tally.states.get("PRUNED", 0)
-            done += tally.results.get(("FAIL", "diverged"), 0)
-        if done < budget:
-            out.append(f"{arm} {done}/{budget}")
+        for replicate in range(1, replicates + 1):
+            tally = tallies.get((arm, replicate))
+            done = 0
+            if tally is not None:
+                done = tally.states.get("COMPLETE", 0) + tally.states.get("PRUNED", 0)
+                done += tally.results.get(("FAIL", "diverged"), 0)
+            if done < budget:
+                name = arm if replicates == 1 else f"{arm}/{replicate}"
+                out.append(f"{name} {done}/{budget}")
     return tuple(out)
 
 
@@ -185,7 +223,13 @@ def _verdict(
     accuracy: bool,
     unfinished: tuple[str, ...] = (),
     stale: pd.DataFrame | None = None,
+    replicates: int = 1,
+    searched: Collection[str] | None = None,
 ) -> Verdict:
+    """The verdict: each arm's test metric, and every arm against the fixed one paired by
+    (replicate, seed) (:func:`reports.replicates.replicated`). An arm with nothing to search
+    trains one configuration, the same in every replicate: its evaluations (of replicate 1)
+    pair with every replicate's."""
     metric = "test_acc" if accuracy else "test_loss"
     scale = 100.0 if accuracy else 1.0
     digits = 2 if accuracy else 4
@@ -194,14 +238,19 @@ def _verdict(
     keyed: dict[str, dict[tuple[int, int], float]] = {}
     for arm, scheme in arms.items():
         rows = evals[evals["arm"] == arm] if not evals.empty else evals
-        replicate = rows["replicate"] if "replicate" in rows.columns else [0] * len(rows)
+        replicate = rows["replicate"] if "replicate" in rows.columns else [1] * len(rows)
         keyed[arm] = {
             (int(r), int(seed)): scale * float(value)
             for r, seed, value in zip(replicate, rows["seed"], rows[metric], strict=True)
             if _finite(value) is not None
         }
-        by_seed = {seed: v for (r, seed), v in keyed[arm].items() if r == 0}
         values = list(keyed[arm].values())
+        if searched is not None and arm not in searched:  # one configuration for every search
+            once = {seed: v for (r, seed), v in keyed[arm].items() if r == 1}
+            keyed[arm] = {
+                (r, seed): v for r in range(1, replicates + 1) for seed, v in once.items()
+            }
+        by_seed = {seed: v for (r, seed), v in keyed[arm].items() if r == 1}
         ci = mean_ci(values) if values else None
         results.append(ArmResult(arm, scheme, ci, len(rows) - len(values), by_seed))
     dynamic = next((a for a, s in arms.items() if s == "dynamic"), None)
@@ -442,17 +491,19 @@ def _results(study: optuna.Study) -> list[float | None]:
 
 
 def _budget(
-    arms: Mapping[str, str], studies: Mapping[str, optuna.Study], metric: str, direction: str
+    arms: Mapping[str, str],
+    studies: Mapping[tuple[str, int], optuna.Study],
+    metric: str,
+    direction: str,
 ) -> tuple[dict[str, tuple[BudgetPoint, ...]], str | None]:
-    """Each arm's budget curve, and one sentence on the dynamic and fixed ones."""
+    """Each arm's budget curve (over its replicates), and one sentence on the dynamic and
+    fixed ones."""
     curves: dict[str, tuple[BudgetPoint, ...]] = {}
     for arm in arms:
-        if arm in studies:
-            curve = budget_curve(
-                {0: _results(studies[arm])}, higher_is_better=direction == "maximize"
-            )
-            if curve:
-                curves[arm] = tuple(curve)
+        mine = {r: _results(study) for (a, r), study in studies.items() if a == arm}
+        curve = budget_curve(mine, higher_is_better=direction == "maximize") if mine else []
+        if curve:
+            curves[arm] = tuple(curve)
     dynamic = next((a for a, s in arms.items() if s == "dynamic" and a in curves), None)
     fixed = next((a for a, s in arms.items() if s == "fixed" and a in curves), None)
     if dynamic is None or fixed is None:
@@ -480,13 +531,18 @@ def _search(
     trials: pd.DataFrame,
     metric: str,
     direction: str,
-    studies: Mapping[str, optuna.Study] | None = None,
+    studies: Mapping[tuple[str, int], optuna.Study] | None = None,
+    replicates: int = 1,
 ) -> Search:
+    """The search section: per search (an arm, or ``ARM/R`` with replicates) its trials and
+    best so far; per arm its budget curve."""
     if trials.empty:
         return Search(metric, direction, (), "No trials yet: the search has not started.")
     out = []
-    for arm in arms:
-        mine = trials[trials["arm"] == arm].sort_values("number")
+    keys = [(arm, r) for r in range(1, replicates + 1) for arm in arms]
+    for arm, replicate in sorted(keys, key=lambda k: (list(arms).index(k[0]), k[1])):
+        mine = trials[(trials["arm"] == arm) & (trials["replicate"] == replicate)]
+        mine = mine.sort_values("number")
         if mine.empty:
             continue
         done = mine[(mine["state"] == "COMPLETE") & mine["value"].notna()]
@@ -500,7 +556,7 @@ def _search(
         )
         out.append(
             ArmSearch(
-                arm=arm,
+                arm=arm if replicates == 1 else f"{arm}/{replicate}",
                 numbers=tuple(int(n) for n in done["number"]),
                 values=tuple(values),
                 best_so_far=tuple(float(v) for v in best),

@@ -121,12 +121,13 @@ def search_figures(data: ReportData) -> list[Figure]:
     for a in s.arms:
         if not a.numbers:
             continue
+        color = colors.get(a.arm.split("/")[0])  # "ARM/R": a replicate takes its arm's color
         fig.add_trace(
             go.Scatter(
                 x=list(a.numbers),
                 y=list(a.values),
                 mode="markers",
-                marker={"color": colors.get(a.arm), "opacity": 0.3, "size": 5},
+                marker={"color": color, "opacity": 0.3, "size": 5},
                 name=f"{esc(a.arm)} trials",
                 legendgroup=esc(a.arm),
                 showlegend=False,
@@ -137,7 +138,7 @@ def search_figures(data: ReportData) -> list[Figure]:
                 x=list(a.numbers),
                 y=list(a.best_so_far),
                 mode="lines",
-                line={"color": colors.get(a.arm), "width": 2, "shape": "hv"},
+                line={"color": color, "width": 2, "shape": "hv"},
                 name=esc(a.arm),
                 legendgroup=esc(a.arm),
             )

@@ -35,7 +35,7 @@ from storage.records import (
     study_name,
 )
 from storage.schema import SCHEMA_VERSION
-from storage.selection import best_trials, evaluated_params, split_evaluations
+from storage.selection import best_by_search, best_trials, evaluated_params, split_evaluations
 from storage.store import Store, open
 from storage.urls import (
     ENV_VAR,
@@ -76,6 +76,7 @@ __all__ = [
     "Store",
     "Tally",
     "backend_of",
+    "best_by_search",
     "best_trials",
     "default_url",
     "evaluated_params",

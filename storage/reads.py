@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 from optuna.distributions import json_to_distribution
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import Integer, Select, and_, func, literal, select
 from sqlalchemy.orm import Session
 
 from storage import optuna_tables as ot
@@ -97,13 +97,16 @@ def _utc(frame: Any, *columns: str) -> Any:
     return frame
 
 
-def arm_studies(session: Session, experiment: str, arm: str | None = None) -> dict[int, str]:
-    """``{study_id: arm}`` for the Optuna studies named ``EXPERIMENT/ARM`` (of one ``arm``).
+def arm_studies(
+    session: Session, experiment: str, arm: str | None = None
+) -> dict[int, tuple[str, int]]:
+    """``{study_id: (arm, replicate)}`` for the Optuna studies named ``EXPERIMENT/ARM`` and
+    ``EXPERIMENT/ARM/R`` (of one ``arm``).
 
     Once dynl2 has marked the experiment's studies (``STUDY_MARK``), only the studies marked
-    for this experiment and their arm count: a study another program made under such a name
-    is left out. A store written before the mark (no study of the experiment marked) is read
-    as it always was.
+    for this experiment, arm and replicate count: a study another program made under such a
+    name is left out. A store written before the mark (no study of the experiment marked) is
+    read as it always was.
     """
     mark = ot.study_system_attributes
     query = (
@@ -115,27 +118,31 @@ def arm_studies(session: Session, experiment: str, arm: str | None = None) -> di
         )
         .where(ot.studies.c.study_name.startswith(f"{experiment}/", autoescape=True))
     )
-    found: dict[int, str] = {}
-    marked: dict[int, str] = {}
+    found: dict[int, tuple[str, int]] = {}
+    marked: dict[int, tuple[str, int]] = {}
     for study_id, name, mark_json in session.execute(query):
         parts = split_study_name(name)
         if parts is None or parts[0] != experiment:
             continue
-        found[study_id] = parts[1]
-        if mark_json is not None and _marks(mark_json, experiment, parts[1]):
-            marked[study_id] = parts[1]
+        found[study_id] = (parts[1], parts[2])
+        if mark_json is not None and _marks(mark_json, experiment, parts[1], parts[2]):
+            marked[study_id] = (parts[1], parts[2])
     chosen = marked or found
-    return chosen if arm is None else {k: v for k, v in chosen.items() if v == arm}
+    return chosen if arm is None else {k: v for k, v in chosen.items() if v[0] == arm}
 
 
-def _marks(mark_json: str, experiment: str, arm: str) -> bool:
+def _marks(mark_json: str, experiment: str, arm: str, replicate: int) -> bool:
     try:
         mark = json.loads(mark_json)
     except ValueError:
         return False
     if not isinstance(mark, dict):
         return False
-    return mark.get("experiment") == experiment and mark.get("arm") == arm
+    return (
+        mark.get("experiment") == experiment
+        and mark.get("arm") == arm
+        and mark.get("replicate", 1) == replicate
+    )
 
 
 def experiments_frame(session: Session) -> pd.DataFrame:
@@ -148,7 +155,7 @@ def experiments_frame(session: Session) -> pd.DataFrame:
 
 def epochs_frame(session: Session, experiment: str, arm: str | None) -> pd.DataFrame:
     arms = arm_studies(session, experiment, arm)
-    dtypes = {"number": "int64", "trial_id": "int64", "epoch": "int64"}
+    dtypes = {"replicate": "int64", "number": "int64", "trial_id": "int64", "epoch": "int64"}
     dtypes |= {metric: "float64" for metric in EPOCH_METRICS}
     if not arms:
         return _frame([], EPOCH_COLUMNS, dtypes)
@@ -160,38 +167,41 @@ def epochs_frame(session: Session, experiment: str, arm: str | None) -> pd.DataF
         .where(ot.trials.c.study_id.in_(arms))
         .order_by(ot.trials.c.study_id, ot.trials.c.number, Epoch.epoch)
     )
-    rows = [(arms[row[0]], *row[1:]) for row in session.execute(query)]
+    rows = [(*arms[row[0]], *row[1:]) for row in session.execute(query)]
     frame = _frame(rows, EPOCH_COLUMNS, dtypes)
-    return frame.sort_values(["arm", "number", "epoch"], kind="stable", ignore_index=True)
+    order = ["arm", "replicate", "number", "epoch"]
+    return frame.sort_values(order, kind="stable", ignore_index=True)
 
 
-def evaluations_frame(session: Session, experiment_id: int) -> pd.DataFrame:
+def evaluations_frame(
+    session: Session, experiment_id: int, *, replicate_column: bool = True
+) -> pd.DataFrame:
+    """The experiment's evaluations by arm, replicate and seed (see ``EVALUATION_COLUMNS``).
+
+    Without ``replicate_column`` (a store an older dynl2 wrote, read without upgrading it:
+    ``dynl2_evaluations`` has no ``replicate`` yet) every row is replicate 1, as it was the
+    arm's only search.
+    """
+    e = Evaluation
+    replicate = e.replicate if replicate_column else literal(1, Integer).label("replicate")
+    metrics = (e.test_loss, e.test_acc, e.val_loss, e.val_acc, e.seconds)
     query = (
-        select(Evaluation)
-        .where(Evaluation.experiment_id == experiment_id)
-        .order_by(Evaluation.arm, Evaluation.seed)
+        select(e.arm, e.seed, replicate, e.params, *metrics, e.created)
+        .where(e.experiment_id == experiment_id)
+        .order_by(e.arm, replicate, e.seed)
     )
     rows = [
-        (
-            e.arm,
-            e.seed,
-            _params(e.params, e.arm, e.seed),
-            e.test_loss,
-            e.test_acc,
-            e.val_loss,
-            e.val_acc,
-            e.seconds,
-            e.created,
-        )
-        for e in session.scalars(query)
+        (arm, seed, number, _params(params, arm, number, seed), *rest)
+        for arm, seed, number, params, *rest in session.execute(query)
     ]
-    dtypes = {"seed": "int64"}
+    dtypes = {"replicate": "int64", "seed": "int64"}
     dtypes |= {c: "float64" for c in ("test_loss", "test_acc", "val_loss", "val_acc", "seconds")}
     return _utc(_frame(rows, EVALUATION_COLUMNS, dtypes), "created")
 
 
-def _params(value: object, arm: str, seed: int) -> dict[str, Any]:
-    where = f"the params of the evaluation of arm {arm!r}, seed {seed} in dynl2_evaluations"
+def _params(value: object, arm: str, replicate: int, seed: int) -> dict[str, Any]:
+    search = f"arm {arm!r}" if replicate == 1 else f"arm {arm!r}, replicate {replicate}"
+    where = f"the params of the evaluation of {search}, seed {seed} in dynl2_evaluations"
     params = stored_json(value, where)
     if not isinstance(params, dict):
         raise damaged(f"{where} are JSON {type(params).__name__}, not an object")
@@ -221,6 +231,7 @@ def trials_frame(session: Session, experiment: str, arm: str | None) -> pd.DataF
     """One row per Optuna trial of the experiment's studies (see ``TRIAL_COLUMNS``)."""
     arms = arm_studies(session, experiment, arm)
     dtypes = {
+        "replicate": "int64",
         "number": "int64",
         "trial_id": "int64",
         "value": "float64",
@@ -285,7 +296,7 @@ def trials_frame(session: Session, experiment: str, arm: str | None) -> pd.DataF
         user = attrs.get(trial_id, {})
         rows.append(
             (
-                arms[study_id],
+                *arms[study_id],
                 number,
                 trial_id,
                 str(state),
@@ -300,11 +311,12 @@ def trials_frame(session: Session, experiment: str, arm: str | None) -> pd.DataF
         )
     frame = _frame(rows, TRIAL_COLUMNS, dtypes)
     frame = _utc(frame, "datetime_start", "datetime_complete")
-    return frame.sort_values(["arm", "number"], kind="stable", ignore_index=True)
+    return frame.sort_values(["arm", "replicate", "number"], kind="stable", ignore_index=True)
 
 
-def tallies(session: Session, experiment: str, result_attr: str) -> dict[str, Tally]:
-    """``{arm: Tally}`` of the experiment's studies, in one grouped query (see ``Tally``)."""
+def tallies(session: Session, experiment: str, result_attr: str) -> dict[tuple[str, int], Tally]:
+    """``{(arm, replicate): Tally}`` of the experiment's studies, in one grouped query (see
+    ``Tally``)."""
     arms = arm_studies(session, experiment)
     t, a, v = ot.trials.c, ot.trial_user_attributes.c, ot.trial_values.c
     query = (

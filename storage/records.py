@@ -6,6 +6,7 @@ has closed, and can be pickled to another process.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,10 +54,18 @@ EVALUATION_METRICS = ("test_loss", "test_acc", "val_loss", "val_acc", "seconds")
 
 # Columns of the DataFrames the read side returns, in order.
 EXPERIMENT_COLUMNS = ("id", "name", "created", "config")
-EPOCH_COLUMNS = ("arm", "number", "trial_id", "state", "epoch", *EPOCH_METRICS)
-EVALUATION_COLUMNS = ("arm", "seed", "params", *EVALUATION_METRICS, "created")
+EPOCH_COLUMNS = ("arm", "replicate", "number", "trial_id", "state", "epoch", *EPOCH_METRICS)
+EVALUATION_COLUMNS = (
+    "arm",
+    "seed",
+    "replicate",  # which search of the arm chose the configuration; 1 in older stores
+    "params",
+    *EVALUATION_METRICS,
+    "created",
+)
 TRIAL_COLUMNS = (
     "arm",
+    "replicate",  # which search of the arm (1 .. [search] replicates): Optuna study EXP/ARM[/R]
     "number",
     "trial_id",
     "state",  # COMPLETE, PRUNED, FAIL, RUNNING or WAITING
@@ -103,19 +112,31 @@ def check_name(value: object, argument: str) -> str:
     return value
 
 
-def study_name(experiment: str, arm: str) -> str:
-    """The Optuna study name of one arm of an experiment: ``EXPERIMENT/ARM``."""
+def study_name(experiment: str, arm: str, replicate: int = 1) -> str:
+    """The Optuna study name of one search of an arm: ``EXPERIMENT/ARM`` for replicate 1 (the
+    only one before replicates existed, so older stores keep their names), ``EXPERIMENT/ARM/R``
+    for replicate ``R`` >= 2."""
     check_name(experiment, "experiment")
     check_name(arm, "arm")
-    return f"{experiment}{STUDY_NAME_SEPARATOR}{arm}"
+    if isinstance(replicate, bool) or not isinstance(replicate, int) or replicate < 1:
+        raise InvalidRecord(f"`replicate` must be an int >= 1, but got {replicate!r}.")
+    base = f"{experiment}{STUDY_NAME_SEPARATOR}{arm}"
+    return base if replicate == 1 else f"{base}{STUDY_NAME_SEPARATOR}{replicate}"
 
 
-def split_study_name(name: str) -> tuple[str, str] | None:
-    """``(experiment, arm)`` of a dynl2 study name, or ``None`` for any other study."""
+def split_study_name(name: str) -> tuple[str, str, int] | None:
+    """``(experiment, arm, replicate)`` of a dynl2 study name (see :func:`study_name`), or
+    ``None`` for any other study."""
     parts = name.split(STUDY_NAME_SEPARATOR)
-    if len(parts) != 2 or not all(parts):
-        return None
-    return parts[0], parts[1]
+    if len(parts) == 2 and all(parts):
+        return parts[0], parts[1], 1
+    if len(parts) == 3 and parts[0] and parts[1] and _REPLICATE.fullmatch(parts[2]):
+        replicate = int(parts[2])
+        return (parts[0], parts[1], replicate) if replicate >= 2 else None
+    return None
+
+
+_REPLICATE = re.compile(r"[1-9][0-9]{0,5}", re.ASCII)  # no leading zero: one name per search
 
 
 @dataclass(frozen=True)

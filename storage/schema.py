@@ -1,8 +1,12 @@
 """dynl2's own tables, next to Optuna's in the same database, all prefixed ``dynl2_``.
 
-Created by :func:`create_schema` after Optuna's ``RDBStorage`` has created its tables, because
-``dynl2_epochs.trial_id`` references Optuna's ``trials.trial_id``. Our schema version lives in
-``dynl2_meta`` (Optuna owns ``alembic_version`` and ``version_info``).
+These models are the schema at the newest migration (``storage/migrations``): a new database
+gets them from :func:`create_schema`, after Optuna's ``RDBStorage`` has created its tables
+(``dynl2_epochs.trial_id`` references Optuna's ``trials.trial_id``), and is stamped at the
+newest revision; an older store is upgraded by the migrations. Alembic records our revision in
+``dynl2_alembic_version``, and ``dynl2_meta`` keeps the ``schema_version`` older dynl2 releases
+check (Optuna owns ``alembic_version`` and ``version_info``). Change a table here only together
+with a new revision, whose upgrade must give the same shape (tests/storage/test_migrations.py).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from sqlalchemy import (
     Dialect,
     Double,
     ForeignKey,
+    Integer,
     MetaData,
     String,
     Table,
@@ -43,8 +48,9 @@ __all__ = [
     "create_schema",
 ]
 
-SCHEMA_VERSION = 2  # bump with a migration whenever a dynl2_ table changes shape
-# 2: + dynl2_reports (additive: opening a version-1 store with create=True adds the table)
+SCHEMA_VERSION = 3  # bump with a migration whenever a dynl2_ table changes shape
+# 2: + dynl2_reports (revision 0001, the Alembic baseline, creates it in a version-1 store)
+# 3: + dynl2_evaluations.replicate, unique (experiment_id, arm, replicate, seed) (revision 0002)
 
 NAME_LENGTH = 255  # experiment and arm names; "EXPERIMENT/ARM" must fit Optuna's 512
 
@@ -127,10 +133,11 @@ class Epoch(Base):
 
 
 class Evaluation(Base):
-    """The final score of one arm's best configuration retrained on one seed."""
+    """The final score of one search replicate's best configuration of an arm, retrained on
+    one seed."""
 
     __tablename__ = "dynl2_evaluations"
-    __table_args__ = (UniqueConstraint("experiment_id", "arm", "seed"),)
+    __table_args__ = (UniqueConstraint("experiment_id", "arm", "replicate", "seed"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     experiment_id: Mapped[int] = mapped_column(
@@ -145,6 +152,10 @@ class Evaluation(Base):
     val_acc: Mapped[float | None] = mapped_column(Double)
     seconds: Mapped[float | None] = mapped_column(Double)
     created: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Which search of the arm chose the configuration (1 .. [search] replicates). Last, as
+    # revision 0002 appends it to older stores, so new and upgraded tables match column for
+    # column; rows from before replicates existed are replicate 1 (the server default).
+    replicate: Mapped[int] = mapped_column(Integer, server_default=text("1"))
 
 
 class Report(Base):
@@ -184,5 +195,6 @@ def _create_sqlite_trigger(target: Table, connection: Connection, **kw: Any) -> 
 
 
 def create_schema(connection: Connection) -> None:
-    """Create the dynl2 tables that do not exist yet (Optuna's tables must exist already)."""
+    """Create the dynl2 tables of a new database as they stand at the newest revision
+    (Optuna's tables must exist already); :mod:`storage.migrations` then stamps it."""
     Base.metadata.create_all(connection, tables=list(DYNL2_TABLES), checkfirst=True)

@@ -15,7 +15,13 @@ from typing import Any
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
-__all__ = ["EVALUATION_EXTRAS", "best_trials", "evaluated_params", "split_evaluations"]
+__all__ = [
+    "EVALUATION_EXTRAS",
+    "best_by_search",
+    "best_trials",
+    "evaluated_params",
+    "split_evaluations",
+]
 
 # Keys an evaluation's ``params`` carries besides the searched parameters.
 EVALUATION_EXTRAS = ("trainer_seed", "diverged")
@@ -39,6 +45,26 @@ def best_trials(trials: pd.DataFrame, direction: str) -> dict[str, pd.Series]:
     return out
 
 
+def best_by_search(trials: pd.DataFrame, direction: str) -> dict[tuple[str, int], pd.Series]:
+    """``{(arm, replicate): row}`` of each search's best COMPLETE trial with a finite value:
+    what the final evaluation retrains for that replicate of the arm (same ties rule as
+    :func:`best_trials`)."""
+    if trials.empty:
+        return {}
+    out = {}
+    for replicate, rows in trials.groupby(_replicates(trials), sort=True):
+        for arm, row in best_trials(rows, direction).items():
+            out[(arm, int(replicate))] = row
+    return out
+
+
+def _replicates(frame: pd.DataFrame) -> pd.Series:
+    """The frame's ``replicate`` column, or 1 for every row of a frame without one."""
+    if "replicate" in frame.columns:
+        return frame["replicate"].astype("int64")
+    return pd.Series(1, index=frame.index, dtype="int64")
+
+
 def evaluated_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """The searched parameters an evaluation row retrained (without its extras)."""
     return {k: v for k, v in params.items() if k not in EVALUATION_EXTRAS}
@@ -52,21 +78,24 @@ def split_evaluations(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(current, stale)`` rows of ``Store.evaluations``.
 
-    A row is current when it retrained its arm's best configuration as it stands now: the
-    parameters of the arm's best trial for an arm in ``searched``, no parameters for an arm
-    with nothing to search. An arm searched but without a complete trial has no current rows.
+    A row is current when it retrained its search's best configuration as it stands now: the
+    parameters of the best trial of its arm's replicate for an arm in ``searched``, no
+    parameters for an arm with nothing to search (every replicate of such an arm trains the
+    same configuration). A search without a complete trial has no current rows.
     """
     if evaluations.empty:
         return evaluations, evaluations
-    best = {arm: dict(row["params"]) for arm, row in best_trials(trials, direction).items()}
+    best = {key: dict(row["params"]) for key, row in best_by_search(trials, direction).items()}
 
-    def is_current(arm: str, params: Mapping[str, Any]) -> bool:
-        wanted = best.get(arm) if arm in searched else {}
+    def is_current(arm: str, replicate: int, params: Mapping[str, Any]) -> bool:
+        wanted = best.get((arm, replicate)) if arm in searched else {}
         return wanted is not None and evaluated_params(params) == wanted
 
     mask = [
-        is_current(str(arm), params)
-        for arm, params in zip(evaluations["arm"], evaluations["params"], strict=True)
+        is_current(str(arm), int(replicate), params)
+        for arm, replicate, params in zip(
+            evaluations["arm"], _replicates(evaluations), evaluations["params"], strict=True
+        )
     ]
     keep = pd.Series(mask, index=evaluations.index, dtype=bool)
     return evaluations[keep], evaluations[~keep]

@@ -12,20 +12,25 @@ import errno
 import json
 import math
 import os
-import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 import sqlalchemy
 from sqlalchemy import Engine, inspect, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    NoSuchTableError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage import optuna_tables as ot
@@ -42,7 +47,6 @@ from storage.errors import (
 from storage.locks import named_lock
 from storage.records import EPOCH_METRICS, ExperimentInfo, Tally, check_name
 from storage.schema import (
-    DYNL2_TABLES,
     SCHEMA_VERSION,
     Base,
     Epoch,
@@ -50,14 +54,17 @@ from storage.schema import (
     Experiment,
     Meta,
     Report,
-    create_schema,
 )
 from storage.urls import ENV_VAR, backend_of, first_line, masked_url, resolve_url, sqlite_path
+
+if TYPE_CHECKING:
+    from storage import migrations
 
 __all__ = ["Store", "StoreVanished", "open"]
 
 _NOT_FOUND_LIST_LIMIT = 10  # experiment names listed in an ExperimentNotFound message
 _OPTUNA_OPEN_ATTEMPTS = 5  # tries to open Optuna's storage while other workers create it
+_SCHEMA_LOCK = "dynl2:schema"  # the named lock held while dynl2's tables are created/upgraded
 
 
 class StoreVanished(StorageError):
@@ -69,10 +76,12 @@ class StoreVanished(StorageError):
 def open(url: str | None = None, *, create: bool = True) -> Store:
     """Open the dynl2 store at ``url`` (see :func:`storage.urls.resolve_url`).
 
-    With ``create`` (the default) missing tables are created: Optuna's first, then ours. With
-    ``create=False`` nothing is written: a missing SQLite file or a database without dynl2
-    tables raises :class:`~storage.errors.StorageUnavailable` /
-    :class:`~storage.errors.StorageError`, which is what read-only commands want.
+    With ``create`` (the default) missing tables are created: Optuna's first, then ours; a
+    store an older dynl2 wrote is upgraded to this code's schema (:mod:`storage.migrations`).
+    With ``create=False`` nothing is written: a missing SQLite file or a database without
+    dynl2 tables raises :class:`~storage.errors.StorageUnavailable` /
+    :class:`~storage.errors.StorageError`, which is what read-only commands want, and an
+    older store is read as it is. A store newer than this code is refused either way.
     """
     canonical = resolve_url(url)
     path = sqlite_path(canonical)
@@ -104,6 +113,7 @@ class Store:
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
         self._optuna: dict[tuple[int | None, int | None], optuna.storages.RDBStorage] = {}
         self._file: tuple[str, tuple[int, int]] | None = None  # SQLite: path, (device, inode)
+        self._replicate_column = False  # seen dynl2_evaluations.replicate (schema version 3)
 
     # ----------------------------------------------------------------------- lifecycle
 
@@ -276,39 +286,87 @@ class Store:
         return inspect(self._engine).has_table(name)
 
     def _create_schema(self) -> None:
-        try:
-            with self._engine.begin() as connection:
-                create_schema(connection)
-        except DBAPIError:
-            # Several workers opening a fresh database race on CREATE TABLE; losing the race
-            # is fine as long as the tables now exist.
-            if not all(self._has_table(table.name) for table in DYNL2_TABLES):
-                raise
-        with self._session() as session:
-            found = session.get(Meta, "schema_version")
-            if found is None or _schema_version(found.value) < SCHEMA_VERSION:  # additive only
-                _insert(
-                    session,
-                    Meta,
-                    [{"key": "schema_version", "value": str(SCHEMA_VERSION)}],
-                    conflict=("key",),
-                    update=("value",),
-                )
+        """Bring dynl2's tables to this code's schema: create them in a new database, upgrade
+        a store an older dynl2 wrote (:func:`storage.migrations.upgrade`).
+
+        Workers often open one store at the same moment. A store that is already current
+        costs one read and no lock; otherwise the change runs under the store's named lock,
+        in one transaction, and the state is read again inside it: whoever waited for the
+        lock finds the work done.
+        """
+        from storage import migrations  # imports alembic: only code that opens a store pays
+
+        if self._schema_state().current:
+            return
+        with (
+            self._schema_errors(),
+            self.lock(_SCHEMA_LOCK),
+            migrations.transaction(self._url, self._engine) as connection,
+        ):
+            state = migrations.read_state(connection)
+            self._refuse_newer(state)
+            if not state.current:
+                migrations.upgrade(connection, state)
 
     def _check_schema_version(self) -> None:
-        if not self._has_table(Meta.__tablename__):
+        state = self._schema_state()
+        if Meta.__tablename__ not in state.tables:
             raise StorageError(
                 f"{self._where()} has no dynl2 tables; check the storage URL or ${ENV_VAR}, "
                 "or run an experiment first to create them."
             )
-        with self._session() as session:
-            found = session.get(Meta, "schema_version")
-            version = _schema_version(found.value) if found is not None else 0
-        if version > SCHEMA_VERSION:
+
+    def _schema_state(self) -> migrations.SchemaState:
+        """Where dynl2's tables stand (reads only); a store newer than this code is refused."""
+        from storage import migrations
+
+        with self._schema_errors(), self._engine.connect() as connection:
+            state = migrations.read_state(connection)
+        self._refuse_newer(state)
+        return state
+
+    def _refuse_newer(self, state: migrations.SchemaState) -> None:
+        from storage import migrations
+
+        if state.unknown_revision:
             raise StorageError(
-                f"{self._where()} uses dynl2 schema version {version}, newer than the "
-                f"{SCHEMA_VERSION} this dynl2 understands; upgrade dynl2 to use it."
+                f"{self._where()} is at dynl2 schema revision {state.revision!r}, which this "
+                f"dynl2 does not know (its newest is {migrations.head()!r}); upgrade dynl2 "
+                "to use it."
             )
+        if state.newer:
+            raise StorageError(
+                f"{self._where()} uses dynl2 schema version {state.schema_version}, newer than "
+                f"the {SCHEMA_VERSION} this dynl2 understands; upgrade dynl2 to use it."
+            )
+
+    @contextmanager
+    def _schema_errors(self) -> Iterator[None]:
+        """Driver errors while reading or changing the schema, as one line naming the store."""
+        try:
+            yield
+        except OperationalError as exc:
+            raise StorageUnavailable(
+                f"The database in {self._where()} could not check or upgrade dynl2's tables: "
+                f"{first_line(exc.orig)}"
+            ) from exc
+        except SQLAlchemyError as exc:
+            raise StorageError(
+                f"The database in {self._where()} refused to check or upgrade dynl2's tables: "
+                f"{first_line(exc)}"
+            ) from exc
+
+    def _has_replicate_column(self, session: Session) -> bool:
+        """Whether ``dynl2_evaluations`` has ``replicate`` (schema version 3): a store an
+        older dynl2 wrote, opened with ``create=False``, is read without upgrading it. Only a
+        yes is kept: another process may upgrade the store while this one reads it."""
+        if not self._replicate_column:
+            try:
+                columns = inspect(session.connection()).get_columns(Evaluation.__tablename__)
+            except NoSuchTableError:
+                return True  # the query itself will say the table is missing
+            self._replicate_column = any(c["name"] == "replicate" for c in columns)
+        return self._replicate_column
 
     # ------------------------------------------------------------------- experiments
 
@@ -340,6 +398,17 @@ class Store:
             )
         return info
 
+    def update_experiment_config(self, name: str, config: Mapping[str, Any]) -> ExperimentInfo:
+        """Replace the stored config of experiment ``name`` (the caller decides which changes
+        are allowed: dynl2 lets a rerun raise ``search.replicates`` and ``evaluate.seeds``)."""
+        check_name(name, "experiment")
+        config_json = _to_json(config, "config")
+        with self._session() as session:
+            row = self._experiment_row(session, name)
+            row.config = config_json
+            session.flush()
+            return _experiment_info(row)
+
     def get_experiment(self, name: str) -> ExperimentInfo:
         with self._session() as session:
             return _experiment_info(self._experiment_row(session, name))
@@ -353,7 +422,7 @@ class Store:
         """Sorted arm names of the Optuna studies named ``EXPERIMENT/ARM``."""
         with self._session() as session:
             self._experiment_row(session, experiment)
-            return sorted(reads.arm_studies(session, experiment).values())
+            return sorted({arm for arm, _ in reads.arm_studies(session, experiment).values()})
 
     def _experiment_row(self, session: Session, name: str) -> Experiment:
         row = session.scalars(select(Experiment).where(Experiment.name == name)).one_or_none()
@@ -432,16 +501,19 @@ class Store:
         seed: int,
         params: Mapping[str, Any],
         *,
+        replicate: int = 1,
         test_loss: float | None,
         test_acc: float | None = None,
         val_loss: float | None = None,
         val_acc: float | None = None,
         seconds: float | None = None,
     ) -> None:
-        """Record the final evaluation of one arm on one seed; re-recording replaces it."""
+        """Record the final evaluation of search ``replicate`` of ``arm`` on one seed;
+        re-recording the same (arm, replicate, seed) replaces it."""
         check_name(arm, "arm")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise InvalidRecord(f"`seed` must be an int, but got {seed!r}.")
+        _check_replicate(replicate)
         metrics = {
             "test_loss": test_loss,
             "test_acc": test_acc,
@@ -453,9 +525,16 @@ class Store:
         params_json = _to_json(params, "params")
         with self._session() as session:
             experiment_id = self._experiment_row(session, experiment).id
+            if not self._has_replicate_column(session):
+                raise StorageError(
+                    f"{self._where()} was written by an older dynl2 (schema version below "
+                    f"{SCHEMA_VERSION}) and was opened read-only; open it with create=True "
+                    "(any dynl2 command that writes) to upgrade it before recording evaluations."
+                )
             row = {
                 "experiment_id": experiment_id,
                 "arm": arm,
+                "replicate": replicate,
                 "seed": seed,
                 "params": params_json,
                 "created": datetime.now(UTC),
@@ -465,24 +544,33 @@ class Store:
                 session,
                 Evaluation,
                 [row],
-                conflict=("experiment_id", "arm", "seed"),
+                conflict=("experiment_id", "arm", "replicate", "seed"),
                 update=("params", "created", *values),
             )
 
-    def evaluated_seeds(self, experiment: str, arm: str) -> set[int]:
-        """Seeds already evaluated for ``arm`` (so a resumed run skips them)."""
+    def evaluated_seeds(self, experiment: str, arm: str, replicate: int = 1) -> set[int]:
+        """Seeds already evaluated for search ``replicate`` of ``arm`` (so a resumed run skips
+        them)."""
+        _check_replicate(replicate)
         with self._session() as session:
             experiment_id = self._experiment_row(session, experiment).id
             query = select(Evaluation.seed).where(
                 Evaluation.experiment_id == experiment_id, Evaluation.arm == arm
             )
+            if self._has_replicate_column(session):
+                query = query.where(Evaluation.replicate == replicate)
+            elif replicate != 1:
+                return set()  # an older store holds replicate 1 only
             return set(session.scalars(query))
 
     def evaluations(self, experiment: str) -> pd.DataFrame:
-        """DataFrame of final evaluations (see ``storage.records.EVALUATION_COLUMNS``)."""
+        """DataFrame of final evaluations (see ``storage.records.EVALUATION_COLUMNS``), by
+        arm, replicate and seed; a store an older dynl2 wrote reads as replicate 1."""
         with self._session() as session:
             experiment_id = self._experiment_row(session, experiment).id
-            return reads.evaluations_frame(session, experiment_id)
+            return reads.evaluations_frame(
+                session, experiment_id, replicate_column=self._has_replicate_column(session)
+            )
 
     # ----------------------------------------------------------------------- reports
 
@@ -557,10 +645,10 @@ class Store:
             )
         return [trial_id for trial_id in trial_ids if trial_id not in beating]
 
-    def trial_tallies(self, experiment: str, result_attr: str) -> dict[str, Tally]:
-        """``{arm: Tally}``: each arm's trials counted by state and by the user attribute
-        ``result_attr``, with the best values, in one query. Arms without a study yet are
-        absent."""
+    def trial_tallies(self, experiment: str, result_attr: str) -> dict[tuple[str, int], Tally]:
+        """``{(arm, replicate): Tally}``: each search's trials counted by state and by the user
+        attribute ``result_attr``, with the best values, in one query. Searches without a study
+        yet are absent."""
         with self._session() as session:
             return reads.tallies(session, experiment, result_attr)
 
@@ -605,6 +693,14 @@ def _metric(value: object, name: str) -> float | None:
     number = float(value)
     # SQLite cannot store NaN (it becomes NULL); do the same everywhere so backends agree.
     return None if math.isnan(number) else number
+
+
+def _check_replicate(replicate: object) -> None:
+    if isinstance(replicate, bool) or not isinstance(replicate, int) or replicate < 1:
+        raise InvalidRecord(
+            f"`replicate` must be an int >= 1 (searches are numbered from 1), but got "
+            f"{replicate!r}."
+        )
 
 
 def _epoch_row(row: Mapping[str, float | int | None], index: int) -> dict[str, Any]:
@@ -668,13 +764,3 @@ def _insert(
 def _experiment_info(row: Experiment) -> ExperimentInfo:
     config = reads.experiment_config(row.config, row.name)
     return ExperimentInfo(id=row.id, name=row.name, config=config, created=row.created)
-
-
-def _schema_version(value: object) -> int:
-    """The ``schema_version`` of ``dynl2_meta``: a whole number >= 1, as dynl2 writes it."""
-    text = str(value)
-    if isinstance(value, bool) or not re.fullmatch(r"[1-9][0-9]*", text):
-        raise reads.damaged(
-            f"the schema_version in dynl2_meta is {text[:40]!r}, not a whole number >= 1"
-        )
-    return int(text)

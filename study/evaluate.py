@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
-from storage import Store, best_trials, evaluated_params, open
+from storage import Store, best_by_search, evaluated_params, open
 from trainers import DivergenceError, TrainConfig, TrainResult, resolve_device, train, train_fused
 
 from . import env, signals
@@ -28,53 +28,58 @@ from .errors import StudyError, UsageError
 from .experiment import ExperimentConfig, parse_experiment
 from .fused_trials import DEVICE_BATCH
 from .progress import unfinished_arms
-from .studies import check_studies, evaluation_seed, searched_arms
+from .studies import SearchKey, check_studies, evaluation_seed, searches
 
 
 @dataclass(frozen=True)
 class EvalTask:
     arm: str
-    index: int  # the evaluation seed's index, shared by all arms
-    params: dict[str, float | int]  # the arm's best searched parameters ({} if none)
+    index: int  # the evaluation seed's index, shared by all arms and replicates
+    params: dict[str, float | int]  # the search's best parameters ({} if none)
+    replicate: int = 1  # whose best: the arm's search of this replicate
 
 
-def best_params(store: Store, config: ExperimentConfig) -> dict[str, dict[str, float | int]]:
-    """The best trial's parameters of every arm (:func:`storage.best_trials`: ties go to the
-    lowest trial number); arms with nothing to search get ``{}``.
+def best_params(store: Store, config: ExperimentConfig) -> dict[SearchKey, dict[str, float | int]]:
+    """The best trial's parameters of every search, ``{(arm, replicate): params}``
+    (:func:`storage.best_by_search`: ties go to the lowest trial number); an arm with nothing
+    to search gets ``{}`` once, as replicate 1: it trains one configuration, the same for every
+    replicate, and the report pairs it with each.
 
-    An arm whose search has no complete trial yet is left out (it cannot be evaluated). Studies
-    dynl2 did not create for the experiment are refused (:class:`ForeignStudy`).
+    A search with no complete trial yet is left out (it cannot be evaluated). Studies dynl2
+    did not create for the experiment are refused (:class:`ForeignStudy`).
     """
-    out: dict[str, dict[str, float | int]] = {
-        arm.name: {} for arm in config.arms if not config.searched(arm.name)
+    out: dict[SearchKey, dict[str, float | int]] = {
+        (arm.name, 1): {} for arm in config.arms if not config.searched(arm.name)
     }
     check_studies(store, config, legacy=True)
-    best = best_trials(store.trials(config.name), config.direction)
-    for arm in searched_arms(config):
-        if arm.name in best:
-            out[arm.name] = dict(best[arm.name]["params"])
+    best = best_by_search(store.trials(config.name), config.direction)
+    for key in searches(config):
+        if key in best:
+            out[key] = dict(best[key]["params"])
     return out
 
 
 def pending_tasks(store: Store, config: ExperimentConfig, seeds: int) -> list[EvalTask]:
-    """Every (arm, seed) without an evaluation of the arm's current best configuration: seeds
-    not evaluated yet, and seeds evaluated for an earlier best (redone, replacing them)."""
+    """Every (arm, replicate, seed) without an evaluation of that search's current best
+    configuration: seeds not evaluated yet, and seeds evaluated for an earlier best (redone,
+    replacing them)."""
     params = best_params(store, config)
     evals = store.evaluations(config.name)
     tasks = []
-    for arm in config.arms:
-        if arm.name not in params:
-            continue
-        wanted = params[arm.name]
-        rows = evals[evals["arm"] == arm.name] if not evals.empty else evals
+    for (arm, replicate), wanted in params.items():
+        rows = evals[evals["arm"] == arm] if not evals.empty else evals
+        if "replicate" in rows.columns:
+            rows = rows[rows["replicate"] == replicate]
+        elif replicate != 1:
+            rows = rows.iloc[0:0]
         done = {
             int(seed)
             for seed, stored in zip(rows["seed"], rows["params"], strict=True)
             if evaluated_params(stored) == wanted
         }
-        tasks += [EvalTask(arm.name, i, wanted) for i in range(seeds) if i not in done]
-    # Seed-major order: if the evaluation is cut short, every arm has the same seeds so far.
-    return sorted(tasks, key=lambda t: (t.index, t.arm))
+        tasks += [EvalTask(arm, i, wanted, replicate) for i in range(seeds) if i not in done]
+    # Seed-major order: if the evaluation is cut short, every search has the same seeds so far.
+    return sorted(tasks, key=lambda t: (t.index, t.replicate, t.arm))
 
 
 def run_group(store: Store, config: ExperimentConfig, tasks: list[EvalTask]) -> list[float | None]:
@@ -107,7 +112,7 @@ def _record(
     if isinstance(outcome, DivergenceError):
         store.record_evaluation(
             config.name, task.arm, task.index, {**task.params, "diverged": str(outcome)},
-            test_loss=None, seconds=None,
+            replicate=task.replicate, test_loss=None, seconds=None,
         )  # fmt: skip
         return None
     last = outcome.history[-1]
@@ -116,6 +121,7 @@ def _record(
         task.arm,
         task.index,
         {**task.params, "trainer_seed": train_config.seed},
+        replicate=task.replicate,
         test_loss=outcome.test_loss,
         test_acc=outcome.test_acc,
         val_loss=last.val_loss,
@@ -138,12 +144,12 @@ def balanced_size(size: int, seeds: int, arms: int, workers: int) -> int:
 
 
 def groups(tasks: list[EvalTask], batch: int) -> list[list[EvalTask]]:
-    """Tasks in fused groups of up to ``batch`` seeds of one arm, seed-block-major: the first
-    ``batch`` seeds of every arm before the next block, so a cut-short evaluation leaves the
-    arms with (nearly) the same seeds."""
-    out: dict[tuple[int, str], list[EvalTask]] = {}
+    """Tasks in fused groups of up to ``batch`` seeds of one search (an arm's replicate),
+    seed-block-major: the first ``batch`` seeds of every search before the next block, so a
+    cut-short evaluation leaves the searches with (nearly) the same seeds."""
+    out: dict[tuple[int, int, str], list[EvalTask]] = {}
     for task in tasks:
-        out.setdefault((task.index // batch, task.arm), []).append(task)
+        out.setdefault((task.index // batch, task.replicate, task.arm), []).append(task)
     return [out[key] for key in sorted(out)]
 
 
@@ -220,7 +226,7 @@ def evaluate(
     total = len(tasks)
     device = resolve_device(str(config.train_fixed.get("device", "auto")))
     size = batch or config.search.batch or DEVICE_BATCH.get(device.type, 1)
-    arms = len({t.arm for t in tasks})
+    arms = len({(t.arm, t.replicate) for t in tasks})  # the searches to evaluate
     work = groups(tasks, balanced_size(size, seeds, arms, workers))
     done = 0
     if workers <= 1 or len(work) <= 1:

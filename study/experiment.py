@@ -47,6 +47,7 @@ MAX_SEED = 2**31 - 1  # numpy-seeded samplers take < 2**32; headroom for seeds d
 MAX_TRIALS = 100_000  # [search] n_trials, per arm
 MAX_BATCH = 4096  # [search] batch and --batch: trials trained as one fused model
 MAX_SEEDS = 1000  # [evaluate] seeds and evaluate --seeds
+MAX_REPLICATES = 100  # [search] replicates: independent searches of every arm
 MAX_ARMS = 64  # arms of one experiment: one Optuna study each
 MAX_WORKERS = 256  # run and evaluate --workers: processes on one machine
 MAX_STEPS = 1_000_000_000  # grid points of a range with a step (Optuna counts them in Decimal)
@@ -173,10 +174,18 @@ class SearchConfig:
     pruner: str = "median"  # none | median | hyperband
     metric: str = "val_acc"  # val_acc (maximized) or val_loss (minimized), on the val split
     batch: int | None = None  # trials trained together (fused); None = chosen by dynl2
+    # Independent searches of every arm, each with the full n_trials and its own sampler
+    # seed: the verdict's interval then covers the search's randomness (reports.replicates).
+    replicates: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(
             self, "n_trials", _bounded("search.n_trials", self.n_trials, 1, MAX_TRIALS)
+        )
+        object.__setattr__(
+            self,
+            "replicates",
+            _bounded("search.replicates", self.replicates, 1, MAX_REPLICATES),
         )
         _choice("search.sampler", self.sampler, SAMPLERS)
         _choice("search.pruner", self.pruner, PRUNERS)
@@ -193,6 +202,8 @@ class SearchConfig:
         }
         if self.batch is not None:  # TOML has no null: absent means None
             out["batch"] = self.batch
+        if self.replicates != 1:  # absent means 1: a store from before replicates reads equal
+            out["replicates"] = self.replicates
         return out
 
 
@@ -251,6 +262,12 @@ class ExperimentConfig:
         for arm in self.arms:
             self._check_corners(arm)
             self._check_optuna(arm)
+        if self.search.replicates > 1 and not any(self.searched(a.name) for a in self.arms):
+            raise ExperimentConfigError(
+                "search.replicates",
+                f"{self.search.replicates} replicates of a search, but no arm searches "
+                "anything (no ranges in [train] or in an arm); give ranges, or replicates = 1",
+            )
 
     # -- queries ------------------------------------------------------------------------------
 

@@ -12,22 +12,24 @@ import pandas as pd
 from storage import Store, split_evaluations
 
 from .experiment import ExperimentConfig
-from .studies import DIVERGED, RESULT_ATTR, ArmCounts, searched_arms
+from .studies import DIVERGED, RESULT_ATTR, ArmCounts, label, searched_arms, searches
 
 
 def arm_counts(store: Store, config: ExperimentConfig) -> dict[str, ArmCounts]:
-    """Counts by state for every searched arm (arms whose study does not exist yet: zeros),
-    from one grouped query: the run's progress line polls it every second."""
+    """Counts by state for every search, keyed by its label (the arm; ``ARM/R`` with more than
+    one replicate; searches whose study does not exist yet: zeros), from one grouped query:
+    the run's progress line polls it every second."""
     tallies = store.trial_tallies(config.name, RESULT_ATTR)
     out = {}
-    for arm in searched_arms(config):
-        tally = tallies.get(arm.name)
+    for key in searches(config):
+        tally = tallies.get(key)
+        name = label(config, key)
         if tally is None:
-            out[arm.name] = ArmCounts(0, 0, 0, 0, 0, 0, None)
+            out[name] = ArmCounts(0, 0, 0, 0, 0, 0, None)
             continue
         states = tally.states
         diverged = tally.results.get(("FAIL", DIVERGED), 0)
-        out[arm.name] = ArmCounts(
+        out[name] = ArmCounts(
             complete=states.get("COMPLETE", 0),
             pruned=states.get("PRUNED", 0),
             diverged=diverged,
@@ -76,7 +78,8 @@ def current_evaluations(store: Store, config: ExperimentConfig) -> tuple[pd.Data
 
 
 def unfinished_arms(store: Store, config: ExperimentConfig) -> dict[str, int]:
-    """``{arm: results}`` of the searched arms short of their ``n_trials`` results."""
+    """``{search: results}`` of the searches (labelled as by :func:`arm_counts`) short of
+    their ``n_trials`` results."""
     return {
         arm: counts.results
         for arm, counts in arm_counts(store, config).items()
@@ -87,7 +90,7 @@ def unfinished_arms(store: Store, config: ExperimentConfig) -> dict[str, int]:
 @dataclass(frozen=True)
 class ArmSummary:
     arm: str
-    seeds: int
+    seeds: int  # evaluation runs: seeds × replicates evaluated
     diverged: int
     mean: float | None  # test metric mean over the seeds (accuracy, or loss for regression)
     half_width: float | None  # 95% CI half width (Student t), None with < 2 seeds
@@ -122,7 +125,10 @@ def evaluation_summary(store: Store, config: ExperimentConfig) -> list[ArmSummar
 
 
 def format_summary(summaries: list[ArmSummary]) -> str:
-    lines = ["final evaluation (test split, mean ± 95% CI over seeds):"]
+    lines = [
+        "final evaluation (test split, mean ± 95% CI over the runs of every seed and "
+        "replicate; the report compares arms):"
+    ]
     for s in summaries:
         if s.mean is None:
             lines.append(f"  {s.arm:<12} not evaluated yet")
@@ -131,6 +137,6 @@ def format_summary(summaries: list[ArmSummary]) -> str:
         ci = "" if s.half_width is None else f" ± {scale * s.half_width:.2f}"
         extra = f", {s.diverged} diverged" if s.diverged else ""
         lines.append(
-            f"  {s.arm:<12} {s.metric} {scale * s.mean:.2f}{ci}{unit}  ({s.seeds} seeds{extra})"
+            f"  {s.arm:<12} {s.metric} {scale * s.mean:.2f}{ci}{unit}  ({s.seeds} runs{extra})"
         )
     return "\n".join(lines)

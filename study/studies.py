@@ -1,4 +1,5 @@
-"""One Optuna study per arm, named ``EXPERIMENT/ARM``, in the experiment's store.
+"""One Optuna study per search: ``EXPERIMENT/ARM`` for an arm's first replicate, and
+``EXPERIMENT/ARM/R`` for replicate R >= 2 of ``[search] replicates`` (see README, "Replicates").
 
 Also the bookkeeping every worker and the progress display share: which trials count toward an
 arm's budget. A trial counts when it is a *result*: COMPLETE, PRUNED, or FAIL because the run
@@ -89,6 +90,24 @@ def searched_arms(config: ExperimentConfig) -> list[ArmConfig]:
     return [arm for arm in config.arms if config.searched(arm.name)]
 
 
+# One search: an arm and which of its replicates (1 .. [search] replicates).
+SearchKey = tuple[str, int]
+
+
+def searches(config: ExperimentConfig) -> list[SearchKey]:
+    """Every search of the experiment: each searched arm once per replicate, replicate-major
+    (all arms of replicate 1 first)."""
+    arms = [arm.name for arm in searched_arms(config)]
+    return [(arm, r) for r in range(1, config.search.replicates + 1) for arm in arms]
+
+
+def label(config: ExperimentConfig, key: SearchKey) -> str:
+    """How progress lines and messages name a search: the arm, and ``ARM/R`` once there is
+    more than one replicate."""
+    arm, replicate = key
+    return arm if config.search.replicates == 1 else f"{arm}/{replicate}"
+
+
 def optuna_storage(store: Store, heartbeat: Heartbeat) -> RDBStorage:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -101,30 +120,44 @@ def optuna_storage(store: Store, heartbeat: Heartbeat) -> RDBStorage:
     return storage
 
 
-def sampler_seed(config: ExperimentConfig, worker: int | None) -> int | None:
+def sampler_seed(config: ExperimentConfig, worker: int | None, replicate: int = 1) -> int | None:
     """Each worker's sampler gets its own seed: with one seed shared, parallel workers would
     draw the same random (or TPE start-up) points. Worker 0 alone reproduces a run exactly;
     ``None`` (a worker joined by hand without an index) draws a fresh seed. QMC keeps one seed
-    for everyone: its points are indexed by trial number, so all workers walk one sequence."""
+    for everyone: its points are indexed by trial number, so all workers walk one sequence.
+
+    Each replicate is an independent search: replicate 1 keeps the seeds an experiment had
+    before replicates existed (its runs reproduce), replicate R >= 2 derives its own from the
+    experiment seed and R."""
+    base = config.seed if replicate == 1 else _derived(f"replicate:{config.seed}:{replicate}")
     if config.search.sampler == "qmc":
-        return config.seed
+        return base
     if worker is None:
         return None
-    return (config.seed * 1_000_003 + worker) % 2**31
+    return (base * 1_000_003 + worker) % 2**31
+
+
+def _derived(text: str) -> int:
+    digest = hashlib.sha256(f"dynl2-{text}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 2**31
 
 
 class ForeignStudy(UsageError):
     """A study named like one of the experiment's arms that dynl2 did not create for it."""
 
 
-def study_mark(config: ExperimentConfig, arm: str) -> dict[str, Any]:
-    """The mark (``storage.STUDY_MARK``) of the study of ``arm``: what it was created for."""
-    return {
+def study_mark(config: ExperimentConfig, arm: str, replicate: int = 1) -> dict[str, Any]:
+    """The mark (``storage.STUDY_MARK``) of the study of ``arm``'s replicate ``replicate``:
+    what it was created for (replicate 1's mark is the one an arm's study always had)."""
+    mark: dict[str, Any] = {
         "experiment": config.name,
         "arm": arm,
         "direction": config.direction,
         "space": {n: distribution_to_json(d) for n, d in distributions(config, arm).items()},
     }
+    if replicate != 1:
+        mark["replicate"] = replicate
+    return mark
 
 
 def _same_mark(found: object, wanted: Mapping[str, Any]) -> str | None:
@@ -134,6 +167,8 @@ def _same_mark(found: object, wanted: Mapping[str, Any]) -> str | None:
     for key in ("experiment", "arm", "direction"):
         if found.get(key) != wanted[key]:
             return f"it was created by dynl2 for {key} {found.get(key)!r}, not {wanted[key]!r}"
+    if found.get("replicate", 1) != wanted.get("replicate", 1):
+        return f"it was created by dynl2 for replicate {found.get('replicate', 1)!r}"
     space = found.get("space")
     try:
         ours = {n: json_to_distribution(d) for n, d in wanted["space"].items()}
@@ -179,10 +214,10 @@ def _inside(d: BaseDistribution, value: Any) -> bool:
     return isinstance(value, int | float) and low <= value <= high
 
 
-def check_studies(store: Store, config: ExperimentConfig, *, legacy: bool) -> list[str]:
+def check_studies(store: Store, config: ExperimentConfig, *, legacy: bool) -> list[SearchKey]:
     """Refuse (:class:`ForeignStudy`, one line naming the study) when a study named
-    ``EXPERIMENT/...`` in the store is not one dynl2 created for this experiment's arms;
-    returns the arms whose study exists. Writes nothing. Under the experiment's study lock,
+    ``EXPERIMENT/...`` in the store is not one dynl2 created for this experiment's searches;
+    returns the searches whose study exists. Writes nothing. Under the experiment's study lock,
     so a study is never seen between its creation and its mark (:func:`open_studies`)."""
     with store.lock(_studies_lock(config)):
         return _check_studies(store, config, legacy=legacy, mark=False)
@@ -194,23 +229,30 @@ def _studies_lock(config: ExperimentConfig) -> str:
 
 def _check_studies(
     store: Store, config: ExperimentConfig, *, legacy: bool, mark: bool
-) -> list[str]:
+) -> list[SearchKey]:
     """:func:`check_studies` without the lock; with ``mark``, the unmarked studies an older
     dynl2 made (see :func:`_unmarked`) get their mark once every study has passed."""
     storage = store.optuna_storage()
     arms = {arm.name for arm in searched_arms(config)}
-    found = []
+    found: list[SearchKey] = []
     adopt: list[tuple[int, str]] = []
     for frozen in storage.get_all_studies():
         parts = split_study_name(frozen.study_name)
         if parts is None or parts[0] != config.name:
             continue
-        arm = parts[1]
+        arm, replicate = parts[1], parts[2]
         study_id = storage.get_study_id_from_name(frozen.study_name)
         if arm not in arms:
             why: str | None = f"the experiment has no searched arm {arm!r}"
+        elif replicate > config.search.replicates:
+            why = (
+                f"the experiment searches each arm {config.search.replicates} time(s), so it "
+                f"has no replicate {replicate}"
+            )
         elif STUDY_MARK in frozen.system_attrs:
-            why = _same_mark(frozen.system_attrs[STUDY_MARK], study_mark(config, arm))
+            why = _same_mark(frozen.system_attrs[STUDY_MARK], study_mark(config, arm, replicate))
+        elif replicate != 1:
+            why = "it has no dynl2 mark (another program made it)"  # replicates came with marks
         else:
             why = _unmarked(storage, study_id, config, arm, legacy)
             adopt.append((study_id, arm))
@@ -221,7 +263,7 @@ def _check_studies(
                 "studies: choose another [experiment] name, or delete that study (optuna "
                 f"delete-study --study-name {frozen.study_name!r} --storage URL)"
             )
-        found.append(arm)
+        found.append((arm, replicate))
     for study_id, arm in adopt if mark else ():  # only once every study has passed
         storage.set_study_system_attr(study_id, STUDY_MARK, study_mark(config, arm))
     return found
@@ -229,8 +271,9 @@ def _check_studies(
 
 def open_studies(
     store: Store, config: ExperimentConfig, heartbeat: Heartbeat, worker: int | None = 0
-) -> dict[str, optuna.Study]:
-    """Create (or load) the study of every searched arm, with worker ``worker``'s sampler.
+) -> dict[SearchKey, optuna.Study]:
+    """Create (or load) the study of every search (each searched arm, once per replicate),
+    each with worker ``worker``'s sampler for that replicate.
 
     Under the experiment's lock, so that no worker sees a study between its creation and its
     mark: every existing study is checked first (:func:`check_studies`), then the missing ones
@@ -238,19 +281,21 @@ def open_studies(
     storage = optuna_storage(store, heartbeat)
     with store.lock(_studies_lock(config)):
         existing = set(_check_studies(store, config, legacy=True, mark=True))
-        for arm in searched_arms(config):
-            if arm.name not in existing:
+        for arm, replicate in searches(config):
+            if (arm, replicate) not in existing:
                 study_id = storage.create_new_study(
                     [StudyDirection[config.direction.upper()]],
-                    study_name(config.name, arm.name),
+                    study_name(config.name, arm, replicate),
                 )
-                storage.set_study_system_attr(study_id, STUDY_MARK, study_mark(config, arm.name))
-    seed = sampler_seed(config, worker)
+                storage.set_study_system_attr(
+                    study_id, STUDY_MARK, study_mark(config, arm, replicate)
+                )
     studies = {}
-    for arm in searched_arms(config):
+    for arm, replicate in searches(config):
+        seed = sampler_seed(config, worker, replicate)
         study = optuna.load_study(
             storage=storage,
-            study_name=study_name(config.name, arm.name),
+            study_name=study_name(config.name, arm, replicate),
             sampler=make_sampler(config.search, seed),
             pruner=make_pruner(config.search, config.max_epochs),
         )
@@ -261,7 +306,7 @@ def open_studies(
                 # sampler seeded as at the first start would replay its draws (random search,
                 # TPE's start-up trials), trying and counting the same parameters again.
                 study.sampler = make_sampler(config.search, resume_seed(seed, seen))
-        studies[arm.name] = study
+        studies[(arm, replicate)] = study
     return studies
 
 
@@ -313,7 +358,8 @@ def count(study: optuna.Study, direction: str) -> ArmCounts:
 
 
 def trial_seed(config: ExperimentConfig, number: int) -> int:
-    """Search trial ``number`` gets the same trainer seed in every arm (common random numbers)."""
+    """Search trial ``number`` gets the same trainer seed in every arm and every replicate
+    (common random numbers: the replicates differ by their samplers' draws)."""
     return (config.seed * 1_000_003 + number) % 2**63
 
 

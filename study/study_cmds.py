@@ -45,7 +45,7 @@ from .progress import (
     format_summary,
 )
 from .resilience import Patience, is_transient, retrying
-from .studies import Heartbeat, check_studies, open_studies
+from .studies import Heartbeat, check_studies, label, open_studies
 from .worker import run_worker
 
 FORMATS = ("table", "csv", "json")
@@ -266,8 +266,13 @@ def run_experiment(
         say = _say(quiet)
         say(
             f"dynl2 run: experiment {config.name!r} in {store.display_url}: "
-            f"{len(config.arms)} arms, {config.search.n_trials} trials per searched arm, "
-            f"{workers} worker(s)"
+            f"{len(config.arms)} arms, {config.search.n_trials} trials per searched arm"
+            + (
+                f" in each of {config.search.replicates} replicates"
+                if config.search.replicates > 1
+                else ""
+            )
+            + f", {workers} worker(s)"
         )
         _say_groups(config, batch, say)
         code = _search(store, config, url, workers, say, batch, heartbeat)
@@ -316,12 +321,33 @@ def _create_or_resume(store: Store, config: ExperimentConfig) -> None:
         return
     stored = _experiment(store, existing.name)
     differences = stored.diff(config)
-    if differences:
+    if not differences:
+        return
+    raised = [key for key in differences if key in _RAISABLE]
+    if raised == differences:  # more replicates or seeds: the run adds what is missing
+        lowered = [key for key in raised if _RAISABLE[key](config) < _RAISABLE[key](stored)]
+        if not lowered:
+            store.update_experiment_config(config.name, config.to_dict())
+            return
+        key = lowered[0]
         raise UsageError(
-            f"experiment {config.name!r} already exists with a different config "
-            f"({', '.join(differences[:8])} differ); resume it with the same config or "
-            "choose another [experiment] name"
+            f"experiment {config.name!r} has {key} = {_RAISABLE[key](stored)}; it can be "
+            f"raised (the run adds what is missing) but not lowered to "
+            f"{_RAISABLE[key](config)}: keep {_RAISABLE[key](stored)} or more"
         )
+    raise UsageError(
+        f"experiment {config.name!r} already exists with a different config "
+        f"({', '.join(differences[:8])} differ); resume it with the same config (only "
+        "search.replicates and evaluate.seeds may be raised) or choose another "
+        "[experiment] name"
+    )
+
+
+# Settings a stored experiment may take a larger value of: a rerun adds searches or seeds.
+_RAISABLE: dict[str, Callable[[ExperimentConfig], int]] = {
+    "search.replicates": lambda c: c.search.replicates,
+    "evaluate.seeds": lambda c: c.evaluate.seeds,
+}
 
 
 def _search(
@@ -496,7 +522,8 @@ def _evaluate(
 ) -> None:
     def on_done(task: EvalTask, acc: float | None, i: int, total: int) -> None:
         shown = "diverged" if acc is None else f"test_acc {100 * acc:.2f}%"
-        say(f"evaluate {i}/{total}: {task.arm} seed {task.index}: {shown}")
+        name = label(config, (task.arm, task.replicate))
+        say(f"evaluate {i}/{total}: {name} seed {task.index}: {shown}")
 
     evaluate(
         store,
@@ -593,11 +620,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         printer = ProgressPrinter(print)
         printer.update(arm_counts(store, config), None, force=True)
         trials = store.trials(config.name)
-        for arm in config.arms:
-            rows = trials[(trials["arm"] == arm.name) & (trials["state"] == "COMPLETE")]
-            if not rows.empty:
-                best = rows.sort_values("value", ascending=config.direction != "maximize")
-                print(f"  {arm.name} best params: {json.dumps(best.iloc[0]['params'])}")
+        for key, row in sorted(storage.best_by_search(trials, config.direction).items()):
+            print(f"  {label(config, key)} best params: {json.dumps(row['params'])}")
         print(format_summary(evaluation_summary(store, config)))
     return 0
 
@@ -622,9 +646,15 @@ def trials_with_tests(store: Store, config: ExperimentConfig, arm: str | None) -
     trials["test_loss"] = float("nan")
     trials["test_acc"] = float("nan")
     trials["test_seeds"] = 0
-    for arm_name, group in evals.groupby("arm"):
+    if "replicate" not in evals.columns:  # a store from before replicates
+        evals = evals.assign(replicate=1)
+    for (arm_name, replicate), group in evals.groupby(["arm", "replicate"]):
         params = storage.evaluated_params(group.iloc[0]["params"])
-        match = (trials["arm"] == arm_name) & trials["params"].map(params.__eq__)
+        match = (
+            (trials["arm"] == arm_name)
+            & (trials["replicate"] == replicate)
+            & trials["params"].map(params.__eq__)
+        )
         if params and match.any():
             trials.loc[match, "test_loss"] = group["test_loss"].mean()
             trials.loc[match, "test_acc"] = group["test_acc"].mean()

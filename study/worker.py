@@ -50,9 +50,11 @@ from .studies import (
     REASON_ATTR,
     RESULT_ATTR,
     Heartbeat,
+    SearchKey,
     adopt_silent_claims,
     count,
     distributions,
+    label,
     open_studies,
     trial_seed,
 )
@@ -88,7 +90,8 @@ def run_worker(
     note: Callable[[str], None] | None = None,
     batch: int | None = None,
 ) -> WorkerSummary:
-    """Train trials of ``config`` until every searched arm has ``n_trials`` results.
+    """Train trials of ``config`` until every search (each searched arm, once per replicate)
+    has ``n_trials`` results.
 
     ``worker`` (0, 1, ...) seeds this worker's samplers; see :func:`studies.sampler_seed`.
     Each claim takes up to ``batch`` trials of one arm and trains them fused (default:
@@ -115,7 +118,7 @@ def run_worker(
 
     while studies:
         signals.check()  # a stop whose raise was swallowed: stop before the next claim
-        claimed: list[tuple[str, int]] = []  # (arm, trial id) as the claim makes each trial
+        claimed: list[tuple[SearchKey, int]] = []  # (search, trial id) as each is made
         try:
             claim = retrying(
                 functools.partial(_claim, store, config, studies, sizes, claimed),
@@ -127,27 +130,28 @@ def run_worker(
             if claim == "wait":  # others still run the last trials; one may die and need a retry
                 time.sleep(poll)
                 continue
-            study = studies[claim.arm]
+            study = studies[claim.key]
             with _heartbeat(study, [t._trial_id for t in claim.trials]):
                 outcomes = run_trials(store, config, claim.arm, study, claim.trials, dataset, note)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM (study.signals), here or in the claim
             signals.stopping()
             hand_back(store, config, studies, claimed)
             raise
-        summary.trials[claim.arm] = summary.trials.get(claim.arm, 0) + len(claim.trials)
+        name = label(config, claim.key)
+        summary.trials[name] = summary.trials.get(name, 0) + len(claim.trials)
         if on_trial is not None:
             for trial, outcome in zip(claim.trials, outcomes, strict=True):
-                on_trial(claim.arm, trial.number, outcome)
+                on_trial(name, trial.number, outcome)
     return summary
 
 
 def hand_back(
     store: Store,
     config: ExperimentConfig,
-    studies: dict[str, optuna.Study],
-    trials: Sequence[tuple[str, int]],
+    studies: dict[SearchKey, optuna.Study],
+    trials: Sequence[tuple[SearchKey, int]],
 ) -> list[int]:
-    """Fail the trials (``(arm, trial id)``) this worker claimed and was training when it was
+    """Fail the trials (``(search, trial id)``) this worker claimed and was training when it was
     told to stop, and queue each one's retry, as Optuna does for a dead worker's trial once its
     heartbeat lapses (``fail_stale_trials``, under the same claim lock), but at once: the next
     worker or run trains them without waiting for the grace period. Trials that already ended
@@ -160,9 +164,9 @@ def hand_back(
     if not trials:
         return handed
     with suppress(Exception), store.lock(f"claim:{config.name}"), _quiet_optuna():
-        for arm, trial_id in trials:
+        for key, trial_id in trials:
             with suppress(Exception):  # one that cannot be handed back keeps its heartbeat way
-                if _fail_and_requeue(studies[arm], trial_id):
+                if _fail_and_requeue(studies[key], trial_id):
                     handed.append(trial_id)
     return handed
 
@@ -185,19 +189,24 @@ def _fail_and_requeue(study: optuna.Study, trial_id: int) -> bool:
 
 @dataclass(frozen=True)
 class _Claim:
-    arm: str
+    key: SearchKey  # (arm, replicate)
     trials: tuple[optuna.trial.Trial, ...]
+
+    @property
+    def arm(self) -> str:
+        return self.key[0]
 
 
 def _claim(
     store: Store,
     config: ExperimentConfig,
-    studies: dict[str, optuna.Study],
+    studies: dict[SearchKey, optuna.Study],
     sizes: dict[str, int] | None = None,
-    claimed: list[tuple[str, int]] | None = None,
+    claimed: list[tuple[SearchKey, int]] | None = None,
 ) -> _Claim | Literal["wait", "done"]:
-    """Ask the arm furthest from its budget for up to ``sizes[arm]`` trials (default 1), as
-    many as it has free slots.
+    """Ask the search (an arm's replicate) furthest from its budget for up to ``sizes[arm]``
+    trials (default 1), as many as it has free slots. Replicates progress at the same pace
+    as arms do: a cut-short run leaves every search about as far along.
 
     The new trial's first heartbeat is written before the lock is released: Optuna never
     declares a RUNNING trial without any heartbeat stale, so a worker dying right after its
@@ -206,12 +215,12 @@ def _claim(
     n = config.search.n_trials
     with store.lock(f"claim:{config.name}"), _quiet_optuna():
         pending = False
-        best: tuple[float, str] | None = None
-        by_arm = {}
-        for arm, study in studies.items():
+        best: tuple[float, SearchKey] | None = None
+        by_key = {}
+        for key, study in studies.items():
             fail_stale_trials(study)
             adopt_silent_claims(store, study)
-            counts = by_arm[arm] = count(study, config.direction)
+            counts = by_key[key] = count(study, config.direction)
             if counts.results >= n:
                 continue
             pending = True
@@ -219,33 +228,34 @@ def _claim(
                 continue  # all of its remaining slots are being trained right now
             progress = (counts.results + counts.running) / n
             if best is None or progress < best[0]:
-                best = (progress, arm)
+                best = (progress, key)
         if best is None:
             return "wait" if pending else "done"
-        arm = best[1]
-        counts = by_arm[arm]  # as read under this lock: nothing has changed it since
+        key = best[1]
+        arm = key[0]
+        counts = by_key[key]  # as read under this lock: nothing has changed it since
         free = max(n - counts.results - counts.running, counts.waiting)
         size = (sizes or {}).get(arm, 1)
         startup = pruning_startup(config.search)
         if counts.complete < startup:  # the pruner's reference trials come first
             size = min(size, max(1, startup - counts.complete - counts.running))
-        beat = studies[arm]._storage.record_heartbeat  # type: ignore[attr-defined]
+        beat = studies[key]._storage.record_heartbeat  # type: ignore[attr-defined]
 
         def first_heartbeat(trial: optuna.trial.Trial) -> None:
             if claimed is not None:  # handed back if a stop comes before the claim returns
-                claimed.append((arm, trial._trial_id))
+                claimed.append((key, trial._trial_id))
             # Retried on its own: retrying the whole claim would ask again and leave this
             # trial RUNNING without a heartbeat, which Optuna never declares stale.
             retrying(functools.partial(beat, trial._trial_id), "recording a heartbeat")
 
         trials = ask_many(
-            studies[arm],
+            studies[key],
             distributions(config, arm),
             max(1, min(size, free)),
             waiting=counts.waiting,
             then=first_heartbeat,
         )
-    return _Claim(arm, tuple(trials))
+    return _Claim(key, tuple(trials))
 
 
 class _TrialTakenAway(Exception):

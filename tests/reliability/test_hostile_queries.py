@@ -525,7 +525,8 @@ def test_trials_of_every_experiment_in_every_format(db, experiment, fmt, capsys)
             assert sorted(evaluated) == ([0, 1] if experiment == "exp" else [0, 0])
     elif fmt == "csv":
         lines = out.splitlines()
-        assert lines[0].startswith("arm,number,trial_id,state") and len(lines) == rows + 1
+        assert lines[0].startswith("arm,replicate,number,trial_id,state")
+        assert len(lines) == rows + 1
     else:
         assert out.strip() == "(no rows)" if not rows else len(out.splitlines()) == rows + 1
 

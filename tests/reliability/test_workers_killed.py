@@ -143,7 +143,7 @@ def test_a_worker_killed_between_its_claim_and_first_heartbeat(tmp_path):
     with storage.open(f"sqlite:///{tmp_path / 'orphan.db'}") as store:
         store.create_experiment(config.name, config.to_dict())
         studies = open_studies(store, config, Heartbeat(1, 2))
-        orphan = studies["fixed"].ask(distributions(config, "fixed"))  # and then it died
+        orphan = studies[("fixed", 1)].ask(distributions(config, "fixed"))  # and then it died
         done: list[object] = []
         thread = threading.Thread(
             target=lambda: done.append(run_worker(store, config, Heartbeat(1, 2), poll=0.2)),

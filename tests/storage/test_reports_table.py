@@ -7,6 +7,7 @@ from sqlalchemy import text
 
 import storage
 from storage.schema import SCHEMA_VERSION
+from tests.storage.legacy import build_legacy_store
 
 
 def test_record_list_and_recover_reports(store):
@@ -27,13 +28,11 @@ def test_record_list_and_recover_reports(store):
         store.reports("nope")
 
 
-def test_a_version_1_store_gains_the_reports_table(prepared_url):
-    with storage.open(prepared_url) as store, store.engine.begin() as connection:
-        connection.execute(text("DROP TABLE dynl2_reports"))
-        connection.execute(text("UPDATE dynl2_meta SET value = '1' WHERE key = 'schema_version'"))
-    with storage.open(prepared_url, create=False) as store:
+def test_a_version_1_store_gains_the_reports_table(store_url):
+    build_legacy_store(store_url, schema_version=1)  # as dynl2 wrote it before dynl2_reports
+    with storage.open(store_url, create=False) as store:
         assert store.reports().empty  # read-only commands still work on the old store
-    with storage.open(prepared_url) as store:
+    with storage.open(store_url) as store:
         store.create_experiment("exp", {})
         store.record_report("exp", "p", {}, "<html></html>")
         with store.engine.connect() as connection:

@@ -11,6 +11,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import StatementError
 
 import storage
+from storage import migrations
 from storage.schema import DYNL2_TABLES, SCHEMA_VERSION, Experiment, UTCDateTime
 
 OPTUNA_CORE_TABLES = {"studies", "trials", "trial_params", "trial_values", "alembic_version"}
@@ -26,10 +27,29 @@ def test_open_creates_optuna_and_dynl2_tables(store_url: str) -> None:
     ours = {t for t in tables if t.startswith("dynl2_")}
     assert ours == {
         "dynl2_meta", "dynl2_experiments", "dynl2_epochs", "dynl2_evaluations", "dynl2_reports",
+        "dynl2_alembic_version",
     }  # fmt: skip
-    assert ours == {t.name for t in DYNL2_TABLES}
+    assert ours == {t.name for t in DYNL2_TABLES} | {migrations.VERSION_TABLE}
     assert tables >= OPTUNA_CORE_TABLES
     assert version == str(SCHEMA_VERSION)
+
+
+def test_evaluations_columns_and_key(store: storage.Store) -> None:
+    found = inspect(store.engine)
+    columns = [c["name"] for c in found.get_columns("dynl2_evaluations")]
+    assert columns == [
+        "id", "experiment_id", "arm", "seed", "params",
+        "test_loss", "test_acc", "val_loss", "val_acc", "seconds", "created", "replicate",
+    ]  # fmt: skip
+    keys = [
+        (u["name"], u["column_names"]) for u in found.get_unique_constraints("dynl2_evaluations")
+    ]
+    assert keys == [
+        (
+            "uq_dynl2_evaluations_experiment_id_arm_replicate_seed",
+            ["experiment_id", "arm", "replicate", "seed"],
+        )
+    ]
 
 
 def test_reopening_is_idempotent(store_url: str) -> None:

@@ -84,7 +84,7 @@ def test_example_parses():
         "optimizer": "adam", "epochs": 150, "batch_size": 100, "device": "auto",
     }  # fmt: skip
     assert dict(config.train_ranges) == {"lr": Range(1e-3, 3e-2, log=True)}
-    assert config.search == SearchConfig(40, "tpe", "median", "val_acc", batch=None)
+    assert config.search == SearchConfig(40, "tpe", "median", "val_acc", batch=None, replicates=3)
     assert config.evaluate == EvaluateConfig(10)
     assert [a.name for a in config.arms] == ["dynamic", "fixed", "none"]
     assert config.arm("dynamic").ranges == {

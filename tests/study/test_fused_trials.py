@@ -29,6 +29,11 @@ def _open(tmp_path, name="f", n_trials=5, epochs=2, text=None):  # type: ignore[
 
 
 @pytest.mark.slow
+def _sizes(studies, k):
+    """Claim sizes by arm (the studies are keyed by (arm, replicate))."""
+    return dict.fromkeys((arm for arm, _ in studies), k)
+
+
 def test_run_in_fused_groups_counts_exactly_and_its_trials_replay(tmp_path):
     """On SQLite: fused groups touch no backend-specific code (the claim's lock and Optuna's
     calls are the unfused worker's, which tests/study/test_run_e2e.py runs on PostgreSQL)."""
@@ -68,20 +73,20 @@ def test_run_in_fused_groups_counts_exactly_and_its_trials_replay(tmp_path):
 
 def test_claims_take_up_to_k_trials_and_never_exceed_the_budget(tmp_path):
     store, config, studies = _open(tmp_path, n_trials=5)
-    sizes = dict.fromkeys(studies, 4)
+    sizes = _sizes(studies, 4)
     claims = [worker_module._claim(store, config, studies, sizes) for _ in range(6)]
     taken = [c for c in claims if not isinstance(c, str)]
     assert [len(c.trials) for c in taken] == [4, 4, 4, 1, 1, 1]
-    assert sorted(c.arm for c in taken[:3]) == sorted(studies)  # arms interleave
+    assert sorted(c.key for c in taken[:3]) == sorted(studies)  # arms interleave
     assert worker_module._claim(store, config, studies, sizes) == "wait"  # all slots running
     store.close()
 
 
 def test_pruned_members_are_told_at_once_and_the_rest_complete(tmp_path, monkeypatch):
     store, config, studies = _open(tmp_path, n_trials=4, epochs=3)
-    claim = worker_module._claim(store, config, studies, dict.fromkeys(studies, 4))
+    claim = worker_module._claim(store, config, studies, _sizes(studies, 4))
     assert not isinstance(claim, str)
-    study = studies[claim.arm]
+    study = studies[claim.key]
     pruned_numbers = {t.number for t in claim.trials if t.number % 2 == 1}
     told_while_training: list[int] = []
     original_report = fused_trials.report_many
@@ -115,9 +120,9 @@ def test_a_member_declared_stale_stops_alone(tmp_path, monkeypatch):
     """Another worker fails one member as stale mid-training: that member is dropped (its
     retry belongs to whoever asks next); its neighbours train on and complete."""
     store, config, studies = _open(tmp_path, n_trials=3, epochs=3)
-    claim = worker_module._claim(store, config, studies, dict.fromkeys(studies, 3))
+    claim = worker_module._claim(store, config, studies, _sizes(studies, 3))
     assert not isinstance(claim, str)
-    study = studies[claim.arm]
+    study = studies[claim.key]
     victim = claim.trials[1]
     original_report = fused_trials.report_many
     sizes: list[int] = []
@@ -200,7 +205,7 @@ lam = { low = 1e-6, high = 1e-3, log = true }
 
 def test_a_diverging_member_fails_alone_and_counts_as_a_result(tmp_path):
     store, config, studies = _open(tmp_path, text=DIVERGING)
-    study = studies["fixed"]
+    study = studies[("fixed", 1)]
     for lr in (0.01, 10.0, 0.02):
         study.enqueue_trial({"lr": lr, "lam": 1e-4})
     claim = worker_module._claim(store, config, studies, {"fixed": 3})
@@ -294,10 +299,10 @@ def test_groups_hold_back_until_the_median_pruner_has_its_reference_trials(tmp_p
     store = storage.open(f"sqlite:///{tmp_path / 'm.db'}")
     store.create_experiment(config.name, config.to_dict())
     studies = open_studies(store, config, Heartbeat(10, 60))
-    sizes = dict.fromkeys(studies, 8)
+    sizes = _sizes(studies, 8)
     first = worker_module._claim(store, config, studies, sizes)
     assert not isinstance(first, str) and len(first.trials) == 5  # the pruner's 5 come first
-    study = studies[first.arm]
+    study = studies[first.key]
     for trial in first.trials:  # they complete
         study.tell(trial, 0.5)
     claims = [worker_module._claim(store, config, studies, sizes) for _ in range(3)]

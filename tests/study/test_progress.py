@@ -55,14 +55,14 @@ def test_counts_agree_with_optuna_s_trials(backend, tmp_path):
         store.create_experiment(config.name, config.to_dict())
         assert set(arm_counts(store, config).values()) == {ArmCounts(0, 0, 0, 0, 0, 0, None)}
         studies = open_studies(store, config, Heartbeat())
-        arms = sorted(studies)
+        arms = sorted(arm for arm, _ in studies)  # one replicate: keys (arm, 1)
         assert len(arms) >= 2
         with warnings.catch_warnings():  # Optuna: heartbeats are meant for optimize()
             warnings.simplefilter("ignore", UserWarning)
-            _fill(studies[arms[0]], distributions(config, arms[0]), [0.25, 0.75, 0.5])
-            _fill(studies[arms[1]], distributions(config, arms[1]), [0.5, math.inf])
+            _fill(studies[(arms[0], 1)], distributions(config, arms[0]), [0.25, 0.75, 0.5])
+            _fill(studies[(arms[1], 1)], distributions(config, arms[1]), [0.5, math.inf])
         counts = arm_counts(store, config)
-        expected = {arm: count(study, config.direction) for arm, study in studies.items()}
+        expected = {arm: count(study, config.direction) for (arm, _), study in studies.items()}
         assert counts == expected
         first = counts[arms[0]]
         assert (first.complete, first.pruned, first.diverged, first.lost) == (3, 1, 2, 1)

@@ -76,7 +76,7 @@ def test_an_early_evaluation_is_provisional_and_redone_for_the_final_best(backen
                 "none": {"lr": 0.01},
             }
             for arm in ARMS:
-                hand_trial(config, studies[arm], arm, 0.5, first[arm])
+                hand_trial(config, studies[(arm, 1)], arm, 0.5, first[arm])
 
         refused = dynl2_here("evaluate", name, "--storage", url)
         assert refused.returncode == 2, refused.stderr
@@ -100,8 +100,8 @@ def test_an_early_evaluation_is_provisional_and_redone_for_the_final_best(backen
         # The search moves on: a better fixed configuration (no validation accuracy beats 2).
         final_fixed = {"lr": 0.02, "lam": 1e-5}
         with storage.open(url) as store:
-            hand_trial(config, open_studies(store, config, Heartbeat())["fixed"], "fixed", 2.0,
-                       final_fixed)  # fmt: skip
+            studies = open_studies(store, config, Heartbeat())
+            hand_trial(config, studies[("fixed", 1)], "fixed", 2.0, final_fixed)
         report = dynl2_here("report", name, "-o", str(tmp_path / "moved.html"), "--storage", url)
         assert report.returncode == 0, report.stderr
         summary = latest_summary(url, name)

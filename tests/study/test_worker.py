@@ -39,14 +39,14 @@ def test_a_claim_that_is_never_trained_goes_stale_and_is_queued_again(setup):
     deadline = time.monotonic() + 10
     while True:
         with worker_module._quiet_optuna():
-            optuna.storages.fail_stale_trials(studies[claim.arm])
-        counts = count(studies[claim.arm], config.direction)
+            optuna.storages.fail_stale_trials(studies[claim.key])
+        counts = count(studies[claim.key], config.direction)
         if counts.running == 0 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert counts.lost == 1 and counts.running == 0
     assert counts.waiting == 1  # the retry, with the same parameters
-    waiting = studies[claim.arm].get_trials(states=(TrialState.WAITING,))[0]
+    waiting = studies[claim.key].get_trials(states=(TrialState.WAITING,))[0]
     assert waiting.params == claim.trials[0].params
 
 
@@ -54,7 +54,7 @@ def test_trial_taken_away_mid_training_is_abandoned(setup, monkeypatch):
     store, config, studies = setup
     claim = worker_module._claim(store, config, studies)
     assert not isinstance(claim, str)
-    study = studies[claim.arm]
+    study = studies[claim.key]
 
     def fake_train(train_config, on_epoch, data):
         # Another worker declares the trial stale while this one trains it.
@@ -82,9 +82,9 @@ def test_a_crashing_trial_is_failed_with_its_reason(setup, monkeypatch):
     monkeypatch.setattr(worker_module, "train", broken_train)
     with pytest.raises(worker_module.WorkerFailed, match="out of memory"):
         worker_module.run_trial(
-            store, config, claim.arm, studies[claim.arm], claim.trials[0], lambda: None
+            store, config, claim.arm, studies[claim.key], claim.trials[0], lambda: None
         )
-    trial = studies[claim.arm].get_trials()[0]
+    trial = studies[claim.key].get_trials()[0]
     assert trial.state == TrialState.FAIL
     assert "out of memory" in trial.user_attrs["fail_reason"]
-    assert count(studies[claim.arm], config.direction).lost == 1  # not a result
+    assert count(studies[claim.key], config.direction).lost == 1  # not a result

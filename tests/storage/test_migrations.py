@@ -1,0 +1,363 @@
+"""Versioned migrations of dynl2's tables: old stores upgraded on open, read as they are
+without ``create``, new stores stamped at the head, newer stores refused; on every backend."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import optuna
+import psycopg
+import pytest
+from sqlalchemy import Engine, create_engine, event, inspect, text
+
+import storage
+from storage import migrations
+from storage.engine import engine_kwargs
+from storage.schema import SCHEMA_VERSION
+from tests.storage.backends import empty_url, libpq_url
+from tests.storage.legacy import (
+    ARM,
+    EXPERIMENT,
+    PARAMS,
+    SEED,
+    build_legacy_store,
+    created_at,
+)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+NEW_CONSTRAINT = "uq_dynl2_evaluations_experiment_id_arm_replicate_seed"
+WORKERS = 2  # processes that open one old store at the same moment
+_READS = ("SELECT", "SHOW", "WITH")  # statements that cannot change a database
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _scalar(url: str, sql: str) -> Any:
+    engine = create_engine(url, **engine_kwargs(url))
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text(sql)).scalar()
+    finally:
+        engine.dispose()
+
+
+def _revision(url: str) -> Any:
+    return _scalar(url, f"SELECT version_num FROM {migrations.VERSION_TABLE}")
+
+
+def _optuna_revision(url: str) -> Any:
+    return _scalar(url, "SELECT version_num FROM alembic_version")
+
+
+def _schema_version(url: str) -> Any:
+    return _scalar(url, "SELECT value FROM dynl2_meta WHERE key = 'schema_version'")
+
+
+def _shape(url: str, *, version_table: bool = True) -> dict[str, Any]:
+    """dynl2's tables as the database reports them: columns (name, type, null, default) in
+    order, and every named key, index and trigger."""
+    engine = create_engine(url, **engine_kwargs(url))
+    try:
+        with engine.connect() as connection:
+            found = inspect(connection)
+            shape: dict[str, Any] = {}
+            for name in sorted(found.get_table_names()):
+                if not name.startswith("dynl2_") or (
+                    name == migrations.VERSION_TABLE and not version_table
+                ):
+                    continue
+                pk = found.get_pk_constraint(name)
+                shape[name] = {
+                    "columns": [
+                        (c["name"], str(c["type"]), c["nullable"], c.get("default"))
+                        for c in found.get_columns(name)
+                    ],
+                    "pk": (pk["name"], pk["constrained_columns"]),
+                    "fks": sorted(
+                        (
+                            fk["name"],
+                            tuple(fk["constrained_columns"]),
+                            fk["referred_table"],
+                            tuple(fk["referred_columns"]),
+                            fk["options"].get("ondelete"),
+                        )
+                        for fk in found.get_foreign_keys(name)
+                    ),
+                    "unique": sorted(
+                        (u["name"], tuple(u["column_names"]))
+                        for u in found.get_unique_constraints(name)
+                    ),
+                    "indexes": sorted(
+                        (i["name"], tuple(i["column_names"]), i["unique"])
+                        for i in found.get_indexes(name)
+                    ),
+                }
+            if engine.dialect.name == "sqlite":
+                shape["triggers"] = sorted(
+                    connection.execute(
+                        text("SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger'")
+                    ).all()
+                )
+            return shape
+    finally:
+        engine.dispose()
+
+
+def _fingerprint(url: str) -> Any:
+    """Everything a write could change. SQLite: the bytes of the file and of its WAL, and
+    the folder's other files. PostgreSQL: every table of the public schema, row by row."""
+    path = storage.sqlite_path(url)
+    if path is not None:
+        wal = Path(f"{path}-wal")
+        # A reader of a WAL-mode file creates an empty -wal and a -shm index: they hold no data.
+        others = sorted(p.name for p in path.parent.iterdir() if not p.name.endswith("-shm"))
+        blobs = [path.read_bytes(), wal.read_bytes() if wal.is_file() else b""]
+        return others, [hashlib.sha256(blob).hexdigest() for blob in blobs]
+    with psycopg.connect(libpq_url(url)) as connection:
+        tables = [
+            row[0]
+            for row in connection.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = 'public' ORDER BY 1"
+            )
+        ]
+        columns = connection.execute(
+            "SELECT table_name, column_name, data_type, column_default "
+            "FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2"
+        ).fetchall()
+        rows = {
+            table: connection.execute(
+                f"SELECT md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) "
+                f'FROM "{table}" t'
+            ).fetchone()
+            for table in tables
+        }
+        return tables, columns, rows
+
+
+@contextmanager
+def _other_database(url: str, folder: Path) -> Iterator[str]:
+    """An empty database of the same backend as ``url`` (SQLite: a file in ``folder``)."""
+    folder.mkdir()
+    backend = "sqlite" if storage.sqlite_path(url) is not None else "postgresql"
+    with empty_url(backend, folder) as other:
+        yield other
+
+
+@contextmanager
+def _statements() -> Iterator[list[str]]:
+    """Every SQL statement any engine sends while the block runs (Optuna's included)."""
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+
+
+def _writes(statements: list[str]) -> list[str]:
+    return [
+        s
+        for s in statements
+        if not s.lstrip().upper().startswith(_READS)
+        and not (s.lstrip().upper().startswith("PRAGMA") and "=" not in s)
+    ]
+
+
+# ------------------------------------------------------------------------ the revisions
+
+
+def test_every_revision_has_its_schema_version() -> None:
+    assert set(migrations.SCHEMA_VERSIONS) == migrations.revisions()
+    assert migrations.SCHEMA_VERSIONS[migrations.head()] == SCHEMA_VERSION
+    assert migrations.VERSION_TABLE != "alembic_version"  # Optuna's
+
+
+# --------------------------------------------------------------------- opening old stores
+
+
+@pytest.mark.parametrize("old_version", [1, 2])
+def test_open_upgrades_a_store_an_older_dynl2_wrote(store_url: str, old_version: int) -> None:
+    legacy = build_legacy_store(store_url, old_version)
+    with storage.open(store_url) as store:
+        evals = store.evaluations(EXPERIMENT)
+        epochs = store.epochs(EXPERIMENT)
+        reports = store.reports(EXPERIMENT)
+    assert _revision(store_url) == migrations.head()
+    assert _schema_version(store_url) == str(SCHEMA_VERSION)
+    assert _optuna_revision(store_url) == legacy.optuna_revision  # Optuna's, untouched
+    # Rows kept; what was there is replicate 1.
+    assert evals[["arm", "seed", "replicate"]].values.tolist() == [[ARM, SEED, 1]]
+    assert evals.iloc[0]["params"] == PARAMS and evals.iloc[0]["test_acc"] == 0.75
+    assert evals.iloc[0]["created"] == created_at()
+    assert list(epochs["trial_id"]) == [legacy.trial_id]
+    assert list(reports["path"]) == (["r.html"] if old_version == 2 else [])
+    assert _shape(store_url)["dynl2_evaluations"]["unique"] == [
+        (NEW_CONSTRAINT, ("experiment_id", "arm", "replicate", "seed"))
+    ]
+
+
+def test_the_new_key_holds_replicates_apart(store_url: str) -> None:
+    build_legacy_store(store_url)
+    with storage.open(store_url) as store:
+        store.record_evaluation(EXPERIMENT, ARM, SEED, {"lam": 0.5}, replicate=2, test_loss=0.1)
+        store.record_evaluation(EXPERIMENT, ARM, SEED, {"lam": 0.2}, test_loss=0.3)  # replaces
+        evals = store.evaluations(EXPERIMENT)
+        seeds = store.evaluated_seeds(EXPERIMENT, ARM), store.evaluated_seeds(EXPERIMENT, ARM, 2)
+    assert [(r.replicate, r.params, r.test_loss) for r in evals.itertuples()] == [
+        (1, {"lam": 0.2}, 0.3),
+        (2, {"lam": 0.5}, 0.1),
+    ]
+    assert seeds == ({SEED}, {SEED})
+
+
+def test_an_upgraded_store_has_the_tables_of_a_new_one(store_url: str, tmp_path: Path) -> None:
+    with _other_database(store_url, tmp_path / "fresh") as fresh_url:
+        storage.open(fresh_url).close()  # create_all, stamped at the head
+        build_legacy_store(store_url)
+        storage.open(store_url).close()  # the migrations
+        assert _shape(store_url) == _shape(fresh_url)
+
+
+def test_the_revisions_alone_build_the_tables_of_the_models(
+    store_url: str, tmp_path: Path
+) -> None:
+    """From nothing, the baseline and each later revision give what ``storage.schema``
+    declares; back at the baseline, the tables are exactly the ones dynl2 used to create."""
+    optuna.storages.RDBStorage(store_url, engine_kwargs=engine_kwargs(store_url)).engine.dispose()
+    engine = create_engine(store_url, **engine_kwargs(store_url))
+    try:
+        with migrations.transaction(store_url, engine) as connection:
+            migrations.replay(connection)
+        with _other_database(store_url, tmp_path / "fresh") as fresh_url:
+            storage.open(fresh_url).close()
+            assert _shape(store_url) == _shape(fresh_url)
+        with _other_database(store_url, tmp_path / "old") as old_url:
+            build_legacy_store(old_url)
+            with migrations.transaction(store_url, engine) as connection:
+                migrations.downgrade(connection, "0001")
+            assert _shape(store_url, version_table=False) == _shape(old_url)
+            assert _schema_version(store_url) == "2"
+        with migrations.transaction(store_url, engine) as connection:
+            migrations.downgrade(connection, "base")
+        left = set(_shape(store_url, version_table=False))
+        assert left == ({"triggers"} if engine.dialect.name == "sqlite" else set())
+        assert _shape(store_url).get("triggers", []) == []
+    finally:
+        engine.dispose()
+
+
+def test_an_upgrade_that_fails_leaves_the_old_store_as_it_was(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All of an upgrade, or none: SQLite rebuilds dynl2_evaluations, and a worker killed
+    halfway must not leave a half-rebuilt table behind."""
+    build_legacy_store(store_url)
+    before = _shape(store_url)
+
+    def fail(*args: Any) -> None:
+        raise RuntimeError("killed after the revisions ran")
+
+    monkeypatch.setattr(migrations, "_write_schema_version", fail)
+    with pytest.raises(RuntimeError, match="killed"):
+        storage.open(store_url)
+    assert _shape(store_url) == before
+    monkeypatch.undo()
+    with storage.open(store_url) as store:
+        assert store.evaluations(EXPERIMENT)["replicate"].tolist() == [1]
+
+
+# ------------------------------------------------------------------- read-only opening
+
+
+def test_open_without_create_reads_an_old_store_and_writes_nothing(store_url: str) -> None:
+    build_legacy_store(store_url)
+    before = _fingerprint(store_url)
+    with _statements() as seen, storage.open(store_url, create=False) as store:
+        evals = store.evaluations(EXPERIMENT)
+        seeds = store.evaluated_seeds(EXPERIMENT, ARM), store.evaluated_seeds(EXPERIMENT, ARM, 2)
+        with pytest.raises(storage.StorageError, match="create=True") as refused:
+            store.record_evaluation(EXPERIMENT, ARM, 1, {}, test_loss=0.1)
+    assert _writes(seen) == []
+    assert _fingerprint(store_url) == before
+    assert "\n" not in str(refused.value)
+    assert evals[["arm", "seed", "replicate"]].values.tolist() == [[ARM, SEED, 1]]
+    assert str(evals["replicate"].dtype) == "int64"
+    assert seeds == ({SEED}, set())
+    with storage.open(store_url) as store:  # and it still upgrades afterwards
+        assert store.evaluated_seeds(EXPERIMENT, ARM) == {SEED}
+    assert _revision(store_url) == migrations.head()
+
+
+# --------------------------------------------------------------------- new and newer
+
+
+def test_a_new_store_is_at_the_head_and_reopening_writes_nothing(store_url: str) -> None:
+    storage.open(store_url).close()
+    assert _revision(store_url) == migrations.head()
+    assert _schema_version(store_url) == str(SCHEMA_VERSION)
+    before = _fingerprint(store_url)
+    with _statements() as seen, storage.open(store_url) as store:
+        assert store.experiments().empty
+    assert _writes(seen) == []
+    assert _fingerprint(store_url) == before
+
+
+@pytest.mark.parametrize("create", [True, False])
+def test_a_store_at_an_unknown_revision_is_refused(prepared_url: str, create: bool) -> None:
+    with storage.open(prepared_url) as store, store.engine.begin() as connection:
+        connection.execute(text(f"UPDATE {migrations.VERSION_TABLE} SET version_num = 'f00d'"))
+    before = _fingerprint(prepared_url)
+    with pytest.raises(storage.StorageError, match="upgrade dynl2") as refused:
+        storage.open(prepared_url, create=create)
+    message = str(refused.value)
+    assert "\n" not in message and "'f00d'" in message, message
+    assert _fingerprint(prepared_url) == before
+
+
+# ------------------------------------------------------------------------ races
+
+
+def _open_together(url: str, barrier: Any, results: Any) -> None:
+    """One of several processes that open the same old store at the same moment."""
+    barrier.wait(timeout=120)  # every process has imported dynl2: now they race
+    try:
+        with storage.open(url) as store:
+            results.put(("ok", store.evaluations(EXPERIMENT)["replicate"].tolist()))
+    except BaseException as exc:
+        results.put(("error", f"{type(exc).__name__}: {exc}"))
+        raise
+
+
+@pytest.mark.slow  # spawned interpreters: a few seconds
+def test_processes_opening_an_old_store_at_once_all_succeed(store_url: str) -> None:
+    build_legacy_store(store_url)
+    context = multiprocessing.get_context("spawn")  # like real workers: nothing inherited
+    barrier = context.Barrier(WORKERS)
+    results = context.Queue()
+    processes = [
+        context.Process(target=_open_together, args=(store_url, barrier, results))
+        for _ in range(WORKERS)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        outcomes = [results.get(timeout=180) for _ in processes]
+    finally:
+        for process in processes:
+            process.join(timeout=60)
+    assert outcomes == [("ok", [1])] * WORKERS
+    assert [process.exitcode for process in processes] == [0] * WORKERS
+    assert _revision(store_url) == migrations.head()
+    assert _scalar(store_url, f"SELECT count(*) FROM {migrations.VERSION_TABLE}") == 1
