@@ -289,6 +289,19 @@ def _verdict(
             f"Only {_plural(main_r.seeds, 'paired seed')}: too few seeds to say anything "
             f"reliable (at least {FEW_SEEDS} are needed)."
         )
+    if replicates > 1 and searched is not None and not evals.empty:
+        unevaluated = [
+            f"{arm}/{r}"
+            for arm in arms
+            if arm in searched
+            for r in range(1, replicates + 1)
+            if not any(key[0] == r for key in keyed[arm])
+        ]
+        if unevaluated:
+            warnings_.append(
+                f"Not evaluated yet: {', '.join(unevaluated)} (of {replicates} replicates); the "
+                "comparisons rest on the replicates both arms have. dynl2 evaluate adds them."
+            )
     if main_r is not None and main_r.replicates == 1 and main is not None and main.diff:
         warnings_.append(
             "One search per arm: the interval covers the evaluation seeds of the two "

@@ -12,7 +12,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from storage import Store, best_trials, study_name
+from storage import Store, best_by_search, study_name
 
 LR = {"low": 1e-3, "high": 3e-2, "log": True}
 ARMS: dict[str, dict[str, Any]] = {
@@ -66,13 +66,14 @@ def add_trials(
     fail_reason: str | None = None,
     epochs: int = 0,
     seed: int = 0,
+    replicate: int = 1,
 ) -> optuna.Study:
     """Add one trial per value (``None`` for FAIL trials), with random params in range."""
     name = cfg["experiment"]["name"]
     direction = "maximize" if cfg["search"]["metric"] == "val_acc" else "minimize"
     study = optuna.create_study(
         storage=store.optuna_storage(),
-        study_name=study_name(name, arm),
+        study_name=study_name(name, arm, replicate),
         direction=direction,
         load_if_exists=True,
     )
@@ -119,12 +120,13 @@ def finish_search(store: Store, cfg: Mapping[str, Any]) -> None:
             add_trials(store, cfg, arm, [0.5 + 0.01 * i for i in range(n)], seed=len(arm))
 
 
-def best_params(store: Store, name: str, arm: str) -> dict[str, Any]:
-    """The params of ``arm``'s best trial (``{}`` without one): what dynl2 evaluates."""
+def best_params(store: Store, name: str, arm: str, replicate: int = 1) -> dict[str, Any]:
+    """The params of the best trial of ``arm``'s search ``replicate`` (``{}`` without one):
+    what dynl2 evaluates."""
     cfg = store.get_experiment(name).config
     direction = "maximize" if cfg["search"]["metric"] == "val_acc" else "minimize"
-    best = best_trials(store.trials(name), direction)
-    return dict(best[arm]["params"]) if arm in best else {}
+    best = best_by_search(store.trials(name), direction)
+    return dict(best[(arm, replicate)]["params"]) if (arm, replicate) in best else {}
 
 
 def add_evaluations(
@@ -134,16 +136,17 @@ def add_evaluations(
     accs: Sequence[float | None],
     loss: bool = False,
     params: Mapping[str, Any] | None = None,
+    replicate: int = 1,
 ) -> None:
     """Evaluations of ``params`` (default: the arm's best trial's, as dynl2 evaluates). A
     searched arm without trials first gets a finished search (:func:`finish_search`): dynl2
     evaluates what a finished search chose."""
     if params is None:
         finish_search(store, store.get_experiment(name).config)
-    evaluated = best_params(store, name, arm) if params is None else dict(params)
+    evaluated = best_params(store, name, arm, replicate) if params is None else dict(params)
     for seed, acc in enumerate(accs):
         store.record_evaluation(
-            name, arm, seed, evaluated,
+            name, arm, seed, evaluated, replicate=replicate,
             test_loss=(acc if loss else 1.0 - acc) if acc is not None else None,
             test_acc=None if loss else acc,
             seconds=0.5,

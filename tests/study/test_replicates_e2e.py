@@ -14,11 +14,15 @@ import json
 
 import optuna
 import pytest
+import sqlalchemy as sa
 
 import storage
+from storage import migrations
 from study import cli
 
 from ..reliability.helpers import run_cli
+from ..storage.backends import BACKENDS, empty_url
+from ..tiny import write_tiny
 
 pytestmark = pytest.mark.slow
 
@@ -81,12 +85,13 @@ def _write(tmp_path, replicates=3, seeds=4, **changes):
 
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory):
-    """The experiment, run once with three replicates (module-wide: it trains for a while)."""
+    """The experiment, run once with three replicates by two worker processes (module-wide:
+    it trains for a while)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tmp = tmp_path_factory.mktemp("replicates")
     url = f"sqlite:///{tmp / 'truth.db'}"
     config = _write(tmp)
-    code = cli.main(["run", str(config), "--storage", url, "--quiet"])
+    code = cli.main(["run", str(config), "--storage", url, "--quiet", "--workers", "2"])
     assert code == 0
     return tmp, url
 
@@ -177,3 +182,42 @@ def test_raising_replicates_adds_one_search_and_lowering_is_refused(ran, capsys)
     assert len(trials[trials["replicate"] == 4]) == len(ARMS) * 3
     assert len(evals) == evals_before + len(ARMS) * 4
     assert _summary(url)["replicates"] == 4
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_store_of_the_previous_schema_reads_reports_and_resumes_as_one_replicate(
+    backend, tmp_path, capsys
+):
+    """A store as the previous dynl2 left it (its tables before the replicate column, no
+    dynl2_alembic_version; made by running a study, then taking the tables back): the verbs
+    that read show it as one replicate without writing; ``run`` with more seeds resumes it
+    (upgrading it) and reports it as R = 1."""
+    config = write_tiny(
+        tmp_path, "old", epochs=2, n_trials=2, seeds=2, arms=("dynamic", "fixed", "none")
+    )
+    with empty_url(backend, tmp_path) as url:
+        assert cli.main(["run", str(config), "--storage", url, "--quiet"]) == 0
+        engine = sa.create_engine(url, poolclass=sa.NullPool)
+        try:
+            with migrations.transaction(url, engine) as connection:
+                migrations.downgrade(connection, "0001")
+                connection.execute(sa.text("DROP TABLE dynl2_alembic_version"))
+            columns = {c["name"] for c in sa.inspect(engine).get_columns("dynl2_evaluations")}
+        finally:
+            engine.dispose()
+        assert "replicate" not in columns  # the previous schema
+        capsys.readouterr()
+        code, out, err = run_cli(["trials", "old", "--format", "json", "--storage", url], capsys)
+        assert code == 0, err
+        assert {row["replicate"] for row in json.loads(out)} == {1}
+        code, out, err = run_cli(["status", "old", "--storage", url], capsys)
+        assert code == 0 and "2 runs" in out, (out, err)
+        more = config.read_text().replace("seeds = 2", "seeds = 3")
+        config.write_text(more)
+        code, _, err = run_cli(["run", str(config), "--storage", url, "--quiet"], capsys)
+        assert code == 0, err
+        with storage.open(url, create=False) as store:
+            evals = store.evaluations("old")
+            summary = store.reports("old").iloc[0]["summary"]
+        assert set(evals["replicate"]) == {1} and len(evals) == 3 * 3  # three arms, three seeds
+        assert summary["replicates"] == 1 and summary["method"] == "seeds only"

@@ -84,3 +84,35 @@ def test_json_with_compare_or_from_store_is_refused(url, tmp_path, capsys, extra
     assert code == 2 and stdout == ""
     assert len(stderr.strip().splitlines()) == 1 and "--json" in stderr
     assert not (tmp_path / "x.html").exists()
+
+
+def test_replicates_partly_evaluated_are_named_and_the_report_renders(tmp_path, capsys):
+    """Three replicates searched, two evaluated: the report renders, compares over the two,
+    and says which searches are not evaluated yet."""
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    arms = {"dynamic": syn.ARMS["dynamic"], "fixed": syn.ARMS["fixed"]}
+    with storage.open(url) as store:
+        cfg = syn.config("p", arms=arms, n_trials=3)
+        cfg["search"]["replicates"] = 3
+        store.create_experiment("p", cfg)
+        for r in (1, 2, 3):
+            for arm in arms:
+                syn.add_trials(store, cfg, arm, [0.7, 0.72, 0.71], seed=10 * r + len(arm),
+                               replicate=r)  # fmt: skip
+        for r, shift in ((1, 0.01), (2, 0.02)):
+            syn.add_evaluations(store, "p", "dynamic", [0.8 + shift, 0.81 + shift, 0.8 + shift],
+                                replicate=r)  # fmt: skip
+            syn.add_evaluations(store, "p", "fixed", [0.8, 0.8, 0.79], replicate=r)
+    out = tmp_path / "p.html"
+    code, stdout, stderr = run_cli(
+        ["report", "p", "-o", str(out), "--json", "--storage", url], capsys
+    )
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["replicates"] == 2 and summary["method"] == "replicate means"
+    assert summary["main"]["diff"]["n"] == 2
+    (warning,) = [w for w in summary["warnings"] if w.startswith("Not evaluated yet")]
+    assert "dynamic/3" in warning and "fixed/3" in warning and "dynamic/1" not in warning
+    assert "Not evaluated yet: dynamic/3, fixed/3" in out.read_text(encoding="utf-8")
+    assert len(summary["budget_curves"]["dynamic"]) == 3
+    assert summary["budget_curves"]["dynamic"][0]["low"] is not None  # a band over 3 searches
