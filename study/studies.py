@@ -42,6 +42,7 @@ RESULT_ATTR = "dynl2_result"  # user attr: "complete" | "pruned" | "diverged", s
 REASON_ATTR = "fail_reason"  # user attr: why a trial failed, one line
 BEST_EPOCH_ATTR = "best_epoch"
 CONFIG_ATTR = "config"  # user attr: the resolved trainer config of the trial
+WORKER_ATTR = "dynl2_worker"  # user attr: "HOST:PID" of the worker that claimed the trial last
 
 DIVERGED = "diverged"
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import os
+import socket
 import threading
 import time
 import traceback
@@ -49,6 +51,7 @@ from .studies import (
     DIVERGED,
     REASON_ATTR,
     RESULT_ATTR,
+    WORKER_ATTR,
     Heartbeat,
     SearchKey,
     adopt_silent_claims,
@@ -239,7 +242,8 @@ def _claim(
         startup = pruning_startup(config.search)
         if counts.complete < startup:  # the pruner's reference trials come first
             size = min(size, max(1, startup - counts.complete - counts.running))
-        beat = studies[key]._storage.record_heartbeat  # type: ignore[attr-defined]
+        storage = studies[key]._storage
+        beat = storage.record_heartbeat  # type: ignore[attr-defined]
 
         def first_heartbeat(trial: optuna.trial.Trial) -> None:
             if claimed is not None:  # handed back if a stop comes before the claim returns
@@ -247,6 +251,14 @@ def _claim(
             # Retried on its own: retrying the whole claim would ask again and leave this
             # trial RUNNING without a heartbeat, which Optuna never declares stale.
             retrying(functools.partial(beat, trial._trial_id), "recording a heartbeat")
+            # Which worker trains it (a retried trial: the last to claim it), for users
+            # reading the store and for tests that must stop the worker of a given trial.
+            retrying(
+                functools.partial(
+                    storage.set_trial_user_attr, trial._trial_id, WORKER_ATTR, _identity()
+                ),
+                "recording the trial's worker",
+            )
 
         trials = ask_many(
             studies[key],
@@ -256,6 +268,11 @@ def _claim(
             then=first_heartbeat,
         )
     return _Claim(key, tuple(trials))
+
+
+def _identity() -> str:
+    """``HOST:PID`` of this worker (asked each time: cheap, and right after a fork)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class _TrialTakenAway(Exception):

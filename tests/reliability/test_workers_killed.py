@@ -8,9 +8,11 @@ a fused group; a worker killed between its claim and its first heartbeat."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 import storage
 from study.experiment import load_experiment
@@ -42,6 +45,7 @@ from .helpers import (
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 EPOCHS = 200
+WAIT_S = 600  # the longest wait for a state: other work may share the machine
 
 
 def _workers_of(run: subprocess.Popen[str]) -> list[int]:
@@ -58,6 +62,29 @@ def _workers_of(run: subprocess.Popen[str]) -> list[int]:
 def _running_whole(url: str, experiment: str, searched: Callable[[str], object]) -> int:
     frame = trials(url, experiment)
     return int(((frame["state"] == "RUNNING") & whole(frame, searched)).sum())
+
+
+def _training(url: str, experiment: str, searched: Callable[[str], object]) -> set[int]:
+    """Process ids of the workers (this machine's) training a RUNNING trial that has all its
+    parameters, from the trials' ``dynl2_worker`` attribute (``HOST:PID``)."""
+    frame = trials(url, experiment)
+    running = frame[(frame["state"] == "RUNNING") & whole(frame, searched)]
+    if running.empty:
+        return set()
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.text(
+                    "SELECT value_json FROM trial_user_attributes WHERE key = 'dynl2_worker' "
+                    "AND trial_id IN (" + ", ".join(str(int(t)) for t in running["trial_id"]) + ")"
+                )
+            ).scalars()
+            identities = [json.loads(value) for value in rows]
+    finally:
+        engine.dispose()
+    host = socket.gethostname()
+    return {int(i.rsplit(":", 1)[1]) for i in identities if i.rsplit(":", 1)[0] == host}
 
 
 def _ended(run: subprocess.Popen[str]) -> bool:
@@ -84,16 +111,21 @@ def test_a_run_with_four_workers_loses_three_of_them(backend, tmp_path):
         wait_until(lambda: len(_workers_of(run)) == 4, 60, "4 workers")
         alive = _workers_of(run)
         for _ in range(3):
-            # every worker alive holds a trial with all its parameters (a claim takes one:
-            # --batch 1; the next test kills a worker that trains a fused group)
+            # a worker alive holds a trial with all its parameters (a claim takes one:
+            # --batch 1; the next test kills a worker that trains a fused group). The victim is
+            # one such worker, known by the trial's dynl2_worker attribute: waiting for every
+            # worker to hold one let three fast workers use up the budget while a fourth was
+            # still importing on a busy machine.
             wait_until(
-                lambda: _running_whole(url, "four", searched) >= len(alive) or _ended(run), 120,
-                "every worker in a trial",
-            )  # fmt: skip
+                lambda: bool(_training(url, "four", searched) & set(alive)) or _ended(run),
+                WAIT_S,
+                "a worker in a trial",
+            )
             assert not _ended(run), "the search ended before the three kills"
-            time.sleep(rng.uniform(0.0, 0.5))  # a random point of those trials
+            time.sleep(rng.uniform(0.0, 0.5))  # a random point of that trial
             failed = _failed(url, "four")
-            victim = rng.choice(alive)
+            training = sorted(_training(url, "four", searched) & set(alive))
+            victim = rng.choice(training or alive)  # it may just have finished: another claim
             os.kill(victim, signal.SIGKILL)
             alive.remove(victim)
             # the victim's trial goes stale (grace 2 s) before the next count of trials in
