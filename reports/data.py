@@ -11,6 +11,7 @@ import math
 import os
 import platform
 import shlex
+import statistics
 import warnings
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
@@ -245,14 +246,20 @@ def _verdict(
             if _finite(value) is not None
         }
         values = list(keyed[arm].values())
+        by_replicate: dict[int, list[float]] = {}
+        for (rep, _), v in keyed[arm].items():
+            by_replicate.setdefault(rep, []).append(v)
         if searched is not None and arm not in searched:  # one configuration for every search
             once = {seed: v for (r, seed), v in keyed[arm].items() if r == 1}
             keyed[arm] = {
                 (r, seed): v for r in range(1, replicates + 1) for seed, v in once.items()
             }
         by_seed = {seed: v for (r, seed), v in keyed[arm].items() if r == 1}
-        ci = mean_ci(values) if values else None
-        results.append(ArmResult(arm, scheme, ci, len(rows) - len(values), by_seed))
+        # With replicates the arm's interval, like the comparisons', is over its replicates'
+        # means: the runs of one search are not independent draws of the scheme's level.
+        means = [statistics.fmean(v) for _, v in sorted(by_replicate.items())]
+        ci = (mean_ci(means) if len(means) > 1 else mean_ci(values)) if values else None
+        results.append(ArmResult(arm, scheme, ci, len(rows) - len(values), by_seed, tuple(values)))
     dynamic = next((a for a, s in arms.items() if s == "dynamic"), None)
     fixed = next((a for a, s in arms.items() if s == "fixed"), None)
 
@@ -396,7 +403,8 @@ def _basis(
         spreads.append(f"seed sd {parts.seed_sd:.{digits}f}")
     spread = f" Spread of the difference: {', '.join(spreads)}." if spreads else ""
     return (
-        f"Rests on {_plural(main.replicates, 'search')} per arm (R = {main.replicates}) × "
+        f"Rests on {main.replicates} search{'' if main.replicates == 1 else 'es'} per arm "
+        f"(R = {main.replicates}) × "
         f"{_plural(main.seeds, 'paired evaluation seed')} (S = {main.seeds}), "
         f"{main.comparison.n_pairs} paired runs in all; the searches: {trials} "
         f"({main.method}).{spread}"
@@ -475,6 +483,7 @@ def _setup(
         pruner=str(search.get("pruner", "")),
         metric=str(search.get("metric", "")),
         n_trials=n_trials,
+        replicates=_replicates(config),
         seeds=int(_table(config, "evaluate").get("seeds", 0)),
         arms=tuple(arm_setups),
         hardware=hardware,

@@ -85,8 +85,8 @@ def verdict_figures(data: ReportData) -> list[Figure]:
         assert a.ci is not None
         fig.add_trace(
             go.Scatter(
-                x=list(a.by_seed.values()),
-                y=[esc(a.arm)] * len(a.by_seed),
+                x=list(a.runs),
+                y=[esc(a.arm)] * len(a.runs),
                 mode="markers",
                 marker={"color": colors.get(a.arm), "opacity": 0.35, "size": 7},
                 name=f"{esc(a.arm)} seeds",
@@ -109,7 +109,8 @@ def verdict_figures(data: ReportData) -> list[Figure]:
     fig.update_layout(showlegend=False, xaxis_title=label)
     fig.update_yaxes(type="category", autorange="reversed")
     height = 140 + 50 * len(arms)
-    return [_finish(fig, "verdict", f"{label}: mean ± 95% CI over seeds", height)]
+    over = "seeds" if data.verdict.replicates == 1 else "the replicates' means (dots: every run)"
+    return [_finish(fig, "verdict", f"{label}: mean ± 95% CI over {over}", height)]
 
 
 def search_figures(data: ReportData) -> list[Figure]:

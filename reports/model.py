@@ -25,7 +25,9 @@ class ArmResult:
     scheme: str
     ci: MeanCI | None  # None without any finite evaluation
     n_failed: int  # evaluations without a finite test metric (diverged)
-    by_seed: Mapping[int, float] = field(hash=False)  # seed -> test metric (display unit)
+    by_seed: Mapping[int, float] = field(hash=False)  # seed -> test metric (display unit),
+    # of replicate 1
+    runs: tuple[float, ...] = ()  # every run's test metric: each replicate's seeds
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class Setup:
     pruner: str = ""
     metric: str = ""  # the validation metric searched
     n_trials: int = 0  # per searched arm
+    replicates: int = 1  # independent searches of every arm ([search] replicates)
     seeds: int = 0  # evaluation seeds asked for
     arms: tuple[ArmSetup, ...] = ()
     hardware: Mapping[str, str] = field(default_factory=dict, hash=False)  # the report's host

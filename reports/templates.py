@@ -77,16 +77,18 @@ REPORT = (
 {% for w in v.warnings %}<p class="warn">⚠ {{ w }}</p>{% endfor %}
 <table>
 <tr><th>arm</th><th>scheme</th><th class="num">{{ v.metric }} mean ± 95% CI</th>
-<th class="num">seeds</th><th class="num">failed</th></tr>
+<th class="num">{{ "seeds" if v.replicates == 1 else "runs" }}</th><th class="num">failed</th></tr>
 {% for a in v.arms %}
 <tr><td>{{ a.arm }}</td><td>{{ a.scheme }}</td><td class="num">{{ mean_ci(a.ci, digits) }}</td>
-<td class="num">{{ a.ci.n if a.ci else 0 }}</td><td class="num">{{ a.n_failed }}</td></tr>
+<td class="num">{{ a.runs|length }}</td><td class="num">{{ a.n_failed }}</td></tr>
 {% endfor %}
 </table>
 {% if v.comparisons %}
-<h3>Every arm against {{ v.fixed_arm }}, paired by seed</h3>
+<h3>Every arm against {{ v.fixed_arm }}, paired by {{ "seed" if v.replicates == 1 else
+ "replicate and seed (interval over the replicates' means)" }}</h3>
 <table>
-<tr><th>arm − {{ v.fixed_arm }}</th><th class="num">paired seeds</th>
+<tr><th>arm − {{ v.fixed_arm }}</th>
+<th class="num">paired {{ "seeds" if v.replicates == 1 else "runs" }}</th>
 <th class="num">difference ± 95% CI</th><th class="num">95% CI</th><th class="num">p</th>
 <th class="num">Cohen's d<sub>z</sub></th><th>reading</th></tr>
 {% for c in v.comparisons %}
@@ -108,8 +110,10 @@ REPORT = (
 <tr><th>model</th><td>{{ kv(s.model) }}</td></tr>
 <tr><th>training</th><td>{{ kv(s.train) }}</td></tr>
 <tr><th>search</th><td>sampler {{ s.sampler }}, pruner {{ s.pruner }}, metric {{ s.metric }},
- {{ s.n_trials }} trials per searched arm</td></tr>
-<tr><th>evaluation</th><td>{{ s.seeds }} seeds per arm, test split</td></tr>
+ {{ s.n_trials }} trials per searched arm{% if s.replicates > 1 %} in each of
+ {{ s.replicates }} independent searches (replicates){% endif %}</td></tr>
+<tr><th>evaluation</th><td>{{ s.seeds }} seeds per arm{% if s.replicates > 1 %} and
+ replicate{% endif %}, test split</td></tr>
 <tr><th>report host</th><td>{{ kv(s.hardware) }}</td></tr>
 <tr><th>versions</th><td>{{ kv(s.versions) }}</td></tr>
 </table>

@@ -10,8 +10,8 @@ from .experiment import MAX_WORKERS, parse_experiment
 from .study_cmds import _up_to, run_experiment
 
 # Sized to finish in about four minutes on 2 CPU cores (much faster on a GPU): three
-# independent searches (replicates) of 12 trials per arm, 100 epochs with median pruning, then
-# each search's best retrained on 8 shared seeds: a verdict that covers the search's randomness.
+# independent searches (replicates) of 20 trials per arm, 100 epochs with median pruning, then
+# each search's best retrained on 10 shared seeds: a verdict that covers the search's randomness.
 DEMO_TOML = """
 [experiment]
 name = "demo"
@@ -32,7 +32,7 @@ batch_size = 100
 device = "auto"
 
 [search]
-n_trials = 12
+n_trials = 20
 replicates = 3
 sampler = "tpe"
 pruner = "median"
@@ -51,7 +51,7 @@ lam = { low = 1e-6, high = 1e-1, log = true }
 scheme = "none"
 
 [evaluate]
-seeds = 8
+seeds = 10
 """
 
 
@@ -61,7 +61,7 @@ def add_parser(verbs: Any) -> None:
         help="run the built-in MNIST-1D study (dynamic vs fixed vs none) and write its report",
         description="Run a built-in experiment on the embedded SQLite store in the current "
         "directory: MNIST-1D, the MLP, arms dynamic / fixed / none, 3 independent searches of "
-        "12 trials per arm, 8 evaluation seeds; then write the HTML report and print where "
+        "20 trials per arm, 10 evaluation seeds; then write the HTML report and print where "
         "it is.",
     )
     p.add_argument(
