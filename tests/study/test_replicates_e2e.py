@@ -221,3 +221,26 @@ def test_a_store_of_the_previous_schema_reads_reports_and_resumes_as_one_replica
             summary = store.reports("old").iloc[0]["summary"]
         assert set(evals["replicate"]) == {1} and len(evals) == 3 * 3  # three arms, three seeds
         assert summary["replicates"] == 1 and summary["method"] == "seeds only"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_replicates_on_each_backend(backend, tmp_path, capsys):
+    """The replicate machinery (study names, claims across replicates, evaluations keyed by
+    replicate, the verdict over replicate means) on SQLite and PostgreSQL alike."""
+    config = write_tiny(
+        tmp_path, "two", epochs=2, n_trials=2, seeds=2, arms=("dynamic", "fixed", "none")
+    )
+    config.write_text(config.read_text().replace("n_trials = 2", "n_trials = 2\nreplicates = 2"))
+    with empty_url(backend, tmp_path) as url:
+        code, _, err = run_cli(["run", str(config), "--storage", url, "--quiet"], capsys)
+        assert code == 0, err
+        with storage.open(url, create=False) as store:
+            names = {s.study_name for s in store.optuna_storage().get_all_studies()}
+            evals = store.evaluations("two")
+            summary = store.reports("two").iloc[0]["summary"]
+    assert names == {f"two/{a}{s}" for a in ("dynamic", "fixed", "none") for s in ("", "/2")}
+    # the searched arms per replicate; "none" searches lr too
+    assert evals.groupby(["arm", "replicate"]).size().to_dict() == {
+        (a, r): 2 for a in ("dynamic", "fixed", "none") for r in (1, 2)
+    }
+    assert summary["replicates"] == 2 and summary["method"] == "replicate means"
