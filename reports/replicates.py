@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from reports.stats import ALPHA, CONFIDENCE, MeanCI, Paired, paired
+from reports.stats import CONFIDENCE, MeanCI, Paired, decide, paired
 
 __all__ = ["Components", "Replicated", "components", "replicated", "seed_only"]
 
@@ -156,13 +156,6 @@ def replicated(
         p_value = 1.0 if mean == 0 else 0.0
         dz = None
     diff = MeanCI(mean, half, r)
-    excludes_zero = (
-        diff.low is not None and diff.high is not None and (diff.low > 0 or diff.high < 0)
-    )
-    significant = p_value < ALPHA and excludes_zero
-    winner = None
-    if significant:
-        arm_better = mean > 0 if higher_is_better else mean < 0
-        winner = arm if arm_better else baseline
+    significant, winner = decide(arm, baseline, diff, p_value, higher_is_better=higher_is_better)
     comparison = Paired(arm, baseline, n_pairs, diff, p_value, dz, significant, winner)
     return Replicated(comparison, r, seeds, parts, "replicate means")

@@ -84,15 +84,23 @@ def paired(
             p_value = float(stats.ttest_rel(a, b).pvalue)
         else:  # every seed moved by exactly the same amount: the test is undefined
             p_value = 1.0 if diff.mean == 0 else 0.0
+    significant, winner = decide(arm, baseline, diff, p_value, higher_is_better=higher_is_better)
+    return Paired(arm, baseline, len(diffs), diff, p_value, dz, significant, winner)
+
+
+def decide(
+    arm: str, baseline: str, diff: MeanCI, p_value: float | None, *, higher_is_better: bool
+) -> tuple[bool, str | None]:
+    """(significant, winner) of ``arm − baseline``: significant when p < ALPHA and the
+    interval excludes 0; the winner is the arm that did better then."""
     excludes_zero = (
         diff.low is not None and diff.high is not None and (diff.low > 0 or diff.high < 0)
     )
     significant = p_value is not None and p_value < ALPHA and excludes_zero
-    winner = None
-    if significant:
-        arm_better = diff.mean > 0 if higher_is_better else diff.mean < 0
-        winner = arm if arm_better else baseline
-    return Paired(arm, baseline, len(diffs), diff, p_value, dz, significant, winner)
+    if not significant:
+        return False, None
+    arm_better = diff.mean > 0 if higher_is_better else diff.mean < 0
+    return True, arm if arm_better else baseline
 
 
 def p_text(p: float | None) -> str:
