@@ -72,7 +72,8 @@ def build_report_data(store: Store, experiment: str) -> ReportData:
     # of an earlier best (evaluated before the search ended) are left out, and said so.
     searched = {arm for arm in arms if _searched(config, arm)}
     evals, stale = split_evaluations(stored, trials, direction, searched)
-    studies = _load_studies(store, experiment, [a for a in arms if _has_trials(trials, a)])
+    searches = _load_studies(store, experiment, trials)
+    studies = {arm: study for (arm, r), study in searches.items() if r == 1}  # importances
     accuracy = _is_accuracy(config, evals)
     complete = trials[(trials["state"] == "COMPLETE") & trials["value"].notna()]
     best = best_trials(complete, direction)
@@ -90,7 +91,7 @@ def build_report_data(store: Store, experiment: str) -> ReportData:
             trials,
             val_metric,
             direction,
-            _replicate_studies(store, experiment, trials),
+            searches,
             _replicates(config),
         ),
         sensitivity=_sensitivity(config, arms, complete, studies, accuracy, direction),
@@ -125,10 +126,6 @@ def _arm_schemes(
     return out
 
 
-def _has_trials(trials: pd.DataFrame, arm: str) -> bool:
-    return bool((trials["arm"] == arm).any()) if not trials.empty else False
-
-
 def _is_accuracy(config: Mapping[str, Any], evals: pd.DataFrame) -> bool:
     if not evals.empty:
         return bool(evals["test_acc"].notna().any())
@@ -142,21 +139,10 @@ def _searched(config: Mapping[str, Any], arm: str) -> dict[str, Mapping[str, Any
     return {**train, **{k: v for k, v in body.items() if _is_range(v)}}
 
 
-def _load_studies(store: Store, experiment: str, arms: list[str]) -> dict[str, optuna.Study]:
-    storage = store.optuna_storage()
-    out = {}
-    for arm in arms:
-        try:
-            out[arm] = optuna.load_study(study_name=study_name(experiment, arm), storage=storage)
-        except KeyError:  # a study the store lists but Optuna cannot load: skip it
-            continue
-    return out
-
-
-def _replicate_studies(
+def _load_studies(
     store: Store, experiment: str, trials: pd.DataFrame
 ) -> dict[tuple[str, int], optuna.Study]:
-    """The study of every search (arm, replicate) that has trials."""
+    """The Optuna study of every search (arm, replicate) that has trials, each loaded once."""
     if trials.empty:
         return {}
     storage = store.optuna_storage()
@@ -185,6 +171,12 @@ def _replicates(config: Mapping[str, Any]) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1
 
 
+def _label(arm: str, replicate: int, replicates: int) -> str:
+    """A search as the report names it: the arm, or ``ARM/R`` with more than one replicate
+    (as ``dynl2 status`` does, ``study.studies.label``)."""
+    return arm if replicates == 1 else f"{arm}/{replicate}"
+
+
 def _unfinished(
     store: Store, experiment: str, config: Mapping[str, Any], searched: set[str]
 ) -> tuple[str, ...]:
@@ -205,8 +197,7 @@ def _unfinished(
                 done = tally.states.get("COMPLETE", 0) + tally.states.get("PRUNED", 0)
                 done += tally.results.get(("FAIL", "diverged"), 0)
             if done < budget:
-                name = arm if replicates == 1 else f"{arm}/{replicate}"
-                out.append(f"{name} {done}/{budget}")
+                out.append(f"{_label(arm, replicate, replicates)} {done}/{budget}")
     return tuple(out)
 
 
@@ -239,10 +230,9 @@ def _verdict(
     keyed: dict[str, dict[tuple[int, int], float]] = {}
     for arm, scheme in arms.items():
         rows = evals[evals["arm"] == arm] if not evals.empty else evals
-        replicate = rows["replicate"] if "replicate" in rows.columns else [1] * len(rows)
         keyed[arm] = {
             (int(r), int(seed)): scale * float(value)
-            for r, seed, value in zip(replicate, rows["seed"], rows[metric], strict=True)
+            for r, seed, value in zip(rows["replicate"], rows["seed"], rows[metric], strict=True)
             if _finite(value) is not None
         }
         values = list(keyed[arm].values())
@@ -298,7 +288,7 @@ def _verdict(
         )
     if replicates > 1 and searched is not None and not evals.empty:
         unevaluated = [
-            f"{arm}/{r}"
+            _label(arm, r, replicates)
             for arm in arms
             if arm in searched
             for r in range(1, replicates + 1)
@@ -578,7 +568,7 @@ def _search(
         )
         out.append(
             ArmSearch(
-                arm=arm if replicates == 1 else f"{arm}/{replicate}",
+                arm=_label(arm, replicate, replicates),
                 numbers=tuple(int(n) for n in done["number"]),
                 values=tuple(values),
                 best_so_far=tuple(float(v) for v in best),

@@ -31,9 +31,9 @@ sqrt(max(0, (MS_between − MS_within) / n0)))`` with ``n0`` the effective numbe
 replicate (the usual unbalanced-ANOVA constant; S when balanced).
 
 With R = 1 there is no search spread to measure: the comparison is the paired t over the
-seeds, as before replicates, and it is about the two configurations this one search chose
-(:func:`seed_only`); ``tests/reports/test_replicates.py`` shows that read as a statement about
-the schemes it gives false positives far above 5%.
+seeds, as before replicates (:func:`reports.stats.paired`), and it is about the two
+configurations this one search chose; ``tests/reports/test_replicates.py`` shows that read as
+a statement about the schemes it gives false positives far above 5%.
 
 Pure functions over plain mappings; no store, no pandas.
 """
@@ -49,7 +49,7 @@ from scipy import stats
 
 from reports.stats import CONFIDENCE, MeanCI, Paired, decide, paired
 
-__all__ = ["Components", "Replicated", "components", "replicated", "seed_only"]
+__all__ = ["Components", "Replicated", "components", "replicated"]
 
 Key = tuple[int, int]  # (replicate, seed index)
 
@@ -110,18 +110,6 @@ def components(by_replicate: Mapping[int, list[float]]) -> Components:
     return Components(math.sqrt(search_var), seed_sd)
 
 
-def seed_only(
-    arm: str,
-    baseline: str,
-    arm_values: Mapping[int, float],
-    baseline_values: Mapping[int, float],
-    *,
-    higher_is_better: bool,
-) -> Paired:
-    """The paired t over the seeds of one replicate: about these two configurations only."""
-    return paired(arm, baseline, arm_values, baseline_values, higher_is_better=higher_is_better)
-
-
 def replicated(
     arm: str,
     baseline: str,
@@ -132,7 +120,7 @@ def replicated(
 ) -> Replicated:
     """Compare two arms over replicates and seeds (keys ``(replicate, seed)``, only keys both
     arms have). With 2 or more replicates that share a seed: the t on replicate means (see the
-    module's docstring); with one: the paired t over its seeds (:func:`seed_only`)."""
+    module's docstring); with one: the paired t over its seeds (:func:`reports.stats.paired`)."""
     by_replicate = _pairs(arm_values, baseline_values)
     n_pairs = sum(len(v) for v in by_replicate.values())
     seeds = len({key[1] for key in set(arm_values) & set(baseline_values)})
@@ -141,7 +129,7 @@ def replicated(
         (only,) = by_replicate or {0: []}
         first = {s: v for (r, s), v in arm_values.items() if r == only}
         second = {s: v for (r, s), v in baseline_values.items() if r == only}
-        comparison = seed_only(arm, baseline, first, second, higher_is_better=higher_is_better)
+        comparison = paired(arm, baseline, first, second, higher_is_better=higher_is_better)
         return Replicated(comparison, len(by_replicate), seeds, parts, "seeds only")
     means = np.array([float(np.mean(v)) for v in by_replicate.values()])
     r = len(means)

@@ -25,6 +25,7 @@ __all__ = [
     "ExperimentInfo",
     "Tally",
     "check_name",
+    "check_replicate",
     "split_study_name",
     "study_name",
 ]
@@ -112,14 +113,23 @@ def check_name(value: object, argument: str) -> str:
     return value
 
 
+def check_replicate(replicate: object) -> int:
+    """Validate a replicate number: an int from 1 (searches are numbered from 1)."""
+    if isinstance(replicate, bool) or not isinstance(replicate, int) or replicate < 1:
+        raise InvalidRecord(
+            f"`replicate` must be an int >= 1 (searches are numbered from 1), but got "
+            f"{replicate!r}."
+        )
+    return replicate
+
+
 def study_name(experiment: str, arm: str, replicate: int = 1) -> str:
     """The Optuna study name of one search of an arm: ``EXPERIMENT/ARM`` for replicate 1 (the
     only one before replicates existed, so older stores keep their names), ``EXPERIMENT/ARM/R``
     for replicate ``R`` >= 2."""
     check_name(experiment, "experiment")
     check_name(arm, "arm")
-    if isinstance(replicate, bool) or not isinstance(replicate, int) or replicate < 1:
-        raise InvalidRecord(f"`replicate` must be an int >= 1, but got {replicate!r}.")
+    check_replicate(replicate)
     base = f"{experiment}{STUDY_NAME_SEPARATOR}{arm}"
     return base if replicate == 1 else f"{base}{STUDY_NAME_SEPARATOR}{replicate}"
 

@@ -52,17 +52,10 @@ def best_by_search(trials: pd.DataFrame, direction: str) -> dict[tuple[str, int]
     if trials.empty:
         return {}
     out = {}
-    for replicate, rows in trials.groupby(_replicates(trials), sort=True):
+    for replicate, rows in trials.groupby("replicate", sort=True):
         for arm, row in best_trials(rows, direction).items():
             out[(arm, int(replicate))] = row
     return out
-
-
-def _replicates(frame: pd.DataFrame) -> pd.Series:
-    """The frame's ``replicate`` column, or 1 for every row of a frame without one."""
-    if "replicate" in frame.columns:
-        return frame["replicate"].astype("int64")
-    return pd.Series(1, index=frame.index, dtype="int64")
 
 
 def evaluated_params(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,7 +87,7 @@ def split_evaluations(
     mask = [
         is_current(str(arm), int(replicate), params)
         for arm, replicate, params in zip(
-            evaluations["arm"], _replicates(evaluations), evaluations["params"], strict=True
+            evaluations["arm"], evaluations["replicate"], evaluations["params"], strict=True
         )
     ]
     keep = pd.Series(mask, index=evaluations.index, dtype=bool)

@@ -45,7 +45,7 @@ from storage.errors import (
     StorageUnavailable,
 )
 from storage.locks import named_lock
-from storage.records import EPOCH_METRICS, ExperimentInfo, Tally, check_name
+from storage.records import EPOCH_METRICS, ExperimentInfo, Tally, check_name, check_replicate
 from storage.schema import (
     SCHEMA_VERSION,
     Base,
@@ -513,7 +513,7 @@ class Store:
         check_name(arm, "arm")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise InvalidRecord(f"`seed` must be an int, but got {seed!r}.")
-        _check_replicate(replicate)
+        check_replicate(replicate)
         metrics = {
             "test_loss": test_loss,
             "test_acc": test_acc,
@@ -551,7 +551,7 @@ class Store:
     def evaluated_seeds(self, experiment: str, arm: str, replicate: int = 1) -> set[int]:
         """Seeds already evaluated for search ``replicate`` of ``arm`` (so a resumed run skips
         them)."""
-        _check_replicate(replicate)
+        check_replicate(replicate)
         with self._session() as session:
             experiment_id = self._experiment_row(session, experiment).id
             query = select(Evaluation.seed).where(
@@ -693,14 +693,6 @@ def _metric(value: object, name: str) -> float | None:
     number = float(value)
     # SQLite cannot store NaN (it becomes NULL); do the same everywhere so backends agree.
     return None if math.isnan(number) else number
-
-
-def _check_replicate(replicate: object) -> None:
-    if isinstance(replicate, bool) or not isinstance(replicate, int) or replicate < 1:
-        raise InvalidRecord(
-            f"`replicate` must be an int >= 1 (searches are numbered from 1), but got "
-            f"{replicate!r}."
-        )
 
 
 def _epoch_row(row: Mapping[str, float | int | None], index: int) -> dict[str, Any]:

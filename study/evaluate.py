@@ -67,11 +67,7 @@ def pending_tasks(store: Store, config: ExperimentConfig, seeds: int) -> list[Ev
     evals = store.evaluations(config.name)
     tasks = []
     for (arm, replicate), wanted in params.items():
-        rows = evals[evals["arm"] == arm] if not evals.empty else evals
-        if "replicate" in rows.columns:
-            rows = rows[rows["replicate"] == replicate]
-        elif replicate != 1:
-            rows = rows.iloc[0:0]
+        rows = evals[(evals["arm"] == arm) & (evals["replicate"] == replicate)]
         done = {
             int(seed)
             for seed, stored in zip(rows["seed"], rows["params"], strict=True)

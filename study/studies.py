@@ -139,6 +139,7 @@ def sampler_seed(config: ExperimentConfig, worker: int | None, replicate: int = 
 
 
 def _derived(text: str) -> int:
+    """A seed below 2**31 drawn from ``text`` (the same text, the same seed)."""
     digest = hashlib.sha256(f"dynl2-{text}".encode()).digest()
     return int.from_bytes(digest[:4], "big") % 2**31
 
@@ -313,8 +314,7 @@ def open_studies(
 
 def resume_seed(seed: int, seen: int) -> int:
     """The sampler seed of a worker that joins a study already holding ``seen`` trials."""
-    digest = hashlib.sha256(f"dynl2-resume:{seed}:{seen}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") % 2**31
+    return _derived(f"resume:{seed}:{seen}")
 
 
 def adopt_silent_claims(store: Store, study: optuna.Study) -> list[int]:

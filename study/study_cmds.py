@@ -646,8 +646,6 @@ def trials_with_tests(store: Store, config: ExperimentConfig, arm: str | None) -
     trials["test_loss"] = float("nan")
     trials["test_acc"] = float("nan")
     trials["test_seeds"] = 0
-    if "replicate" not in evals.columns:  # a store from before replicates
-        evals = evals.assign(replicate=1)
     for (arm_name, replicate), group in evals.groupby(["arm", "replicate"]):
         params = storage.evaluated_params(group.iloc[0]["params"])
         match = (

@@ -134,6 +134,7 @@ def run_worker(
                 time.sleep(poll)
                 continue
             study = studies[claim.key]
+            _record_worker(study, claim.trials)
             with _heartbeat(study, [t._trial_id for t in claim.trials]):
                 outcomes = run_trials(store, config, claim.arm, study, claim.trials, dataset, note)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM (study.signals), here or in the claim
@@ -242,8 +243,7 @@ def _claim(
         startup = pruning_startup(config.search)
         if counts.complete < startup:  # the pruner's reference trials come first
             size = min(size, max(1, startup - counts.complete - counts.running))
-        storage = studies[key]._storage
-        beat = storage.record_heartbeat  # type: ignore[attr-defined]
+        beat = studies[key]._storage.record_heartbeat  # type: ignore[attr-defined]
 
         def first_heartbeat(trial: optuna.trial.Trial) -> None:
             if claimed is not None:  # handed back if a stop comes before the claim returns
@@ -251,14 +251,6 @@ def _claim(
             # Retried on its own: retrying the whole claim would ask again and leave this
             # trial RUNNING without a heartbeat, which Optuna never declares stale.
             retrying(functools.partial(beat, trial._trial_id), "recording a heartbeat")
-            # Which worker trains it (a retried trial: the last to claim it), for users
-            # reading the store and for tests that must stop the worker of a given trial.
-            retrying(
-                functools.partial(
-                    storage.set_trial_user_attr, trial._trial_id, WORKER_ATTR, _identity()
-                ),
-                "recording the trial's worker",
-            )
 
         trials = ask_many(
             studies[key],
@@ -268,6 +260,20 @@ def _claim(
             then=first_heartbeat,
         )
     return _Claim(key, tuple(trials))
+
+
+def _record_worker(study: optuna.Study, trials: Sequence[optuna.trial.Trial]) -> None:
+    """Which worker trains each trial (a retried trial: the last to claim it), for users
+    reading the store and for tests that must stop the worker of a given trial. Written after
+    the claim, outside its lock: other workers' claims do not wait for it."""
+    identity = _identity()
+    for trial in trials:
+        retrying(
+            functools.partial(
+                study._storage.set_trial_user_attr, trial._trial_id, WORKER_ATTR, identity
+            ),
+            "recording the trial's worker",
+        )
 
 
 def _identity() -> str:

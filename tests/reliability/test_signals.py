@@ -155,6 +155,21 @@ def _states(url: str, name: str) -> dict[str, int]:
     return trials(url, name)["state"].value_counts().to_dict()
 
 
+def _stop_and_check(proc: subprocess.Popen[str], signum: int) -> None:
+    """SIGTERM to ``proc`` alone, or SIGINT to its process group as a terminal's Ctrl-C: every
+    process of the group gone within the bound, 143 or 130, exactly one line, no traceback."""
+    if signum == signal.SIGTERM:
+        proc.send_signal(signum)
+    else:
+        os.killpg(proc.pid, signum)
+    sent = time.monotonic()
+    code, _, err = finish(proc, GONE_WITHIN_S)
+    wait_until(lambda: not _group_alive(proc.pid), GONE_WITHIN_S, "its processes to end")
+    assert time.monotonic() - sent < GONE_WITHIN_S
+    words = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted (SIGINT)"
+    _assert_one_line(code, err, 128 + signum, words)
+
+
 def _resume_and_check(config: Path, url: str, name: str) -> None:
     code, _, err = finish(_run(config, url, 1), 2 * WAIT_S)
     assert code == 0, err
@@ -300,16 +315,7 @@ def test_sigterm_and_terminal_ctrl_c_stop_a_run_and_its_workers(tmp_path):
     for signum in (signal.SIGTERM, signal.SIGINT):
         run = _run(config, url, 2)
         wait_until(lambda r=run: _early(url, name, r), WAIT_S, "a trial early in flight")
-        if signum == signal.SIGTERM:
-            run.send_signal(signum)
-        else:
-            os.killpg(run.pid, signum)
-        sent = time.monotonic()
-        code, _, err = finish(run, GONE_WITHIN_S)
-        wait_until(lambda r=run: not _group_alive(r.pid), GONE_WITHIN_S, "the workers to end")
-        assert time.monotonic() - sent < GONE_WITHIN_S
-        words = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted (SIGINT)"
-        _assert_one_line(code, err, 128 + signum, words)
+        _stop_and_check(run, signum)
     _resume_and_check(config, url, name)
 
 
@@ -379,16 +385,7 @@ def test_sigterm_and_terminal_ctrl_c_stop_evaluate_with_workers(tmp_path):
             every=0.05,
         )
         assert proc.poll() is None, f"ended before it could be stopped: {proc.communicate()}"
-        if signum == signal.SIGTERM:
-            proc.send_signal(signum)
-        else:
-            os.killpg(proc.pid, signum)
-        sent = time.monotonic()
-        code, _, err = finish(proc, GONE_WITHIN_S)
-        wait_until(lambda p=proc: not _group_alive(p.pid), GONE_WITHIN_S, "the pool to end")
-        assert time.monotonic() - sent < GONE_WITHIN_S
-        words = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted (SIGINT)"
-        _assert_one_line(code, err, 128 + signum, words)
+        _stop_and_check(proc, signum)
         now = _evaluations(url, name)
         assert kept < now < total, (kept, now, total)  # stopped, not finished
         kept = now

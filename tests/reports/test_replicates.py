@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from reports.replicates import components, replicated, seed_only
+from reports.replicates import components, replicated
+from reports.stats import paired as seed_only  # one search's verdict: the paired t over seeds
 
 SEARCH_SD, SEED_SD, SEEDS = 1.0, 1.5, 10
 DRAWS = 2000

@@ -3,7 +3,6 @@ without ``create``, new stores stamped at the head, newer stores refused; on eve
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import psycopg
 import pytest
 from sqlalchemy import Engine, create_engine, event, inspect, text
 
@@ -19,7 +17,8 @@ import storage
 from storage import migrations
 from storage.engine import engine_kwargs
 from storage.schema import SCHEMA_VERSION
-from tests.storage.backends import empty_url, libpq_url
+from tests.reliability.helpers import store_fingerprint
+from tests.storage.backends import empty_url
 from tests.storage.legacy import (
     ARM,
     EXPERIMENT,
@@ -111,35 +110,21 @@ def _shape(url: str, *, version_table: bool = True) -> dict[str, Any]:
 
 
 def _fingerprint(url: str) -> Any:
-    """Everything a write could change. SQLite: the bytes of the file and of its WAL, and
-    the folder's other files. PostgreSQL: every table of the public schema, row by row."""
-    path = storage.sqlite_path(url)
-    if path is not None:
-        wal = Path(f"{path}-wal")
-        # A reader of a WAL-mode file creates an empty -wal and a -shm index: they hold no data.
-        others = sorted(p.name for p in path.parent.iterdir() if not p.name.endswith("-shm"))
-        blobs = [path.read_bytes(), wal.read_bytes() if wal.is_file() else b""]
-        return others, [hashlib.sha256(blob).hexdigest() for blob in blobs]
-    with psycopg.connect(libpq_url(url)) as connection:
-        tables = [
-            row[0]
-            for row in connection.execute(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = 'public' ORDER BY 1"
-            )
-        ]
-        columns = connection.execute(
-            "SELECT table_name, column_name, data_type, column_default "
-            "FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2"
-        ).fetchall()
-        rows = {
-            table: connection.execute(
-                f"SELECT md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) "
-                f'FROM "{table}" t'
-            ).fetchone()
-            for table in tables
-        }
-        return tables, columns, rows
+    """Everything a write could change (``store_fingerprint``: the SQLite file and WAL bytes,
+    or every PostgreSQL table row by row), plus the columns, which a schema change alters even
+    in an empty table."""
+    columns = {}
+    engine = create_engine(url)
+    try:
+        inspector = inspect(engine)
+        for table in inspector.get_table_names():
+            columns[table] = [
+                (c["name"], str(c["type"]), str(c.get("default")))
+                for c in inspector.get_columns(table)
+            ]
+    finally:
+        engine.dispose()
+    return store_fingerprint(url), columns
 
 
 @contextmanager

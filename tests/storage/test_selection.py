@@ -13,12 +13,15 @@ import storage
 
 def trials(*rows: tuple[str, int, str, float, dict]) -> pd.DataFrame:
     return pd.DataFrame(
-        [{"arm": a, "number": n, "state": s, "value": v, "params": p} for a, n, s, v, p in rows]
-    )
+        [
+            {"arm": a, "replicate": 1, "number": n, "state": s, "value": v, "params": p}
+            for a, n, s, v, p in rows
+        ]
+    )  # one replicate, as Store.trials gives it for a store of R = 1
 
 
 def evals(*rows: tuple[str, int, dict]) -> pd.DataFrame:
-    return pd.DataFrame([{"arm": a, "seed": s, "params": p} for a, s, p in rows])
+    return pd.DataFrame([{"arm": a, "replicate": 1, "seed": s, "params": p} for a, s, p in rows])
 
 
 TRIALS = trials(

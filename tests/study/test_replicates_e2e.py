@@ -22,60 +22,26 @@ from study import cli
 
 from ..reliability.helpers import run_cli
 from ..storage.backends import BACKENDS, empty_url
-from ..tiny import write_tiny
+from ..tiny import ARM_BLOCKS, tiny_config, write_tiny
 
 pytestmark = pytest.mark.slow
 
-CONFIG = """
-[experiment]
-name = "truth"
-seed = 3
-
-[data]
-dataset = "digits"
-
-[model]
-kind = "mlp"
-hidden = [16]
-
-[train]
-optimizer = "adam"
-lr = 0.02
-epochs = 8
-batch_size = 100
-device = "cpu"
-
-[search]
-n_trials = 3
-sampler = "random"
-pruner = "none"
-metric = "val_acc"
-replicates = {replicates}
-
-[arms.dynamic]
-scheme = "dynamic"
-alpha = {{ low = 1e-4, high = 1.0, log = true }}
-
-[arms.fixed]
-scheme = "fixed"
-lam = {{ low = 1e-6, high = 1e-2, log = true }}
-
-[arms.twin]
-scheme = "fixed"
-lam = {{ low = 1e-6, high = 1e-2, log = true }}
-
-[arms.handicapped]
-scheme = "fixed"
-lam = {{ low = 1.0, high = 10.0, log = true }}
-
-[evaluate]
-seeds = {seeds}
-"""
+# The tiny study (tests/tiny.py) with lr fixed, so that each arm searches its strength alone,
+# and two more arms: the fixed scheme again with the same range, and with a range far too strong.
+_TWIN = ARM_BLOCKS["fixed"].replace("[arms.fixed]", "[arms.twin]")
+_HANDICAPPED = (
+    ARM_BLOCKS["fixed"]
+    .replace("[arms.fixed]", "[arms.handicapped]")
+    .replace("low = 1e-6, high = 1e-1", "low = 1.0, high = 10.0")
+)
 ARMS = ("dynamic", "fixed", "handicapped", "twin")
 
 
 def _write(tmp_path, replicates=3, seeds=4, **changes):
-    text = CONFIG.format(replicates=replicates, seeds=seeds)
+    text = tiny_config("truth", epochs=8, n_trials=3, seeds=seeds, arms=("dynamic", "fixed"))
+    text = text.replace("lr = { low = 1e-3, high = 3e-2, log = true }", "lr = 0.02")
+    text = text.replace("n_trials = 3\n", f"n_trials = 3\nreplicates = {replicates}\n")
+    text += _TWIN + _HANDICAPPED
     for old, new in changes.items():
         text = text.replace(old, new)
     path = tmp_path / "truth.toml"
