@@ -3,15 +3,19 @@
 Two steps (house style 10): :func:`build_report_data` computes a frozen :class:`ReportData`
 (numbers, tables, statistics) that tests check without HTML; :func:`render_html` draws it with
 autoescaping Jinja2 templates and Plotly. Imports ``storage`` only: never ``study`` or torch.
+The experiment's config comes in typed and validated from the caller (``study`` parses it
+once); :class:`ExperimentSpec` names what the report reads of it.
 """
 
 from reports.data import build_report_data
 from reports.model import ReportData
 from reports.render import render_compare_html, render_html
+from reports.spec import ExperimentSpec
 from reports.stats import MeanCI, Paired, mean_ci, paired
 from reports.summary import summary_json
 
 __all__ = [
+    "ExperimentSpec",
     "MeanCI",
     "Paired",
     "ReportData",

@@ -17,7 +17,6 @@ import jinja2
 from markupsafe import Markup
 from plotly.offline import get_plotlyjs  # type: ignore[import-untyped, unused-ignore]
 
-from reports.data import TOP_TRIALS
 from reports.figures import (
     Figure,
     dynamics_figures,
@@ -27,6 +26,7 @@ from reports.figures import (
 )
 from reports.model import ReportData
 from reports.stats import MeanCI, Paired, p_text, signed
+from reports.tables import TOP_TRIALS
 from reports.templates import COMPARE, CSS, REPORT
 
 __all__ = ["render_compare_html", "render_html"]

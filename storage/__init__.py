@@ -35,7 +35,7 @@ from storage.records import (
     study_name,
 )
 from storage.schema import SCHEMA_VERSION
-from storage.selection import best_by_search, best_trials, evaluated_params, split_evaluations
+from storage.selection import best_by_search, best_trials, split_evaluations
 from storage.store import Store, open
 from storage.urls import (
     ENV_VAR,
@@ -79,7 +79,6 @@ __all__ = [
     "best_by_search",
     "best_trials",
     "default_url",
-    "evaluated_params",
     "first_line",
     "make_engine",
     "masked_text",

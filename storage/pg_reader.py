@@ -23,6 +23,11 @@ superuser again. No scan of the query text wins that. So the query runs on a con
 What the reader can still do is bounded by the query's own session, which ``dynl2 sql`` ends
 after each query: a session-level advisory lock it takes dies with it, and it may signal only
 sessions of its own role (other ``dynl2 sql`` queries).
+
+One module, above the few hundred lines of the others, on purpose: the role's privileges that
+:func:`set_up_reader` grants and the powers :func:`open_reader` refuses (``POWERFUL_ROLES``,
+``_POWERS``) are two halves of one security rule, read and reviewed together; apart, one could
+change without the other.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC
 from functools import lru_cache
 from typing import Any
@@ -28,6 +28,7 @@ from storage.records import (
     EXPERIMENT_COLUMNS,
     STUDY_MARK,
     TRIAL_COLUMNS,
+    ExperimentInfo,
     Tally,
     split_study_name,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "epochs_frame",
     "evaluations_frame",
     "experiment_config",
+    "experiment_info",
     "experiments_frame",
     "stored_json",
     "tallies",
@@ -48,6 +50,7 @@ __all__ = [
 _USER_ATTRS = ("best_epoch", "fail_reason")
 _INFINITE_VALUES = {"INF_POS": math.inf, "INF_NEG": -math.inf}
 _SHOWN = 40  # characters of a damaged value quoted in the message
+_TRAINER_SEED = EVALUATION_COLUMNS.index("trainer_seed")
 
 
 def damaged(what: str) -> StorageError:
@@ -84,6 +87,16 @@ def experiment_config(value: object, name: str) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise damaged(f"{where} is JSON {type(config).__name__}, not an object ({_quoted(value)})")
     return config
+
+
+def experiment_info(row: Experiment) -> ExperimentInfo:
+    """The plain value of one ``dynl2_experiments`` row (its config decoded)."""
+    return ExperimentInfo(
+        id=row.id,
+        name=row.name,
+        config=experiment_config(row.config, row.name),
+        created=row.created,
+    )
 
 
 def _frame(rows: Iterable[Sequence[Any]], columns: Sequence[str], dtypes: dict[str, str]) -> Any:
@@ -174,29 +187,52 @@ def epochs_frame(session: Session, experiment: str, arm: str | None) -> pd.DataF
 
 
 def evaluations_frame(
-    session: Session, experiment_id: int, *, replicate_column: bool = True
+    session: Session, experiment_id: int, columns: Collection[str]
 ) -> pd.DataFrame:
     """The experiment's evaluations by arm, replicate and seed (see ``EVALUATION_COLUMNS``).
 
-    Without ``replicate_column`` (a store an older dynl2 wrote, read without upgrading it:
-    ``dynl2_evaluations`` has no ``replicate`` yet) every row is replicate 1, as it was the
-    arm's only search.
+    ``columns`` are those ``dynl2_evaluations`` has. A store an older dynl2 wrote, read without
+    upgrading it, is read as the upgrade would leave it: without ``replicate`` every row is
+    replicate 1, as it was the arm's only search; without ``trainer_seed`` and ``diverged``
+    their values are still in ``params``, and are taken out as revision 0003 moves them.
     """
     e = Evaluation
-    replicate = e.replicate if replicate_column else literal(1, Integer).label("replicate")
+    replicate = e.replicate if "replicate" in columns else literal(1, Integer).label("replicate")
+    moved = "trainer_seed" in columns
+    extras = (e.trainer_seed, e.diverged) if moved else ()
     metrics = (e.test_loss, e.test_acc, e.val_loss, e.val_acc, e.seconds)
     query = (
-        select(e.arm, e.seed, replicate, e.params, *metrics, e.created)
+        select(e.arm, e.seed, replicate, e.params, *metrics, *extras, e.created)
         .where(e.experiment_id == experiment_id)
         .order_by(e.arm, replicate, e.seed)
     )
-    rows = [
-        (arm, seed, number, _params(params, arm, number, seed), *rest)
-        for arm, seed, number, params, *rest in session.execute(query)
-    ]
+    rows = []
+    for arm, seed, number, text, *rest in session.execute(query):
+        params = _params(text, arm, number, seed)
+        if moved:
+            rows.append((arm, seed, number, params, *rest))
+        else:
+            *measured, created = rest
+            params, trainer_seed, diverged = _out_of_params(params)
+            rows.append((arm, seed, number, params, *measured, trainer_seed, diverged, created))
     dtypes = {"replicate": "int64", "seed": "int64"}
     dtypes |= {c: "float64" for c in ("test_loss", "test_acc", "val_loss", "val_acc", "seconds")}
-    return _utc(_frame(rows, EVALUATION_COLUMNS, dtypes), "created")
+    frame = _frame(rows, EVALUATION_COLUMNS, dtypes)
+    # Built on its own: a seed near 2**63 next to a missing one would go through float64 and
+    # lose its last digits.
+    seeds = [row[_TRAINER_SEED] for row in rows]
+    frame["trainer_seed"] = pd.array(seeds, dtype="Int64")
+    return _utc(frame, "created")
+
+
+def _out_of_params(params: dict[str, Any]) -> tuple[dict[str, Any], int | None, str | None]:
+    """``(params, trainer_seed, diverged)`` of a row stored before revision 0003, as its upgrade
+    moves them (a row it would leave as it is, is read as it is)."""
+    # Only a store at an older revision gets here, and its reader has imported alembic already.
+    from storage.migrations.versions.v0003_evaluation_extras import split_extras
+
+    split = split_extras(params)
+    return (params, None, None) if split is None else split
 
 
 def _params(value: object, arm: str, replicate: int, seed: int) -> dict[str, Any]:

@@ -60,8 +60,10 @@ EVALUATION_COLUMNS = (
     "arm",
     "seed",
     "replicate",  # which search of the arm chose the configuration; 1 in older stores
-    "params",
+    "params",  # the searched parameters the run retrained ({} for an arm with none)
     *EVALUATION_METRICS,
+    "trainer_seed",  # the seed the run trained with; <NA> when not recorded
+    "diverged",  # why the run diverged; missing (None or NaN: pd.isna) when it did not
     "created",
 )
 TRIAL_COLUMNS = (

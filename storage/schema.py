@@ -48,9 +48,10 @@ __all__ = [
     "create_schema",
 ]
 
-SCHEMA_VERSION = 3  # bump with a migration whenever a dynl2_ table changes shape
+SCHEMA_VERSION = 4  # bump with a migration whenever a dynl2_ table changes shape
 # 2: + dynl2_reports (revision 0001, the Alembic baseline, creates it in a version-1 store)
 # 3: + dynl2_evaluations.replicate, unique (experiment_id, arm, replicate, seed) (revision 0002)
+# 4: + dynl2_evaluations.trainer_seed and .diverged, out of params (revision 0003)
 
 NAME_LENGTH = 255  # experiment and arm names; "EXPERIMENT/ARM" must fit Optuna's 512
 
@@ -156,6 +157,10 @@ class Evaluation(Base):
     # revision 0002 appends it to older stores, so new and upgraded tables match column for
     # column; rows from before replicates existed are replicate 1 (the server default).
     replicate: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    # The seed the run trained with, and why it diverged (None when it did not); revision 0003
+    # appends them, and moved them out of ``params``, which holds the searched parameters only.
+    trainer_seed: Mapped[int | None] = mapped_column(BigInteger)
+    diverged: Mapped[str | None] = mapped_column(Text)
 
 
 class Report(Base):

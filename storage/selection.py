@@ -15,16 +15,7 @@ from typing import Any
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
-__all__ = [
-    "EVALUATION_EXTRAS",
-    "best_by_search",
-    "best_trials",
-    "evaluated_params",
-    "split_evaluations",
-]
-
-# Keys an evaluation's ``params`` carries besides the searched parameters.
-EVALUATION_EXTRAS = ("trainer_seed", "diverged")
+__all__ = ["best_by_search", "best_trials", "split_evaluations"]
 
 
 def best_trials(trials: pd.DataFrame, direction: str) -> dict[str, pd.Series]:
@@ -58,11 +49,6 @@ def best_by_search(trials: pd.DataFrame, direction: str) -> dict[tuple[str, int]
     return out
 
 
-def evaluated_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The searched parameters an evaluation row retrained (without its extras)."""
-    return {k: v for k, v in params.items() if k not in EVALUATION_EXTRAS}
-
-
 def split_evaluations(
     evaluations: pd.DataFrame,
     trials: pd.DataFrame,
@@ -82,7 +68,7 @@ def split_evaluations(
 
     def is_current(arm: str, replicate: int, params: Mapping[str, Any]) -> bool:
         wanted = best.get((arm, replicate)) if arm in searched else {}
-        return wanted is not None and evaluated_params(params) == wanted
+        return wanted is not None and dict(params) == wanted
 
     mask = [
         is_current(str(arm), int(replicate), params)

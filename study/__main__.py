@@ -9,11 +9,38 @@ installing it, as ``python -m study``.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
+from pathlib import Path
+
+# dynl2's import names: four generic top-level packages (see the README's "Import names").
+LAYERS = ("trainers", "storage", "reports")
+
+
+def shadowed() -> tuple[str, str] | None:
+    """``(name, where)`` of the first of dynl2's layers that resolves to another package than
+    the one beside this ``study`` (another distribution's ``storage``, or a ``reports/`` package
+    in the folder ``python -m study`` runs from), else None. Looked up, not imported: cheap."""
+    home = Path(__file__).resolve().parents[1]
+    for name in LAYERS:
+        spec = importlib.util.find_spec(name)
+        origin = spec.origin if spec is not None else None
+        if origin is None or Path(origin).resolve().parents[1] != home:
+            return name, str(origin or "nowhere (a namespace folder)")
+    return None
 
 
 def main() -> int:
     """The ``dynl2`` console script."""
+    clash = shadowed()
+    if clash is not None:
+        name, where = clash
+        print(
+            f"dynl2: failed: the import name {name!r} is {where}, not dynl2's own; run dynl2 "
+            "from another folder, or install it in a virtual environment of its own",
+            file=sys.stderr,
+        )
+        return 1
     from study import env, signals  # the standard library only: quick
 
     quiet = env.supervised()  # a worker of dynl2 run: the run speaks, and handles Ctrl-C

@@ -20,7 +20,6 @@ import optuna
 import sqlalchemy.exc
 
 import storage
-from trainers import flush_denormals, keep_freed_memory
 
 from . import demo, env, report_cmds, signals, sql_setup_cmd, study_cmds, train_cmd
 from .errors import StudyError, UsageError
@@ -76,8 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    flush_denormals()  # before any torch op, so torch's worker threads inherit it
-    keep_freed_memory()  # a step's tensors reuse freed pages: see trainers/memory.py
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress lines speak
     parser = build_parser()
     try:

@@ -6,8 +6,10 @@ import argparse
 import tomllib
 from typing import Any
 
+from . import api
+from .cli_args import up_to
 from .experiment import MAX_WORKERS, parse_experiment
-from .study_cmds import _up_to, run_experiment
+from .study_cmds import note_line, print_run, say_line
 
 # Sized to finish in about four minutes on 2 CPU cores (much faster on a GPU): three
 # independent searches (replicates) of 20 trials per arm, 100 epochs with median pruning, then
@@ -66,7 +68,7 @@ def add_parser(verbs: Any) -> None:
     )
     p.add_argument(
         "--workers",
-        type=_up_to(MAX_WORKERS),
+        type=up_to(MAX_WORKERS),
         default=2,
         help=f"worker processes (default 2, at most {MAX_WORKERS})",
     )
@@ -77,4 +79,11 @@ def add_parser(verbs: Any) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     config = parse_experiment(tomllib.loads(DEMO_TOML))
-    return run_experiment(config, args.storage, args.workers, args.quiet)
+    result = api.run_experiment(
+        config,
+        storage=args.storage,
+        workers=args.workers,
+        say=say_line(args.quiet),
+        note=note_line,
+    )
+    return print_run(result)

@@ -111,7 +111,7 @@ def db_patience() -> float | None:
 
 def cache() -> Path | None:
     """``$DYNL2_CACHE``: the folder of generated datasets (MNIST-1D). It may not exist yet, but
-    the nearest part of it that exists must be a folder. (``trainers.data.cache_dir`` reads it:
+    the nearest part of it that exists must be a folder. (``trainers.datasets.cache_dir`` reads it:
     the trainer layer does not import this one.)"""
     text = _raw(CACHE)
     if text is None:

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
-from storage import Store, best_by_search, evaluated_params, open
-from trainers import DivergenceError, TrainConfig, TrainResult, resolve_device, train, train_fused
+from storage import Store, best_by_search, open
+from trainers import DivergenceError, TrainConfig, TrainResult, resolve_device, train_fused
 
 from . import env, signals
 from .errors import StudyError, UsageError
@@ -71,7 +71,7 @@ def pending_tasks(store: Store, config: ExperimentConfig, seeds: int) -> list[Ev
         done = {
             int(seed)
             for seed, stored in zip(rows["seed"], rows["params"], strict=True)
-            if evaluated_params(stored) == wanted
+            if stored == wanted
         }
         tasks += [EvalTask(arm, i, wanted, replicate) for i in range(seeds) if i not in done]
     # Seed-major order: if the evaluation is cut short, every search has the same seeds so far.
@@ -85,13 +85,7 @@ def run_group(store: Store, config: ExperimentConfig, tasks: list[EvalTask]) -> 
     configs = [
         config.train_config(t.arm, t.params, evaluation_seed(config, t.index)) for t in tasks
     ]
-    if len(configs) == 1:
-        try:
-            outcomes: list[TrainResult | DivergenceError] = [train(configs[0])]
-        except DivergenceError as exc:
-            outcomes = [exc]
-    else:
-        outcomes = train_fused(configs)
+    outcomes = train_fused(configs)  # the one engine, for a group of one seed too
     accuracies = []
     for task, train_config, outcome in zip(tasks, configs, outcomes, strict=True):
         accuracies.append(_record(store, config, task, train_config, outcome))
@@ -107,8 +101,8 @@ def _record(
 ) -> float | None:
     if isinstance(outcome, DivergenceError):
         store.record_evaluation(
-            config.name, task.arm, task.index, {**task.params, "diverged": str(outcome)},
-            replicate=task.replicate, test_loss=None, seconds=None,
+            config.name, task.arm, task.index, task.params, replicate=task.replicate,
+            test_loss=None, seconds=None, trainer_seed=train_config.seed, diverged=str(outcome),
         )  # fmt: skip
         return None
     last = outcome.history[-1]
@@ -116,8 +110,9 @@ def _record(
         config.name,
         task.arm,
         task.index,
-        {**task.params, "trainer_seed": train_config.seed},
+        task.params,
         replicate=task.replicate,
+        trainer_seed=train_config.seed,
         test_loss=outcome.test_loss,
         test_acc=outcome.test_acc,
         val_loss=last.val_loss,

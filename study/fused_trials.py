@@ -37,10 +37,10 @@ from trainers import (
 )
 
 from .experiment import ExperimentConfig
-from .optuna_batch import report_many
+from .optuna_adapter import latest_trial, report_many, trial_id_of
 from .resilience import DatabaseAway, retrying
 from .studies import CONFIG_ATTR, trial_seed
-from .worker import ABANDONED, conclude_many, fail_trial, metric_of, run_trial
+from .trials import ABANDONED, conclude_many, fail_trial, metric_of
 
 # The largest group dynl2 forms by itself, per device type. CPU: bench/throughput.py measures
 # trials per minute flat from K = 16 to 128 on 2 cores, so a larger group would only delay the
@@ -100,11 +100,12 @@ def run_trials(
     dataset: Callable[[], Dataset],
     note: Callable[[str], None] | None = None,
 ) -> list[str]:
-    """Train ``trials`` (of ``arm``) together; returns each one's outcome, in order, as
-    :func:`worker.run_trial` names them. One trial alone trains unfused."""
+    """Train ``trials`` (of ``arm``) together in the one training engine (a group of one
+    too); returns each one's outcome, in order: "complete", "pruned", "diverged", or
+    :data:`trials.ABANDONED` when another worker declared the trial stale meanwhile (its retry
+    belongs to whoever picks it up). Any other failure marks the trials that had not ended
+    FAIL with its reason and raises :class:`trials.WorkerFailed`."""
     data = dataset
-    if len(trials) == 1:
-        return [run_trial(store, config, arm, study, trials[0], data)]
     shared_order = trial_seed(config, trials[0].number)
     try:
         configs = [
@@ -120,7 +121,11 @@ def run_trials(
     if problem is not None:  # a safety net: unfusable() keeps such arms at one trial a group
         if note is not None:
             note(f"arm {arm!r}: {problem}; training its {len(trials)} trials one at a time")
-        return [run_trial(store, config, arm, study, t, data) for t in trials]
+        return [
+            outcome
+            for t in trials
+            for outcome in run_trials(store, config, arm, study, [t], data, note)
+        ]
     for trial, train_config in zip(trials, configs, strict=True):
         as_dict = train_config.to_dict()
         retrying(
@@ -176,7 +181,7 @@ class _Group:
                 reports.append((self.trials[k], record.epoch, metric_of(record, metric)))
         finished = retrying(lambda: report_many(self.study, reports), "reporting an epoch")
         for k, trial in enumerate(self.trials):
-            if trial._trial_id in finished:
+            if trial_id_of(trial) in finished:
                 self.taken_away.add(k)  # declared stale meanwhile: stop this member alone
 
     def on_epoch(self, k: int) -> Callable[[EpochRecord], bool]:
@@ -206,11 +211,11 @@ class _Group:
             return trial.should_prune()
         if self._snapshot is None or self._snapshot.epoch != epoch:
             self._snapshot = _Snapshot(self.study, epoch)
-        latest = trial._get_latest_trial()  # what Trial.should_prune hands the pruner
+        latest = latest_trial(trial)  # what Trial.should_prune hands the pruner
         return pruner.prune(self._snapshot, latest)  # type: ignore[arg-type]
 
     def on_ends(self, ended: Sequence[tuple[int, FusedOutcome]]) -> None:
-        """Conclude the members that ended together (see :func:`worker.conclude_many`)."""
+        """Conclude the members that ended together (see :func:`trials.conclude_many`)."""
         mine = []
         for k, outcome in ended:
             if k in self.taken_away:

@@ -1,20 +1,19 @@
-"""``dynl2 report``, ``dynl2 reports`` and ``dynl2 demo``."""
+"""``dynl2 report`` and ``dynl2 reports``: flags in, a call of :mod:`study.api`, lines out."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import time
-from pathlib import Path
 from typing import Any
 
 import storage
-from storage import Store
 
-from .errors import StudyError, UsageError
-from .files import StagedFile, check_target, default_report_path, target_path, write_file
-from .study_cmds import _storage_flag
+from . import api
+from .cli_args import storage_flag
+from .errors import UsageError
+from .files import check_target, default_report_path, target_path, write_file
+from .reporting import compare_html
 
 
 def add_parsers(verbs: Any) -> None:
@@ -39,7 +38,7 @@ def add_parsers(verbs: Any) -> None:
         help="print the verdict's numbers as one JSON object on stdout (the page is still "
         "written and stored; its path goes to stderr)",
     )
-    _storage_flag(p)
+    storage_flag(p)
     p.set_defaults(handler=cmd_report)
 
     p = verbs.add_parser(
@@ -48,45 +47,8 @@ def add_parsers(verbs: Any) -> None:
         description="List stored reports, newest first: id, experiment, created, path, verdict.",
     )
     p.add_argument("experiment", metavar="EXPERIMENT", nargs="?")
-    _storage_flag(p)
+    storage_flag(p)
     p.set_defaults(handler=cmd_reports)
-
-
-def make_report(
-    store: Store,
-    experiment: str,
-    output: Path | None = None,
-    summary: dict[str, Any] | None = None,
-) -> tuple[Path, float]:
-    """Build, record and write the report of ``experiment``; returns (path, seconds).
-
-    The target is checked before anything is computed. The page is then written beside it,
-    recorded in the store, and only then renamed into place: a report the store could not
-    keep is not written, and the one step left after the store's commit is the rename."""
-    from reports import build_report_data, render_html, summary_json
-
-    started = time.perf_counter()
-    path = target_path(output or default_report_path(experiment))
-    check_target(path)
-    data = build_report_data(store, experiment)
-    html = render_html(data)
-    staged = StagedFile(path, html)
-    numbers = summary_json(data)
-    if summary is not None:  # the caller's copy of the verdict's numbers (--json)
-        summary.update(numbers)
-    try:
-        report_id = store.record_report(experiment, str(path), numbers, html)
-    except BaseException:
-        staged.discard()
-        raise
-    try:
-        staged.commit()
-    except StudyError as exc:
-        raise type(exc)(
-            f"{exc}; the report is kept in the store (id {report_id}): "
-            f"dynl2 report {experiment} --from-store -o FILE writes it"
-        ) from None
-    return path, time.perf_counter() - started
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -108,29 +70,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         path = default_report_path(args.experiments[0])
     check_target(path)
-    with storage.open(storage.resolve_url(args.storage), create=False) as store:
-        if args.from_store:
-            html, _ = store.latest_report(args.experiments[0])
-            print(write_file(path, html))
-            return 0
-        if args.compare:
-            from reports import build_report_data, render_compare_html
-
-            built = {name: build_report_data(store, name) for name in set(args.experiments)}
-            html = render_compare_html([built[name] for name in args.experiments])
-            print(write_file(path, html))
-            return 0
-        store.get_experiment(args.experiments[0])  # a missing experiment: one line, exit 2
-    # Writing the report needs the tables for it: open for writing (adds dynl2_reports to a
-    # store made by an older dynl2).
-    with storage.open(storage.resolve_url(args.storage)) as store:
-        summary: dict[str, Any] = {}
-        path, _ = make_report(store, args.experiments[0], path, summary)
+    if args.from_store or args.compare:
+        with storage.open(storage.resolve_url(args.storage), create=False) as store:
+            if args.from_store:
+                html, _ = store.latest_report(args.experiments[0])
+            else:
+                html = compare_html(store, args.experiments)
+        print(write_file(path, html))
+        return 0
+    result = api.make_report(args.experiments[0], storage=args.storage, output=path)
     if args.json:  # stdout is the JSON object alone; where the page went goes to stderr
-        print(json.dumps(summary, allow_nan=False, sort_keys=True))
-        print(f"report: {path}", file=sys.stderr)
+        print(json.dumps(result.summary, allow_nan=False, sort_keys=True))
+        print(f"report: {result.path}", file=sys.stderr)
     else:
-        print(path)
+        print(result.path)
     return 0
 
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import optuna
 from optuna.exceptions import ExperimentalWarning
 
-from .experiment import SearchConfig
+from .search_config import SearchConfig
 
 
 def make_sampler(search: SearchConfig, seed: int | None) -> optuna.samplers.BaseSampler:

@@ -5,7 +5,7 @@ of importing torch and Optuna, so a stop during the imports is caught like any o
 signal raises :class:`Stopped` (a ``KeyboardInterrupt``) in the main thread, where the code
 that has something to clean up catches it: a worker hands its trials in flight back to the
 study (:func:`study.worker.run_worker`), ``dynl2 run`` stops its worker processes
-(:func:`study.study_cmds._search_in_processes`), and the CLI prints one line and exits with
+(:func:`study.runs._search_in_processes`), and the CLI prints one line and exits with
 128 + the signal's number.
 
 Two things Python's default handler gets wrong are handled here. A ``KeyboardInterrupt`` raised

@@ -12,7 +12,7 @@ from typing import Any
 import storage
 from storage.pg_reader import reader_role_name
 
-from .study_cmds import _storage_flag
+from .cli_args import storage_flag
 
 
 def add_parser(verbs: Any) -> None:
@@ -36,7 +36,7 @@ def add_parser(verbs: Any) -> None:
         action="store_true",
         help="print the SQL, run nothing",
     )
-    _storage_flag(p)
+    storage_flag(p)
     p.set_defaults(handler=cmd_sql_setup)
 
 

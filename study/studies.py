@@ -18,8 +18,6 @@ from typing import Any
 import optuna
 from optuna.distributions import (
     BaseDistribution,
-    FloatDistribution,
-    IntDistribution,
     distribution_to_json,
     json_to_distribution,
 )
@@ -30,7 +28,9 @@ from optuna.trial import FrozenTrial, TrialState
 from storage import STUDY_MARK, Store, split_study_name, study_name
 
 from .errors import UsageError
-from .experiment import ArmConfig, ExperimentConfig, Range
+from .experiment import ArmConfig, ExperimentConfig
+from .optuna_adapter import record_heartbeat, trial_id_of
+from .ranges import distribution
 from .samplers import make_pruner, make_sampler
 
 try:  # renamed in optuna 4.9
@@ -74,12 +74,6 @@ class ArmCounts:
     @property
     def in_flight(self) -> int:
         return self.running + self.waiting
-
-
-def distribution(r: Range) -> BaseDistribution:
-    if r.integer:
-        return IntDistribution(int(r.low), int(r.high), log=r.log, step=int(r.step or 1))
-    return FloatDistribution(r.low, r.high, log=r.log, step=r.step)
 
 
 def distributions(config: ExperimentConfig, arm: str) -> dict[str, BaseDistribution]:
@@ -326,10 +320,12 @@ def adopt_silent_claims(store: Store, study: optuna.Study) -> list[int]:
     only ever sees such orphans: the heartbeat written here lapses, and after the grace period
     the trial is failed and retried like any other dead worker's. Returns their trial ids.
     """
-    running = [t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    running = [
+        trial_id_of(t) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    ]
     silent = store.without_heartbeat(running)
     for trial_id in silent:
-        study._storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+        record_heartbeat(study, trial_id)
     return silent
 
 

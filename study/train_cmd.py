@@ -6,7 +6,7 @@ import argparse
 import json
 import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainers import (
     DATASETS,
@@ -14,16 +14,17 @@ from trainers import (
     OPTIMIZERS,
     SCHEMES,
     ConfigError,
-    DivergenceError,
-    EpochRecord,
     TrainConfig,
     scheme_parameters,
-    train,
 )
 from trainers.config import device_problem
 
 from .config_file import number_problem
 from .errors import UsageError
+from .runs import prepare_training
+
+if TYPE_CHECKING:
+    from trainers import EpochRecord
 
 # Flags that belong to one part of the config; None means "not given".
 _SCHEME_FLAGS = ("lam", "alpha", "floor", "ceiling", "loss_ema", "lam_awd", "apply", "biases")
@@ -169,6 +170,9 @@ def _flag(key: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    from trainers import DivergenceError, train  # torch: only once there is a run to train
+
+    prepare_training()
     human = not args.json
 
     def on_epoch(record: EpochRecord) -> None:

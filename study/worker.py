@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import copy
 import functools
-import math
 import os
 import socket
 import threading
 import time
-import traceback
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -28,29 +26,21 @@ from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 
 from storage import Store
-from trainers import (
-    Dataset,
-    DivergenceError,
-    EpochRecord,
-    TrainResult,
-    data_from_dict,
-    load_dataset,
-    resolve_device,
-    train,
-)
+from trainers import Dataset, data_from_dict, load_dataset, resolve_device
 
 from . import signals
-from .errors import StudyError
 from .experiment import ExperimentConfig
-from .optuna_batch import Tell, ask_many, tell_many
-from .resilience import DatabaseAway, retrying
+from .fused_trials import group_sizes, run_trials
+from .optuna_adapter import (
+    ask_many,
+    heartbeat_interval,
+    record_heartbeat,
+    storage_of,
+    trial_id_of,
+)
+from .resilience import retrying
 from .samplers import pruning_startup
 from .studies import (
-    BEST_EPOCH_ATTR,
-    CONFIG_ATTR,
-    DIVERGED,
-    REASON_ATTR,
-    RESULT_ATTR,
     WORKER_ATTR,
     Heartbeat,
     SearchKey,
@@ -59,12 +49,7 @@ from .studies import (
     distributions,
     label,
     open_studies,
-    trial_seed,
 )
-
-
-class WorkerFailed(StudyError):
-    """A trial failed for a reason other than divergence (a bug or a broken environment)."""
 
 
 @dataclass
@@ -74,13 +59,6 @@ class WorkerSummary:
     @property
     def total(self) -> int:
         return sum(self.trials.values())
-
-
-def metric_of(record: EpochRecord, metric: str) -> float:
-    value = record.val_acc if metric == "val_acc" else record.val_loss
-    if value is None:  # guarded by config validation: val_acc needs classification
-        raise StudyError(f"metric {metric!r} is not reported for this dataset")
-    return value
 
 
 def run_worker(
@@ -107,8 +85,6 @@ def run_worker(
         "opening the studies",
         note=note,
     )
-    from .fused_trials import group_sizes, run_trials  # they build on this module's trials
-
     summary = WorkerSummary()
     data: list[Dataset] = []  # loaded on the first claim, then reused for every trial
     device = resolve_device(str(config.train_fixed.get("device", "auto")))
@@ -135,7 +111,7 @@ def run_worker(
                 continue
             study = studies[claim.key]
             _record_worker(study, claim.trials)
-            with _heartbeat(study, [t._trial_id for t in claim.trials]):
+            with _heartbeat(study, [trial_id_of(t) for t in claim.trials]):
                 outcomes = run_trials(store, config, claim.arm, study, claim.trials, dataset, note)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM (study.signals), here or in the claim
             signals.stopping()
@@ -176,7 +152,7 @@ def hand_back(
 
 
 def _fail_and_requeue(study: optuna.Study, trial_id: int) -> bool:
-    storage = study._storage
+    storage = storage_of(study)
     try:
         if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
             return False
@@ -243,14 +219,14 @@ def _claim(
         startup = pruning_startup(config.search)
         if counts.complete < startup:  # the pruner's reference trials come first
             size = min(size, max(1, startup - counts.complete - counts.running))
-        beat = studies[key]._storage.record_heartbeat  # type: ignore[attr-defined]
+        beat = functools.partial(record_heartbeat, studies[key])
 
         def first_heartbeat(trial: optuna.trial.Trial) -> None:
             if claimed is not None:  # handed back if a stop comes before the claim returns
-                claimed.append((key, trial._trial_id))
+                claimed.append((key, trial_id_of(trial)))
             # Retried on its own: retrying the whole claim would ask again and leave this
             # trial RUNNING without a heartbeat, which Optuna never declares stale.
-            retrying(functools.partial(beat, trial._trial_id), "recording a heartbeat")
+            retrying(functools.partial(beat, trial_id_of(trial)), "recording a heartbeat")
 
         trials = ask_many(
             studies[key],
@@ -270,7 +246,7 @@ def _record_worker(study: optuna.Study, trials: Sequence[optuna.trial.Trial]) ->
     for trial in trials:
         retrying(
             functools.partial(
-                study._storage.set_trial_user_attr, trial._trial_id, WORKER_ATTR, identity
+                storage_of(study).set_trial_user_attr, trial_id_of(trial), WORKER_ATTR, identity
             ),
             "recording the trial's worker",
         )
@@ -279,128 +255,6 @@ def _record_worker(study: optuna.Study, trials: Sequence[optuna.trial.Trial]) ->
 def _identity() -> str:
     """``HOST:PID`` of this worker (asked each time: cheap, and right after a fork)."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-class _TrialTakenAway(Exception):
-    """The trial was declared stale (its heartbeat lapsed) while this worker trained it."""
-
-
-ABANDONED = "abandoned"
-
-
-def run_trial(
-    store: Store,
-    config: ExperimentConfig,
-    arm: str,
-    study: optuna.Study,
-    trial: optuna.trial.Trial,
-    dataset: Callable[[], Dataset],
-) -> str:
-    """Train one trial, report every epoch, record its epochs, tell the study.
-
-    Returns "complete", "pruned", "diverged", or "abandoned" when another worker declared the
-    trial stale meanwhile (its retry belongs to whoever picks it up; this run is dropped).
-    Any other failure marks the trial FAIL with its reason and raises :class:`WorkerFailed`.
-    """
-    metric = config.search.metric
-    epochs: list[EpochRecord] = []
-
-    def on_epoch(record: EpochRecord) -> bool:
-        epochs.append(record)
-        try:
-            retrying(
-                lambda: trial.report(metric_of(record, metric), record.epoch),
-                "reporting an epoch",
-            )
-        except optuna.exceptions.UpdateFinishedTrialError:
-            raise _TrialTakenAway from None
-        return retrying(trial.should_prune, "asking the pruner")
-
-    try:
-        train_config = config.train_config(arm, trial.params, trial_seed(config, trial.number))
-        retrying(
-            lambda: trial.set_user_attr(CONFIG_ATTR, train_config.to_dict()),
-            "recording the trial's config",
-        )
-        outcome: TrainResult | DivergenceError
-        try:
-            outcome = train(train_config, on_epoch=on_epoch, data=dataset())
-        except DivergenceError as exc:
-            outcome = exc
-        # Concluding is part of the trial, as in a fused group: a failure there (other than
-        # the database staying away) marks it FAIL and says so, rather than leaving it RUNNING
-        # and reaching the CLI as a bare library error.
-        return conclude(store, config, study, trial, epochs, outcome)
-    except (_TrialTakenAway, optuna.exceptions.UpdateFinishedTrialError):
-        return ABANDONED
-    except DatabaseAway:
-        raise  # not the trial's fault: it stays RUNNING, goes stale and is retried
-    except Exception as exc:
-        raise fail_trial(arm, study, trial, exc) from exc
-
-
-def conclude(
-    store: Store,
-    config: ExperimentConfig,
-    study: optuna.Study,
-    trial: optuna.trial.Trial,
-    epochs: list[EpochRecord],
-    outcome: TrainResult | DivergenceError,
-) -> str:
-    """Record how a trained trial ended (its epochs, result and value) and tell the study;
-    returns "complete", "pruned", "diverged" or "abandoned" (see :func:`run_trial`)."""
-    return conclude_many(store, config, study, [(trial, epochs, outcome)])[0]
-
-
-Ended = tuple[optuna.trial.Trial, list[EpochRecord], TrainResult | DivergenceError]
-
-
-def conclude_many(
-    store: Store, config: ExperimentConfig, study: optuna.Study, ended: Sequence[Ended]
-) -> list[str]:
-    """:func:`conclude` for trials that ended together, in two transactions: their epochs,
-    then their results with the tells, so a trial is never COMPLETE without its epoch rows.
-    Each may run twice (see :mod:`study.resilience`): epochs are upserted, and a tell that finds
-    its trial finished in the state it tells counts as told (by its own first try)."""
-    tells: list[Tell] = []
-    rows: dict[int, list[dict[str, float | int | None]]] = {}
-    for trial, epochs, outcome in ended:
-        tells.append((trial, *_ending(config, epochs, outcome)))
-        rows[trial._trial_id] = [e.to_dict() for e in epochs]
-    retrying(lambda: store.record_epochs_many(rows), "recording epochs")
-    states = retrying(lambda: tell_many(study, tells), "telling")
-    # finished meanwhile in another state: declared stale by another worker
-    return [
-        str(attrs[RESULT_ATTR]) if states[trial._trial_id] == state else ABANDONED
-        for trial, state, _, attrs in tells
-    ]
-
-
-def _ending(
-    config: ExperimentConfig, epochs: list[EpochRecord], outcome: TrainResult | DivergenceError
-) -> tuple[TrialState, float | None, dict[str, object]]:
-    """The state, value and user attributes that record how a trial ended."""
-    if isinstance(outcome, DivergenceError):
-        return TrialState.FAIL, None, {RESULT_ATTR: DIVERGED, REASON_ATTR: str(outcome)}
-    values = [metric_of(e, config.search.metric) for e in epochs]
-    pick = max if config.direction == "maximize" else min
-    attrs: dict[str, object] = {BEST_EPOCH_ATTR: epochs[values.index(pick(values))].epoch}
-    if outcome.stopped:
-        return TrialState.PRUNED, None, attrs | {RESULT_ATTR: "pruned"}
-    assert math.isfinite(values[-1])  # a non-finite metric raised DivergenceError
-    return TrialState.COMPLETE, values[-1], attrs | {RESULT_ATTR: "complete"}
-
-
-def fail_trial(
-    arm: str, study: optuna.Study, trial: optuna.trial.Trial, exc: BaseException
-) -> WorkerFailed:
-    """Mark a trial FAIL with ``exc`` as its reason (best effort: it must not stay RUNNING)
-    and return the error the worker stops with."""
-    detail = traceback.format_exception_only(exc)[-1].strip()
-    with suppress(Exception):
-        trial.set_user_attr(REASON_ATTR, detail)
-        study.tell(trial, state=TrialState.FAIL)
-    return WorkerFailed(f"trial {arm}#{trial.number} failed: {detail}")
 
 
 @contextmanager
@@ -416,15 +270,14 @@ def _quiet_optuna() -> Iterator[None]:
 @contextmanager
 def _heartbeat(study: optuna.Study, trial_ids: list[int]) -> Iterator[None]:
     """Record the trials' heartbeats every ``interval`` seconds while they train."""
-    storage = study._storage
-    interval = storage.get_heartbeat_interval()  # type: ignore[attr-defined]
+    interval = heartbeat_interval(study)
     stop = threading.Event()
 
     def beat() -> None:
         while True:
             with suppress(Exception):  # a missed beat is retried; the trial goes on
                 for trial_id in trial_ids:
-                    storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+                    record_heartbeat(study, trial_id)
             if stop.wait(interval):
                 return
 

@@ -1,4 +1,7 @@
-"""The trainer's configuration: one frozen dataclass holding data, model, scheme and loop."""
+"""The trainer's configuration: one frozen dataclass holding data, model, scheme and loop.
+
+Nothing here imports torch at import time: the experiment config, and verbs that do not train,
+build on it."""
 
 from __future__ import annotations
 
@@ -6,8 +9,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-
-import torch
 
 from ._fields import convert, describe
 from .data import DataConfig, Mnist1dData, data_from_dict, data_to_dict
@@ -145,10 +146,14 @@ def device_problem(name: str) -> str | None:
     spelling (it is stored, and read on other machines); whatever trains checks this first."""
     if not isinstance(name, str) or not _DEVICE.fullmatch(name):
         return f"must be {_DEVICE_RULE}, got {describe(name)}"
-    if name == "mps" and not torch.backends.mps.is_available():
+    if name in ("auto", "cpu"):
+        return None  # every machine has them: no need to import torch
+    import torch  # deferred: the config's readers, which do not train, never pay for it
+
+    if name == "mps":
+        if torch.backends.mps.is_available():
+            return None
         return '\'mps\' asked for, but this machine has no MPS device; use "auto" or "cpu"'
-    if not name.startswith("cuda"):
-        return None
     if not torch.cuda.is_available():
         return (
             f"{name!r} asked for, but this machine has no CUDA device (torch "

@@ -5,7 +5,7 @@ leave a GPU idle and run a CPU's matrix products far below its peak. Here K conf
 differ only in numeric hyperparameters (learning rate, momentum, the scheme's λ / α / floor /
 ceiling / loss EMA / AWD λ) and seeds are trained as one model with stacked parameters
 (:mod:`trainers.stacked`), per-member optimizers (:mod:`trainers.stacked_optim`) and per-member
-λ_t (:mod:`trainers.stacked_schemes`). Member k computes exactly what an unfused run of
+λ_t (:mod:`trainers.regularizers`). Member k computes exactly what an unfused run of
 ``configs[k]`` computes, up to floating-point rounding:
 
 * its own initialization (``seed``) and, unless the group shares one, its own batch order;
@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from .config import TrainConfig
-from .data import Dataset, load_dataset
+from .datasets import Dataset, load_dataset
 from .errors import ConfigError, DivergenceError
 from .loop import (
     EpochCallback,
@@ -42,11 +42,12 @@ from .loop import (
     batch_sizes,
     divergence,
     epoch_record,
+    flush_denormals,
     resolve_device,
 )
+from .regularizers import Regularizer, make_stacked_regularizer, member_norm
 from .stacked import StackedModel
 from .stacked_optim import StackedAdam, StackedOptimizer, StackedSGD
-from .stacked_schemes import StackedRegularizer, make_stacked_regularizer, member_norm
 
 # Trainer settings each member may hold on its own; every other setting must be equal in a group.
 PER_MEMBER = ("lr", "momentum", "seed", "order_seed")
@@ -97,17 +98,16 @@ class FusedTrainer:
         self.data = data
         self.device = device
         self.classification = data.task == "classification"
+        if device.type == "cpu":
+            flush_denormals()  # as a run's Trainer does: this thread at least
         n_out = data.n_classes if self.classification else 1
         self.model = StackedModel(
             first.model, [c.seed for c in configs], data.n_features, n_out, data.sequence, device
         )
-        shared_scheme = first.scheme
-        penalized = [
-            p.ndim >= 3 or shared_scheme.biases  # stacked: a weight matrix is [K, out, in]
-            for p in self.model.params
-        ]
-        self.regularizer: StackedRegularizer = make_stacked_regularizer(
-            [c.scheme for c in configs], penalized, device
+        # per stacked parameter, whether the penalty covers it (each member's own ndim)
+        self.mask = [first.scheme.covers(p.ndim - 1) for p in self.model.params]
+        self.regularizer: Regularizer = make_stacked_regularizer(
+            [c.scheme for c in configs], device
         )
         lr = torch.tensor([c.lr for c in configs], device=device)
         self.optimizer: StackedOptimizer
@@ -120,6 +120,10 @@ class FusedTrainer:
     @property
     def size(self) -> int:
         return self.model.size
+
+    def penalized(self, items: Sequence[Tensor]) -> list[Tensor]:
+        """The penalized ones of a per-parameter list (the params or their gradients)."""
+        return [t for t, on in zip(items, self.mask, strict=True) if on]
 
     def member_losses(self, out: Tensor, y: Tensor) -> Tensor:
         """Each member's mean data loss ``[K]``; ``y`` is ``[B]`` (shared) or ``[K, B]``."""
@@ -143,10 +147,11 @@ class FusedTrainer:
         grads = list(torch.autograd.grad(losses.sum(), params))
         detached = losses.detach()
         reg = self.regularizer
-        lam = reg.lam(detached, grads, params)
-        reg.before_step(lam, grads, params)
+        penalized, penalized_grads = self.penalized(params), self.penalized(grads)
+        lam = reg.lam(detached, penalized_grads, penalized)
+        reg.before_step(lam, penalized_grads, penalized)
         self.optimizer.step(params, grads)
-        reg.after_step(lam, self.optimizer.lr, params)
+        reg.after_step(lam, self.optimizer.lr, penalized)
         if self.classification:
             correct = (out.detach().argmax(-1) == yb).sum(-1).float()
         else:
@@ -184,7 +189,7 @@ class FusedTrainer:
 
     @torch.no_grad()
     def weight_norm(self) -> Tensor:
-        penalized = self.regularizer.select(self.model.params)
+        penalized = self.penalized(self.model.params)
         if not penalized:
             return torch.zeros(self.size, device=self.device)
         return member_norm(penalized)

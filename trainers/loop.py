@@ -17,11 +17,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .config import TrainConfig
-from .data import Dataset, load_dataset
+from .config import TrainConfig, device_problem
+from .datasets import Dataset, load_dataset
 from .errors import ConfigError, DivergenceError
-from .models import build_model
-from .schemes import Regularizer, make_regularizer, penalized
+from .networks import build_model
+from .regularizers import Regularizer, make_regularizer, total_norm
 
 
 @dataclass(frozen=True)
@@ -70,23 +70,18 @@ EpochCallback = Callable[[EpochRecord], bool | None]
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; an explicit device must exist."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device", f"{name!r} asked for, but no CUDA device is available")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(
-            "device", f"{name!r} asked for, but only {torch.cuda.device_count()} CUDA devices"
-        )
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("device", "'mps' asked for, but no MPS device is available")
-    return device
+    """``auto`` picks cuda, then mps, then cpu; an explicit device must exist on this machine
+    (:func:`trainers.config.device_problem` says why not)."""
+    problem = device_problem(name)
+    if problem is not None:
+        raise ConfigError("device", problem)
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
 
 
 def flush_denormals() -> bool:
@@ -143,8 +138,8 @@ class Trainer:
         self.model: nn.Module = build_model(
             config.model, data.n_features, n_out, data.sequence, config.seed
         ).to(device)
-        self.penalized = penalized(list(self.model.named_parameters()), config.scheme)
-        self.regularizer: Regularizer = make_regularizer(config.scheme, self.penalized, device)
+        self.penalized = [p for p in self.model.parameters() if config.scheme.covers(p.ndim)]
+        self.regularizer: Regularizer = make_regularizer(config.scheme, device)
         self.optimizer = make_optimizer(config, list(self.model.parameters()))
 
     def step(self, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -153,12 +148,12 @@ class Trainer:
         loss = data_loss(out, yb, self.classification)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        reg = self.regularizer
-        grads = [p.grad for p in self.penalized if p.grad is not None]
-        lam = reg.lam(loss.detach(), grads)
-        reg.before_step(lam, grads)
+        reg, penalized = self.regularizer, self.penalized
+        grads = [p.grad for p in penalized if p.grad is not None]
+        lam = reg.lam(loss.detach(), grads, penalized)
+        reg.before_step(lam, grads, penalized)
         self.optimizer.step()
-        reg.after_step(lam, self.config.lr)
+        reg.after_step(lam, self.config.lr, penalized)
         correct = (out.detach().argmax(1) == yb).sum() if self.classification else None
         return loss.detach(), lam, correct
 
@@ -197,8 +192,7 @@ class Trainer:
     def weight_norm(self) -> Tensor:
         if not self.penalized:
             return torch.zeros((), device=self.device)
-        norm: Tensor = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(self.penalized)))
-        return norm
+        return total_norm(self.penalized)
 
 
 def train(

@@ -1,8 +1,9 @@
 """Regularization schemes: what a user configures, each with its formula.
 
-A scheme config is a frozen dataclass; :func:`make_regularizer` turns it into the device-side
-object the training loop calls once per step. Every scheme computes a strength λ_t (a 0-d tensor
-on the training device, detached from the graph) and a penalty gradient:
+A scheme config is a frozen dataclass; :mod:`trainers.regularizers` turns it into the device-side
+object the trainers call once per step. Nothing here imports torch: the experiment config, and
+verbs that do not train, build on these classes. Every scheme computes a strength λ_t (on the
+training device, detached from the graph) and a penalty gradient:
 
 * L2 penalty R(w) = ½·λ·‖w‖², so ∇R = λ·w;
 * L1 penalty R(w) = λ·‖w‖₁, so ∇R = λ·sign(w).
@@ -18,9 +19,6 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Literal
-
-import torch
-from torch import Tensor
 
 from ._fields import from_tagged, to_mapping
 from .errors import ConfigError
@@ -44,6 +42,11 @@ class _SchemeBase:
 
     def to_dict(self) -> dict[str, object]:
         return {"scheme": self.name, **to_mapping(self)}
+
+    def covers(self, ndim: int) -> bool:
+        """Whether the penalty covers a parameter of ``ndim`` dimensions (one run's shape, not
+        a stack's): weight matrices and kernels, and biases when ``biases``."""
+        return ndim >= 2 or self.biases
 
 
 @dataclass(frozen=True)
@@ -156,102 +159,3 @@ def scheme_parameters(name: str) -> tuple[str, ...]:
 def _non_negative(key: str, value: float) -> None:
     if not value >= 0:
         raise ConfigError(key, f"must be >= 0, got {value!r}")
-
-
-# --------------------------------------------------------------------------------------------
-# Device-side regularizers. Nothing here reads a tensor back to the host.
-
-
-class Regularizer:
-    """Computes λ_t each step and applies the penalty gradient to a fixed list of parameters."""
-
-    def __init__(self, scheme: Scheme, params: list[Tensor], device: torch.device) -> None:
-        self.scheme = scheme
-        self.params = params
-        self.active = scheme.penalty != "none" and len(params) > 0
-        self.decoupled = scheme.apply == "decoupled"
-        self.l1 = scheme.penalty == "l1"
-        self._zero = torch.zeros((), device=device)
-
-    def lam(self, loss: Tensor, grads: list[Tensor]) -> Tensor:
-        """λ_t from the detached data loss of this step (and, for AWD, its gradients)."""
-        return self._zero
-
-    def penalty_grads(self, lam: Tensor) -> list[Tensor]:
-        """∇R for each penalized parameter at strength ``lam``."""
-        base = torch._foreach_sign(self.params) if self.l1 else self.params
-        return list(torch._foreach_mul(base, lam))
-
-    def before_step(self, lam: Tensor, grads: list[Tensor]) -> None:
-        """Coupled: add ∇R to the data gradients (in place)."""
-        if self.active and not self.decoupled:
-            torch._foreach_add_(grads, self.penalty_grads(lam))
-
-    @torch.no_grad()
-    def after_step(self, lam: Tensor, lr: float) -> None:
-        """Decoupled: w ← w − lr·∇R after the optimizer step."""
-        if not (self.active and self.decoupled):
-            return
-        if self.l1:
-            torch._foreach_sub_(self.params, self.penalty_grads(lam * lr))
-        else:
-            torch._foreach_mul_(self.params, 1.0 - lr * lam)
-
-
-class _Fixed(Regularizer):
-    def __init__(self, scheme: FixedScheme, params: list[Tensor], device: torch.device) -> None:
-        super().__init__(scheme, params, device)
-        self._lam = torch.tensor(scheme.lam, device=device)
-
-    def lam(self, loss: Tensor, grads: list[Tensor]) -> Tensor:
-        return self._lam
-
-
-class _Dynamic(Regularizer):
-    def __init__(self, scheme: DynamicScheme, params: list[Tensor], device: torch.device) -> None:
-        super().__init__(scheme, params, device)
-        self._half_alpha = torch.tensor(0.5 * scheme.alpha, device=device)
-        self._floor = scheme.floor
-        self._ceiling = scheme.ceiling
-        self._ema_weight = 1.0 - scheme.loss_ema
-        self._ema: Tensor | None = None
-
-    def lam(self, loss: Tensor, grads: list[Tensor]) -> Tensor:
-        if self._ema_weight < 1.0:
-            if self._ema is None:
-                self._ema = loss.detach().clone()
-            else:
-                self._ema.lerp_(loss.detach(), self._ema_weight)
-            loss = self._ema
-        lam = torch.div(self._half_alpha, loss.detach())
-        return lam.clamp_(min=self._floor, max=self._ceiling)
-
-
-class _AWD(Regularizer):
-    def __init__(self, scheme: AWDScheme, params: list[Tensor], device: torch.device) -> None:
-        super().__init__(scheme, params, device)
-        self._lam_awd = scheme.lam_awd
-        self._bar = torch.zeros((), device=device)
-
-    def lam(self, loss: Tensor, grads: list[Tensor]) -> Tensor:
-        grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-        weight_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(self.params)))
-        lam_t = grad_norm.div_(weight_norm).mul_(self._lam_awd)
-        self._bar = self._bar.mul(0.1).add_(lam_t, alpha=0.9)
-        return self._bar
-
-
-def make_regularizer(scheme: Scheme, params: list[Tensor], device: torch.device) -> Regularizer:
-    """The device-side regularizer for ``scheme`` over the penalized ``params``."""
-    if isinstance(scheme, FixedScheme):
-        return _Fixed(scheme, params, device)
-    if isinstance(scheme, DynamicScheme):  # DynamicL1Scheme too: same λ_t, L1 penalty
-        return _Dynamic(scheme, params, device)
-    if isinstance(scheme, AWDScheme):
-        return _AWD(scheme, params, device)
-    return Regularizer(scheme, params, device)
-
-
-def penalized(named_params: list[tuple[str, Tensor]], scheme: Scheme) -> list[Tensor]:
-    """The parameters a scheme's penalty covers: ndim ≥ 2, plus 1-d ones when ``biases``."""
-    return [p for _, p in named_params if p.ndim >= 2 or scheme.biases]

@@ -1,6 +1,6 @@
 """K models of one architecture as one: every parameter stacked along a leading member axis.
 
-Member k is initialized exactly as :func:`trainers.models.build_model` initializes it with its
+Member k is initialized exactly as :func:`trainers.networks.build_model` initializes it with its
 own seed, so member k of a stack starts where an unfused run with that seed starts. Forward
 passes run all members at once, with batched matrix products (``torch.baddbmm``) for the linear
 layers and grouped convolutions (``groups = K``) for the CNN; each member sees only its own
@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .models import CNNModel, LinearModel, MLPModel, ModelConfig, build_model
+from .models import CNNModel, LinearModel, MLPModel, ModelConfig
+from .networks import build_model
 
 
 class StackedModel:

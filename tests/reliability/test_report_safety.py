@@ -1,9 +1,12 @@
 """Issue 6, item 7: a report shows whatever the database holds as text, and is written
 atomically.
 
-Experiment, arm and parameter names and failure messages full of HTML, script and quotes go
-through ``dynl2 report`` (in this process) into a file that is then parsed: the hostile text is
-in the page's text, verbatim, and made no element, attribute or script of its own. A write
+Arm and parameter names and failure messages full of HTML, script and quotes go through
+``dynl2 report`` (in this process) into a file that is then parsed: the hostile text is in the
+page's text, verbatim, and made no element, attribute or script of its own. They reach the
+store as another program may write them (an arm only the store knows, its trials' parameters,
+failure messages); a stored config that names markup is no valid config, and is refused as
+``dynl2 status`` refuses it, in one line. A write
 that dies half way (the disk fills, the process is interrupted) leaves the previous report
 whole, no temporary file behind, and no report recorded in the store."""
 
@@ -27,11 +30,12 @@ from .helpers import run_cli
 pytestmark = pytest.mark.reliability
 
 # Names may not hold "/" (it separates experiment and arm in study names).
-NAME = "<img src=x onerror=XSSNAME()>\"'&amp;<b>bold"
+HOSTILE_NAME = "<img src=x onerror=XSSNAME()>\"'&amp;<b>bold"
+NAME = "hostile"
 ARM = "<svg onload=XSSARM()>'\"<i>"
 PARAM = "</script><script>XSSPARAM()</script>\"'"
 REASON = "</td></tr></table><script>XSSREASON()</script><a href=\"javascript:XSS()\">'x'</a>"
-HOSTILE = (NAME, ARM, PARAM, REASON)
+HOSTILE = (ARM, PARAM, REASON)
 MARKERS = ("XSSNAME", "XSSARM", "XSSPARAM", "XSSREASON", "javascript:")
 
 
@@ -66,16 +70,15 @@ class _Page(HTMLParser):
 def hostile(tmp_path: Path) -> str:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = f"sqlite:///{tmp_path / 'r.db'}"
-    arms = {
-        ARM: {**syn.ARMS["dynamic"], PARAM: {"low": 0.0, "high": 1.0, "log": False}},
-        "fixed": syn.ARMS["fixed"],
-    }
     with storage.open(url) as store:
-        cfg = syn.create(store, NAME, arms=arms)
-        syn.add_trials(store, cfg, ARM, [0.7, 0.8, 0.9], epochs=2)
+        cfg = syn.create(store, NAME, arms={"fixed": syn.ARMS["fixed"]})
+        # The hostile arm and parameter only the store knows, as another program wrote them.
+        hostile_arm = {**syn.ARMS["dynamic"], PARAM: {"low": 0.0, "high": 1.0, "log": False}}
+        shadow = {**cfg, "arms": {**cfg["arms"], ARM: hostile_arm}}
+        syn.add_trials(store, shadow, ARM, [0.7, 0.8, 0.9], epochs=2)
         syn.add_trials(store, cfg, "fixed", [0.75, 0.85], epochs=2)
         syn.add_trials(store, cfg, "fixed", [None], state=TrialState.FAIL, fail_reason=REASON)
-        syn.add_trials(store, cfg, ARM, [None], state=TrialState.FAIL, fail_reason=REASON)
+        syn.add_trials(store, shadow, ARM, [None], state=TrialState.FAIL, fail_reason=REASON)
         syn.add_evaluations(store, NAME, ARM, [0.8, 0.81, 0.82])
         syn.add_evaluations(store, NAME, "fixed", [0.8, 0.8, 0.83])
     return url
@@ -119,6 +122,19 @@ def test_hostile_names_params_and_reasons_render_as_text(hostile, tmp_path, caps
     again = tmp_path / "again.html"
     _report(hostile, again, capsys, "--from-store")
     assert again.read_bytes() == out.read_bytes()
+
+
+def test_a_stored_config_with_markup_names_is_refused_in_one_line(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'bad.db'}"
+    with storage.open(url) as store:
+        syn.create(store, HOSTILE_NAME)
+    out = tmp_path / "report.html"
+    code, stdout, err = run_cli(["report", HOSTILE_NAME, "-o", str(out), "--storage", url], capsys)
+    assert code == 2 and stdout == "", (code, stdout, err)
+    assert len(err.strip().splitlines()) == 1 and "experiment.name" in err, err
+    assert not out.exists()
+    with storage.open(url, create=False) as store:
+        assert store.reports().empty
 
 
 class _DiesHalfWay:

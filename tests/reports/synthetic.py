@@ -1,18 +1,26 @@
 """Synthetic stores for report tests: experiments, Optuna trials, epochs and evaluations
-written straight through the store's public surface, no training."""
+written straight through the store's public surface, no training; and the config a report
+reads of them (:func:`spec`, or the stand-in :class:`Unchecked`).
+
+This module imports no ``study`` at import time: ``test_imports`` uses it to check that
+building a report imports no ``study``."""
 
 from __future__ import annotations
 
 import math
 import random
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from storage import Store, best_by_search, study_name
+
+if TYPE_CHECKING:
+    from study.experiment import ExperimentConfig
 
 LR = {"low": 1e-3, "high": 3e-2, "log": True}
 ARMS: dict[str, dict[str, Any]] = {
@@ -50,10 +58,104 @@ def create(store: Store, name: str, **kwargs: Any) -> dict[str, Any]:
     return cfg
 
 
+def spec(store: Store, name: str) -> ExperimentConfig:
+    """The stored config of experiment ``name``, parsed and validated as the study layer
+    does before it builds a report: what :func:`reports.build_report_data` is given."""
+    from study.experiment import parse_experiment  # at call time: see the module's note
+
+    return parse_experiment(store.get_experiment(name).config)
+
+
+def _direction(cfg: Mapping[str, Any]) -> str:
+    return "maximize" if cfg["search"]["metric"] == "val_acc" else "minimize"
+
+
+def _ranges(table: Mapping[str, Any]) -> dict[str, Range]:
+    return {k: Range(**v) for k, v in table.items() if isinstance(v, dict)}
+
+
+@dataclass(frozen=True)
+class Range:
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    scheme: str
+    fixed: Mapping[str, object]
+
+
+@dataclass(frozen=True)
+class Search:
+    n_trials: int
+    sampler: str
+    pruner: str
+    metric: str
+    replicates: int = 1
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    seeds: int
+
+
+@dataclass(frozen=True)
+class Unchecked:
+    """A :class:`reports.ExperimentSpec` read straight from a config dict like
+    :func:`config`'s, checked by nothing and made without ``study``. For the two reports a
+    parsed config cannot give: one of names no valid config may carry (markup as experiment,
+    arm, scheme or parameter names: the page must escape its spec too), and one built in a
+    process that must not import ``study``. Every other test reads a parsed config
+    (:func:`spec`); ``test_spec`` checks that both read a valid dict alike."""
+
+    raw: Mapping[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.raw["experiment"]["name"])
+
+    @property
+    def direction(self) -> str:
+        return _direction(self.raw)
+
+    @property
+    def accuracy(self) -> bool:
+        return self.raw["data"]["dataset"] != "linear"
+
+    @property
+    def arms(self) -> tuple[Arm, ...]:
+        return tuple(
+            Arm(name, body["scheme"], {k: v for k, v in body.items()
+                                       if k != "scheme" and not isinstance(v, dict)})
+            for name, body in self.raw["arms"].items()
+        )  # fmt: skip
+
+    @property
+    def train_ranges(self) -> dict[str, Range]:
+        return _ranges(self.raw["train"])
+
+    @property
+    def search(self) -> Search:
+        return Search(**self.raw["search"])
+
+    @property
+    def evaluate(self) -> Evaluate:
+        return Evaluate(**self.raw["evaluate"])
+
+    def searched(self, arm_name: str) -> dict[str, Range]:
+        return {**self.train_ranges, **_ranges(self.raw["arms"][arm_name])}
+
+    def to_dict(self) -> Mapping[str, Any]:
+        return self.raw
+
+
 def _distributions(cfg: Mapping[str, Any], arm: str) -> dict[str, FloatDistribution]:
-    ranges = {k: v for k, v in cfg["train"].items() if isinstance(v, dict)}
-    ranges.update({k: v for k, v in cfg["arms"][arm].items() if isinstance(v, dict)})
-    return {k: FloatDistribution(r["low"], r["high"], log=r["log"]) for k, r in ranges.items()}
+    searched = Unchecked(cfg).searched(arm)
+    return {k: FloatDistribution(r.low, r.high, log=r.log) for k, r in searched.items()}
 
 
 def add_trials(
@@ -70,11 +172,10 @@ def add_trials(
 ) -> optuna.Study:
     """Add one trial per value (``None`` for FAIL trials), with random params in range."""
     name = cfg["experiment"]["name"]
-    direction = "maximize" if cfg["search"]["metric"] == "val_acc" else "minimize"
     study = optuna.create_study(
         storage=store.optuna_storage(),
         study_name=study_name(name, arm, replicate),
-        direction=direction,
+        direction=_direction(cfg),
         load_if_exists=True,
     )
     dists = _distributions(cfg, arm)
@@ -124,8 +225,7 @@ def best_params(store: Store, name: str, arm: str, replicate: int = 1) -> dict[s
     """The params of the best trial of ``arm``'s search ``replicate`` (``{}`` without one):
     what dynl2 evaluates."""
     cfg = store.get_experiment(name).config
-    direction = "maximize" if cfg["search"]["metric"] == "val_acc" else "minimize"
-    best = best_by_search(store.trials(name), direction)
+    best = best_by_search(store.trials(name), _direction(cfg))
     return dict(best[(arm, replicate)]["params"]) if (arm, replicate) in best else {}
 
 

@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 
 import reports
 import storage
+from study.experiment import parse_experiment
 from tests.reports import synthetic as syn
 from tests.reports.checks import assert_sections, assert_self_contained, figure_ids
 
@@ -22,8 +23,8 @@ def store(tmp_path):
         yield s
 
 
-def report(store, name):
-    data = reports.build_report_data(store, name)
+def report(store, name, spec=None):
+    data = reports.build_report_data(store, spec or syn.spec(store, name))
     html = reports.render_html(data)
     assert_self_contained(html)
     assert_sections(html)
@@ -32,7 +33,7 @@ def report(store, name):
 
 def test_a_missing_experiment_raises_experiment_not_found(store):
     with pytest.raises(storage.ExperimentNotFound, match="nope"):
-        reports.build_report_data(store, "nope")
+        reports.build_report_data(store, parse_experiment(syn.config("nope")))
 
 
 def test_no_trials_and_no_evaluations(store):
@@ -135,6 +136,41 @@ def test_diverged_evaluations_are_left_out_and_named(store):
     assert any("dynamic: 1 evaluation" in w for w in data.verdict.warnings)
 
 
+def test_an_arm_only_the_store_knows_is_shown_with_an_unknown_scheme(store):
+    """Trials and evaluations of an arm the config does not list (a store edited by hand):
+    shown, as searched over the train ranges (all the config says of it), never dropped."""
+    arms = {"dynamic": syn.ARMS["dynamic"], "fixed": syn.ARMS["fixed"]}
+    cfg = syn.create(store, "ghostly", arms=arms)
+    for arm in arms:
+        syn.add_trials(store, cfg, arm, [0.7, 0.8], epochs=2)
+    syn.add_trials(store, {**cfg, "arms": {**arms, "ghost": {"scheme": "none"}}}, "ghost",
+                   [0.6, 0.65], epochs=2)  # fmt: skip
+    for arm in arms:
+        syn.add_evaluations(store, "ghostly", arm, [0.8, 0.81, 0.82])
+    syn.add_evaluations(store, "ghostly", "ghost", [0.7, 0.71, 0.72],
+                        params=syn.best_params(store, "ghostly", "ghost"))  # fmt: skip
+    data, _ = report(store, "ghostly")
+    ghost = next(a for a in data.setup.arms if a.arm == "ghost")
+    assert ghost.scheme == "?" and dict(ghost.settings) == {}
+    assert [s.name for s in ghost.spaces] == ["lr"] and ghost.budget == 4
+    assert [a.arm for a in data.setup.arms] == ["dynamic", "fixed", "ghost"]  # the config's first
+    assert next(a for a in data.verdict.arms if a.arm == "ghost").ci.n == 3
+    assert "ghost" in {c.arm for c in data.verdict.comparisons}
+    assert "ghost" in {a.arm for a in data.search.arms}
+    assert [p.name for a in data.sensitivity.arms if a.arm == "ghost" for p in a.params] == ["lr"]
+    assert data.verdict.unfinished == ("dynamic 2/4", "fixed 2/4", "ghost 2/4")
+
+
+def test_a_classification_whose_evaluations_all_diverged_keeps_its_accuracy(store):
+    """The config says what the test metric is, not which numbers happen to be stored."""
+    syn.create(store, "lost")
+    for arm in ("dynamic", "fixed"):
+        syn.add_evaluations(store, "lost", arm, [None, None, None])
+    data, _ = report(store, "lost")
+    assert (data.accuracy, data.verdict.metric, data.verdict.unit) == (True, "test_acc", "points")
+    assert all(a.ci is None and a.n_failed == 3 for a in data.verdict.arms if a.arm != "none")
+
+
 HOSTILE = "</script><script>alert(1)</script>"
 HOSTILE_NAME = "<script>alert(1)<img src=x onerror=alert(2)>"  # names cannot hold "/"
 
@@ -153,7 +189,7 @@ def test_names_params_and_reasons_from_the_database_are_escaped(store):
     syn.add_trials(store, cfg, "fixed", [None], state=TrialState.FAIL, fail_reason=HOSTILE)
     syn.add_evaluations(store, HOSTILE_NAME, HOSTILE_NAME, [0.8, 0.81, 0.82])
     syn.add_evaluations(store, HOSTILE_NAME, "fixed", [0.8, 0.8, 0.83])
-    data, html = report(store, HOSTILE_NAME)
+    data, html = report(store, HOSTILE_NAME, syn.Unchecked(cfg))  # no config may carry them
     assert HOSTILE in {p.name for a in data.sensitivity.arms for p in a.params}
     assert {"fig-verdict", "fig-search", "fig-sens-0", "fig-alpha-floor-0"} <= set(
         figure_ids(html)
@@ -176,7 +212,7 @@ def test_500_trials_per_arm_render_small(store):
         syn.add_trials(store, cfg, arm, [0.5 + 0.0007 * k for k in range(499)], seed=10 + i)
     for arm in ("dynamic", "fixed", "none"):
         syn.add_evaluations(store, "big", arm, [0.85 + 0.001 * k for k in range(10)])
-    data = reports.build_report_data(store, "big")
+    data = reports.build_report_data(store, syn.spec(store, "big"))
     html = reports.render_html(data)
     assert_self_contained(html)
     assert sum(len(a.numbers) for a in data.search.arms) == 1500

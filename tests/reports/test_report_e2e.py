@@ -16,6 +16,7 @@ from scipy import stats
 
 import reports
 import storage
+from tests.reports import synthetic as syn
 from tests.reports.checks import assert_sections, assert_self_contained, figure_ids
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +45,7 @@ def tiny(tmp_path_factory):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     with storage.open(url, create=False) as store:
-        data = reports.build_report_data(store, "rep")
+        data = reports.build_report_data(store, syn.spec(store, "rep"))
         yield store, data, reports.render_html(data)
 
 

@@ -1,10 +1,13 @@
-"""Stores as dynl2 wrote them before its tables had Alembic revisions, for migration tests.
+"""Stores as older dynl2 releases wrote them, for migration tests.
 
 The DDL below is what dynl2 at schema version 2 sent to each database through
 ``Base.metadata.create_all`` (copied from its SQL, not rebuilt from today's models, which have
-moved on); schema version 1 is the same without ``dynl2_reports``. Optuna's own tables come
-from Optuna, with the engine settings dynl2 used (WAL on SQLite), so the file is the one an
-older dynl2 left behind.
+moved on); schema version 1 is the same without ``dynl2_reports``, and schema version 3
+(revision 0002) has ``dynl2_evaluations`` with ``replicate`` and is stamped in
+``dynl2_alembic_version``. Optuna's own tables come from Optuna, with the engine settings dynl2
+used (WAL on SQLite), so the file is the one an older dynl2 left behind. Every one of them kept
+an evaluation's ``trainer_seed`` and ``diverged`` inside its ``params`` JSON, written with
+``json.dumps(sort_keys=True)``.
 """
 
 from __future__ import annotations
@@ -37,7 +40,21 @@ _EVALUATIONS_V2 = """CREATE TABLE dynl2_evaluations (
         REFERENCES dynl2_experiments (id) ON DELETE CASCADE
 )"""
 
-# (statement, schema versions that have it), in the order create_all emitted them.
+# Schema version 3 (revision 0002): + replicate, last, and the key with it.
+_EVALUATIONS_V3 = _EVALUATIONS_V2.replace(
+    "    CONSTRAINT pk_", "    replicate INTEGER DEFAULT 1 NOT NULL,\n    CONSTRAINT pk_"
+).replace(
+    "arm_seed UNIQUE (experiment_id, arm, seed)",
+    "arm_replicate_seed UNIQUE (experiment_id, arm, replicate, seed)",
+)
+
+# Alembic's version table, as it creates it (schema version 3 and later).
+_VERSION_TABLE = """CREATE TABLE dynl2_alembic_version (
+    version_num VARCHAR(32) NOT NULL,
+    CONSTRAINT dynl2_alembic_version_pkc PRIMARY KEY (version_num)
+)"""
+
+# In the order create_all emitted them.
 _DDL_V2 = (
     """CREATE TABLE dynl2_meta (
     {key} VARCHAR(64) NOT NULL,
@@ -114,7 +131,16 @@ _WORDS = {
 EXPERIMENT = "old"
 ARM = "fixed"
 SEED = 7
-PARAMS = {"lam": 0.001}
+PARAMS = {"lam": 0.001}  # the searched parameters of both evaluations
+TRAINER_SEED = 2**40 + 7  # what the evaluation at SEED trained with
+DIVERGED_SEED = 8
+DIVERGED = "the loss became nan at epoch 2"  # why the evaluation at DIVERGED_SEED stopped
+# The evaluations every legacy store holds: (seed, params JSON as dynl2 wrote it, test_loss,
+# test_acc). A run that diverged had no trainer_seed in its params.
+EVALUATIONS = (
+    (SEED, json.dumps({**PARAMS, "trainer_seed": TRAINER_SEED}, sort_keys=True), 0.25, 0.75),
+    (DIVERGED_SEED, json.dumps({**PARAMS, "diverged": DIVERGED}, sort_keys=True), None, None),
+)
 CREATED = "2024-05-01 12:00:00"
 
 
@@ -127,18 +153,22 @@ class LegacyRows:
 
 
 def legacy_ddl(backend: str, schema_version: int) -> list[str]:
-    """The CREATE statements dynl2 at ``schema_version`` (1 or 2) ran on ``backend``."""
-    assert schema_version in (1, 2), schema_version
-    statements = [ddl.format(**_WORDS[backend]) for ddl in _DDL_V2]
+    """The CREATE statements dynl2 at ``schema_version`` (1, 2 or 3) ran on ``backend``."""
+    assert schema_version in (1, 2, 3), schema_version
+    ddl = list(_DDL_V2)
     if schema_version == 1:
-        statements = [ddl for ddl in statements if "dynl2_reports" not in ddl]
-    return [ddl for ddl in statements if ddl]
+        ddl = [statement for statement in ddl if "dynl2_reports" not in statement]
+    if schema_version == 3:
+        ddl = [_EVALUATIONS_V3 if s == _EVALUATIONS_V2 else s for s in ddl] + [_VERSION_TABLE]
+    statements = [statement.format(**_WORDS[backend]) for statement in ddl]
+    return [statement for statement in statements if statement]
 
 
 def build_legacy_store(url: str, schema_version: int = 2) -> LegacyRows:
     """Create at ``url`` (an empty database) what dynl2 at ``schema_version`` left there:
-    Optuna's tables with one study and trial, ours with one experiment, one epoch, one
-    evaluation and (version 2) one report."""
+    Optuna's tables with one study and trial, ours with one experiment, one epoch, the
+    :data:`EVALUATIONS` and (version 2 and later) one report; version 3 is stamped at revision
+    0002."""
     kwargs = engine_kwargs(url)
     rdb = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
     try:
@@ -172,17 +202,26 @@ def build_legacy_store(url: str, schema_version: int = 2) -> LegacyRows:
             connection.execute(
                 text(
                     "INSERT INTO dynl2_evaluations (experiment_id, arm, seed, params, "
-                    "test_loss, test_acc, created) VALUES (:e, :arm, :seed, :params, 0.25, "
-                    "0.75, :created)"
+                    "test_loss, test_acc, created) VALUES (:e, :arm, :seed, :params, :loss, "
+                    ":acc, :created)"
                 ),
-                {
-                    "e": experiment_id,
-                    "arm": ARM,
-                    "seed": SEED,
-                    "params": json.dumps(PARAMS),
-                    "created": CREATED,
-                },
+                [
+                    {
+                        "e": experiment_id,
+                        "arm": ARM,
+                        "seed": seed,
+                        "params": params,
+                        "loss": loss,
+                        "acc": acc,
+                        "created": CREATED,
+                    }
+                    for seed, params, loss, acc in EVALUATIONS
+                ],
             )
+            if schema_version >= 3:
+                connection.execute(
+                    text("INSERT INTO dynl2_alembic_version (version_num) VALUES ('0002')")
+                )
             if schema_version >= 2:
                 connection.execute(
                     text(

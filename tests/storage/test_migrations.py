@@ -3,6 +3,7 @@ without ``create``, new stores stamped at the head, newer stores refused; on eve
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pandas as pd
 import pytest
 from sqlalchemy import Engine, create_engine, event, inspect, text
 
@@ -21,9 +23,14 @@ from tests.reliability.helpers import store_fingerprint
 from tests.storage.backends import empty_url
 from tests.storage.legacy import (
     ARM,
+    CREATED,
+    DIVERGED,
+    DIVERGED_SEED,
+    EVALUATIONS,
     EXPERIMENT,
     PARAMS,
     SEED,
+    TRAINER_SEED,
     build_legacy_store,
     created_at,
 )
@@ -57,6 +64,46 @@ def _optuna_revision(url: str) -> Any:
 
 def _schema_version(url: str) -> Any:
     return _scalar(url, "SELECT value FROM dynl2_meta WHERE key = 'schema_version'")
+
+
+def _rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    engine = create_engine(url, **engine_kwargs(url))
+    try:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(text(sql))]
+    finally:
+        engine.dispose()
+
+
+def _params_text(url: str) -> list[tuple[Any, ...]]:
+    """``(seed, params)`` of every evaluation, as the database holds them."""
+    return _rows(url, "SELECT seed, params FROM dynl2_evaluations ORDER BY seed")
+
+
+def _extras(url: str) -> list[tuple[Any, ...]]:
+    return _rows(url, "SELECT seed, trainer_seed, diverged FROM dynl2_evaluations ORDER BY seed")
+
+
+CLEAN = json.dumps(PARAMS, sort_keys=True)  # the params of EVALUATIONS without their extras
+
+
+def _values(column: pd.Series) -> list[Any]:
+    return [None if pd.isna(value) else value for value in column]
+
+
+def _assert_moved(evals: pd.DataFrame) -> None:
+    """The legacy EVALUATIONS as this dynl2 reads them: the searched parameters in params, the
+    seed the run trained with and why it diverged in their own columns."""
+    assert evals[["arm", "seed", "replicate"]].values.tolist() == [
+        [ARM, SEED, 1],
+        [ARM, DIVERGED_SEED, 1],
+    ]
+    assert list(evals["params"]) == [PARAMS, PARAMS]
+    assert str(evals["trainer_seed"].dtype) == "Int64"
+    assert _values(evals["trainer_seed"]) == [TRAINER_SEED, None]
+    assert _values(evals["diverged"]) == [None, DIVERGED]
+    assert evals.iloc[0]["test_acc"] == 0.75 and pd.isna(evals.iloc[1]["test_acc"])
+    assert list(evals["created"]) == [created_at()] * 2
 
 
 def _shape(url: str, *, version_table: bool = True) -> dict[str, Any]:
@@ -172,7 +219,7 @@ def test_every_revision_has_its_schema_version() -> None:
 # --------------------------------------------------------------------- opening old stores
 
 
-@pytest.mark.parametrize("old_version", [1, 2])
+@pytest.mark.parametrize("old_version", [1, 2, 3])
 def test_open_upgrades_a_store_an_older_dynl2_wrote(store_url: str, old_version: int) -> None:
     legacy = build_legacy_store(store_url, old_version)
     with storage.open(store_url) as store:
@@ -182,12 +229,12 @@ def test_open_upgrades_a_store_an_older_dynl2_wrote(store_url: str, old_version:
     assert _revision(store_url) == migrations.head()
     assert _schema_version(store_url) == str(SCHEMA_VERSION)
     assert _optuna_revision(store_url) == legacy.optuna_revision  # Optuna's, untouched
-    # Rows kept; what was there is replicate 1.
-    assert evals[["arm", "seed", "replicate"]].values.tolist() == [[ARM, SEED, 1]]
-    assert evals.iloc[0]["params"] == PARAMS and evals.iloc[0]["test_acc"] == 0.75
-    assert evals.iloc[0]["created"] == created_at()
+    # Rows kept; what was there is replicate 1; the extras moved out of params, in the database.
+    _assert_moved(evals)
+    assert _params_text(store_url) == [(SEED, CLEAN), (DIVERGED_SEED, CLEAN)]
+    assert _extras(store_url) == [(SEED, TRAINER_SEED, None), (DIVERGED_SEED, None, DIVERGED)]
     assert list(epochs["trial_id"]) == [legacy.trial_id]
-    assert list(reports["path"]) == (["r.html"] if old_version == 2 else [])
+    assert list(reports["path"]) == (["r.html"] if old_version >= 2 else [])
     assert _shape(store_url)["dynl2_evaluations"]["unique"] == [
         (NEW_CONSTRAINT, ("experiment_id", "arm", "replicate", "seed"))
     ]
@@ -198,19 +245,22 @@ def test_the_new_key_holds_replicates_apart(store_url: str) -> None:
     with storage.open(store_url) as store:
         store.record_evaluation(EXPERIMENT, ARM, SEED, {"lam": 0.5}, replicate=2, test_loss=0.1)
         store.record_evaluation(EXPERIMENT, ARM, SEED, {"lam": 0.2}, test_loss=0.3)  # replaces
-        evals = store.evaluations(EXPERIMENT)
+        evals = store.evaluations(EXPERIMENT).query("seed == @SEED")
         seeds = store.evaluated_seeds(EXPERIMENT, ARM), store.evaluated_seeds(EXPERIMENT, ARM, 2)
     assert [(r.replicate, r.params, r.test_loss) for r in evals.itertuples()] == [
         (1, {"lam": 0.2}, 0.3),
         (2, {"lam": 0.5}, 0.1),
     ]
-    assert seeds == ({SEED}, {SEED})
+    assert seeds == ({SEED, DIVERGED_SEED}, {SEED})
 
 
-def test_an_upgraded_store_has_the_tables_of_a_new_one(store_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("old_version", [2, 3])
+def test_an_upgraded_store_has_the_tables_of_a_new_one(
+    store_url: str, tmp_path: Path, old_version: int
+) -> None:
     with _other_database(store_url, tmp_path / "fresh") as fresh_url:
         storage.open(fresh_url).close()  # create_all, stamped at the head
-        build_legacy_store(store_url)
+        build_legacy_store(store_url, old_version)
         storage.open(store_url).close()  # the migrations
         assert _shape(store_url) == _shape(fresh_url)
 
@@ -219,7 +269,8 @@ def test_the_revisions_alone_build_the_tables_of_the_models(
     store_url: str, tmp_path: Path
 ) -> None:
     """From nothing, the baseline and each later revision give what ``storage.schema``
-    declares; back at the baseline, the tables are exactly the ones dynl2 used to create."""
+    declares; back at an older revision, the tables are exactly the ones dynl2 used to create
+    there."""
     optuna.storages.RDBStorage(store_url, engine_kwargs=engine_kwargs(store_url)).engine.dispose()
     engine = create_engine(store_url, **engine_kwargs(store_url))
     try:
@@ -228,6 +279,12 @@ def test_the_revisions_alone_build_the_tables_of_the_models(
         with _other_database(store_url, tmp_path / "fresh") as fresh_url:
             storage.open(fresh_url).close()
             assert _shape(store_url) == _shape(fresh_url)
+        with _other_database(store_url, tmp_path / "v3") as v3_url:
+            build_legacy_store(v3_url, 3)
+            with migrations.transaction(store_url, engine) as connection:
+                migrations.downgrade(connection, "0002")
+            assert _shape(store_url) == _shape(v3_url)
+            assert _schema_version(store_url) == "3"
         with _other_database(store_url, tmp_path / "old") as old_url:
             build_legacy_store(old_url)
             with migrations.transaction(store_url, engine) as connection:
@@ -243,13 +300,14 @@ def test_the_revisions_alone_build_the_tables_of_the_models(
         engine.dispose()
 
 
+@pytest.mark.parametrize("old_version", [2, 3])
 def test_an_upgrade_that_fails_leaves_the_old_store_as_it_was(
-    store_url: str, monkeypatch: pytest.MonkeyPatch
+    store_url: str, monkeypatch: pytest.MonkeyPatch, old_version: int
 ) -> None:
-    """All of an upgrade, or none: SQLite rebuilds dynl2_evaluations, and a worker killed
-    halfway must not leave a half-rebuilt table behind."""
-    build_legacy_store(store_url)
-    before = _shape(store_url)
+    """All of an upgrade, or none: SQLite rebuilds dynl2_evaluations, revision 0003 rewrites
+    its params, and a worker killed halfway must not leave a half-done table behind."""
+    build_legacy_store(store_url, old_version)
+    before = _shape(store_url), _params_text(store_url)
 
     def fail(*args: Any) -> None:
         raise RuntimeError("killed after the revisions ran")
@@ -257,17 +315,20 @@ def test_an_upgrade_that_fails_leaves_the_old_store_as_it_was(
     monkeypatch.setattr(migrations, "_write_schema_version", fail)
     with pytest.raises(RuntimeError, match="killed"):
         storage.open(store_url)
-    assert _shape(store_url) == before
+    assert (_shape(store_url), _params_text(store_url)) == before
     monkeypatch.undo()
     with storage.open(store_url) as store:
-        assert store.evaluations(EXPERIMENT)["replicate"].tolist() == [1]
+        _assert_moved(store.evaluations(EXPERIMENT))
 
 
 # ------------------------------------------------------------------- read-only opening
 
 
-def test_open_without_create_reads_an_old_store_and_writes_nothing(store_url: str) -> None:
-    build_legacy_store(store_url)
+@pytest.mark.parametrize("old_version", [2, 3])
+def test_open_without_create_reads_an_old_store_and_writes_nothing(
+    store_url: str, old_version: int
+) -> None:
+    build_legacy_store(store_url, old_version)
     before = _fingerprint(store_url)
     with _statements() as seen, storage.open(store_url, create=False) as store:
         evals = store.evaluations(EXPERIMENT)
@@ -277,12 +338,62 @@ def test_open_without_create_reads_an_old_store_and_writes_nothing(store_url: st
     assert _writes(seen) == []
     assert _fingerprint(store_url) == before
     assert "\n" not in str(refused.value)
-    assert evals[["arm", "seed", "replicate"]].values.tolist() == [[ARM, SEED, 1]]
+    _assert_moved(evals)  # read as the upgrade would leave it
     assert str(evals["replicate"].dtype) == "int64"
-    assert seeds == ({SEED}, set())
+    assert seeds == ({SEED, DIVERGED_SEED}, set())
     with storage.open(store_url) as store:  # and it still upgrades afterwards
-        assert store.evaluated_seeds(EXPERIMENT, ARM) == {SEED}
+        assert store.evaluated_seeds(EXPERIMENT, ARM) == {SEED, DIVERGED_SEED}
     assert _revision(store_url) == migrations.head()
+
+
+# Params revision 0003 cannot move its extras out of (not of the types dynl2 wrote), or need
+# not: left as they are, whether the store is upgraded or read without upgrading it.
+ODD_PARAMS = (
+    '{"lam": 0.1, "trainer_seed": "7"}',
+    '{"lam": 0.1, "trainer_seed": true}',
+    '{"lam": 0.1, "trainer_seed": 9223372036854775808}',  # 2**63: no BIGINT holds it
+    '{"diverged": 5, "lam": 0.1}',
+    '{"lam": 0.1, "meta": {"trainer_seed": 3}}',  # named, but not a key of params
+    '{"lam": 0.1}',
+)
+
+
+def test_rows_the_upgrade_cannot_move_stay_and_both_roads_read_alike(store_url: str) -> None:
+    build_legacy_store(store_url, 3)
+    odd = [(100 + i, params) for i, params in enumerate(ODD_PARAMS)]
+    engine = create_engine(store_url, **engine_kwargs(store_url))
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO dynl2_evaluations (experiment_id, arm, seed, params, created) "
+                    "SELECT id, :arm, :seed, :params, :created FROM dynl2_experiments"
+                ),
+                [{"arm": ARM, "seed": s, "params": p, "created": CREATED} for s, p in odd],
+            )
+    finally:
+        engine.dispose()
+    with storage.open(store_url, create=False) as store:
+        unmoved = store.evaluations(EXPERIMENT)
+    with storage.open(store_url) as store:
+        upgraded = store.evaluations(EXPERIMENT)
+    pd.testing.assert_frame_equal(unmoved, upgraded)
+    _assert_moved(upgraded.iloc[:2])
+    assert list(upgraded["params"].iloc[2:]) == [json.loads(p) for p in ODD_PARAMS]
+    assert _params_text(store_url)[2:] == odd  # not rewritten: the very text
+    assert _extras(store_url)[2:] == [(seed, None, None) for seed, _ in odd]
+
+
+def test_going_back_to_revision_0002_puts_the_extras_back_into_params(store_url: str) -> None:
+    build_legacy_store(store_url, 3)
+    storage.open(store_url).close()
+    engine = create_engine(store_url, **engine_kwargs(store_url))
+    try:
+        with migrations.transaction(store_url, engine) as connection:
+            migrations.downgrade(connection, "0002")
+    finally:
+        engine.dispose()
+    assert _params_text(store_url) == [(seed, params) for seed, params, *_ in EVALUATIONS]
 
 
 # --------------------------------------------------------------------- new and newer
@@ -319,7 +430,8 @@ def _open_together(url: str, barrier: Any, results: Any) -> None:
     barrier.wait(timeout=120)  # every process has imported dynl2: now they race
     try:
         with storage.open(url) as store:
-            results.put(("ok", store.evaluations(EXPERIMENT)["replicate"].tolist()))
+            evals = store.evaluations(EXPERIMENT)
+            results.put(("ok", evals["replicate"].tolist(), evals["params"].tolist()))
     except BaseException as exc:
         results.put(("error", f"{type(exc).__name__}: {exc}"))
         raise
@@ -342,7 +454,7 @@ def test_processes_opening_an_old_store_at_once_all_succeed(store_url: str) -> N
     finally:
         for process in processes:
             process.join(timeout=60)
-    assert outcomes == [("ok", [1])] * WORKERS
+    assert outcomes == [("ok", [1, 1], [PARAMS, PARAMS])] * WORKERS
     assert [process.exitcode for process in processes] == [0] * WORKERS
     assert _revision(store_url) == migrations.head()
     assert _scalar(store_url, f"SELECT count(*) FROM {migrations.VERSION_TABLE}") == 1

@@ -22,7 +22,9 @@ from sqlalchemy.engine import make_url
 
 import storage
 from storage.pg_reader import reader_role_name
-from storage.readonly import MAX_ROWS, MAX_TIMEOUT_S, RESULT_BYTES, _run_postgres, _run_sqlite
+from storage.readonly import MAX_ROWS, MAX_TIMEOUT_S, RESULT_BYTES
+from storage.readonly_pg import run_postgres
+from storage.readonly_sqlite import run_sqlite
 from tests.storage.backends import BACKENDS, StoreTemplates, libpq_url
 from tests.storage.readers import (
     ADVISORY_KEY,
@@ -242,7 +244,7 @@ def test_sqlite_guard_holds_without_the_scanner(sqlite_populated: Populated, sql
     path = storage.sqlite_path(sqlite_populated.url)
     assert path is not None
     _assert_refused(
-        sqlite_populated, sql, lambda query: _run_sqlite(path, query, max_rows=10, timeout_s=5)
+        sqlite_populated, sql, lambda query: run_sqlite(path, query, max_rows=10, timeout_s=5)
     )
 
 
@@ -250,7 +252,7 @@ def test_sqlite_guard_holds_without_the_scanner(sqlite_populated: Populated, sql
 def test_postgres_guard_holds_without_the_scanner(postgres_populated: Populated, sql: str) -> None:
     url = postgres_populated.url
     _assert_refused(
-        postgres_populated, sql, lambda query: _run_postgres(url, query, max_rows=10, timeout_s=5)
+        postgres_populated, sql, lambda query: run_postgres(url, query, max_rows=10, timeout_s=5)
     )
 
 
@@ -408,7 +410,7 @@ def test_a_sqlite_call_that_ignores_interrupts_is_left_behind(
         connection.create_function("slow", 0, lambda: time.sleep(10) or 1)
         return connection
 
-    monkeypatch.setattr(storage.readonly.sqlite3, "connect", with_a_slow_function)
+    monkeypatch.setattr(storage.readonly_sqlite.sqlite3, "connect", with_a_slow_function)
     started = time.monotonic()
     with pytest.raises(storage.QueryTimeout, match=r"0\.5 s"):
         storage.run_readonly(sqlite_populated.url, "SELECT slow()", timeout_s=0.5)
@@ -625,7 +627,7 @@ def test_an_advisory_lock_dies_with_the_query(postgres_populated: Populated, loc
     """Anyone may take an advisory lock, the reader too. The scanner refuses the name; past
     it (here), the lock lasts only as long as the query's session, which ends with it."""
     url = postgres_populated.url
-    result = _run_postgres(url, f"SELECT {lock}({ADVISORY_KEY})", max_rows=10, timeout_s=5)
+    result = run_postgres(url, f"SELECT {lock}({ADVISORY_KEY})", max_rows=10, timeout_s=5)
     assert len(result.rows) == 1
     assert outside_state(url)[1] == ()
 

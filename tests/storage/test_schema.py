@@ -40,6 +40,7 @@ def test_evaluations_columns_and_key(store: storage.Store) -> None:
     assert columns == [
         "id", "experiment_id", "arm", "seed", "params",
         "test_loss", "test_acc", "val_loss", "val_acc", "seconds", "created", "replicate",
+        "trainer_seed", "diverged",
     ]  # fmt: skip
     keys = [
         (u["name"], u["column_names"]) for u in found.get_unique_constraints("dynl2_evaluations")

@@ -52,10 +52,10 @@ def test_best_trials_of_nothing_and_a_bad_direction():
 
 def test_split_evaluations_keeps_only_the_current_best():
     stored = evals(
-        ("fixed", 0, {"lam": 2.0, "trainer_seed": 7}),  # current
-        ("fixed", 1, {"lam": 1.0, "trainer_seed": 8}),  # an earlier best: stale
-        ("dynamic", 0, {"alpha": 2.0, "diverged": "loss is nan"}),  # current, diverged
-        ("none", 0, {"trainer_seed": 1}),  # nothing searched: current
+        ("fixed", 0, {"lam": 2.0}),  # current
+        ("fixed", 1, {"lam": 1.0}),  # an earlier best: stale
+        ("dynamic", 0, {"alpha": 2.0}),  # current
+        ("none", 0, {}),  # nothing searched: current
         ("none", 1, {"lr": 0.1}),  # params for an unsearched arm: stale
         ("ghost", 0, {"x": 1}),  # a searched arm without a complete trial: stale
     )

@@ -272,6 +272,31 @@ def test_record_evaluation_is_idempotent_per_seed(store: storage.Store) -> None:
     assert str(frame["created"].dt.tz) == "UTC"
 
 
+def test_an_evaluation_keeps_its_seed_and_divergence_apart_from_params(
+    store: storage.Store,
+) -> None:
+    store.create_experiment("exp", CONFIG)
+    largest = 2**63 - 1  # evaluation seeds go up to it
+    store.record_evaluation("exp", "dynamic", 1, {"alpha": 0.1}, test_loss=0.5, trainer_seed=11)
+    store.record_evaluation(
+        "exp", "dynamic", 2, {"alpha": 0.1}, test_loss=None, trainer_seed=largest,
+        diverged="loss is nan at epoch 3",
+    )  # fmt: skip
+    store.record_evaluation("exp", "fixed", 1, {}, test_loss=0.7)
+    frame = store.evaluations("exp")
+    assert list(frame["params"]) == [{"alpha": 0.1}, {"alpha": 0.1}, {}]
+    assert str(frame["trainer_seed"].dtype) == "Int64"
+    assert list(frame["trainer_seed"].iloc[:2]) == [11, largest]
+    assert pd.isna(frame["trainer_seed"].iloc[2])
+    assert pd.isna(frame["diverged"].iloc[0]) and pd.isna(frame["diverged"].iloc[2])
+    assert frame["diverged"].iloc[1] == "loss is nan at epoch 3"
+    # Recording the seed again replaces both, as it replaces the metrics.
+    store.record_evaluation("exp", "dynamic", 2, {"alpha": 0.1}, test_loss=0.4, trainer_seed=12)
+    again = store.evaluations("exp").iloc[1]
+    assert (again["trainer_seed"], again["test_loss"]) == (12, 0.4)
+    assert pd.isna(again["diverged"])
+
+
 def test_evaluations_need_an_existing_experiment(store: storage.Store) -> None:
     with pytest.raises(storage.ExperimentNotFound, match="'ghost'"):
         store.record_evaluation("ghost", "dynamic", 1, {}, test_loss=0.1)
@@ -287,6 +312,12 @@ def test_evaluations_need_an_existing_experiment(store: storage.Store) -> None:
         ({"arm": "a/b"}, "`arm`"),
         ({"params": {"x": math.inf}}, "`params`"),
         ({"test_loss": "0.1"}, "`test_loss`"),
+        ({"trainer_seed": "7"}, "`trainer_seed`"),
+        ({"trainer_seed": True}, "`trainer_seed`"),
+        ({"trainer_seed": 7.0}, "`trainer_seed`"),
+        ({"trainer_seed": 2**63}, "`trainer_seed`"),  # more than a BIGINT holds
+        ({"diverged": 1}, "`diverged`"),
+        ({"diverged": b"nan"}, "`diverged`"),
     ],
     ids=repr,
 )

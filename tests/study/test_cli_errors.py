@@ -10,6 +10,7 @@ import sqlalchemy.exc
 import sqlalchemy.orm.exc
 
 from study import cli, study_cmds
+from study.errors import UsageError
 
 SECRET = "pw-SECRET-9"
 
@@ -26,7 +27,7 @@ CASES = [
      "failed: the database failed"),
     (sqlalchemy.orm.exc.DetachedInstanceError("Instance <TrialModel> is not bound to a Session"),
      "failed: internal error (DetachedInstanceError)"),
-    (study_cmds.UsageError(f"cannot reach postgresql://u:{SECRET}@db.example/x"), "error: "),
+    (UsageError(f"cannot reach postgresql://u:{SECRET}@db.example/x"), "error: "),
 ]  # fmt: skip
 
 
@@ -35,6 +36,6 @@ def test_errors_become_one_line(monkeypatch, capsys, exc, expected):
     monkeypatch.setattr(study_cmds, "cmd_status", fail_with(exc))
     code = cli.main(["status"])
     err = capsys.readouterr().err
-    assert code == (2 if isinstance(exc, study_cmds.UsageError) else 1)
+    assert code == (2 if isinstance(exc, UsageError) else 1)
     assert len(err.strip().splitlines()) == 1 and expected in err, err
     assert SECRET not in err and "Traceback" not in err

@@ -6,13 +6,16 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from optuna.distributions import FloatDistribution, IntDistribution
 
-from study import studies
+from study import experiment, studies
 from study.config_file import MAX_CONFIG_BYTES, number_problem, read_config
 from study.errors import StudyError
 from study.experiment import (
@@ -26,6 +29,7 @@ from study.experiment import (
     parse_experiment,
     require_device,
 )
+from study.ranges import distribution
 from trainers import DigitsData, DynamicScheme, FixedScheme, MLPModel, NoneScheme, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -512,11 +516,21 @@ def test_optuna_is_asked_before_anything_is_written(monkeypatch):
     def refuse(r):
         raise ValueError("no such range")
 
-    monkeypatch.setattr(studies, "distribution", refuse)
+    monkeypatch.setattr(experiment, "distribution", refuse)
     with pytest.raises(ExperimentConfigError) as info:
         parse_experiment(BASE)
     assert info.value.key == "train.lr"  # the first searched range of the first arm
     assert "Optuna cannot search this range: no such range" in info.value.detail
+
+
+def test_validation_builds_the_distributions_the_studies_search():
+    config = parse_experiment(_with(("train.epochs", {"low": 2, "high": 8, "step": 2})))
+    for arm in config.arms:
+        built = {name: distribution(r) for name, r in config.searched(arm.name).items()}
+        assert built == studies.distributions(config, arm.name)
+    space = studies.distributions(config, "none")
+    assert space["epochs"] == IntDistribution(2, 8, step=2)
+    assert space["lr"] == FloatDistribution(1e-3, 3e-2, log=True)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -539,6 +553,21 @@ def test_device_indices_are_checked_against_the_machines_gpus(monkeypatch):
             require_device(parse_experiment(_with(("train.device", device))))
         assert info.value.key == "train.device"
         assert "CUDA devices are cuda:0 to cuda:1" in info.value.detail
+
+
+def test_reading_a_config_never_imports_torch():
+    """Verbs that do not train (status, trials, sql, report) read stored configs: reading one,
+    and building a trial's trainer config from it, must not pay seconds for torch."""
+    code = (
+        "import sys, study.experiment as e\n"
+        f"config = e.load_experiment({str(TINY)!r})\n"
+        "config.train_config('fixed', {'lr': 0.01, 'lam': 1e-3}, seed=0)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def test_not_a_mapping():

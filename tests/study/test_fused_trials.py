@@ -13,6 +13,7 @@ from study import worker as worker_module
 from study.evaluate import EvalTask, run_group
 from study.experiment import load_experiment, parse_experiment
 from study.studies import Heartbeat, open_studies, trial_seed
+from study.trials import ABANDONED
 from trainers import TrainConfig, load_dataset, train
 
 from .test_run_e2e import check_counts, dynl2, empty_url, write_config
@@ -136,7 +137,7 @@ def test_a_member_declared_stale_stops_alone(tmp_path, monkeypatch):
     monkeypatch.setattr(fused_trials, "report_many", report)
     data = load_dataset(TrainConfig.from_dict({"data": dict(config.data)}).data, _cpu())
     outcomes = fused_trials.run_trials(store, config, claim.arm, study, claim.trials, lambda: data)
-    assert outcomes == ["complete", worker_module.ABANDONED, "complete"]
+    assert outcomes == ["complete", ABANDONED, "complete"]
     assert sizes == [3, 3, 2]  # epoch 3 reports the two that stayed
     frozen = {t.number: t for t in study.get_trials()}
     assert frozen[victim.number].state == TrialState.FAIL

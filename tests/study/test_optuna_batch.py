@@ -1,6 +1,6 @@
-"""report_many, ask_many and tell_many: what a fused group asks of Optuna for all its trials at
-once stores exactly what Optuna's own one-at-a-time calls store, on SQLite, PostgreSQL and
-Optuna's in-memory storage."""
+"""report_many, ask_many and tell_many (study.optuna_adapter): what a fused group asks of Optuna
+for all its trials at once stores exactly what Optuna's own one-at-a-time calls store, on
+SQLite, PostgreSQL and Optuna's in-memory storage."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 import storage
-from study.optuna_batch import ask_many, report_many, tell_many
+from study.optuna_adapter import ask_many, report_many, storage_of, tell_many, trial_id_of
 from tests.storage.backends import empty_url
 
 VALUES = [0.25, -3.5, math.inf, -math.inf, math.nan, 1e-300]
@@ -60,7 +60,7 @@ def test_a_finished_trial_is_skipped_and_named(make_study):  # type: ignore[no-u
     live, gone = study.ask(), study.ask()
     study.tell(gone, state=TrialState.FAIL)  # as when another worker declares it stale
     finished = report_many(study, [(live, 3, 0.5), (gone, 3, 0.7)])
-    assert finished == {gone._trial_id}
+    assert finished == {trial_id_of(gone)}
     trials = {t.number: t for t in study.get_trials()}
     assert trials[live.number].intermediate_values == {3: 0.5}
     assert trials[gone.number].intermediate_values == {}
@@ -177,7 +177,7 @@ def test_tell_many_stores_what_set_user_attr_and_tell_store(make_study):  # type
         plain.tell(trial, value, state=state)
     tells = [(t, *ending) for t, ending in zip(together, ENDINGS, strict=True)]
     states = tell_many(batched, tells)
-    assert states == {t._trial_id: e[0] for t, e in zip(together, ENDINGS, strict=True)}
+    assert states == {trial_id_of(t): e[0] for t, e in zip(together, ENDINGS, strict=True)}
     assert _told(batched) == _told(plain)
     assert [t.values for t in batched.get_trials()] == [[0.75], [0.4], None, None, None]
     # the sampler's next draw is the same
@@ -212,7 +212,7 @@ def test_a_trial_finished_elsewhere_keeps_its_state_and_attrs(make_study):  # ty
             (gone, TrialState.COMPLETE, 0.7, {"result": "complete"}),
         ],
     )
-    assert states == {live._trial_id: TrialState.COMPLETE, gone._trial_id: TrialState.FAIL}
+    assert states == {trial_id_of(live): TrialState.COMPLETE, trial_id_of(gone): TrialState.FAIL}
     stored = {t.number: t for t in study.get_trials()}
     assert stored[live.number].values == [0.5] and stored[live.number].user_attrs
     assert stored[gone.number].values is None and stored[gone.number].user_attrs == {}
@@ -261,7 +261,7 @@ def test_a_sampler_that_raises_leaves_the_batch_unwritten(make_study):  # type: 
     with pytest.raises(RuntimeError, match="the sampler broke"):
         tell_many(study, [(t, TrialState.COMPLETE, 0.5, {"a": 1}) for t in trials])
     stored = study.get_trials()
-    if not isinstance(study._storage, optuna.storages.InMemoryStorage):  # one transaction
+    if not isinstance(storage_of(study), optuna.storages.InMemoryStorage):  # one transaction
         assert [(t.state, t.user_attrs) for t in stored] == [(TrialState.RUNNING, {})] * 2
 
 
@@ -299,7 +299,7 @@ def test_tell_many_under_hyperband_tells_the_sampler_through_each_bracket(make_s
             trial.set_user_attr(key, item)
         plain.tell(trial, value, state=state)
     states = tell_many(batched, [(t, *e) for t, e in zip(together, ENDINGS, strict=True)])
-    assert states == {t._trial_id: e[0] for t, e in zip(together, ENDINGS, strict=True)}
+    assert states == {trial_id_of(t): e[0] for t, e in zip(together, ENDINGS, strict=True)}
     assert _told(batched) == _told(plain)
     pruner = batched.pruner
     assert isinstance(pruner, optuna.pruners.HyperbandPruner)
@@ -319,7 +319,7 @@ def test_a_sampler_that_writes_in_after_trial_does_not_split_the_batch(make_stud
 
     class Noting(optuna.samplers.RandomSampler):
         def after_trial(self, study, trial, state, values):  # type: ignore[no-untyped-def]
-            study._storage.set_trial_system_attr(trial._trial_id, "heard", state.name)
+            storage_of(study).set_trial_system_attr(trial_id_of(trial), "heard", state.name)
 
     study = make_study("noting")
     study.sampler = Noting(seed=0)

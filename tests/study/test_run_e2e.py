@@ -175,12 +175,12 @@ def test_a_failing_trial_ends_a_one_worker_run_with_one_line(tmp_path, monkeypat
     """A trial that fails for a reason other than divergence stops the run's own worker as it
     would stop a worker process: the trial is marked FAIL with its reason, the run says so in
     one line and exits 1, and nothing is evaluated."""
-    from study import worker
+    from study import fused_trials
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("the disk is on fire")
 
-    monkeypatch.setattr(worker, "train", broken)
+    monkeypatch.setattr(fused_trials, "train_fused", broken)
     _no_worker_processes(monkeypatch)
     config = write_config(tmp_path, epochs=2, n_trials=3, seeds=2)
     with empty_url("sqlite", tmp_path) as url:

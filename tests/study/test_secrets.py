@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 import storage
-from study import study_cmds
+from study import runs
 from study.cli import main
 from study.experiment import load_experiment
 from study.progress import ProgressPrinter
@@ -66,7 +66,7 @@ def spawned(monkeypatch: pytest.MonkeyPatch) -> list[_FakeWorker]:
         seen.append(_FakeWorker(args, **kwargs))
         return seen[-1]
 
-    monkeypatch.setattr(study_cmds.subprocess, "Popen", popen)
+    monkeypatch.setattr(runs.subprocess, "Popen", popen)
     return seen
 
 
@@ -94,7 +94,7 @@ def test_workers_get_the_url_in_their_environment(
             pass
 
     store: Any = _Store()
-    failed = study_cmds._search_in_processes(store, config, url, 2, printer, 0.0, batch=3)
+    failed = runs._search_in_processes(store, config, url, 2, printer, 0.0, batch=3)
     assert failed == 0
     _check_workers(spawned, url, SECRET)
     assert all(w.args[-4:-2] == ["--batch", "3"] for w in spawned)

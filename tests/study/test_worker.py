@@ -10,11 +10,12 @@ import pytest
 from optuna.trial import TrialState
 
 import storage
+from study import fused_trials, trials
 from study import worker as worker_module
 from study.experiment import load_experiment
+from study.optuna_adapter import storage_of, trial_id_of
 from study.studies import Heartbeat, count, open_studies
-from trainers import EpochRecord
-from trainers.loop import TrainResult
+from trainers import EpochRecord, TrainResult
 
 from .test_run_e2e import write_config
 
@@ -56,18 +57,19 @@ def test_trial_taken_away_mid_training_is_abandoned(setup, monkeypatch):
     assert not isinstance(claim, str)
     study = studies[claim.key]
 
-    def fake_train(train_config, on_epoch, data):
+    def fake_train_fused(configs, on_epoch, data, shared_order, on_ends, on_epochs):
         # Another worker declares the trial stale while this one trains it.
-        study._storage.set_trial_state_values(claim.trials[0]._trial_id, state=TrialState.FAIL)
+        storage_of(study).set_trial_state_values(trial_id_of(claim.trials[0]), TrialState.FAIL)
         record = EpochRecord(1, 1.0, 0.5, 1.0, 0.5, 0.0, 0.0, 0.0, 0.0, 1.0, 0.01)
-        on_epoch(record)
-        return TrainResult(train_config, (record,), 1.0, 0.5, 0.01, False, "cpu")
+        on_epochs([(0, record)])
+        stopped = on_epoch[0](record)
+        result = TrainResult(configs[0], (record,), 1.0, 0.5, 0.01, stopped, "cpu")
+        on_ends([(0, result)])
+        return [result]
 
-    monkeypatch.setattr(worker_module, "train", fake_train)
-    outcome = worker_module.run_trial(
-        store, config, claim.arm, study, claim.trials[0], lambda: None
-    )
-    assert outcome == worker_module.ABANDONED
+    monkeypatch.setattr(fused_trials, "train_fused", fake_train_fused)
+    outcomes = fused_trials.run_trials(store, config, claim.arm, study, claim.trials, lambda: None)
+    assert outcomes == [trials.ABANDONED]
     assert study.get_trials()[0].state == TrialState.FAIL  # left as the other worker set it
 
 
@@ -76,13 +78,13 @@ def test_a_crashing_trial_is_failed_with_its_reason(setup, monkeypatch):
     claim = worker_module._claim(store, config, studies)
     assert not isinstance(claim, str)
 
-    def broken_train(train_config, on_epoch, data):
+    def broken_train_fused(configs, **kwargs):
         raise RuntimeError("CUDA out of memory")
 
-    monkeypatch.setattr(worker_module, "train", broken_train)
-    with pytest.raises(worker_module.WorkerFailed, match="out of memory"):
-        worker_module.run_trial(
-            store, config, claim.arm, studies[claim.key], claim.trials[0], lambda: None
+    monkeypatch.setattr(fused_trials, "train_fused", broken_train_fused)
+    with pytest.raises(trials.WorkerFailed, match="out of memory"):
+        fused_trials.run_trials(
+            store, config, claim.arm, studies[claim.key], claim.trials, lambda: None
         )
     trial = studies[claim.key].get_trials()[0]
     assert trial.state == TrialState.FAIL

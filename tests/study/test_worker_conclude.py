@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.orm.exc import DetachedInstanceError
 
 import storage
-from study import worker as worker_module
+from study import trials as trials_module
 from study.cli import main
 from tests.tiny import write_tiny
 
@@ -31,7 +31,7 @@ def test_a_trial_that_cannot_be_told_fails_as_a_trial(tmp_path, monkeypatch, tor
     def broken(*args: object, **kwargs: object) -> None:
         raise DetachedInstanceError("Instance <TrialModel> is not bound to a Session")
 
-    monkeypatch.setattr(worker_module, "tell_many", broken)
+    monkeypatch.setattr(trials_module, "tell_many", broken)
     monkeypatch.chdir(tmp_path)
     config = write_tiny(tmp_path, "told", epochs=1, n_trials=2, seeds=1, arms=("fixed",))
     url = f"sqlite:///{tmp_path / 'told.db'}"

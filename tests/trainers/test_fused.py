@@ -109,6 +109,55 @@ def test_one_member_equals_the_unfused_run(scheme: Scheme, opt: dict, digits: ob
     _same(unfused.history, fused.history, len(digits.y_val))  # type: ignore[attr-defined]
     assert fused.test_acc == pytest.approx(unfused.test_acc, abs=1.5 / 360)
     assert fused.test_loss == pytest.approx(unfused.test_loss, rel=1e-4)
+    assert (fused.config, fused.stopped, fused.device) == (config, False, unfused.device)
+
+
+def test_one_member_stopped_by_its_callback_is_the_stopped_run(digits: object) -> None:
+    """A single search trial's path: its pruner stops it after an epoch."""
+    config = SMALL.with_(scheme=DynamicScheme(alpha=1e-2, loss_ema=0.5), epochs=6)
+
+    def stop_at_3(heard: list[EpochRecord]):  # type: ignore[no-untyped-def]
+        def on_epoch(record: EpochRecord) -> bool:
+            heard.append(record)
+            return record.epoch == 3
+
+        return on_epoch
+
+    heard_run: list[EpochRecord] = []
+    heard_fused: list[EpochRecord] = []
+    unfused = train(config, on_epoch=stop_at_3(heard_run), data=digits)  # type: ignore[arg-type]
+    (outcome,) = train_fused([config], on_epoch=[stop_at_3(heard_fused)], data=digits)  # type: ignore[arg-type]
+    fused = _result(outcome)
+    assert [r.epoch for r in heard_fused] == [r.epoch for r in heard_run] == [1, 2, 3]
+    assert fused.stopped and unfused.stopped
+    assert fused.test_loss is None and fused.test_acc is None
+    _same(unfused.history, fused.history, 360)
+    assert list(fused.history) == heard_fused  # the callback heard what the result holds
+
+
+def test_one_diverging_member_reports_what_its_run_raises(digits: object) -> None:
+    config = SMALL.with_(optimizer="sgd", lr=10.0, momentum=0.99, seed=2, epochs=4)
+    heard_run: list[EpochRecord] = []
+    heard_fused: list[EpochRecord] = []
+    with pytest.raises(DivergenceError) as raised:
+        train(config, on_epoch=heard_run.append, data=digits)  # type: ignore[arg-type]
+    (outcome,) = train_fused([config], on_epoch=[heard_fused.append], data=digits)  # type: ignore[arg-type]
+    assert isinstance(outcome, DivergenceError)
+    assert outcome.epoch == raised.value.epoch
+    assert len(heard_fused) == len(heard_run) == outcome.epoch - 1  # not the diverged epoch
+
+
+def test_an_error_in_a_member_s_callback_reaches_the_caller(digits: object) -> None:
+    """As from a run: the worker's callback raises when its trial was taken away."""
+
+    class Gone(Exception):
+        pass
+
+    def on_epoch(record: EpochRecord) -> bool:
+        raise Gone
+
+    with pytest.raises(Gone):
+        train_fused([SMALL], on_epoch=[on_epoch], data=digits)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: f"{s.name}-{s.apply}")
@@ -259,6 +308,16 @@ def test_groups_that_cannot_fuse_are_refused_with_the_reason(changes: dict, prob
     assert reason is not None and problem in reason
     with pytest.raises(ConfigError, match="fused"):
         FusedTrainer(configs, load_dataset(SMALL.data, CPU), CPU)
+
+
+@pytest.mark.parametrize(("biases", "expected"), [(False, [1, 0, 1, 0]), (True, [1, 1, 1, 1])])
+def test_the_penalty_covers_each_member_s_weights_and_biases_when_asked(
+    biases: bool, expected: list[int], digits: object
+) -> None:
+    configs = [SMALL.with_(scheme=FixedScheme(lam=1.0, biases=biases), seed=k) for k in range(2)]
+    trainer = FusedTrainer(configs, digits, CPU)  # type: ignore[arg-type]
+    assert trainer.model.names == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert trainer.mask == [bool(e) for e in expected]
 
 
 def test_members_may_differ_in_every_per_member_number() -> None:

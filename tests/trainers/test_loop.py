@@ -168,6 +168,14 @@ def test_one_sgd_step_is_the_coupled_update():
     torch.testing.assert_close(b1, b0 - lr * ref.bias.grad)
 
 
+@pytest.mark.parametrize(("biases", "expected"), [(False, ["weight"]), (True, ["weight", "bias"])])
+def test_the_penalty_covers_the_weights_and_the_biases_when_asked(biases, expected):
+    config = SMALL.with_(model=LinearModel(), scheme=FixedScheme(lam=1.0, biases=biases))
+    trainer = Trainer(config, load_dataset(config.data, torch.device("cpu")), torch.device("cpu"))
+    names = {id(p): name for name, p in trainer.model.named_parameters()}
+    assert [names[id(p)] for p in trainer.penalized] == expected
+
+
 def test_short_mnist1d_run_beats_chance_widely():
     config = TrainConfig(data=Mnist1dData(), epochs=15, device="cpu")
     result = train(config)

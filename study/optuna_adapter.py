@@ -1,4 +1,13 @@
-"""Optuna calls a fused group makes for all its trials at once: reports, asks and tells.
+"""Every private Optuna name dynl2 uses, in this one module; and the calls a fused group makes
+for all its trials at once: reports, asks and tells.
+
+Private names: Optuna keeps no promise about them, so each is listed in :data:`PRIVATE_NAMES`
+with what it is used for, and ``tests/study/test_optuna_adapter.py`` checks that the installed
+Optuna still has every one (naming the one gone and the version) and that no other module of
+dynl2 touches one. Other modules read a trial's id, a study's storage or its heartbeats through
+the accessors here (:func:`trial_id_of`, :func:`storage_of`, :func:`record_heartbeat`, ...).
+Hence its size (some 470 lines): the one place that may touch Optuna's internals holds every
+use of them, rather than a split that would spread them again.
 
 Reports: several trials' intermediate values in one transaction.
 
@@ -21,14 +30,153 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol, cast
 
 import optuna
 from optuna.distributions import BaseDistribution
-from optuna.storages import RDBStorage
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import insert, select
+
+
+@dataclass(frozen=True)
+class PrivateName:
+    """A private Optuna name this module uses: ``path`` (dotted) looked up from ``where`` (a
+    module or class; ``instance``: from an object of that class, whose ``__init__`` sets it).
+    A function or method called here names the parameters it is passed, in order (``self``
+    left out): Optuna changes these too (``_set_trial_value_without_commit`` took a trial id
+    before 4.6, and takes the trial's row since)."""
+
+    where: str
+    path: str
+    use: str  # what for, to finish the sentence "... which study/optuna_adapter.py uses for"
+    instance: bool = False
+    parameters: tuple[str, ...] | None = None  # a callable's, as called here; None: not called
+
+    @property
+    def name(self) -> str:
+        return f"{self.where}.{self.path}"
+
+
+_BATCH = "writing a fused group's reports and tells in one transaction"
+PRIVATE_NAMES: tuple[PrivateName, ...] = (
+    PrivateName("optuna.storages._rdb.models", "TrialModel", _BATCH),
+    PrivateName("optuna.storages._rdb.models", "TrialIntermediateValueModel", _BATCH),
+    PrivateName(
+        "optuna.storages._rdb.models",
+        "TrialIntermediateValueModel.intermediate_value_to_stored_repr",
+        "storing a reported value as Trial.report stores it (inf, -inf, nan)",
+        parameters=("value",),
+    ),
+    PrivateName("optuna.storages._rdb.models", "TrialUserAttributeModel", _BATCH),
+    PrivateName(
+        "optuna.storages.RDBStorage",
+        "_set_trial_attr_without_commit",
+        _BATCH,
+        parameters=("session", "model_cls", "trial_id", "key", "value"),
+    ),
+    PrivateName(
+        "optuna.storages.RDBStorage",
+        "_set_trial_value_without_commit",
+        _BATCH,
+        parameters=("session", "trial", "objective", "value"),
+    ),
+    PrivateName(
+        "optuna.Study",
+        "_storage",
+        "the study's storage: heartbeats, the worker's attribute, handing a trial back",
+        instance=True,
+    ),
+    PrivateName(
+        "optuna.Study",
+        "_storage._backend",
+        "finding the RDBStorage under Optuna's cache, to batch writes",
+        instance=True,
+    ),
+    PrivateName(
+        "optuna.Study",
+        "_study_id",
+        "creating a fused group's trials without Study.ask",
+        instance=True,
+    ),
+    PrivateName(
+        "optuna.Study",
+        "_thread_local.cached_all_trials",
+        "handing the sampler the study as a fresh read would show it (ask_many)",
+        instance=True,
+    ),
+    PrivateName("optuna.trial.Trial", "_trial_id", "naming a trial to the storage", instance=True),
+    PrivateName(
+        "optuna.trial.FrozenTrial", "_trial_id", "naming a trial to the storage", instance=True
+    ),
+    PrivateName(
+        "optuna.trial.Trial",
+        "_cached_frozen_trial",
+        "the trial's local copy that pruners and samplers read, kept as Optuna keeps it",
+        instance=True,
+    ),
+    PrivateName(
+        "optuna.trial.Trial",
+        "_suggest",
+        "suggesting a fused group's parameters as Study.ask(distributions) does",
+        parameters=("name", "distribution"),
+    ),
+    PrivateName(
+        "optuna.trial.Trial",
+        "_get_latest_trial",
+        "handing a pruner the trial as Trial.should_prune does",
+        parameters=(),
+    ),
+    PrivateName(
+        "optuna.pruners",
+        "_filter_study",
+        "telling the sampler through Hyperband's bracket study, as Study.tell does",
+        parameters=("study", "trial"),
+    ),
+    PrivateName(
+        "optuna.pruners.HyperbandPruner",
+        "_get_bracket_id",
+        "making one bracket study per Hyperband bracket in a batch tell",
+        parameters=("study", "trial"),
+    ),
+)
+
+
+class _Heartbeats(Protocol):
+    """What Optuna's heartbeat storages (RDBStorage and its cache) offer."""
+
+    def record_heartbeat(self, trial_id: int) -> None: ...
+
+    def get_heartbeat_interval(self) -> int | None: ...
+
+
+def trial_id_of(trial: optuna.trial.Trial | FrozenTrial) -> int:
+    """The trial's id in its storage (not its number, which counts within the study)."""
+    return trial._trial_id
+
+
+def storage_of(study: optuna.Study) -> BaseStorage:
+    """The storage the study reads and writes, as Optuna wraps it (RDBStorage in a cache)."""
+    return study._storage
+
+
+def record_heartbeat(study: optuna.Study, trial_id: int) -> None:
+    """Record the trial's heartbeat now (an AttributeError on a storage without heartbeats)."""
+    cast(_Heartbeats, storage_of(study)).record_heartbeat(trial_id)
+
+
+def heartbeat_interval(study: optuna.Study) -> int | None:
+    """Seconds between the heartbeats the study's storage expects (None: no heartbeats)."""
+    return cast(_Heartbeats, storage_of(study)).get_heartbeat_interval()
+
+
+def latest_trial(trial: optuna.trial.Trial) -> FrozenTrial:
+    """The trial as ``Trial.should_prune`` hands it to the pruner."""
+    return trial._get_latest_trial()
+
 
 Report = tuple[optuna.trial.Trial, int, float]  # a trial, its step, its value
 # a trial, the state to tell, its value (COMPLETE only), user attributes to set before the tell
@@ -42,7 +190,7 @@ def report_many(study: optuna.Study, reports: Sequence[Report]) -> set[int]:
     writes nothing twice (a step already stored is kept)."""
     if not reports:
         return set()
-    values = {t._trial_id: (step, float(value)) for t, step, value in reports}
+    values = {trial_id_of(t): (step, float(value)) for t, step, value in reports}
     if len(values) != len(reports):
         raise ValueError("report_many takes one report per trial")
     backend = _rdb(study)
@@ -90,14 +238,14 @@ def report_many(study: optuna.Study, reports: Sequence[Report]) -> set[int]:
         session.rollback()
         raise
     for trial, step, value in reports:
-        if trial._trial_id not in finished:
+        if trial_id_of(trial) not in finished:
             # what Trial.report keeps locally: the pruner reads the trial from this copy
             trial._cached_frozen_trial.intermediate_values[step] = float(value)
     return finished
 
 
 def _rdb(study: optuna.Study) -> RDBStorage | None:
-    storage = study._storage
+    storage = storage_of(study)
     backend = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
     return backend if isinstance(backend, RDBStorage) else None
 
@@ -108,7 +256,7 @@ def _one_by_one(reports: Sequence[Report]) -> set[int]:
         try:
             trial.report(value, step)
         except optuna.exceptions.UpdateFinishedTrialError:
-            finished.add(trial._trial_id)
+            finished.add(trial_id_of(trial))
     return finished
 
 
@@ -144,7 +292,7 @@ def ask_many(
         view = [t for t in view if t.number not in asked]
         view += [copy.deepcopy(t._cached_frozen_trial) for t in trials]
     while len(trials) < n:
-        trial_id = study._storage.create_new_trial(study._study_id)
+        trial_id = storage_of(study).create_new_trial(study._study_id)
         trial = optuna.Trial(study, trial_id)
         if view is not None:
             # what a read now returns: every trial so far, this one RUNNING without parameters
@@ -184,7 +332,7 @@ def tell_many(study: optuna.Study, tells: Sequence[Tell]) -> dict[int, TrialStat
     """
     if not tells:
         return {}
-    ids = [t._trial_id for t, _, _, _ in tells]
+    ids = [trial_id_of(t) for t, _, _, _ in tells]
     if len(set(ids)) != len(ids):
         raise ValueError("tell_many takes one tell per trial")
     for _, state, value, _ in tells:
@@ -195,16 +343,16 @@ def tell_many(study: optuna.Study, tells: Sequence[Tell]) -> dict[int, TrialStat
     study._thread_local.cached_all_trials = None  # as Study.tell: the view is stale now
     before = _states(backend, ids)
     out = {i: state for i, state in before.items() if state.is_finished()}
-    told = [tell for tell in tells if tell[0]._trial_id not in out]
+    told = [tell for tell in tells if trial_id_of(tell[0]) not in out]
     values: dict[int, list[float] | None] = {}
     for trial, state, value, attrs in told:
         frozen = trial._cached_frozen_trial
         frozen.user_attrs.update(attrs)  # what Trial.set_user_attr keeps locally
-        values[trial._trial_id] = _told_values(frozen, state, value)
+        values[trial_id_of(trial)] = _told_values(frozen, state, value)
     filtered = _filtered_studies(study, [t._cached_frozen_trial for t, _, _, _ in told])
     for (trial, state, _, _), seen in zip(told, filtered, strict=True):
         frozen = trial._cached_frozen_trial
-        study.sampler.after_trial(seen, frozen, state, values[trial._trial_id])
+        study.sampler.after_trial(seen, frozen, state, values[trial_id_of(trial)])
     if told:
         out |= _write_tells(backend, told, values)
     return {i: out[i] for i in ids}
@@ -249,7 +397,7 @@ def _write_tells(
     """Write the tells in one transaction, each unless its trial finished since it was read
     (then its stored state is returned). No Optuna call in here: see :func:`tell_many`."""
     trial_model = models.TrialModel
-    ids = [t._trial_id for t, _, _, _ in told]
+    ids = [trial_id_of(t) for t, _, _, _ in told]
     out: dict[int, TrialState] = {}
     session = backend.scoped_session()
     try:
@@ -264,7 +412,7 @@ def _write_tells(
             for row in session.scalars(query)
         }
         for trial, state, _, attrs in told:
-            trial_id = trial._trial_id
+            trial_id = trial_id_of(trial)
             row = rows[trial_id]
             stored: TrialState = row.state  # type: ignore[assignment]
             if stored.is_finished():  # declared stale since the states were read
@@ -317,7 +465,7 @@ def _tell_one_by_one(study: optuna.Study, tells: Sequence[Tell]) -> dict[int, Tr
             for key, item in attrs.items():
                 trial.set_user_attr(key, item)
             told = study.tell(trial, value, state=state, skip_if_finished=True)
-            out[trial._trial_id] = told.state
+            out[trial_id_of(trial)] = told.state
         except optuna.exceptions.UpdateFinishedTrialError:
-            out[trial._trial_id] = study._storage.get_trial(trial._trial_id).state
+            out[trial_id_of(trial)] = storage_of(study).get_trial(trial_id_of(trial)).state
     return out

@@ -1,0 +1,102 @@
+"""The setup section: what was run (the config, as the study layer parsed it), what each arm
+searched and cost, and the host and package versions the report was made with."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+from collections.abc import Mapping
+from importlib import metadata
+
+import optuna
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
+from reports.model import ArmSetup, SearchSpace, Setup
+from reports.spec import ExperimentSpec, RangeSpec
+from reports.toml_text import to_toml
+
+__all__ = ["build_setup"]
+
+
+def build_setup(
+    config: ExperimentSpec,
+    arms: Mapping[str, str],
+    spaces: Mapping[str, Mapping[str, RangeSpec]],
+    trials: pd.DataFrame,
+    evals: pd.DataFrame,
+    studies: Mapping[str, optuna.Study],
+) -> Setup:
+    """``arms`` (arm -> scheme) and ``spaces`` (arm -> searched ranges) cover the arms only
+    the store knows too; such an arm has no fixed settings to show."""
+    n_trials = config.search.n_trials
+    fixed = {arm.name: arm.fixed for arm in config.arms}
+    arm_setups = []
+    for arm, scheme in arms.items():
+        searched = tuple(
+            SearchSpace(
+                name=name,
+                low=float(r.low),
+                high=float(r.high),
+                log=r.log,
+                step=None if r.step is None else float(r.step),
+            )
+            for name, r in spaces[arm].items()
+        )
+        mine = trials[trials["arm"] == arm] if not trials.empty else trials
+        evs = evals[evals["arm"] == arm] if not evals.empty else evals
+        devices: set[str] = set()
+        if arm in studies:
+            for t in studies[arm].get_trials(deepcopy=False):
+                resolved = t.user_attrs.get("config")
+                if isinstance(resolved, Mapping) and resolved.get("device") is not None:
+                    devices.add(str(resolved["device"]))
+        arm_setups.append(
+            ArmSetup(
+                arm=arm,
+                scheme=scheme,
+                settings=dict(fixed.get(arm, {})),
+                spaces=searched,
+                budget=n_trials if searched else 0,
+                trials=len(mine),
+                trial_seconds=float(mine["duration_s"].sum()) if not mine.empty else 0.0,
+                eval_seconds=float(evs["seconds"].sum()) if not evs.empty else 0.0,
+                devices=tuple(sorted(devices)),
+            )
+        )
+    hardware = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu count": str(os.cpu_count()),
+        "python": platform.python_version(),
+    }
+    # Plain data shaped like the TOML file, keys sorted at every level as the store keeps it
+    # (JSON with sorted keys), so the page shows the config exactly as the store holds it.
+    shown = json.loads(json.dumps(config.to_dict(), sort_keys=True))
+    return Setup(
+        data=shown["data"],
+        model=shown["model"],
+        train=shown["train"],
+        sampler=config.search.sampler,
+        pruner=config.search.pruner,
+        metric=config.search.metric,
+        n_trials=n_trials,
+        replicates=config.search.replicates,
+        seeds=config.evaluate.seeds,
+        arms=tuple(arm_setups),
+        hardware=hardware,
+        versions=_versions(),
+        config_toml=to_toml(shown),
+        command=f"dynl2 run {shlex.quote(config.name + '.toml')}",
+    )
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for package in ("dynl2", "torch", "optuna", "scipy", "plotly"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    return out

@@ -1,0 +1,209 @@
+"""The verdict section: each arm's test metric and every arm against the fixed one, in
+numbers and in plain sentences, with what they rest on and what to be wary of."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Collection, Mapping
+
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
+from reports.common import finite, label, plural
+from reports.model import ArmResult, Verdict
+from reports.replicates import Replicated, replicated
+from reports.stats import FEW_SEEDS, mean_ci, sentence
+
+__all__ = ["build_verdict"]
+
+
+def build_verdict(
+    arms: Mapping[str, str],
+    trials: pd.DataFrame,
+    evals: pd.DataFrame,
+    accuracy: bool,
+    unfinished: tuple[str, ...],
+    stale: pd.DataFrame,
+    replicates: int,
+    searched: Collection[str],
+) -> Verdict:
+    """The verdict: each arm's test metric, and every arm against the fixed one paired by
+    (replicate, seed) (:func:`reports.replicates.replicated`). An arm with nothing to search
+    trains one configuration, the same in every replicate: its evaluations (of replicate 1)
+    pair with every replicate's."""
+    metric = "test_acc" if accuracy else "test_loss"
+    scale = 100.0 if accuracy else 1.0
+    digits = 2 if accuracy else 4
+    higher = accuracy
+    results = []
+    keyed: dict[str, dict[tuple[int, int], float]] = {}
+    for arm, scheme in arms.items():
+        rows = evals[evals["arm"] == arm] if not evals.empty else evals
+        keyed[arm] = {
+            (int(r), int(seed)): scale * float(value)
+            for r, seed, value in zip(rows["replicate"], rows["seed"], rows[metric], strict=True)
+            if finite(value) is not None
+        }
+        values = list(keyed[arm].values())
+        by_replicate: dict[int, list[float]] = {}
+        for (rep, _), v in keyed[arm].items():
+            by_replicate.setdefault(rep, []).append(v)
+        if arm not in searched:  # one configuration for every search
+            once = {seed: v for (r, seed), v in keyed[arm].items() if r == 1}
+            keyed[arm] = {
+                (r, seed): v for r in range(1, replicates + 1) for seed, v in once.items()
+            }
+        by_seed = {seed: v for (r, seed), v in keyed[arm].items() if r == 1}
+        # With replicates the arm's interval, like the comparisons', is over its replicates'
+        # means: the runs of one search are not independent draws of the scheme's level.
+        means = [statistics.fmean(v) for _, v in sorted(by_replicate.items())]
+        ci = (mean_ci(means) if len(means) > 1 else mean_ci(values)) if values else None
+        results.append(ArmResult(arm, scheme, ci, len(rows) - len(values), by_seed, tuple(values)))
+    dynamic = next((a for a, s in arms.items() if s == "dynamic"), None)
+    fixed = next((a for a, s in arms.items() if s == "fixed"), None)
+
+    compared: list[Replicated] = []
+    if fixed is not None:
+        others = [a for a in arms if a != fixed]
+        others.sort(key=lambda a: a != dynamic)  # the dynamic arm's row first
+        for arm in others:
+            compared.append(
+                replicated(arm, fixed, keyed[arm], keyed[fixed], higher_is_better=higher)
+            )
+    comparisons = [c.comparison for c in compared]
+    main_r = next((c for c in compared if c.comparison.arm == dynamic), None)
+    main = None if main_r is None else main_r.comparison
+    sentences = tuple(_compared_sentence(c, accuracy=accuracy, digits=digits) for c in compared)
+
+    warnings_: list[str] = []
+    if evals.empty:
+        text = (
+            "No evaluations yet: nothing can be said about the test split until each arm's "
+            "best configuration is evaluated (dynl2 evaluate EXPERIMENT)."
+        )
+        warnings_.append("No evaluations exist yet.")
+    elif dynamic is None or fixed is None:
+        missing = " and ".join(
+            f'no "{s}" arm' for s, a in (("dynamic", dynamic), ("fixed", fixed)) if a is None
+        )
+        text = f"The experiment has {missing}, so there is no dynamic-vs-fixed comparison."
+    else:
+        assert main is not None
+        text = sentences[comparisons.index(main)]
+    if main_r is not None and 0 < main_r.seeds < FEW_SEEDS:
+        warnings_.append(
+            f"Only {plural(main_r.seeds, 'paired seed')}: too few seeds to say anything "
+            f"reliable (at least {FEW_SEEDS} are needed)."
+        )
+    if replicates > 1 and not evals.empty:
+        unevaluated = [
+            label(arm, r, replicates)
+            for arm in arms
+            if arm in searched
+            for r in range(1, replicates + 1)
+            if not any(key[0] == r for key in keyed[arm])
+        ]
+        if unevaluated:
+            warnings_.append(
+                f"Not evaluated yet: {', '.join(unevaluated)} (of {replicates} replicates); the "
+                "comparisons rest on the replicates both arms have. dynl2 evaluate adds them."
+            )
+    if main_r is not None and main_r.replicates == 1 and main is not None and main.diff:
+        warnings_.append(
+            "One search per arm: the interval covers the evaluation seeds of the two "
+            "configurations this search chose, not the search's own randomness, and a rerun "
+            "of the search may disagree. Repeat the search (an experiment with another "
+            "[experiment] seed) before reading this as a verdict about the schemes."
+        )
+    if unfinished and not evals.empty:
+        text = f"Provisional, the search is unfinished ({', '.join(unfinished)} trials): {text}"
+        warnings_.append(
+            "The search is unfinished, so each arm's best configuration may still change; "
+            "finish it (dynl2 run) and evaluate again for a final verdict."
+        )
+    n_stale = len(stale)
+    if n_stale:
+        arms_stale = ", ".join(sorted({str(a) for a in stale["arm"]}))
+        warnings_.append(
+            f"{plural(n_stale, 'stored evaluation')} of an earlier best configuration "
+            f"({arms_stale}) left out: the search found a better one since; dynl2 evaluate "
+            "redoes those seeds."
+        )
+    for r in results:
+        if r.n_failed:
+            warnings_.append(
+                f"{r.arm}: {plural(r.n_failed, 'evaluation')} without a finite test metric "
+                "(diverged), left out of the statistics."
+            )
+
+    def n_trials(arm: str | None) -> int:
+        if arm is None or trials.empty:
+            return 0
+        return int(((trials["arm"] == arm) & (trials["state"] == "COMPLETE")).sum())
+
+    if dynamic is not None and fixed is not None:
+        basis = _basis(main_r, dynamic, fixed, n_trials(dynamic), n_trials(fixed), digits)
+    else:
+        basis = f"{plural(len(evals), 'evaluation')} and {plural(len(trials), 'trial')} stored."
+    return Verdict(
+        metric=metric,
+        unit="points" if accuracy else "",
+        higher_is_better=higher,
+        arms=tuple(results),
+        dynamic_arm=dynamic,
+        fixed_arm=fixed,
+        main=main,
+        comparisons=tuple(comparisons),
+        comparison_sentences=sentences,
+        sentence=text[0].upper() + text[1:],
+        basis=basis,
+        warnings=tuple(warnings_),
+        unfinished=unfinished,
+        stale=n_stale,
+        replicates=main_r.replicates if main_r is not None else 1,
+        seeds=main_r.seeds if main_r is not None else 0,
+        components=None if main_r is None else main_r.components,
+        method=main_r.method if main_r is not None else "seeds only",
+    )
+
+
+def _compared_sentence(c: Replicated, *, accuracy: bool, digits: int) -> str:
+    """The comparison's sentence: over seeds (one search; about these two configurations) or
+    over replicates × seeds."""
+    if c.method == "replicate means":
+        over = f"{c.replicates} searches × {plural(c.seeds, 'seed')}"
+        return sentence(c.comparison, accuracy=accuracy, digits=digits, over=over)
+    text = sentence(c.comparison, accuracy=accuracy, digits=digits)
+    if c.comparison.diff is None or c.comparison.diff.half_width is None:
+        return text
+    return text + " This is about the two configurations one search chose; a rerun may disagree."
+
+
+def _basis(
+    main: Replicated | None,
+    dynamic: str,
+    fixed: str,
+    dynamic_trials: int,
+    fixed_trials: int,
+    digits: int,
+) -> str:
+    """What the verdict rests on: searches, seeds, trials, and the two spreads."""
+    trials = (
+        f"{plural(dynamic_trials, 'complete trial')} for {dynamic}, "
+        f"{plural(fixed_trials, 'complete trial')} for {fixed}"
+    )
+    if main is None:
+        return f"Rests on no paired evaluation yet; the search: {trials}."
+    parts = main.components
+    spreads = []
+    if parts.search_sd is not None:
+        spreads.append(f"search sd {parts.search_sd:.{digits}f}")
+    if parts.seed_sd is not None:
+        spreads.append(f"seed sd {parts.seed_sd:.{digits}f}")
+    spread = f" Spread of the difference: {', '.join(spreads)}." if spreads else ""
+    return (
+        f"Rests on {main.replicates} search{'' if main.replicates == 1 else 'es'} per arm "
+        f"(R = {main.replicates}) × "
+        f"{plural(main.seeds, 'paired evaluation seed')} (S = {main.seeds}), "
+        f"{main.comparison.n_pairs} paired runs in all; the searches: {trials} "
+        f"({main.method}).{spread}"
+    )

@@ -1,0 +1,151 @@
+"""The read side of the store: experiments, trials, epochs, evaluations and reports.
+
+Each method runs its queries (:mod:`storage.reads`) in one transaction and hands back a frozen
+dataclass or a DataFrame with a fixed column list. A store an older dynl2 wrote, opened with
+``create=False``, is read as it is, never upgraded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+from sqlalchemy import select
+
+from storage import optuna_tables as ot
+from storage import reads
+from storage.errors import ReportNotFound
+from storage.records import ExperimentInfo, Tally, check_replicate
+from storage.schema import Evaluation, Experiment, Report
+from storage.store_base import StoreBase
+
+__all__ = ["StoreReads"]
+
+
+class StoreReads(StoreBase):
+    """The reading methods of :class:`storage.Store`."""
+
+    # ------------------------------------------------------------------- experiments
+
+    def get_experiment(self, name: str) -> ExperimentInfo:
+        with self._session() as session:
+            return reads.experiment_info(self._experiment_row(session, name))
+
+    def experiments(self) -> pd.DataFrame:
+        """DataFrame of all experiments: id, name, created (UTC), config (dict)."""
+        with self._session() as session:
+            return reads.experiments_frame(session)
+
+    def arms(self, experiment: str) -> list[str]:
+        """Sorted arm names of the Optuna studies named ``EXPERIMENT/ARM``."""
+        with self._session() as session:
+            self._experiment_row(session, experiment)
+            return sorted({arm for arm, _ in reads.arm_studies(session, experiment).values()})
+
+    # ------------------------------------------------------------------------ epochs
+
+    def epochs(self, experiment: str, arm: str | None = None) -> pd.DataFrame:
+        """DataFrame of every recorded epoch (see ``storage.records.EPOCH_COLUMNS``)."""
+        with self._session() as session:
+            self._experiment_row(session, experiment)
+            return reads.epochs_frame(session, experiment, arm)
+
+    # ------------------------------------------------------------------- evaluations
+
+    def evaluated_seeds(self, experiment: str, arm: str, replicate: int = 1) -> set[int]:
+        """Seeds already evaluated for search ``replicate`` of ``arm`` (so a resumed run skips
+        them)."""
+        check_replicate(replicate)
+        with self._session() as session:
+            experiment_id = self._experiment_row(session, experiment).id
+            query = select(Evaluation.seed).where(
+                Evaluation.experiment_id == experiment_id, Evaluation.arm == arm
+            )
+            if "replicate" in self._evaluation_columns(session):
+                query = query.where(Evaluation.replicate == replicate)
+            elif replicate != 1:
+                return set()  # an older store holds replicate 1 only
+            return set(session.scalars(query))
+
+    def evaluations(self, experiment: str) -> pd.DataFrame:
+        """DataFrame of final evaluations (see ``storage.records.EVALUATION_COLUMNS``), by
+        arm, replicate and seed; a store an older dynl2 wrote reads as the upgrade would leave
+        it (replicate 1, ``trainer_seed`` and ``diverged`` out of ``params``)."""
+        with self._session() as session:
+            experiment_id = self._experiment_row(session, experiment).id
+            return reads.evaluations_frame(
+                session, experiment_id, self._evaluation_columns(session)
+            )
+
+    # ----------------------------------------------------------------------- reports
+
+    def reports(self, experiment: str | None = None) -> pd.DataFrame:
+        """DataFrame of stored reports (id, experiment, created, path, summary), newest first."""
+        columns = ["id", "experiment", "created", "path", "summary"]
+        if not self._has_table(Report.__tablename__):  # a store from before reports existed
+            return pd.DataFrame(columns=columns)
+        with self._session() as session:
+            query = (
+                select(Report.id, Experiment.name, Report.created, Report.path, Report.summary)
+                .join(Experiment, Experiment.id == Report.experiment_id)
+                .order_by(Report.created.desc(), Report.id.desc())
+            )
+            if experiment is not None:
+                self._experiment_row(session, experiment)
+                query = query.where(Experiment.name == experiment)
+            rows = [
+                (*r[:4], reads.stored_json(r[4], f"the summary of report {r[0]} in dynl2_reports"))
+                for r in session.execute(query)
+            ]
+        return pd.DataFrame(rows, columns=columns)
+
+    def latest_report(self, experiment: str) -> tuple[str, str]:
+        """(HTML, original path) of the newest stored report of ``experiment``."""
+        with self._session() as session:
+            experiment_id = self._experiment_row(session, experiment).id
+            row = None
+            if self._has_table(Report.__tablename__):
+                row = session.execute(
+                    select(Report.html, Report.path)
+                    .where(Report.experiment_id == experiment_id)
+                    .order_by(Report.created.desc(), Report.id.desc())
+                    .limit(1)
+                ).first()
+        if row is None:
+            raise ReportNotFound(
+                f"No report of experiment {experiment!r} is stored in {self._where()}; "
+                f"make one with: dynl2 report {experiment}"
+            )
+        return row[0], row[1]
+
+    # ------------------------------------------------------------------------ trials
+
+    def without_heartbeat(self, trial_ids: Sequence[int]) -> list[int]:
+        """Those of ``trial_ids`` that have no row in Optuna's ``trial_heartbeats`` yet."""
+        if not trial_ids:
+            return []
+        heartbeats = ot.trial_heartbeats.c
+        with self._session() as session:
+            beating = set(
+                session.scalars(
+                    select(heartbeats.trial_id).where(heartbeats.trial_id.in_(list(trial_ids)))
+                )
+            )
+        return [trial_id for trial_id in trial_ids if trial_id not in beating]
+
+    def trial_tallies(self, experiment: str, result_attr: str) -> dict[tuple[str, int], Tally]:
+        """``{(arm, replicate): Tally}``: each search's trials counted by state and by the user
+        attribute ``result_attr``, with the best values, in one query. Searches without a study
+        yet are absent."""
+        with self._session() as session:
+            return reads.tallies(session, experiment, result_attr)
+
+    def trials(self, experiment: str, arm: str | None = None) -> pd.DataFrame:
+        """DataFrame of the Optuna trials of ``EXPERIMENT/ARM`` studies, read with SQL.
+
+        Columns: ``storage.records.TRIAL_COLUMNS``. Test metrics are not joined here; they
+        live in :meth:`evaluations`, keyed by arm and seed.
+        """
+        with self._session() as session:
+            self._experiment_row(session, experiment)
+            return reads.trials_frame(session, experiment, arm)

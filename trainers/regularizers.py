@@ -1,0 +1,196 @@
+"""The schemes of :mod:`trainers.schemes` on the device: λ_t each step, and its penalty applied.
+
+One class serves both trainers. For one run (:mod:`trainers.loop`) every hyperparameter, and
+λ_t, is a 0-d tensor and the parameters are the model's own; for K stacked members
+(:mod:`trainers.fused`) they are ``[K]`` vectors, each member's own, and every parameter is
+``[K, ...]``. The λ rules are elementwise, so each is written once, below, for both, and so is
+the penalty's application; the layouts part only where a norm runs over several parameters
+(AWD's, and the weight norm the trainers report): one number for a run, one per member for a
+stack. The loop's run is not a stack of one: its model stays an ordinary ``nn.Module``, the
+oracle that the stacked engine is tested against.
+
+Callers pass the penalized parameters (and their gradients) to each call, since a stack
+replaces its tensors when members leave. Nothing here reads a tensor back to the host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .schemes import AWDScheme, DynamicScheme, FixedScheme, Scheme
+from .stacked_optim import per_member
+
+# ---------------------------------------------------------------------------------------------
+# The λ rules, elementwise: each argument is 0-d (one run) or [K] (a stack), all alike.
+
+
+def smoothed_loss(ema: Tensor | None, loss: Tensor, ema_weight: Tensor) -> tuple[Tensor, Tensor]:
+    """The loss EMA after this step, and L̂_t: ``ema ← lerp(ema, L_t, 1 − loss_ema)`` with
+    L̂_1 = L_1; where loss_ema = 0 (``ema_weight`` 1) L̂_t is L_t itself, as in a run that keeps
+    no EMA (a lerp by 1 gives it too, but NaN for an infinite loss: ∞·0)."""
+    ema = loss.clone() if ema is None else torch.lerp(ema, loss, ema_weight)
+    return ema, torch.where(ema_weight < 1.0, ema, loss)
+
+
+def dynamic_lam(loss: Tensor, half_alpha: Tensor, floor: Tensor, ceiling: Tensor) -> Tensor:
+    """Dynamic L2 and L1: λ_t = clamp(0.5·α / L̂_t, floor, ceiling); ``ceiling`` is inf for
+    none."""
+    return torch.minimum(torch.maximum(torch.div(half_alpha, loss), floor), ceiling)
+
+
+def awd_lam(bar: Tensor, grad_norm: Tensor, weight_norm: Tensor, lam_awd: Tensor) -> Tensor:
+    """AWD: λ̄_t = 0.1·λ̄_{t−1} + 0.9·lam_awd·‖∇_w L_t‖ / ‖w‖ (λ̄_0 = 0)."""
+    lam_t = grad_norm.div(weight_norm).mul_(lam_awd)
+    return bar.mul(0.1).add_(lam_t, alpha=0.9)
+
+
+# ---------------------------------------------------------------------------------------------
+# Norms over several parameters: where the two layouts part.
+
+
+def total_norm(tensors: Sequence[Tensor]) -> Tensor:
+    """‖·‖₂ over all of one run's ``tensors`` together: 0-d."""
+    norm: Tensor = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(tensors))))
+    return norm
+
+
+def member_norm(tensors: Sequence[Tensor]) -> Tensor:
+    """Each member's ‖·‖₂ over all of the stacked ``tensors`` together: ``[K]``."""
+    per_tensor = [torch.linalg.vector_norm(t.detach().flatten(1), dim=1) for t in tensors]
+    norm: Tensor = torch.linalg.vector_norm(torch.stack(per_tensor), dim=0)
+    return norm
+
+
+# ---------------------------------------------------------------------------------------------
+# The regularizers.
+
+
+class Regularizer:
+    """λ_t = 0 (scheme "none"), and the penalty gradient applied at the strength each scheme's
+    subclass computes.
+
+    Built from one scheme per member, all of one kind with one ``apply`` and one ``biases``:
+    one scheme for a run (``stacked`` False), K for a stack. ``per_member`` views a stack's
+    ``[K]`` λ against each ``[K, ...]`` parameter; a run's 0-d λ passes through it as a
+    broadcastable ``[1, ...]``.
+    """
+
+    def __init__(self, schemes: Sequence[Scheme], device: torch.device, stacked: bool) -> None:
+        assert stacked or len(schemes) == 1
+        first = schemes[0]
+        self.stacked = stacked
+        self.active = first.penalty != "none"
+        self.decoupled = first.apply == "decoupled"
+        self.l1 = first.penalty == "l1"
+        self._norm = member_norm if stacked else total_norm
+        self._device = device
+        self._zero = self._values([0.0] * len(schemes))
+
+    def _values(self, numbers: Sequence[float]) -> Tensor:
+        """One number per member on the device: ``[K]`` for a stack, 0-d for a run."""
+        tensor = torch.tensor(numbers, device=self._device)
+        return tensor if self.stacked else tensor.reshape(())
+
+    def lam(self, loss: Tensor, grads: Sequence[Tensor], params: Sequence[Tensor]) -> Tensor:
+        """λ_t from the detached data loss of this step (AWD: and the penalized gradients and
+        parameters), shaped like ``loss``."""
+        return self._zero
+
+    @torch.no_grad()
+    def before_step(self, lam: Tensor, grads: Sequence[Tensor], params: Sequence[Tensor]) -> None:
+        """Coupled: add ∇R (λ·w for L2, λ·sign(w) for L1) to the data gradients, in place."""
+        if not self.active or self.decoupled:
+            return
+        for g, p in zip(grads, params, strict=True):
+            g.add_(self._penalty_grad(p, per_member(lam, p)))
+
+    @torch.no_grad()
+    def after_step(self, lam: Tensor, lr: Tensor | float, params: Sequence[Tensor]) -> None:
+        """Decoupled: w ← w − lr·∇R after the optimizer step (``lr`` a float for a run, each
+        member's ``[K]`` for a stack)."""
+        if not (self.active and self.decoupled):
+            return
+        scale = lr * lam
+        for p in params:
+            if self.l1:
+                p.sub_(self._penalty_grad(p, per_member(scale, p)))
+            else:
+                p.mul_(1.0 - per_member(scale, p))  # w − lr·λ·w as one product
+
+    def keep(self, index: Tensor) -> None:
+        """Keep only the stack's members at ``index``: every tensor held here is per member."""
+        assert self.stacked
+        for name, value in list(vars(self).items()):
+            if isinstance(value, Tensor):
+                setattr(self, name, value[index])
+
+    def _penalty_grad(self, param: Tensor, lam: Tensor) -> Tensor:
+        """∇R at strength ``lam``, already viewed against ``param``: λ·w, or λ·sign(w)."""
+        return (torch.sign(param) if self.l1 else param) * lam
+
+
+class _Fixed(Regularizer):
+    def __init__(
+        self, schemes: Sequence[FixedScheme], device: torch.device, stacked: bool
+    ) -> None:
+        super().__init__(schemes, device, stacked)
+        self._lam = self._values([s.lam for s in schemes])
+
+    def lam(self, loss: Tensor, grads: Sequence[Tensor], params: Sequence[Tensor]) -> Tensor:
+        return self._lam
+
+
+class _Dynamic(Regularizer):
+    def __init__(
+        self, schemes: Sequence[DynamicScheme], device: torch.device, stacked: bool
+    ) -> None:
+        super().__init__(schemes, device, stacked)
+        self._half_alpha = self._values([0.5 * s.alpha for s in schemes])
+        self._floor = self._values([s.floor for s in schemes])
+        inf = float("inf")
+        self._ceiling = self._values([inf if s.ceiling is None else s.ceiling for s in schemes])
+        self._ema_weight = self._values([1.0 - s.loss_ema for s in schemes])
+        self._smooths = any(s.loss_ema > 0 for s in schemes)  # else no EMA is kept at all
+        self._ema: Tensor | None = None
+
+    def lam(self, loss: Tensor, grads: Sequence[Tensor], params: Sequence[Tensor]) -> Tensor:
+        if self._smooths:
+            self._ema, loss = smoothed_loss(self._ema, loss, self._ema_weight)
+        return dynamic_lam(loss, self._half_alpha, self._floor, self._ceiling)
+
+
+class _AWD(Regularizer):
+    def __init__(self, schemes: Sequence[AWDScheme], device: torch.device, stacked: bool) -> None:
+        super().__init__(schemes, device, stacked)
+        self._lam_awd = self._values([s.lam_awd for s in schemes])
+        self._bar = self._values([0.0] * len(schemes))
+
+    def lam(self, loss: Tensor, grads: Sequence[Tensor], params: Sequence[Tensor]) -> Tensor:
+        self._bar = awd_lam(self._bar, self._norm(grads), self._norm(params), self._lam_awd)
+        return self._bar
+
+
+def make_regularizer(scheme: Scheme, device: torch.device) -> Regularizer:
+    """One run's regularizer for ``scheme``: λ_t is a 0-d tensor."""
+    return _build([scheme], device, stacked=False)
+
+
+def make_stacked_regularizer(schemes: Sequence[Scheme], device: torch.device) -> Regularizer:
+    """A stack's regularizer, one scheme per member (all of one kind): λ_t is ``[K]``."""
+    return _build(schemes, device, stacked=True)
+
+
+def _build(schemes: Sequence[Scheme], device: torch.device, stacked: bool) -> Regularizer:
+    first = schemes[0]
+    if isinstance(first, FixedScheme):
+        fixed = [s for s in schemes if isinstance(s, FixedScheme)]
+        return _Fixed(fixed, device, stacked)
+    if isinstance(first, DynamicScheme):  # DynamicL1Scheme too: same λ_t, L1 penalty
+        dynamic = [s for s in schemes if isinstance(s, DynamicScheme)]
+        return _Dynamic(dynamic, device, stacked)
+    if isinstance(first, AWDScheme):
+        return _AWD([s for s in schemes if isinstance(s, AWDScheme)], device, stacked)
+    return Regularizer(schemes, device, stacked)
