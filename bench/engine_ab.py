@@ -128,7 +128,7 @@ def main() -> None:
         f"{args.trials} trials x {args.epochs} epochs"
     )
     rows: list[tuple[str, str, float]] = []  # (what, tree, trials per minute)
-    ks = [int(k) for k in args.ks.split(",")]
+    ks = [int(k) for k in args.ks.split(",") if k]  # --ks "": dynl2 run only
     runs: list[tuple[str, int | None]] = [] if args.skip_run else [("run", None), ("run", 1)]
     for _ in range(args.repeats):
         for name, tree in trees.items():
