@@ -23,7 +23,6 @@ from .ranges import Range, Unknown, field_types, split_params
 
 NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 NAME_RULE = "1 to 64 letters (A-Z, a-z), digits, '-' or '_'"
-_SCHEME_FLAGS = ("apply", "biases")  # scheme settings that are never searched
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ class ArmConfig:
     made canonical here, with full TOML keys (``arms.dynamic.floor``)."""
 
     name: str  # letters, digits, '-', '_' (1 to 64): also the Optuna study's suffix
-    scheme: str  # a trainers scheme: none, fixed, dynamic, dynamic_l1, awd
+    scheme: str  # a trainers scheme (trainers.SCHEMES)
     fixed: Mapping[str, object]  # scheme settings held constant (read-only after init)
     # Scheme parameters searched (Optuna names: the bare field), each a Range or its table
     # {low, high, ...}; read-only Ranges after init.
@@ -67,9 +66,10 @@ class ArmConfig:
 
 @functools.cache
 def scheme_fields(scheme: str) -> Mapping[str, type]:
-    """A scheme's settings and their types: its parameters (searchable), then apply and
-    biases (fixed only)."""
-    return field_types(SCHEMES[scheme], (*scheme_parameters(scheme), *_SCHEME_FLAGS))
+    """A scheme's settings and their types: its parameters (searchable), then its fixed-only
+    settings (apply, biases, and a schedule's shape)."""
+    cls = SCHEMES[scheme]
+    return field_types(cls, (*scheme_parameters(scheme), *cls.settings))
 
 
 def check_name(key: str, value: object, what: str) -> None:

@@ -13,6 +13,7 @@ from trainers import (
     MODELS,
     OPTIMIZERS,
     SCHEMES,
+    SHAPES,
     ConfigError,
     TrainConfig,
     scheme_parameters,
@@ -27,7 +28,19 @@ if TYPE_CHECKING:
     from trainers import EpochRecord
 
 # Flags that belong to one part of the config; None means "not given".
-_SCHEME_FLAGS = ("lam", "alpha", "floor", "ceiling", "loss_ema", "lam_awd", "apply", "biases")
+_SCHEME_FLAGS = (
+    "lam",
+    "alpha",
+    "floor",
+    "ceiling",
+    "loss_ema",
+    "lam_awd",
+    "lam_start",
+    "lam_end",
+    "shape",
+    "apply",
+    "biases",
+)
 _DATA_FLAGS = ("n_val", "n_train", "n_features", "noise", "data_seed")
 _DATA_KEYS = {"data_seed": "seed"}
 
@@ -52,13 +65,16 @@ def add_parser(verbs: Any) -> None:
     g.add_argument("--channels", type=_whole, help="CNN channels per conv layer (default 25)")
     g = p.add_argument_group("regularization")
     g.add_argument("--scheme", default="none", help=f"one of {', '.join(SCHEMES)}")
-    g.add_argument("--lam", type=_real, help="fixed: the constant lambda")
+    g.add_argument("--lam", type=_real, help="fixed: the constant lambda; swd: its factor")
     g.add_argument("--alpha", type=_real, help="dynamic, dynamic_l1: lambda = 0.5*alpha/L")
     g.add_argument("--floor", type=_real, help="dynamic, dynamic_l1: lower clamp (default 1e-8)")
     g.add_argument("--ceiling", type=_real, help="dynamic, dynamic_l1: upper clamp (default none)")
     g.add_argument("--loss-ema", type=_real, help="dynamic, dynamic_l1: loss EMA factor in [0,1)")
     g.add_argument("--lam-awd", type=_real, help="awd: the adaptive weight decay factor")
-    g.add_argument("--apply", help="coupled (default) or decoupled")
+    g.add_argument("--lam-start", type=_real, help="schedule: lambda at the first step")
+    g.add_argument("--lam-end", type=_real, help="schedule: lambda the schedule ends at")
+    g.add_argument("--shape", help=f"schedule: one of {', '.join(SHAPES)} (default linear)")
+    g.add_argument("--apply", help="coupled (default; swd: decoupled) or decoupled")
     g.add_argument(
         "--biases", action="store_const", const=True, help="penalize biases too (default: no)"
     )
@@ -112,7 +128,7 @@ def _shown(text: str) -> str:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The flags as a validated config; a bad value raises UsageError naming its flag."""
     if args.scheme in SCHEMES:
-        takes = set(scheme_parameters(args.scheme)) | {"apply", "biases"}
+        takes = set(scheme_parameters(args.scheme)) | set(SCHEMES[args.scheme].settings)
         for name in _SCHEME_FLAGS:
             if getattr(args, name) is not None and name not in takes:
                 params = ", ".join(_flag(k) for k in scheme_parameters(args.scheme)) or "none"

@@ -38,6 +38,12 @@ ARM_BLOCKS = {
     ),
     "fixed": '\n[arms.fixed]\nscheme = "fixed"\nlam = { low = 1e-6, high = 1e-1, log = true }\n',
     "none": '\n[arms.none]\nscheme = "none"\n',
+    "swd": '\n[arms.swd]\nscheme = "swd"\nlam = { low = 1e-5, high = 1e-1, log = true }\n',
+    "schedule": (
+        '\n[arms.schedule]\nscheme = "schedule"\nshape = "cosine"\n'
+        "lam_start = { low = 1e-6, high = 1e-2, log = true }\n"
+        "lam_end = { low = 1e-5, high = 1e-1, log = true }\n"
+    ),
 }
 
 

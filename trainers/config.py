@@ -61,6 +61,13 @@ class TrainConfig:
             raise ConfigError("momentum", f"must be in [0, 1), got {self.momentum!r}")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0.0):
             raise ConfigError("nesterov", "needs optimizer 'sgd' with momentum > 0")
+        serves = self.scheme.optimizers
+        if serves is not None and self.optimizer not in serves:
+            raise ConfigError(
+                "optimizer",
+                f"scheme {self.scheme.name!r} needs optimizer {' or '.join(map(repr, serves))}, "
+                f"got {self.optimizer!r}",
+            )
         if not 1 <= self.epochs <= MAX_EPOCHS:
             raise ConfigError(
                 "epochs", f"must be between 1 and {MAX_EPOCHS}, got {describe(self.epochs)}"

@@ -3,10 +3,10 @@
 The models studies train are small (the MNIST-1D MLP has 15k parameters); one at a time they
 leave a GPU idle and run a CPU's matrix products far below its peak. Here K configurations that
 differ only in numeric hyperparameters (learning rate, momentum, the scheme's λ / α / floor /
-ceiling / loss EMA / AWD λ) and seeds are trained as one model with stacked parameters
-(:mod:`trainers.stacked`), per-member optimizers (:mod:`trainers.stacked_optim`) and per-member
-λ_t (:mod:`trainers.regularizers`). Member k computes exactly what an unfused run of
-``configs[k]`` computes, up to floating-point rounding:
+ceiling / loss EMA / AWD or SWD λ / a schedule's ends) and seeds are trained as one model with
+stacked parameters (:mod:`trainers.stacked`), per-member optimizers
+(:mod:`trainers.stacked_optim`) and per-member λ_t (:mod:`trainers.regularizers`). Member k
+computes exactly what an unfused run of ``configs[k]`` computes, up to floating-point rounding:
 
 * its own initialization (``seed``) and, unless the group shares one, its own batch order;
 * with ``shared_order`` every member sees the same batches, those of an unfused run whose
@@ -43,6 +43,7 @@ from .loop import (
     divergence,
     epoch_record,
     flush_denormals,
+    planned_steps,
     resolve_device,
 )
 from .regularizers import Regularizer, make_stacked_regularizer, member_norm
@@ -51,8 +52,6 @@ from .stacked_optim import StackedAdam, StackedOptimizer, StackedSGD
 
 # Trainer settings each member may hold on its own; every other setting must be equal in a group.
 PER_MEMBER = ("lr", "momentum", "seed", "order_seed")
-# Scheme settings that must be equal in a group (the rest are per-member numbers).
-_SCHEME_SHARED = ("apply", "biases")
 
 FusedOutcome = TrainResult | DivergenceError
 """A member's end: its result, or the divergence that failed it."""
@@ -71,7 +70,7 @@ def fuse_problem(configs: Sequence[TrainConfig]) -> str | None:
                 return f"members differ in {f.name!r}, which must be equal in a fused group"
         if type(config.scheme) is not type(first.scheme):
             return "members differ in their scheme"
-        for name in _SCHEME_SHARED:
+        for name in first.scheme.settings:  # apply, biases, ...: the rest are per member
             if getattr(config.scheme, name) != getattr(first.scheme, name):
                 return f"members differ in scheme setting {name!r}"
     return None
@@ -107,7 +106,7 @@ class FusedTrainer:
         # per stacked parameter, whether the penalty covers it (each member's own ndim)
         self.mask = [first.scheme.covers(p.ndim - 1) for p in self.model.params]
         self.regularizer: Regularizer = make_stacked_regularizer(
-            [c.scheme for c in configs], device
+            [c.scheme for c in configs], device, planned_steps(first, len(data.x_train))
         )
         lr = torch.tensor([c.lr for c in configs], device=device)
         self.optimizer: StackedOptimizer

@@ -22,6 +22,7 @@ from .datasets import Dataset, load_dataset
 from .errors import ConfigError, DivergenceError
 from .networks import build_model
 from .regularizers import Regularizer, make_regularizer, total_norm
+from .stacked_optim import ADAM_BETAS, ADAM_EPS
 
 
 @dataclass(frozen=True)
@@ -106,13 +107,15 @@ def make_optimizer(config: TrainConfig, params: list[nn.Parameter]) -> torch.opt
     """
     try:
         if config.optimizer == "adam":
-            return torch.optim.Adam(params, lr=config.lr, fused=True)
+            return torch.optim.Adam(
+                params, lr=config.lr, betas=ADAM_BETAS, eps=ADAM_EPS, fused=True
+            )
         return torch.optim.SGD(
             params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, fused=True
         )
     except (RuntimeError, ValueError, TypeError):  # no fused kernel for this device / torch
         if config.optimizer == "adam":
-            return torch.optim.Adam(params, lr=config.lr)
+            return torch.optim.Adam(params, lr=config.lr, betas=ADAM_BETAS, eps=ADAM_EPS)
         return torch.optim.SGD(
             params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov
         )
@@ -139,7 +142,9 @@ class Trainer:
             config.model, data.n_features, n_out, data.sequence, config.seed
         ).to(device)
         self.penalized = [p for p in self.model.parameters() if config.scheme.covers(p.ndim)]
-        self.regularizer: Regularizer = make_regularizer(config.scheme, device)
+        self.regularizer: Regularizer = make_regularizer(
+            config.scheme, device, planned_steps(config, len(data.x_train))
+        )
         self.optimizer = make_optimizer(config, list(self.model.parameters()))
 
     def step(self, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -260,6 +265,11 @@ def train(
         stopped=stopped,
         device=str(device),
     )
+
+
+def planned_steps(config: TrainConfig, n: int) -> int:
+    """The updates a full run of ``config`` makes on ``n`` training examples."""
+    return config.epochs * len(batch_sizes(n, min(config.batch_size, n)))
 
 
 def batch_sizes(n: int, batch: int) -> Sequence[int]:

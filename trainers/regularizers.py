@@ -15,13 +15,14 @@ replaces its tensors when members leave. Nothing here reads a tensor back to the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-from .schemes import AWDScheme, DynamicScheme, FixedScheme, Scheme
-from .stacked_optim import per_member
+from .schemes import AWDScheme, DynamicScheme, FixedScheme, ScheduleScheme, Scheme, SWDScheme
+from .stacked_optim import ADAM_BETAS, per_member
 
 # ---------------------------------------------------------------------------------------------
 # The λ rules, elementwise: each argument is 0-d (one run) or [K] (a stack), all alike.
@@ -45,6 +46,20 @@ def awd_lam(bar: Tensor, grad_norm: Tensor, weight_norm: Tensor, lam_awd: Tensor
     """AWD: λ̄_t = 0.1·λ̄_{t−1} + 0.9·lam_awd·‖∇_w L_t‖ / ‖w‖ (λ̄_0 = 0)."""
     lam_t = grad_norm.div(weight_norm).mul_(lam_awd)
     return bar.mul(0.1).add_(lam_t, alpha=0.9)
+
+
+def swd_lam(lam: Tensor, mean_v: Tensor, steps: int, beta2: float) -> Tensor:
+    """SWD: λ_t = lam / √mean(v̂_t), v̂_t = v_t / (1 − β₂ᵗ), the root held at least 1e-8."""
+    mean_v_hat = mean_v / (1.0 - beta2**steps)
+    return lam / mean_v_hat.sqrt().clamp_min(1e-8)
+
+
+def scheduled_lam(start: Tensor, end: Tensor, index: int, total: int, cosine: bool) -> Tensor:
+    """The time-only control at step index i of T: λ = end + (start − end)·c, c = 1 − i/T
+    (linear) or ½·(1 + cos(π·i/T)) (cosine, DINO's)."""
+    u = index / total
+    c = 0.5 * (1.0 + math.cos(math.pi * u)) if cosine else 1.0 - u
+    return end + (start - end) * c
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,6 +97,7 @@ class Regularizer:
         assert stacked or len(schemes) == 1
         first = schemes[0]
         self.stacked = stacked
+        self.steps = 0  # λ_t computed so far: every member steps at once
         self.active = first.penalty != "none"
         self.decoupled = first.apply == "decoupled"
         self.l1 = first.penalty == "l1"
@@ -173,18 +189,75 @@ class _AWD(Regularizer):
         return self._bar
 
 
-def make_regularizer(scheme: Scheme, device: torch.device) -> Regularizer:
-    """One run's regularizer for ``scheme``: λ_t is a 0-d tensor."""
-    return _build([scheme], device, stacked=False)
+class _SWD(Regularizer):
+    """SWD's λ_t from the mean of Adam's second moment, kept here from the same gradients Adam
+    sees (the penalty is decoupled, so they are the data gradients):
+    mean(v_t) = β₂·mean(v_{t−1}) + (1 − β₂)·mean(g_t²), which is the mean of Adam's v_t."""
+
+    def __init__(self, schemes: Sequence[SWDScheme], device: torch.device, stacked: bool) -> None:
+        super().__init__(schemes, device, stacked)
+        self._lam = self._values([s.lam for s in schemes])
+        self._mean_v = self._values([0.0] * len(schemes))
+        self._beta2 = ADAM_BETAS[1]
+
+    def lam(self, loss: Tensor, grads: Sequence[Tensor], params: Sequence[Tensor]) -> Tensor:
+        self.steps += 1
+        if not grads:  # nothing penalized: nothing to decay
+            return self._zero
+        members = grads[0].shape[0] if self.stacked else 1
+        count = sum(g.numel() for g in grads) // members  # elements per run or member
+        mean_g2 = self._norm(grads).square_().div_(count)
+        self._mean_v = self._mean_v.mul(self._beta2).add_(mean_g2, alpha=1.0 - self._beta2)
+        return swd_lam(self._lam, self._mean_v, self.steps, self._beta2)
 
 
-def make_stacked_regularizer(schemes: Sequence[Scheme], device: torch.device) -> Regularizer:
+class _Schedule(Regularizer):
+    def __init__(
+        self,
+        schemes: Sequence[ScheduleScheme],
+        device: torch.device,
+        stacked: bool,
+        total_steps: int,
+    ) -> None:
+        super().__init__(schemes, device, stacked)
+        self._start = self._values([s.lam_start for s in schemes])
+        self._end = self._values([s.lam_end for s in schemes])
+        self._cosine = schemes[0].shape == "cosine"
+        self._total = total_steps
+
+    def lam(self, loss: Tensor, grads: Sequence[Tensor], params: Sequence[Tensor]) -> Tensor:
+        index = self.steps
+        self.steps += 1
+        return scheduled_lam(self._start, self._end, index, self._total, self._cosine)
+
+
+def make_regularizer(
+    scheme: Scheme, device: torch.device, total_steps: int | None = None
+) -> Regularizer:
+    """One run's regularizer for ``scheme``: λ_t is a 0-d tensor. ``total_steps`` (the run's
+    planned updates, epochs × steps per epoch) is what a schedule runs over; the trainers
+    always pass it."""
+    return _build([scheme], device, stacked=False, total_steps=total_steps)
+
+
+def make_stacked_regularizer(
+    schemes: Sequence[Scheme], device: torch.device, total_steps: int | None = None
+) -> Regularizer:
     """A stack's regularizer, one scheme per member (all of one kind): λ_t is ``[K]``."""
-    return _build(schemes, device, stacked=True)
+    return _build(schemes, device, stacked=True, total_steps=total_steps)
 
 
-def _build(schemes: Sequence[Scheme], device: torch.device, stacked: bool) -> Regularizer:
+def _build(
+    schemes: Sequence[Scheme], device: torch.device, stacked: bool, total_steps: int | None
+) -> Regularizer:
     first = schemes[0]
+    if isinstance(first, ScheduleScheme):
+        if total_steps is None or total_steps < 1:
+            raise ValueError(f"a schedule needs the run's total steps (>= 1), got {total_steps}")
+        scheduled = [s for s in schemes if isinstance(s, ScheduleScheme)]
+        return _Schedule(scheduled, device, stacked, total_steps)
+    if isinstance(first, SWDScheme):
+        return _SWD([s for s in schemes if isinstance(s, SWDScheme)], device, stacked)
     if isinstance(first, FixedScheme):
         fixed = [s for s in schemes if isinstance(s, FixedScheme)]
         return _Fixed(fixed, device, stacked)

@@ -20,16 +20,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from ._fields import from_tagged, to_mapping
+from ._fields import describe, from_tagged, to_mapping
 from .errors import ConfigError
 
 APPLY_MODES = ("coupled", "decoupled")
+SHAPES = ("linear", "cosine")  # the time-only control's schedules
 
 
 @dataclass(frozen=True)
 class _SchemeBase:
     name: ClassVar[str]
     penalty: ClassVar[Literal["l2", "l1", "none"]]
+    # settings a group of fused members must share and a study holds fixed (never searched)
+    settings: ClassVar[tuple[str, ...]] = ("apply", "biases")
+    # the optimizers the scheme can serve (None: any)
+    optimizers: ClassVar[tuple[str, ...] | None] = None
 
     apply: str = "coupled"  # "coupled": ∇R joins the gradient; "decoupled": w shrinks after step
     biases: bool = False  # also penalize 1-d parameters (biases)
@@ -138,10 +143,104 @@ class AWDScheme(_SchemeBase):
             raise ConfigError("lam_awd", f"must be > 0, got {self.lam_awd!r}")
 
 
-Scheme = NoneScheme | FixedScheme | DynamicScheme | DynamicL1Scheme | AWDScheme
+@dataclass(frozen=True)
+class SWDScheme(_SchemeBase):
+    """Scheduled (stable) weight decay, SWD: the decay of AdamS (Xie, Xu, Zhang, Sato and
+    Sugiyama, "On the Overlooked Pitfalls of Weight Decay and How to Mitigate Them: A
+    Gradient-Norm Perspective", NeurIPS 2023, Algorithm 2; the authors' ``swd_optim/adams.py``):
+
+        λ_t = lam / √mean(v̂_t),    w ← w − lr·λ_t·w   (decoupled)
+
+    where mean(v̂_t) is the mean, over every element of the penalized parameters, of Adam's
+    bias-corrected second moment v̂_t = v_t / (1 − β₂ᵗ) after this step's gradient. The decay
+    therefore grows when gradients shrink, late in training, which the paper shows keeps the
+    gradient norm from rising there. dynl2 keeps mean(v_t) itself from the same gradients
+    (mean(β₂·v + (1 − β₂)·g²) = β₂·mean(v) + (1 − β₂)·mean(g²), exactly Adam's), so a run
+    and a stack compute it alike; √mean(v̂_t) is held at least 1e-8 against gradients that are
+    all zero. Two differences from the authors' code, both deliberate: the mean covers the
+    penalized parameters only (theirs: every parameter with a gradient), and the shrink comes
+    after the Adam update as in dynl2's other decoupled schemes (theirs: just before it; the
+    two differ by lr·λ_t times the update, a second-order term).
+
+    Decoupled by definition, and Adam only: the scheduled factor is Adam's second moment. The
+    authors' SGD variant (``swd_optim/sgds.py``, SGDS) has no schedule: it is decoupled decay
+    scaled by the constant (1 − dampening)/(1 − momentum), which the ``fixed`` scheme with
+    ``apply = "decoupled"`` already covers; so ``swd`` with SGD is refused.
+    """
+
+    name: ClassVar[str] = "swd"
+    penalty: ClassVar[Literal["l2", "l1", "none"]] = "l2"
+    optimizers: ClassVar[tuple[str, ...] | None] = ("adam",)
+
+    apply: str = "decoupled"
+    lam: float = 1e-4  # the decay factor before the √mean(v̂) scaling (≥ 0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.apply != "decoupled":
+            raise ConfigError(
+                "apply",
+                f"scheme 'swd' is decoupled by definition; must be 'decoupled', "
+                f"got {self.apply!r}",
+            )
+        _non_negative("lam", self.lam)
+
+
+@dataclass(frozen=True)
+class ScheduleScheme(_SchemeBase):
+    """A time-only control: λ_t follows a fixed schedule from ``lam_start`` to ``lam_end``
+    over training, whatever the loss does. Against the dynamic scheme it asks whether reacting
+    to L matters beyond "more decay late in training". With T = epochs × steps per epoch and
+    i = t − 1 = 0, 1, …, T − 1 the step's index:
+
+        linear:  λ_t = lam_end + (lam_start − lam_end)·(1 − i/T)
+        cosine:  λ_t = lam_end + (lam_start − lam_end)·½·(1 + cos(π·i/T))
+
+    the cosine exactly as DINO schedules its weight decay (Caron et al., ICCV 2021,
+    ``utils.cosine_scheduler`` without warm-up), and the linear one on the same grid: λ starts
+    at lam_start and would reach lam_end one step after the last. R(w) = ½·λ_t·‖w‖². A run
+    stopped early (pruned) has followed the schedule of its full length.
+    """
+
+    name: ClassVar[str] = "schedule"
+    penalty: ClassVar[Literal["l2", "l1", "none"]] = "l2"
+    settings: ClassVar[tuple[str, ...]] = ("apply", "biases", "shape")
+
+    lam_start: float = 0.0  # λ at the first step (≥ 0)
+    lam_end: float = 1e-3  # λ the schedule ends at (≥ 0)
+    shape: str = "linear"  # "linear" or "cosine"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _non_negative("lam_start", self.lam_start)
+        _non_negative("lam_end", self.lam_end)
+        if self.shape not in SHAPES:
+            raise ConfigError(
+                "shape", f"must be one of {', '.join(SHAPES)}, got {describe(self.shape)}"
+            )
+
+
+Scheme = (
+    NoneScheme
+    | FixedScheme
+    | DynamicScheme
+    | DynamicL1Scheme
+    | AWDScheme
+    | SWDScheme
+    | ScheduleScheme
+)
 
 SCHEMES: dict[str, type[Scheme]] = {
-    cls.name: cls for cls in (NoneScheme, FixedScheme, DynamicScheme, DynamicL1Scheme, AWDScheme)
+    cls.name: cls
+    for cls in (
+        NoneScheme,
+        FixedScheme,
+        DynamicScheme,
+        DynamicL1Scheme,
+        AWDScheme,
+        SWDScheme,
+        ScheduleScheme,
+    )
 }
 
 
@@ -153,7 +252,7 @@ def scheme_from_dict(data: Mapping[str, object], prefix: str = "scheme") -> Sche
 def scheme_parameters(name: str) -> tuple[str, ...]:
     """The numeric parameters a scheme takes (what a study may search)."""
     cls = SCHEMES[name]
-    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("apply", "biases"))
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in cls.settings)
 
 
 def _non_negative(key: str, value: float) -> None:

@@ -16,6 +16,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+# Adam's constants, torch's defaults, for both trainers (and for SWD's second moment).
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+
 
 def per_member(values: Tensor, like: Tensor) -> Tensor:
     """``values`` (shape ``[K]``) viewed to broadcast against a ``[K, ...]`` tensor."""
@@ -69,7 +73,7 @@ class StackedAdam(StackedOptimizer):
     ``v ← β₂·v + (1−β₂)·g²``, ``w ← w − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε)``."""
 
     def __init__(
-        self, lr: Tensor, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+        self, lr: Tensor, betas: tuple[float, float] = ADAM_BETAS, eps: float = ADAM_EPS
     ) -> None:
         super().__init__(lr)
         self.beta1, self.beta2 = betas

@@ -45,6 +45,24 @@ def test_human_output(capsys):
     assert lines[-1].startswith("test_loss")
 
 
+@pytest.mark.parametrize(
+    ("flags", "scheme"),
+    [
+        (
+            ["--scheme", "schedule", "--lam-start", "0", "--lam-end", "0.01", "--shape", "cosine"],
+            {"lam_start": 0.0, "lam_end": 0.01, "shape": "cosine", "apply": "coupled"},
+        ),
+        (["--scheme", "swd", "--lam", "0.001"], {"lam": 0.001, "apply": "decoupled"}),
+    ],
+)
+def test_the_comparator_schemes_train_from_flags(capsys, flags, scheme):
+    assert main([*FAST, "--hidden", "16", *flags, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["config"]["scheme"] == {"scheme": flags[1], "biases": False, **scheme}
+    lams = [(h["lam_min"], h["lam_max"]) for h in doc["history"]]
+    assert all(high > 0 for _, high in lams) and lams[0] != lams[1]  # λ_t moves
+
+
 def test_regression_json_has_null_accuracy(capsys):
     args = ["train", "--dataset", "linear", "--n-train", "20", "--n-features", "50"]
     assert main([*args, "--model", "linear", "--epochs", "2", "--json"]) == 0
@@ -63,6 +81,12 @@ BAD = [
     (["--scheme", "fixed", "--alpha", "0.1"], "--alpha"),
     (["--scheme", "none", "--lam-awd", "0.1"], "--lam-awd"),
     (["--scheme", "fixed", "--lam", "nan"], "--lam"),
+    (["--scheme", "swd", "--lam", "0.01", "--optimizer", "sgd"], "--optimizer"),
+    (["--scheme", "swd", "--apply", "coupled"], "--apply"),
+    (["--scheme", "swd", "--lam-start", "0.1"], "--lam-start"),
+    (["--scheme", "schedule", "--shape", "square"], "--shape"),
+    (["--scheme", "schedule", "--lam-end", "-1"], "--lam-end"),
+    (["--scheme", "fixed", "--shape", "cosine"], "--shape"),
     (["--scheme", "fixed", "--lam", "inf"], "--lam"),
     (["--scheme", "fixed", "--lam", "abc"], "--lam"),
     (["--apply", "sideways", "--scheme", "fixed"], "--apply"),

@@ -261,6 +261,21 @@ GOOD = [
     pytest.param(_with(("arms", {f"a{i}": {"scheme": "none"} for i in range(64)})), id="64 arms"),
     pytest.param(_with(("model.hidden", [16] * 64)), id="64 layers"),
     pytest.param(_with(("train.lr.low", 2.2250738585072014e-308)), id="smallest normal"),
+    pytest.param(
+        _with(
+            ("arms.swd", {"scheme": "swd", "lam": {"low": 1e-5, "high": 1e-1, "log": True}}),
+            (
+                "arms.schedule",
+                {
+                    "scheme": "schedule",
+                    "shape": "cosine",
+                    "lam_start": 0.0,
+                    "lam_end": {"low": 1e-5, "high": 1e-1, "log": True},
+                },
+            ),
+        ),
+        id="the comparators: swd and a cosine schedule",
+    ),
 ]
 
 
@@ -339,6 +354,17 @@ BAD: list[tuple[str, tuple[tuple[str, Any], ...], str, str]] = [
      "arms.dynamic.alpha", "must be > 0, got 0.0 (the low end of its range)"),
     ("fixed alpha negative", (("arms.dynamic.alpha", -1.0),), "arms.dynamic.alpha", "> 0"),
     ("unknown apply", (("arms.fixed.apply", "both"),), "arms.fixed.apply", "coupled"),
+    ("swd with sgd", (("train.optimizer", "sgd"), ("arms.swd", {"scheme": "swd"})),
+     "train.optimizer", "scheme 'swd' needs optimizer 'adam', got 'sgd'"),
+    ("swd coupled", (("arms.swd", {"scheme": "swd", "apply": "coupled"}),), "arms.swd.apply",
+     "decoupled by definition"),
+    ("shape searched", (("arms.s", {"scheme": "schedule", "shape": {"low": 0, "high": 1}}),),
+     "arms.s.shape", "only numeric settings take a range; shape takes a string"),
+    ("unknown shape", (("arms.s", {"scheme": "schedule", "shape": "step"}),), "arms.s.shape",
+     "linear, cosine"),
+    ("negative lam_end",
+     (("arms.s", {"scheme": "schedule", "lam_end": {"low": -1.0, "high": 1.0}}),),
+     "arms.s.lam_end", ">= 0"),
     # floor and ceiling
     ("fixed floor > ceiling", (("arms.dynamic.floor", 0.1), ("arms.dynamic.ceiling", 0.01)),
      "arms.dynamic.floor", "floor = 0.1 is above ceiling = 0.01"),

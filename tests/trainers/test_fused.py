@@ -24,7 +24,9 @@ from trainers import (
     MLPModel,
     Mnist1dData,
     NoneScheme,
+    ScheduleScheme,
     Scheme,
+    SWDScheme,
     TrainConfig,
     TrainResult,
     fuse_problem,
@@ -49,6 +51,9 @@ SCHEMES: list[Scheme] = [
     DynamicL1Scheme(alpha=1e-3),
     DynamicL1Scheme(alpha=1e-3, apply="decoupled"),
     AWDScheme(lam_awd=1e-2),
+    SWDScheme(lam=1e-2),
+    ScheduleScheme(lam_start=0.0, lam_end=1e-2),
+    ScheduleScheme(lam_start=3e-2, lam_end=1e-3, shape="cosine", apply="decoupled"),
 ]
 OPTIMIZERS = [
     {"optimizer": "adam", "lr": 1e-2},
@@ -73,6 +78,15 @@ def _varied(scheme: Scheme, k: int) -> Scheme:
         )
     if isinstance(scheme, AWDScheme):
         return AWDScheme(lam_awd=scheme.lam_awd * factor, apply=scheme.apply)
+    if isinstance(scheme, SWDScheme):
+        return SWDScheme(lam=scheme.lam * factor)
+    if isinstance(scheme, ScheduleScheme):
+        return ScheduleScheme(
+            lam_start=scheme.lam_start * factor,
+            lam_end=scheme.lam_end * factor,
+            shape=scheme.shape,
+            apply=scheme.apply,
+        )
     return scheme
 
 
@@ -99,8 +113,18 @@ def digits() -> object:
     return load_dataset(SMALL.data, CPU)
 
 
-@pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: f"{s.name}-{s.apply}")
-@pytest.mark.parametrize("opt", OPTIMIZERS, ids=lambda o: "-".join(map(str, o.values())))
+# each scheme with each optimizer it serves (swd: Adam only)
+SERVED = [
+    pytest.param(
+        scheme, opt, id=f"{scheme.name}-{scheme.apply}-" + "-".join(map(str, opt.values()))
+    )
+    for scheme in SCHEMES
+    for opt in OPTIMIZERS
+    if scheme.optimizers is None or opt["optimizer"] in scheme.optimizers
+]
+
+
+@pytest.mark.parametrize(("scheme", "opt"), SERVED)
 def test_one_member_equals_the_unfused_run(scheme: Scheme, opt: dict, digits: object) -> None:
     config = SMALL.with_(scheme=scheme, seed=7, **opt)
     unfused = train(config, data=digits)  # type: ignore[arg-type]
@@ -365,7 +389,10 @@ def _no_host_reads(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_fused_step_never_reads_a_tensor_back(
     scheme: Scheme, digits: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    configs = [SMALL.with_(scheme=_varied(scheme, k), seed=k, optimizer="sgd") for k in range(3)]
+    optimizer = (scheme.optimizers or ("sgd",))[0]  # SGD unless the scheme serves Adam only
+    configs = [
+        SMALL.with_(scheme=_varied(scheme, k), seed=k, optimizer=optimizer) for k in range(3)
+    ]
     trainer = FusedTrainer(configs, digits, CPU)  # type: ignore[arg-type]
     order = torch.randperm(len(digits.x_train))  # type: ignore[attr-defined]
     trainer.train_epoch(order, 64)  # first steps create the optimizer's state

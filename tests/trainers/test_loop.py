@@ -21,6 +21,8 @@ from trainers import (
     MLPModel,
     Mnist1dData,
     NoneScheme,
+    ScheduleScheme,
+    SWDScheme,
     TrainConfig,
     Trainer,
     load_dataset,
@@ -39,13 +41,23 @@ ALL_SCHEMES = [
     DynamicScheme(alpha=1e-2, floor=1e-4, ceiling=1e-2, loss_ema=0.9),
     DynamicL1Scheme(alpha=1e-3),
     AWDScheme(lam_awd=1e-2),
+    SWDScheme(lam=1e-2),
+    ScheduleScheme(lam_start=1e-2, lam_end=0.0, shape="cosine"),
 ]
 
 
-@pytest.mark.parametrize("apply", ["coupled", "decoupled"])
-@pytest.mark.parametrize("scheme", ALL_SCHEMES, ids=lambda s: s.name)
-def test_every_scheme_trains_and_reports(scheme, apply):
-    config = SMALL.with_(scheme=type(scheme)(**{**scheme.__dict__, "apply": apply}))
+# every scheme in each mode it takes (swd is decoupled by definition)
+APPLIED = [
+    type(scheme)(**{**scheme.__dict__, "apply": apply})
+    for scheme in ALL_SCHEMES
+    for apply in ("coupled", "decoupled")
+    if not (scheme.name == "swd" and apply == "coupled")
+]
+
+
+@pytest.mark.parametrize("scheme", APPLIED, ids=lambda s: f"{s.name}-{s.apply}")
+def test_every_scheme_trains_and_reports(scheme):
+    config = SMALL.with_(scheme=scheme)
     result = train(config)
     assert len(result.history) == 3
     for r in result.history:

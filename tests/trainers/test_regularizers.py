@@ -3,16 +3,25 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from trainers import (
     AWDScheme,
+    DigitsData,
     DynamicL1Scheme,
     DynamicScheme,
     FixedScheme,
+    MLPModel,
     NoneScheme,
+    ScheduleScheme,
     Scheme,
+    SWDScheme,
+    TrainConfig,
+    Trainer,
+    load_dataset,
     make_regularizer,
 )
 from trainers.regularizers import make_stacked_regularizer
@@ -81,6 +90,58 @@ def test_awd_lambda_and_smoothing():
     assert second == pytest.approx(0.1 * first + 0.9 * lam_t, rel=1e-5)
 
 
+@pytest.mark.parametrize("shape", ["linear", "cosine"])
+def test_schedule_lambda_exact(shape):
+    """λ over T = 8 steps from 0.3 to 0.1, then the value one step past the end."""
+    total, start, end = 8, 0.3, 0.1
+    reg = make_regularizer(ScheduleScheme(lam_start=start, lam_end=end, shape=shape), CPU, total)
+    for i in range(total):
+        u = i / total
+        c = (1 - u) if shape == "linear" else 0.5 * (1 + math.cos(math.pi * u))
+        got = float(reg.lam(torch.tensor(5.0), [], _params()))  # the loss plays no part
+        assert got == pytest.approx(end + (start - end) * c, rel=1e-6), i
+    assert float(reg.lam(torch.tensor(5.0), [], _params())) == pytest.approx(end, rel=1e-6)
+
+
+def test_a_schedule_needs_the_run_s_length():
+    with pytest.raises(ValueError, match="total steps"):
+        make_regularizer(ScheduleScheme(), CPU)
+
+
+def test_swd_lambda_is_lam_over_the_root_of_adam_s_mean_second_moment():
+    """λ_t of a run against torch.optim.Adam's own state after the step: lam divided by the
+    root of the mean, over the penalized parameters, of exp_avg_sq / (1 − β₂ᵗ)."""
+    config = TrainConfig(
+        data=DigitsData(), model=MLPModel(hidden=(16,)), scheme=SWDScheme(lam=0.01),
+        epochs=1, batch_size=50, device="cpu",
+    )  # fmt: skip
+    trainer = Trainer(config, load_dataset(config.data, CPU), CPU)
+    x, y = trainer.data.x_train, trainer.data.y_train
+    beta2 = trainer.optimizer.param_groups[0]["betas"][1]
+    lams = []
+    for t in range(1, 6):
+        _, lam, _ = trainer.step(x[50 * t : 50 * t + 50], y[50 * t : 50 * t + 50])
+        states = [trainer.optimizer.state[p] for p in trainer.penalized]
+        v_hat = torch.cat([s["exp_avg_sq"].flatten() for s in states]) / (1 - beta2**t)
+        assert float(lam) == pytest.approx(0.01 / float(v_hat.mean().sqrt()), rel=1e-4), t
+        lams.append(float(lam))
+    assert len(set(lams)) == len(lams)  # it follows the gradients step by step
+
+
+def test_swd_shrinks_weights_after_the_step_by_lr_times_lambda():
+    params = _params()
+    before = [p.clone() for p in params]
+    reg = make_regularizer(SWDScheme(lam=0.01), CPU)
+    grads = [torch.full_like(p, 0.5) for p in params]  # mean(g²) = 0.25: √mean(v̂_1) = 0.5
+    lam = reg.lam(torch.tensor(1.0), grads, params)
+    assert float(lam) == pytest.approx(0.01 / 0.5, rel=1e-6)
+    reg.before_step(lam, grads, params)
+    assert all(torch.equal(g, torch.full_like(g, 0.5)) for g in grads)  # decoupled
+    reg.after_step(lam, 0.1, params)
+    for p, b in zip(params, before, strict=True):
+        torch.testing.assert_close(p, b * (1 - 0.1 * 0.02))
+
+
 @pytest.mark.parametrize("lam", [0.0, 0.01, 1.5])
 def test_coupled_l2_gradient_equals_autograd(lam):
     params = [p.clone().requires_grad_() for p in _params()]
@@ -138,6 +199,9 @@ STACKABLE: list[Scheme] = [
     DynamicL1Scheme(alpha=0.1),
     DynamicL1Scheme(alpha=0.1, apply="decoupled"),
     AWDScheme(lam_awd=0.5),
+    SWDScheme(lam=0.05),
+    ScheduleScheme(lam_start=0.2, lam_end=0.01),
+    ScheduleScheme(lam_start=0.0, lam_end=0.3, shape="cosine", apply="decoupled"),
 ]
 
 
@@ -157,6 +221,15 @@ def _member(scheme: Scheme, k: int) -> Scheme:
         )
     if isinstance(scheme, AWDScheme):
         return AWDScheme(lam_awd=scheme.lam_awd * (1 + k), apply=scheme.apply)
+    if isinstance(scheme, SWDScheme):
+        return SWDScheme(lam=scheme.lam * (1 + k))
+    if isinstance(scheme, ScheduleScheme):
+        return ScheduleScheme(
+            lam_start=scheme.lam_start * (1 + k),
+            lam_end=scheme.lam_end / (1 + k),
+            shape=scheme.shape,
+            apply=scheme.apply,
+        )
     return scheme
 
 
@@ -164,8 +237,8 @@ def _member(scheme: Scheme, k: int) -> Scheme:
 def test_a_stack_computes_each_member_s_run_and_members_can_leave(scheme: Scheme) -> None:
     k = 4
     schemes = [_member(scheme, i) for i in range(k)]
-    runs = [make_regularizer(s, CPU) for s in schemes]
-    stack = make_stacked_regularizer(schemes, CPU)
+    runs = [make_regularizer(s, CPU, total_steps=6) for s in schemes]
+    stack = make_stacked_regularizer(schemes, CPU, total_steps=6)
     g = torch.Generator().manual_seed(1)
     members = list(range(k))
     shapes = [(4, 3), (2, 4)]
@@ -189,8 +262,8 @@ def test_a_stack_computes_each_member_s_run_and_members_can_leave(scheme: Scheme
             grads = [grad[row].clone() for grad in incoming]
             run_lam = runs[i].lam(loss[row], grads, run_params[i])
             assert run_lam.ndim == 0
-            # the AWD norms are reduced in another order for a stack: rounding apart
-            exact = not isinstance(scheme, AWDScheme)
+            # the AWD and SWD norms are reduced in another order for a stack: rounding apart
+            exact = not isinstance(scheme, AWDScheme | SWDScheme)
             _close(lam[row], run_lam, exact)
             runs[i].before_step(run_lam, grads, run_params[i])
             runs[i].after_step(run_lam, 0.1, run_params[i])

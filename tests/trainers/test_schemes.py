@@ -36,6 +36,14 @@ def test_penalty_covers_matrices_and_kernels_and_biases_when_asked(scheme, ndim,
         ({"scheme": "fixed", "lam": float("nan")}, "scheme.lam"),
         ({"scheme": "awd", "lam_awd": 0.0}, "scheme.lam_awd"),
         ({"scheme": "none", "apply": "sideways"}, "scheme.apply"),
+        ({"scheme": "swd", "lam": -1e-4}, "scheme.lam"),
+        ({"scheme": "swd", "lam": 1e-4, "apply": "coupled"}, "scheme.apply"),
+        ({"scheme": "swd", "alpha": 0.1}, "scheme.alpha"),
+        ({"scheme": "schedule", "lam_start": -1.0}, "scheme.lam_start"),
+        ({"scheme": "schedule", "lam_end": float("inf") * 0}, "scheme.lam_end"),
+        ({"scheme": "schedule", "shape": "square"}, "scheme.shape"),
+        ({"scheme": "schedule", "shape": 1}, "scheme.shape"),
+        ({"scheme": "schedule", "lam": 0.1}, "scheme.lam"),
         ({"scheme": "l3"}, "scheme.scheme"),
     ],
 )
@@ -44,3 +52,25 @@ def test_bad_scheme_settings_name_their_key(data, key):
         scheme_from_dict(data)
     assert info.value.key == key
     assert str(info.value).startswith(key + ":")
+
+
+def test_swd_serves_adam_only_and_is_decoupled_by_default():
+    from trainers import SWDScheme, TrainConfig
+
+    assert SWDScheme().apply == "decoupled"
+    TrainConfig(scheme=SWDScheme(lam=1e-3), optimizer="adam")
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(scheme=SWDScheme(lam=1e-3), optimizer="sgd")
+    assert str(info.value) == "optimizer: scheme 'swd' needs optimizer 'adam', got 'sgd'"
+
+
+def test_a_schedule_searches_its_strengths_and_holds_its_shape():
+    from trainers import SCHEMES, scheme_parameters
+
+    assert scheme_parameters("schedule") == ("lam_start", "lam_end")
+    assert SCHEMES["schedule"].settings == ("apply", "biases", "shape")
+    assert scheme_parameters("swd") == ("lam",)
+    data = {"scheme": "schedule", "lam_start": 0.0, "lam_end": 0.01, "shape": "cosine"}
+    scheme = scheme_from_dict(data)
+    assert scheme_from_dict(scheme.to_dict()) == scheme
+    assert scheme.to_dict() == {**data, "apply": "coupled", "biases": False}
