@@ -8,6 +8,7 @@ once); :class:`ExperimentSpec` names what the report reads of it.
 """
 
 from reports.data import build_report_data
+from reports.meta import Pooled, pool
 from reports.model import ReportData
 from reports.render import render_compare_html, render_html
 from reports.spec import ExperimentSpec
@@ -18,10 +19,12 @@ __all__ = [
     "ExperimentSpec",
     "MeanCI",
     "Paired",
+    "Pooled",
     "ReportData",
     "build_report_data",
     "mean_ci",
     "paired",
+    "pool",
     "render_compare_html",
     "render_html",
     "summary_json",

@@ -1,0 +1,154 @@
+"""Suite files (study.suite_config): a base experiment and a matrix of overrides, expanded in
+file order, named from their values, every expanded config validated before anything runs, and
+every problem reported at once, one line each."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from study.suite_config import (
+    MAX_WITHOUT_YES,
+    SuiteConfigError,
+    load_suite,
+    parse_suite,
+)
+
+BASE: dict[str, Any] = {
+    "experiment": {"seed": 3},
+    "data": {"dataset": "digits"},
+    "model": {"kind": "mlp", "hidden": [16]},
+    "train": {"optimizer": "adam", "lr": {"low": 1e-3, "high": 3e-2, "log": True},
+              "epochs": 3, "batch_size": 100, "device": "cpu"},
+    "search": {"n_trials": 2, "sampler": "random", "pruner": "none", "metric": "val_acc"},
+    "arms": {"fixed": {"scheme": "fixed", "lam": {"low": 1e-6, "high": 1e-1, "log": True}},
+             "dynamic": {"scheme": "dynamic", "alpha": {"low": 1e-4, "high": 1.0, "log": True}}},
+    "evaluate": {"seeds": 2},
+}  # fmt: skip
+
+
+def _suite(matrix: dict[str, Any], exclude: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = {"suite": {"name": "when"}, "base": copy.deepcopy(BASE)}
+    doc["matrix"] = matrix
+    if exclude is not None:
+        doc["exclude"] = exclude
+    return doc
+
+
+def test_the_matrix_expands_in_file_order_minus_the_exclusions() -> None:
+    suite = parse_suite(
+        _suite(
+            {
+                "data.dataset": ["mnist1d", "digits"],
+                "model": [{"kind": "mlp", "hidden": [16]}, {"kind": "cnn", "channels": 8}],
+                "train.optimizer": ["adam", "sgd"],
+            },
+            exclude=[{"data.dataset": "digits", "model": {"kind": "cnn", "channels": 8}}],
+        )
+    )
+    assert suite.name == "when"
+    assert suite.factors == ("data.dataset", "model", "train.optimizer")
+    assert [e.name for e in suite.experiments] == [
+        "when-mnist1d-mlp-adam", "when-mnist1d-mlp-sgd", "when-mnist1d-cnn-adam",
+        "when-mnist1d-cnn-sgd", "when-digits-mlp-adam", "when-digits-mlp-sgd",
+    ]  # fmt: skip
+    cnn_sgd = suite.experiments[3]
+    assert cnn_sgd.config.name == "when-mnist1d-cnn-sgd"
+    assert cnn_sgd.config.data["dataset"] == "mnist1d" and cnn_sgd.config.model["kind"] == "cnn"
+    assert cnn_sgd.config.train_fixed["optimizer"] == "sgd"
+    assert cnn_sgd.config.seed == 3  # the rest of the base stays as it is
+    assert dict(cnn_sgd.factors) == {
+        "data.dataset": "mnist1d", "model": {"kind": "cnn", "channels": 8},
+        "train.optimizer": "sgd",
+    }  # fmt: skip
+
+
+def test_names_are_made_from_values() -> None:
+    suite = parse_suite(_suite({"train.epochs": [3, 10], "train.batch_size": [50, 100]}))
+    assert [e.name for e in suite.experiments] == [
+        "when-3-50",
+        "when-3-100",
+        "when-10-50",
+        "when-10-100",
+    ]
+    floats = parse_suite(_suite({"arms.fixed.lam": [0.001, 1e-05]}))
+    assert [e.name for e in floats.experiments] == ["when-0p001", "when-1e-05"]
+
+
+def test_a_suite_file_is_read_with_the_config_reader(tmp_path: Path) -> None:
+    path = tmp_path / "suite.toml"
+    path.write_text(
+        '[suite]\nname = "s"\n[base]\ndata = { dataset = "digits" }\n'
+        '[base.arms.none]\nscheme = "none"\n[matrix]\n"train.epochs" = [2, 4]\n'
+    )
+    assert [e.name for e in load_suite(path).experiments] == ["s-2", "s-4"]
+    with pytest.raises(SuiteConfigError) as info:
+        load_suite(tmp_path / "missing.toml")
+    assert len(info.value.problems) == 1 and "missing.toml" in info.value.problems[0]
+
+
+def _problems(doc: dict[str, Any], **kwargs: Any) -> tuple[str, ...]:
+    with pytest.raises(SuiteConfigError) as info:
+        parse_suite(doc, **kwargs)
+    assert str(info.value) == "\n".join(info.value.problems)
+    return info.value.problems
+
+
+BAD = [
+    ("unknown dotted key", {"train.epoch": [3, 5]}, None,
+     ["experiment 'when-3' (train.epoch = 3): train.epoch: [train] has no setting 'epoch'",
+      "experiment 'when-5' (train.epoch = 5): train.epoch: [train] has no setting 'epoch'"]),
+    ("not a key of the config", {"epochs": [3]}, None, ['matrix.epochs: not a key']),
+    ("empty matrix", {}, None, ["matrix: missing or empty"]),
+    ("empty list", {"train.epochs": []}, None, ['matrix."train.epochs": expected a non-empty']),
+    ("a value twice", {"train.epochs": [3, 3]}, None,
+     ['matrix."train.epochs": a value appears twice']),
+    ("varying the name", {"experiment.name": ["a", "b"]}, None, ["cannot vary the name"]),
+    ("cnn on digits", {"model": [{"kind": "cnn"}]}, None,
+     ["experiment 'when-cnn' (model = {'kind': 'cnn'}): model.kind: cnn needs sequence data"]),
+    ("swd with sgd", {"train.optimizer": ["sgd"], "arms.swd": [{"scheme": "swd"}]}, None,
+     ["train.optimizer: scheme 'swd' needs optimizer 'adam', got 'sgd'"]),
+    ("duplicate names", {"arms.fixed.lam": [0.1, "0p1"]}, None,
+     ["experiment 'when-0p1' (arms.fixed.lam = '0p1'): the same name as (arms.fixed.lam = 0.1)"]),
+    ("exclude of an unknown key", {"train.epochs": [3, 5]}, [{"train.lr": 0.1}],
+     ['exclude[0]."train.lr": not a matrix key; the matrix varies train.epochs']),
+    ("exclude of an unknown value", {"train.epochs": [3, 5]}, [{"train.epochs": 7}],
+     ['exclude[0]."train.epochs": 7 is not among its values']),
+    ("everything excluded", {"train.epochs": [3]}, [{"train.epochs": 3}],
+     ["exclude: every combination of the matrix is excluded"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("matrix", "exclude", "fragments"), [pytest.param(*case[1:], id=case[0]) for case in BAD]
+)
+def test_bad_suites_name_every_problem_one_line_each(matrix, exclude, fragments) -> None:
+    problems = _problems(_suite(matrix, exclude))
+    assert len(problems) == len(fragments), problems
+    for line, fragment in zip(problems, fragments, strict=True):
+        assert fragment in line, (line, fragment)
+        assert "\n" not in line
+
+
+def test_bad_sections_are_all_reported_together() -> None:
+    doc = _suite({"train.epochs": [3]})
+    doc["extra"] = {}
+    doc["suite"] = {"name": "a b", "owner": "me"}
+    doc["base"]["experiment"]["name"] = "x"
+    problems = _problems(doc)
+    assert problems == (
+        "extra: unknown section; allowed: suite, base, matrix, exclude",
+        "suite.owner: unknown setting; allowed: name",
+        "suite.name: a suite name is 1 to 64 letters (A-Z, a-z), digits, '-' or '_', got 'a b'",
+        "base.experiment.name: the suite names its experiments; leave it out",
+    )
+
+
+def test_more_than_the_sane_number_needs_confirmation() -> None:
+    big = {"train.epochs": list(range(1, 9)), "train.batch_size": list(range(10, 19))}
+    (line,) = _problems(_suite(big))
+    assert line == f"matrix: expands to 72 experiments; more than {MAX_WITHOUT_YES} needs --yes"
+    assert len(parse_suite(_suite(big), confirmed=True).experiments) == 72
