@@ -26,10 +26,13 @@ from reports.figures import (
 )
 from reports.model import ReportData
 from reports.stats import MeanCI, Paired, p_text, signed
+from reports.suite import SuiteReportData, factor_text
+from reports.suite_figures import forest_figure, when_figure
+from reports.suite_templates import SUITE, SUITE_CSS, SUITE_SECTIONS
 from reports.tables import TOP_TRIALS
 from reports.templates import COMPARE, CSS, REPORT
 
-__all__ = ["render_compare_html", "render_html"]
+__all__ = ["render_compare_html", "render_html", "render_suite_html"]
 
 SECTIONS = (
     ("verdict", "Verdict"),
@@ -118,6 +121,32 @@ def render_compare_html(datas: list[ReportData]) -> str:
             css=Markup(CSS),
             plotlyjs=None,
             rows=rows,
+        )
+    )
+
+
+def render_suite_html(data: SuiteReportData) -> str:
+    """The suite report as one self-contained page: the paragraph, the forest plot, every
+    arm's pooled estimate, the "when" tables and the experiments with links to their reports."""
+    forest, when = forest_figure(data), when_figure(data)
+    figs = {
+        "forest": None if forest is None else _safe(forest),
+        "when": None if when is None else _safe(when),
+    }
+    direction = data.main.direction
+    return (
+        _env()
+        .from_string(SUITE)
+        .render(
+            title=f"dynl2 suite report: {data.name}",
+            css=Markup(CSS + SUITE_CSS),
+            plotlyjs=Markup(_plotlyjs()) if any(figs.values()) else None,
+            sections=SUITE_SECTIONS,
+            d=data,
+            figs=figs,
+            digits=data.digits,
+            answer_class={"better": "win", "worse": "loss"}.get(direction or "", ""),
+            factor_text=factor_text,
         )
     )
 

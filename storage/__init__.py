@@ -18,6 +18,8 @@ from storage.errors import (
     StorageError,
     StorageUnavailable,
     StorageURLError,
+    SuiteConflict,
+    SuiteNotFound,
 )
 from storage.pg_reader import READER_URL_ENV, ReaderSetup, set_up_reader
 from storage.readonly import QueryResult, run_readonly
@@ -30,6 +32,8 @@ from storage.records import (
     STUDY_MARK,
     TRIAL_COLUMNS,
     ExperimentInfo,
+    SuiteInfo,
+    SuiteMember,
     Tally,
     split_study_name,
     study_name,
@@ -74,6 +78,10 @@ __all__ = [
     "StorageURLError",
     "StorageUnavailable",
     "Store",
+    "SuiteConflict",
+    "SuiteInfo",
+    "SuiteMember",
+    "SuiteNotFound",
     "Tally",
     "backend_of",
     "best_by_search",

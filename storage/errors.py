@@ -19,6 +19,8 @@ __all__ = [
     "StorageError",
     "StorageURLError",
     "StorageUnavailable",
+    "SuiteConflict",
+    "SuiteNotFound",
 ]
 
 
@@ -46,6 +48,14 @@ class ExperimentConflict(StorageError):
     """An experiment with the same name but a different config already exists."""
 
 
+class SuiteNotFound(StorageError, LookupError):
+    """No suite with the given name exists in the store."""
+
+
+class SuiteConflict(StorageError):
+    """A suite with the same name but another definition or other experiments exists."""
+
+
 class ReadOnlyViolation(StorageError):
     """The read-only query door refused a statement that could change or leak data."""
 
@@ -67,4 +77,4 @@ class QueryError(StorageError):
 
 
 class ReportNotFound(StorageError, LookupError):
-    """No report of the experiment is stored yet."""
+    """No report of the experiment (or suite) is stored yet."""

@@ -29,10 +29,12 @@ from storage.records import (
     STUDY_MARK,
     TRIAL_COLUMNS,
     ExperimentInfo,
+    SuiteInfo,
+    SuiteMember,
     Tally,
     split_study_name,
 )
-from storage.schema import Epoch, Evaluation, Experiment
+from storage.schema import Epoch, Evaluation, Experiment, Suite, SuiteExperiment
 
 __all__ = [
     "arm_studies",
@@ -43,6 +45,7 @@ __all__ = [
     "experiment_info",
     "experiments_frame",
     "stored_json",
+    "suite_infos",
     "tallies",
     "trials_frame",
 ]
@@ -80,13 +83,17 @@ def stored_json(value: object, where: str) -> Any:
         raise damaged(f"{where} is JSON nested too deeply to read") from None
 
 
+def _stored_object(value: object, where: str) -> dict[str, Any]:
+    """Decode JSON text that must hold an object, or the store is damaged."""
+    found = stored_json(value, where)
+    if not isinstance(found, dict):
+        raise damaged(f"{where} is JSON {type(found).__name__}, not an object ({_quoted(value)})")
+    return found
+
+
 def experiment_config(value: object, name: str) -> dict[str, Any]:
     """The decoded config of experiment ``name``: a JSON object, or the store is damaged."""
-    where = f"the config of experiment {name!r} in dynl2_experiments"
-    config = stored_json(value, where)
-    if not isinstance(config, dict):
-        raise damaged(f"{where} is JSON {type(config).__name__}, not an object ({_quoted(value)})")
-    return config
+    return _stored_object(value, f"the config of experiment {name!r} in dynl2_experiments")
 
 
 def experiment_info(row: Experiment) -> ExperimentInfo:
@@ -97,6 +104,39 @@ def experiment_info(row: Experiment) -> ExperimentInfo:
         config=experiment_config(row.config, row.name),
         created=row.created,
     )
+
+
+def suite_infos(session: Session, rows: Sequence[Suite]) -> list[SuiteInfo]:
+    """The plain values of ``dynl2_suites`` rows, each with its experiments in order (their
+    members read with one query)."""
+    names = {row.id: row.name for row in rows}
+    members: dict[int, list[SuiteMember]] = {suite_id: [] for suite_id in names}
+    if names:
+        query = (
+            select(SuiteExperiment)
+            .where(SuiteExperiment.suite_id.in_(list(names)))
+            .order_by(SuiteExperiment.suite_id, SuiteExperiment.position)
+        )
+        for member in session.scalars(query):
+            where = (
+                f"the factors of experiment {member.experiment!r} of suite "
+                f"{names[member.suite_id]!r} in dynl2_suite_experiments"
+            )
+            factors = _stored_object(member.factors, where)
+            members[member.suite_id].append(
+                SuiteMember(member.position, member.experiment, factors)
+            )
+    return [
+        SuiteInfo(
+            name=row.name,
+            created=row.created,
+            definition=_stored_object(
+                row.definition, f"the definition of suite {row.name!r} in dynl2_suites"
+            ),
+            members=tuple(members[row.id]),
+        )
+        for row in rows
+    ]
 
 
 def _frame(rows: Iterable[Sequence[Any]], columns: Sequence[str], dtypes: dict[str, str]) -> Any:

@@ -23,6 +23,8 @@ __all__ = [
     "STUDY_MARK",
     "TRIAL_COLUMNS",
     "ExperimentInfo",
+    "SuiteInfo",
+    "SuiteMember",
     "Tally",
     "check_name",
     "check_replicate",
@@ -95,8 +97,30 @@ class ExperimentInfo:
     created: datetime  # UTC, timezone-aware
 
 
+@dataclass(frozen=True)
+class SuiteMember:
+    """One experiment of a suite: its place (0-based), name and the matrix values that made it
+    (dotted config key -> value, in the matrix's order; do not mutate them)."""
+
+    position: int
+    experiment: str
+    factors: dict[str, Any] = field(hash=False)
+
+
+@dataclass(frozen=True)
+class SuiteInfo:
+    """One row of ``dynl2_suites`` with its experiments in order; ``definition`` is the suite
+    file as parsed (decoded JSON, in the file's order; do not mutate it)."""
+
+    name: str
+    created: datetime  # UTC, timezone-aware
+    definition: dict[str, Any] = field(hash=False)
+    members: tuple[SuiteMember, ...]
+
+
 def check_name(value: object, argument: str) -> str:
-    """Validate an experiment or arm name: a non-empty string without ``/`` or edge spaces."""
+    """Validate an experiment, arm or suite name: a non-empty string without ``/`` or edge
+    spaces."""
     if not isinstance(value, str) or not value or value != value.strip():
         raise InvalidRecord(
             f"`{argument}` must be a non-empty string without leading or trailing spaces, "

@@ -44,16 +44,21 @@ __all__ = [
     "Evaluation",
     "Experiment",
     "Meta",
+    "Report",
+    "Suite",
+    "SuiteExperiment",
+    "SuiteReport",
     "UTCDateTime",
     "create_schema",
 ]
 
-SCHEMA_VERSION = 4  # bump with a migration whenever a dynl2_ table changes shape
+SCHEMA_VERSION = 5  # bump with a migration whenever a dynl2_ table changes shape
 # 2: + dynl2_reports (revision 0001, the Alembic baseline, creates it in a version-1 store)
 # 3: + dynl2_evaluations.replicate, unique (experiment_id, arm, replicate, seed) (revision 0002)
 # 4: + dynl2_evaluations.trainer_seed and .diverged, out of params (revision 0003)
+# 5: + dynl2_suites, dynl2_suite_experiments and dynl2_suite_reports (revision 0004)
 
-NAME_LENGTH = 255  # experiment and arm names; "EXPERIMENT/ARM" must fit Optuna's 512
+NAME_LENGTH = 255  # experiment, arm and suite names; "EXPERIMENT/ARM" must fit Optuna's 512
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -178,9 +183,52 @@ class Report(Base):
     html: Mapped[str] = mapped_column(Text().with_variant(LONGTEXT(), "mysql"))
 
 
+class Suite(Base):
+    """One suite: a family of experiments expanded from one suite file."""
+
+    __tablename__ = "dynl2_suites"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime())
+    definition: Mapped[str] = mapped_column(Text)  # JSON: the suite file as parsed, in its order
+
+
+class SuiteExperiment(Base):
+    """One experiment of a suite, in the suite's order, with the matrix values that made it.
+
+    ``experiment`` is a name, not a foreign key: a suite is stored before its experiments
+    exist, and each is created when the suite runs it."""
+
+    __tablename__ = "dynl2_suite_experiments"
+    __table_args__ = (UniqueConstraint("suite_id", "experiment"),)
+
+    suite_id: Mapped[int] = mapped_column(
+        ForeignKey("dynl2_suites.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0-based
+    experiment: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    factors: Mapped[str] = mapped_column(Text)  # JSON: dotted config key -> value, in order
+
+
+class SuiteReport(Base):
+    """One generated suite report, kept whole like :class:`Report`."""
+
+    __tablename__ = "dynl2_suite_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    suite_id: Mapped[int] = mapped_column(
+        ForeignKey("dynl2_suites.id", ondelete="CASCADE"), index=True
+    )
+    created: Mapped[datetime] = mapped_column(UTCDateTime())
+    path: Mapped[str] = mapped_column(Text)  # where the file was written
+    summary: Mapped[str] = mapped_column(Text)  # JSON: the pooled numbers
+    html: Mapped[str] = mapped_column(Text().with_variant(LONGTEXT(), "mysql"))
+
+
 DYNL2_TABLES: tuple[Table, ...] = tuple(
     Base.metadata.tables[model.__tablename__]
-    for model in (Meta, Experiment, Epoch, Evaluation, Report)
+    for model in (Meta, Experiment, Epoch, Evaluation, Report, Suite, SuiteExperiment, SuiteReport)
 )
 
 # Tools other than dynl2 (optuna-dashboard, `optuna delete-study`) open SQLite without

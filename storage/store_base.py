@@ -29,9 +29,9 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.engine import engine_kwargs
-from storage.errors import ExperimentNotFound, StorageError, StorageUnavailable
+from storage.errors import ExperimentNotFound, StorageError, StorageUnavailable, SuiteNotFound
 from storage.locks import named_lock
-from storage.schema import Evaluation, Experiment
+from storage.schema import Evaluation, Experiment, Suite
 from storage.urls import backend_of, first_line, masked_url, sqlite_path
 
 __all__ = ["EVALUATION_TABLE_COLUMNS", "StoreBase", "StoreVanished"]
@@ -39,7 +39,7 @@ __all__ = ["EVALUATION_TABLE_COLUMNS", "StoreBase", "StoreVanished"]
 # The columns of dynl2_evaluations at this code's schema version.
 EVALUATION_TABLE_COLUMNS = frozenset(Evaluation.__table__.columns.keys())
 
-_NOT_FOUND_LIST_LIMIT = 10  # experiment names listed in an ExperimentNotFound message
+_NOT_FOUND_LIST_LIMIT = 10  # names listed in an ExperimentNotFound or SuiteNotFound message
 _OPTUNA_OPEN_ATTEMPTS = 5  # tries to open Optuna's storage while other workers create it
 
 
@@ -59,6 +59,7 @@ class StoreBase:
         self._optuna: dict[tuple[int | None, int | None], optuna.storages.RDBStorage] = {}
         self._file: tuple[str, tuple[int, int]] | None = None  # SQLite: path, (device, inode)
         self._evaluations_current = False  # seen every column of EVALUATION_TABLE_COLUMNS
+        self._suites_present = False  # seen the suite tables (revision 0004)
 
     # ----------------------------------------------------------------------- lifecycle
 
@@ -262,6 +263,34 @@ class StoreBase:
         else:
             listing = f"known experiments: {', '.join(known)}"
         raise ExperimentNotFound(f"No experiment named {name!r} in {self._where()} ({listing}).")
+
+    def _has_suites(self, session: Session) -> bool:
+        """Whether the suite tables exist. A store an older dynl2 wrote (before revision 0004),
+        opened with ``create=False``, is read without upgrading it: it has none, and reads as
+        a store without suites. Only their presence is remembered: a store is upgraded while
+        this one reads it, never the other way."""
+        if not self._suites_present:
+            self._suites_present = inspect(session.connection()).has_table(Suite.__tablename__)
+        return self._suites_present
+
+    def _suite_row(self, session: Session, name: str) -> Suite:
+        known: list[str] = []
+        if self._has_suites(session):
+            row = session.scalars(select(Suite).where(Suite.name == name)).one_or_none()
+            if row is not None:
+                return row
+            known = list(
+                session.scalars(
+                    select(Suite.name).order_by(Suite.id).limit(_NOT_FOUND_LIST_LIMIT + 1)
+                )
+            )
+        if not known:
+            listing = "no suites yet"
+        elif len(known) > _NOT_FOUND_LIST_LIMIT:
+            listing = f"suites include {', '.join(known[:_NOT_FOUND_LIST_LIMIT])}"
+        else:
+            listing = f"suites: {', '.join(known)}"
+        raise SuiteNotFound(f"No suite named {name!r} in {self._where()}; {listing}")
 
 
 def _quiet_rollback(session: Session) -> None:

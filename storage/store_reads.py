@@ -1,4 +1,4 @@
-"""The read side of the store: experiments, trials, epochs, evaluations and reports.
+"""The read side of the store: experiments, trials, epochs, evaluations, suites and reports.
 
 Each method runs its queries (:mod:`storage.reads`) in one transaction and hands back a frozen
 dataclass or a DataFrame with a fixed column list. A store an older dynl2 wrote, opened with
@@ -15,8 +15,8 @@ from sqlalchemy import select
 from storage import optuna_tables as ot
 from storage import reads
 from storage.errors import ReportNotFound
-from storage.records import ExperimentInfo, Tally, check_replicate
-from storage.schema import Evaluation, Experiment, Report
+from storage.records import ExperimentInfo, SuiteInfo, Tally, check_replicate
+from storage.schema import Evaluation, Experiment, Report, Suite, SuiteReport
 from storage.store_base import StoreBase
 
 __all__ = ["StoreReads"]
@@ -115,6 +115,68 @@ class StoreReads(StoreBase):
             raise ReportNotFound(
                 f"No report of experiment {experiment!r} is stored in {self._where()}; "
                 f"make one with: dynl2 report {experiment}"
+            )
+        return row[0], row[1]
+
+    # ------------------------------------------------------------------------ suites
+
+    def suite(self, name: str) -> SuiteInfo:
+        """Suite ``name`` with its experiments in order; raises
+        :class:`~storage.errors.SuiteNotFound` when the store has none of that name."""
+        with self._session() as session:
+            return reads.suite_infos(session, [self._suite_row(session, name)])[0]
+
+    def suites(self) -> list[SuiteInfo]:
+        """Every suite with its experiments, oldest first."""
+        with self._session() as session:
+            if not self._has_suites(session):  # a store from before suites
+                return []
+            rows = list(session.scalars(select(Suite).order_by(Suite.created, Suite.id)))
+            return reads.suite_infos(session, rows)
+
+    def suite_reports(self, name: str | None = None) -> pd.DataFrame:
+        """DataFrame of stored suite reports (id, suite, created, path, summary), newest first;
+        of suite ``name`` only when given."""
+        columns = ["id", "suite", "created", "path", "summary"]
+        with self._session() as session:
+            if name is not None:
+                self._suite_row(session, name)
+            elif not self._has_suites(session):  # a store from before suites
+                return pd.DataFrame(columns=columns)
+            query = (
+                select(
+                    SuiteReport.id,
+                    Suite.name,
+                    SuiteReport.created,
+                    SuiteReport.path,
+                    SuiteReport.summary,
+                )
+                .join(Suite, Suite.id == SuiteReport.suite_id)
+                .order_by(SuiteReport.created.desc(), SuiteReport.id.desc())
+            )
+            if name is not None:
+                query = query.where(Suite.name == name)
+            where = "the summary of suite report {} in dynl2_suite_reports"
+            rows = [
+                (*r[:4], reads.stored_json(r[4], where.format(r[0])))
+                for r in session.execute(query)
+            ]
+        return pd.DataFrame(rows, columns=columns)
+
+    def latest_suite_report(self, name: str) -> tuple[str, str]:
+        """(HTML, original path) of the newest stored report of suite ``name``."""
+        with self._session() as session:
+            suite_id = self._suite_row(session, name).id
+            row = session.execute(
+                select(SuiteReport.html, SuiteReport.path)
+                .where(SuiteReport.suite_id == suite_id)
+                .order_by(SuiteReport.created.desc(), SuiteReport.id.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            raise ReportNotFound(
+                f"No report of suite {name!r} is stored in {self._where()}; "
+                f"make one with: dynl2 suite report {name}"
             )
         return row[0], row[1]
 

@@ -1,8 +1,9 @@
-"""The write side of the store: experiments, epochs, evaluations and reports, checked first.
+"""The write side of the store: experiments, epochs, evaluations, suites and reports, checked
+first.
 
 Every value is validated before any SQL runs (:class:`~storage.errors.InvalidRecord` names the
-argument), and each call is one transaction. Experiments, epochs and evaluations are written
-with the backend's native upsert (:func:`_insert`), so a retried call is harmless.
+argument), and each call is one transaction. Experiments, epochs, evaluations and suites are
+written with the backend's native upsert (:func:`_insert`), so a retried call is harmless.
 """
 
 from __future__ import annotations
@@ -13,15 +14,25 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from storage import optuna_tables as ot
-from storage.errors import ExperimentConflict, InvalidRecord, StorageError
-from storage.reads import experiment_info
-from storage.records import EPOCH_METRICS, ExperimentInfo, check_name, check_replicate
-from storage.schema import SCHEMA_VERSION, Base, Epoch, Evaluation, Experiment, Report
+from storage.errors import ExperimentConflict, InvalidRecord, StorageError, SuiteConflict
+from storage.reads import experiment_info, suite_infos
+from storage.records import EPOCH_METRICS, ExperimentInfo, SuiteInfo, check_name, check_replicate
+from storage.schema import (
+    SCHEMA_VERSION,
+    Base,
+    Epoch,
+    Evaluation,
+    Experiment,
+    Report,
+    Suite,
+    SuiteExperiment,
+    SuiteReport,
+)
 from storage.store_base import EVALUATION_TABLE_COLUMNS, StoreBase
 
 __all__ = ["StoreWrites"]
@@ -194,6 +205,82 @@ class StoreWrites(StoreBase):
                 update=("params", "trainer_seed", "diverged", "created", *values),
             )
 
+    # ------------------------------------------------------------------------ suites
+
+    def create_suite(
+        self,
+        name: str,
+        definition: Mapping[str, Any],
+        members: Sequence[tuple[str, Mapping[str, Any]]],
+    ) -> SuiteInfo:
+        """Create suite ``name``: its ``definition`` (the suite file as parsed) and its
+        experiments in order, as ``(experiment, factors)`` pairs (``factors``: dotted config
+        key -> value). If it exists with an identical definition and experiments, the stored
+        suite is returned, so a rerun resumes it.
+
+        Both keep their order, which is compared too (the matrix's order makes the names).
+        Raises :class:`~storage.errors.SuiteConflict` when the suite exists with anything else.
+        Creators racing on one name all succeed, or get the conflict: the suite is stored once,
+        with the experiments of the caller whose row went in (the others wait for its commit).
+        """
+        check_name(name, "suite")
+        definition_json = _to_json(definition, "definition", sort_keys=False)
+        rows = _suite_members(members)
+        with self._session() as session:
+            if not self._has_suites(session):
+                raise StorageError(
+                    f"{self._where()} was written by an older dynl2 (schema version below "
+                    f"{SCHEMA_VERSION}) and was opened read-only; open it with create=True "
+                    "(any dynl2 command that writes) to upgrade it before creating suites."
+                )
+            new = {"name": name, "definition": definition_json, "created": datetime.now(UTC)}
+            _insert(session, Suite, [new])
+            suite = session.scalars(select(Suite).where(Suite.name == name)).one()
+            wanted: list[tuple[Any, ...]] = [
+                (r["position"], r["experiment"], r["factors"]) for r in rows
+            ]
+            stored: list[tuple[Any, ...]] = [
+                tuple(row)
+                for row in session.execute(
+                    select(
+                        SuiteExperiment.position,
+                        SuiteExperiment.experiment,
+                        SuiteExperiment.factors,
+                    )
+                    .where(SuiteExperiment.suite_id == suite.id)
+                    .order_by(SuiteExperiment.position)
+                )
+            ]
+            if suite.definition != definition_json or (stored and stored != wanted):
+                raise SuiteConflict(
+                    f"Suite {name!r} already exists with a different definition; run it with "
+                    "its original file or choose a new suite name."
+                )
+            if not stored:
+                # The suite row is ours: one another caller made is seen only once committed,
+                # and its experiments with it (one transaction; a suite has at least one).
+                session.execute(
+                    insert(SuiteExperiment), [{"suite_id": suite.id, **r} for r in rows]
+                )
+            return suite_infos(session, [suite])[0]
+
+    def record_suite_report(
+        self, name: str, path: str, summary: Mapping[str, Any], html: str
+    ) -> int:
+        """Keep a generated report of suite ``name`` (its HTML whole); returns its id."""
+        summary_json = _to_json(summary, "summary")
+        with self._session() as session:
+            row = SuiteReport(
+                suite_id=self._suite_row(session, name).id,
+                created=datetime.now(UTC),
+                path=path,
+                summary=summary_json,
+                html=html,
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
     # ----------------------------------------------------------------------- reports
 
     def record_report(
@@ -217,15 +304,47 @@ class StoreWrites(StoreBase):
 # --------------------------------------------------------------------------- helpers
 
 
-def _to_json(value: Mapping[str, Any], argument: str) -> str:
+def _to_json(value: Mapping[str, Any], argument: str, *, sort_keys: bool = True) -> str:
     if not isinstance(value, Mapping):
         raise InvalidRecord(f"`{argument}` must be a mapping, but got {type(value).__name__}.")
     try:
-        return json.dumps(dict(value), sort_keys=True, allow_nan=False)
+        return json.dumps(dict(value), sort_keys=sort_keys, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidRecord(
             f"`{argument}` must be JSON-serialisable with finite numbers, but {exc}."
         ) from exc
+
+
+def _suite_members(members: Sequence[tuple[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    """The rows of ``dynl2_suite_experiments`` for ``members``, checked: at least one, each
+    an ``(experiment, factors)`` pair, no experiment twice."""
+    if isinstance(members, str | bytes) or not isinstance(members, Sequence):
+        raise InvalidRecord(
+            "`members` must be a sequence of (experiment, factors) pairs, but got "
+            f"{type(members).__name__}."
+        )
+    if not members:
+        raise InvalidRecord("`members` must list at least one experiment, but got none.")
+    rows: list[dict[str, Any]] = []
+    first: dict[str, int] = {}
+    for position, member in enumerate(members):
+        if isinstance(member, str | bytes) or not isinstance(member, Sequence) or len(member) != 2:
+            shown = type(member).__name__
+            if isinstance(member, Sequence):
+                shown = f"a {shown} of length {len(member)}"
+            raise InvalidRecord(
+                f"`members[{position}]` must be an (experiment, factors) pair, but got {shown}."
+            )
+        experiment = check_name(member[0], f"members[{position}][0]")
+        if experiment in first:
+            raise InvalidRecord(
+                f"`members[{position}][0]` names experiment {experiment!r}, as "
+                f"`members[{first[experiment]}][0]` does; each experiment is in a suite once."
+            )
+        first[experiment] = position
+        factors = _to_json(member[1], f"members[{position}][1]", sort_keys=False)
+        rows.append({"position": position, "experiment": experiment, "factors": factors})
+    return rows
 
 
 def _metric(value: object, name: str) -> float | None:

@@ -41,6 +41,15 @@ if TYPE_CHECKING:
         parse_experiment,
     )
     from .reporting import ReportResult
+    from .suite_config import Suite, SuiteConfigError, load_suite
+    from .suites import (
+        SuiteReportResult,
+        SuiteRunResult,
+        SuiteStatus,
+        make_suite_report,
+        run_suite,
+        suite_status,
+    )
 
 # name -> the module that defines it
 _HOMES = {
@@ -52,6 +61,20 @@ _HOMES = {
     "load_experiment": "experiment",
     "parse_experiment": "experiment",
     "ReportResult": "reporting",
+    "Suite": "suite_config",
+    "SuiteConfigError": "suite_config",
+    "load_suite": "suite_config",
+    **dict.fromkeys(
+        (
+            "SuiteReportResult",
+            "SuiteRunResult",
+            "SuiteStatus",
+            "make_suite_report",
+            "run_suite",
+            "suite_status",
+        ),
+        "suites",
+    ),
     **dict.fromkeys(
         (
             "ExperimentOverview",
@@ -78,6 +101,11 @@ __all__ = [
     "ReportResult",
     "RunResult",
     "StudyError",
+    "Suite",
+    "SuiteConfigError",
+    "SuiteReportResult",
+    "SuiteRunResult",
+    "SuiteStatus",
     "UsageError",
     "evaluate_experiment",
     "experiment_status",
@@ -85,11 +113,15 @@ __all__ = [
     "join_experiment",
     "list_experiments",
     "load_experiment",
+    "load_suite",
     "main",
     "make_report",
+    "make_suite_report",
     "parse_experiment",
     "resume_experiment",
     "run_experiment",
+    "run_suite",
+    "suite_status",
 ]
 
 

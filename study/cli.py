@@ -21,7 +21,7 @@ import sqlalchemy.exc
 
 import storage
 
-from . import demo, env, report_cmds, signals, sql_setup_cmd, study_cmds, train_cmd
+from . import demo, env, report_cmds, signals, sql_setup_cmd, study_cmds, suite_cmds, train_cmd
 from .errors import StudyError, UsageError
 from .experiment import ExperimentConfigError
 from .resilience import driver_message
@@ -47,6 +47,8 @@ USER_STORAGE_ERRORS = (
     storage.QueryError,
     storage.InvalidRecord,
     storage.ReportNotFound,
+    storage.SuiteNotFound,
+    storage.SuiteConflict,
 )
 
 
@@ -70,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     study_cmds.add_parsers(verbs)
     sql_setup_cmd.add_parser(verbs)
     report_cmds.add_parsers(verbs)
+    suite_cmds.add_parser(verbs)
     demo.add_parser(verbs)
     return parser
 
@@ -121,4 +124,5 @@ _RESUME = {
     "demo": "; run it again to resume",
     "worker": "; its trials in flight are retried by the next worker",
     "evaluate": "; run it again to finish (seeds already evaluated are kept)",
+    "suite": "; run the suite again to resume",
 }

@@ -72,23 +72,38 @@ def create_or_resume(store: Store, config: ExperimentConfig) -> None:
         check_studies(store, config, legacy=False)
         store.create_experiment(config.name, config.to_dict())
         return
+    problem = resume_problem(store, config)
+    if problem is not None:
+        raise UsageError(problem)
+    stored = stored_experiment(store, existing.name)
+    if stored.diff(config):  # only raised replicates or seeds: the run adds what is missing
+        store.update_experiment_config(config.name, config.to_dict())
+
+
+def resume_problem(store: Store, config: ExperimentConfig) -> str | None:
+    """Why ``config`` cannot create or resume its experiment in ``store`` (one line), or None;
+    writes nothing. A stored experiment resumes with the same config, or one whose only changes
+    raise ``search.replicates`` or ``evaluate.seeds``."""
+    try:
+        existing = store.get_experiment(config.name)
+    except storage.ExperimentNotFound:
+        return None
     stored = stored_experiment(store, existing.name)
     differences = stored.diff(config)
     if not differences:
-        return
+        return None
     raised = [key for key in differences if key in _RAISABLE]
-    if raised == differences:  # more replicates or seeds: the run adds what is missing
+    if raised == differences:
         lowered = [key for key in raised if _RAISABLE[key](config) < _RAISABLE[key](stored)]
         if not lowered:
-            store.update_experiment_config(config.name, config.to_dict())
-            return
+            return None
         key = lowered[0]
-        raise UsageError(
+        return (
             f"experiment {config.name!r} has {key} = {_RAISABLE[key](stored)}; it can be "
             f"raised (the run adds what is missing) but not lowered to "
             f"{_RAISABLE[key](config)}: keep {_RAISABLE[key](stored)} or more"
         )
-    raise UsageError(
+    return (
         f"experiment {config.name!r} already exists with a different config "
         f"({', '.join(differences[:8])} differ); resume it with the same config (only "
         "search.replicates and evaluate.seeds may be raised) or choose another "

@@ -74,6 +74,7 @@ class Suite:
     name: str
     factors: tuple[str, ...]  # the matrix's dotted keys, in file order
     experiments: tuple[SuiteExperiment, ...]
+    document: Mapping[str, Any]  # the suite file as read: what the store keeps of it
 
 
 def load_suite(path: str | os.PathLike[str], *, confirmed: bool = False) -> Suite:
@@ -140,7 +141,7 @@ def parse_suite(document: Mapping[str, Any], *, confirmed: bool = False) -> Suit
         experiments.append(SuiteExperiment(label, factors, config))
     if problems:
         raise SuiteConfigError(problems)
-    return Suite(name, keys, tuple(experiments))
+    return Suite(name, keys, tuple(experiments), copy.deepcopy(dict(document)))
 
 
 def experiment_name(

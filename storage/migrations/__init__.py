@@ -60,7 +60,7 @@ VERSION_TABLE = "dynl2_alembic_version"  # Alembic's version_table option: not O
 # The dynl2_meta schema_version of the tables at each revision. A store from before Alembic
 # (no dynl2_alembic_version) is stamped at the revision of its schema_version; one at version 1
 # lacks only dynl2_reports and starts before the baseline, which creates the missing tables.
-SCHEMA_VERSIONS: dict[str, int] = {"0001": 2, "0002": 3, "0003": 4}
+SCHEMA_VERSIONS: dict[str, int] = {"0001": 2, "0002": 3, "0003": 4, "0004": 5}
 _UNVERSIONED_START: dict[int, str | None] = {1: None, 2: "0001"}
 
 _SCRIPTS = Path(__file__).resolve().parent

@@ -27,7 +27,7 @@ def test_open_creates_optuna_and_dynl2_tables(store_url: str) -> None:
     ours = {t for t in tables if t.startswith("dynl2_")}
     assert ours == {
         "dynl2_meta", "dynl2_experiments", "dynl2_epochs", "dynl2_evaluations", "dynl2_reports",
-        "dynl2_alembic_version",
+        "dynl2_suites", "dynl2_suite_experiments", "dynl2_suite_reports", "dynl2_alembic_version",
     }  # fmt: skip
     assert ours == {t.name for t in DYNL2_TABLES} | {migrations.VERSION_TABLE}
     assert tables >= OPTUNA_CORE_TABLES

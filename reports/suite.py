@@ -1,0 +1,452 @@
+"""The suite report's numbers: one difference per experiment, pooled across the suite.
+
+A suite runs one base experiment over a matrix of settings; each experiment's own report gives
+``arm − fixed`` differences with Student-t intervals over its paired seeds. Step one (house
+style 10) turns those plain inputs into a frozen :class:`SuiteReportData`: per arm, every
+experiment's difference, the random-effects pooled estimate (:func:`reports.meta.pool`), a
+"when" table (the same pooling over the experiments sharing each value of each matrix factor)
+and, for the main arm, one paragraph saying what the evidence shows and how strongly.
+:func:`reports.render.render_suite_html` draws it; :func:`suite_json` gives its numbers.
+
+Pure: no store, no study. A claim that an arm did better or worse is made only where the
+interval shown excludes 0; one experiment pooled alone must also exclude 0 with its own
+Student-t interval (the normal interval of a single pooled estimate ignores how few seeds it
+rests on).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reports.common import plural
+from reports.meta import Pooled, pool, standard_error
+from reports.stats import MeanCI, p_text, signed
+
+__all__ = [
+    "BASELINE",
+    "ArmSummary",
+    "SuiteEntry",
+    "SuiteInput",
+    "SuiteReportData",
+    "SuiteRow",
+    "WhenRow",
+    "WhenTable",
+    "build_suite_data",
+    "factor_text",
+    "suite_json",
+]
+
+BASELINE = "fixed"  # every comparison of a suite entry is ``arm − fixed``
+LOW_I2, HIGH_I2 = 0.25, 0.75  # I² below LOW_I2 reads "low", below HIGH_I2 "moderate"
+NAMED_AT_MOST = 5  # experiments left out of the pooling named in the paragraph
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+# ------------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class SuiteEntry:
+    """One experiment of the suite, as the caller read it from its own report."""
+
+    experiment: str  # experiment name
+    factors: Mapping[str, object] = field(hash=False)  # dotted config key -> value (a dict:
+    # a whole section)
+    comparisons: Mapping[str, MeanCI | None] = field(hash=False)  # arm -> (arm − fixed) in
+    # display units (points for accuracy); None when not available
+    href: str | None  # the experiment's own report (a relative file name), or None
+    note: str | None = None  # e.g. "not evaluated yet"
+
+
+@dataclass(frozen=True)
+class SuiteInput:
+    name: str
+    factors: tuple[str, ...]  # the matrix keys, in order
+    entries: tuple[SuiteEntry, ...]
+    main_arm: str = "dynamic"  # the arm whose difference against fixed is "the main difference"
+    unit: str = "points"  # display unit of the differences
+    higher_is_better: bool = True
+    generated: str = ""  # timestamp text
+
+
+# ------------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class SuiteRow:
+    """One experiment's ``arm − fixed`` difference."""
+
+    experiment: str
+    factors: Mapping[str, object] = field(hash=False)
+    diff: float | None  # the mean difference; None without a comparison
+    low: float | None  # its 95% interval (Student t over the paired seeds); None without one
+    high: float | None
+    se: float | None  # the standard error behind the interval; None without one
+    n: int  # paired seeds (0 without a comparison)
+    reason: str | None  # why the row is not pooled; None when it is
+
+    @property
+    def pooled(self) -> bool:
+        return self.reason is None
+
+
+@dataclass(frozen=True)
+class WhenRow:
+    """The pooled difference over the experiments that share one value of one factor."""
+
+    value: object  # the factor's value, as given
+    text: str  # the value written compactly (factor_text)
+    n: int  # experiments with this value, pooled or not
+    pooled: Pooled | None  # over those with an interval; None when none has one
+    direction: str | None  # "better" / "worse" (the arm against fixed) when the interval
+    # excludes 0, else None
+
+
+@dataclass(frozen=True)
+class WhenTable:
+    factor: str
+    rows: tuple[WhenRow, ...]  # one per value, in the order the entries first show it
+
+
+@dataclass(frozen=True)
+class ArmSummary:
+    arm: str
+    rows: tuple[SuiteRow, ...]  # one per entry, in the entries' order
+    pooled: Pooled | None  # None when no experiment has an interval
+    direction: str | None  # "better" / "worse" when the pooled interval excludes 0
+    when: tuple[WhenTable, ...]  # one per factor of the suite, in order
+
+
+@dataclass(frozen=True)
+class SuiteReportData:
+    name: str
+    generated: str
+    factors: tuple[str, ...]
+    entries: tuple[SuiteEntry, ...]
+    unit: str
+    higher_is_better: bool
+    main_arm: str
+    baseline: str
+    digits: int  # decimals of a difference on the page
+    arms: tuple[ArmSummary, ...]  # the main arm first, then the others as the entries name them
+    headline: str  # the paragraph's answer in a few words
+    sentence: str  # the paragraph on the main arm
+
+    @property
+    def main(self) -> ArmSummary:
+        return self.arms[0]
+
+
+# ------------------------------------------------------------------------------- building
+
+
+def build_suite_data(inp: SuiteInput) -> SuiteReportData:
+    """Every arm's per-experiment differences, pooled estimate and "when" tables."""
+    _validate(inp)
+    arms = [inp.main_arm]
+    for entry in inp.entries:
+        arms += [a for a in entry.comparisons if a not in arms]
+    digits = 2 if inp.unit == "points" else 4
+    summaries = tuple(_arm(inp, arm) for arm in arms)
+    return SuiteReportData(
+        name=inp.name,
+        generated=inp.generated,
+        factors=inp.factors,
+        entries=inp.entries,
+        unit=inp.unit,
+        higher_is_better=inp.higher_is_better,
+        main_arm=inp.main_arm,
+        baseline=BASELINE,
+        digits=digits,
+        arms=summaries,
+        headline=_headline(inp, summaries[0], digits),
+        sentence=_paragraph(inp, summaries[0], digits),
+    )
+
+
+def _validate(inp: SuiteInput) -> None:
+    seen: set[str] = set()
+    for entry in inp.entries:
+        if entry.experiment in seen:
+            raise ValueError(
+                f"experiment names in a suite must be unique, but {entry.experiment!r} "
+                f"appears twice in suite {inp.name!r}."
+            )
+        seen.add(entry.experiment)
+        href = entry.href
+        if href is not None and (_SCHEME.match(href) or href.startswith(("/", "\\"))):
+            raise ValueError(
+                f"`href` of experiment {entry.experiment!r} must be a relative file name "
+                f"(like 'name.html'), but got {href!r}."
+            )
+    if not inp.main_arm:
+        raise ValueError("`main_arm` must name an arm, but got an empty string.")
+
+
+def _row(entry: SuiteEntry, arm: str) -> SuiteRow:
+    ci = entry.comparisons.get(arm)
+    if ci is None:
+        reason = entry.note or f"no {arm} − {BASELINE} comparison"
+        return SuiteRow(entry.experiment, entry.factors, None, None, None, None, 0, reason)
+    diff = ci.mean if math.isfinite(ci.mean) else None
+    if diff is None:
+        reason = "the difference is not a finite number"
+    elif ci.half_width is None or ci.n < 2:
+        reason = f"{plural(ci.n, 'paired seed')}: no interval"
+    elif not (math.isfinite(ci.half_width) and ci.half_width > 0):
+        reason = "a zero-width interval (every seed moved alike) cannot be weighted"
+    else:
+        se = standard_error(ci)
+        return SuiteRow(entry.experiment, entry.factors, diff, ci.low, ci.high, se, ci.n, None)
+    return SuiteRow(entry.experiment, entry.factors, diff, None, None, None, ci.n, reason)
+
+
+def _pool(rows: Sequence[SuiteRow]) -> Pooled | None:
+    used = [r for r in rows if r.pooled]
+    if not used:
+        return None
+    return pool([r.diff for r in used], [r.se for r in used])  # type: ignore[misc]
+
+
+def _direction(
+    pooled: Pooled | None, rows: Sequence[SuiteRow], higher_is_better: bool
+) -> str | None:
+    """The arm against fixed, "better" or "worse", when the interval excludes 0; else None."""
+    if pooled is None or pooled.low <= 0 <= pooled.high:
+        return None
+    used = [r for r in rows if r.pooled]
+    if len(used) == 1:  # one experiment: its own Student-t interval must agree
+        own = used[0]
+        assert own.low is not None and own.high is not None
+        if own.low <= 0 <= own.high:
+            return None
+    return "better" if (pooled.mean > 0) == higher_is_better else "worse"
+
+
+def _arm(inp: SuiteInput, arm: str) -> ArmSummary:
+    rows = tuple(_row(entry, arm) for entry in inp.entries)
+    pooled = _pool(rows)
+    when = tuple(_when(inp, factor, rows) for factor in inp.factors)
+    return ArmSummary(arm, rows, pooled, _direction(pooled, rows, inp.higher_is_better), when)
+
+
+def _when(inp: SuiteInput, factor: str, rows: Sequence[SuiteRow]) -> WhenTable:
+    """Rows grouped by their value of ``factor`` (entries without that key left out)."""
+    groups: dict[str, tuple[object, list[SuiteRow]]] = {}
+    for row in rows:
+        if factor in row.factors:
+            value = row.factors[factor]
+            groups.setdefault(_key(value), (value, []))[1].append(row)
+    out = []
+    for value, members in groups.values():
+        pooled = _pool(members)
+        direction = _direction(pooled, members, inp.higher_is_better)
+        out.append(WhenRow(value, factor_text(value), len(members), pooled, direction))
+    return WhenTable(factor, tuple(out))
+
+
+def _key(value: object) -> str:
+    # Dicts (a whole section) are unhashable: group by their canonical JSON.
+    return json.dumps(_jsonable(value), sort_keys=True)
+
+
+def factor_text(value: object) -> str:
+    """A factor's value, compactly: ``digits``, ``30``, ``{kind=mlp, hidden=[100, 100]}``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}={factor_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(factor_text(v) for v in value) + "]"
+    if value is None:
+        return "–"
+    return str(value)
+
+
+# ------------------------------------------------------------------------------- the paragraph
+
+
+def _headline(inp: SuiteInput, arm: ArmSummary, digits: int) -> str:
+    p = arm.pooled
+    if p is None:
+        return f"Nothing to pool yet for {arm.arm} − {BASELINE}."
+    size = f"{signed(p.mean, digits)}{' ' + inp.unit if inp.unit else ''}, 95% CI {_ci(p, digits)}"
+    if arm.direction is None:
+        return f"No detectable difference between {arm.arm} and {BASELINE} ({size})."
+    return f"{arm.arm} did {arm.direction} than {BASELINE}: {size}."
+
+
+def _paragraph(inp: SuiteInput, arm: ArmSummary, digits: int) -> str:
+    vs = f"{arm.arm} − {BASELINE}"
+    unit = f" {inp.unit}" if inp.unit else ""
+    left_out = [r for r in arm.rows if not r.pooled]
+    p = arm.pooled
+    if p is None:
+        return (
+            f"No experiment of suite {inp.name} has an interval for {vs} yet "
+            f"({plural(len(arm.rows), 'experiment')}, none with two or more paired seeds): "
+            f"nothing can be pooled, and the suite says nothing yet about {arm.arm} against "
+            f"{BASELINE}."
+        )
+
+    parts = [
+        f"Pooled over {plural(p.k, 'experiment')} (random effects), {vs} = "
+        f"{signed(p.mean, digits)}{unit}, 95% CI {_ci(p, digits)} ({p_text(p.p_value)})."
+    ]
+    if arm.direction is not None:
+        parts.append(
+            f"The interval excludes 0: across these experiments {arm.arm} did "
+            f"{arm.direction} than {BASELINE} on average."
+        )
+    elif p.low <= 0 <= p.high:
+        parts.append(
+            f"The interval covers 0: no detectable difference between {arm.arm} and "
+            f"{BASELINE}, a null result. The data are consistent with anything from "
+            f"{signed(p.low, digits)} to {signed(p.high, digits)}{unit}, so they show "
+            f"neither that {arm.arm} helps nor that it hurts."
+        )
+    else:  # one experiment: the pooled interval excludes 0, its own Student-t one does not
+        parts.append(
+            f"Only one experiment is pooled and its own interval (over its seeds) covers 0: "
+            f"no detectable difference between {arm.arm} and {BASELINE}, a null result."
+        )
+    parts.append(_heterogeneity(p))
+    parts.append(_settings(arm, digits))
+    if left_out:
+        names = ", ".join(r.experiment for r in left_out[:NAMED_AT_MOST])
+        more = len(left_out) - NAMED_AT_MOST
+        names += f" and {more} more" if more > 0 else ""
+        parts.append(
+            f"{plural(len(left_out), 'experiment')} without an interval "
+            f"{'is' if len(left_out) == 1 else 'are'} not pooled ({names})."
+        )
+    return " ".join(s for s in parts if s)
+
+
+def _heterogeneity(p: Pooled) -> str:
+    if p.k < 2:
+        return "With one experiment pooled there is no heterogeneity to measure."
+    numbers = f"(I² = {100 * p.i2:.0f}%, τ² = {p.tau2:.3g})"
+    if p.i2 < LOW_I2:
+        return f"Heterogeneity is low {numbers}: the experiments agree within their noise."
+    if p.i2 < HIGH_I2:
+        return f"Heterogeneity is moderate {numbers}: the effect varies between experiments."
+    return (
+        f"Heterogeneity is high {numbers}: the effect differs a lot between experiments, so "
+        f"the average hides real differences between settings."
+    )
+
+
+def _ci(p: Pooled, digits: int) -> str:
+    return f"[{signed(p.low, digits)}, {signed(p.high, digits)}]"
+
+
+def _settings(arm: ArmSummary, digits: int) -> str:
+    """The factor values whose own pooled interval excludes 0 (factors with 2+ values)."""
+    varied = [t for t in arm.when if len(t.rows) > 1]
+    if not varied:
+        return ""
+    found: dict[str, list[str]] = {"better": [], "worse": []}
+    for table in varied:
+        for row in table.rows:
+            if row.direction is not None and row.pooled is not None:
+                found[row.direction].append(
+                    f"{table.factor} = {row.text} ({signed(row.pooled.mean, digits)} "
+                    f"{_ci(row.pooled, digits)}, {plural(row.pooled.k, 'experiment')})"
+                )
+    if not found["better"] and not found["worse"]:
+        return (
+            f"No single setting of {', '.join(t.factor for t in varied)} has a pooled "
+            f"interval that excludes 0."
+        )
+    said = [
+        f"{arm.arm} did {word} than {BASELINE} with {'; '.join(items)}"
+        for word, items in found.items()
+        if items
+    ]
+    return (
+        "Settings whose own pooled interval excludes 0 (not corrected for multiple "
+        f"comparisons): {'; and '.join(said)}."
+    )
+
+
+# ------------------------------------------------------------------------------- JSON
+
+
+def _float(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _jsonable(value: object) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float):
+        return _float(value)
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    return str(value)
+
+
+def _rows_json(arm: ArmSummary) -> list[dict[str, Any]]:
+    return [
+        {
+            "experiment": r.experiment,
+            "factors": _jsonable(r.factors),
+            "diff": _float(r.diff),
+            "low": _float(r.low),
+            "high": _float(r.high),
+        }
+        for r in arm.rows
+    ]
+
+
+def _pooled_json(p: Pooled | None) -> dict[str, float | None]:
+    if p is None:
+        return dict.fromkeys(("mean", "low", "high", "i2", "tau2"))
+    return {
+        "mean": _float(p.mean),
+        "low": _float(p.low),
+        "high": _float(p.high),
+        "i2": _float(p.i2),
+        "tau2": _float(p.tau2),
+    }
+
+
+def suite_json(data: SuiteReportData) -> dict[str, Any]:
+    """The suite's numbers as JSON-ready data (``json.dumps(..., allow_nan=False)`` takes it):
+    the main arm at the top level, every arm (the main one included) under ``arms``, and the
+    main arm's "when" tables. A missing pooled estimate is a dict of None."""
+    main = data.main
+    return {
+        "suite": data.name,
+        "main_arm": data.main_arm,
+        "experiments": _rows_json(main),
+        "pooled": _pooled_json(main.pooled),
+        "arms": {
+            a.arm: {"experiments": _rows_json(a), "pooled": _pooled_json(a.pooled)}
+            for a in data.arms
+        },
+        "when": {
+            t.factor: [
+                {
+                    "value": _jsonable(r.value),
+                    "mean": _float(r.pooled.mean) if r.pooled else None,
+                    "low": _float(r.pooled.low) if r.pooled else None,
+                    "high": _float(r.pooled.high) if r.pooled else None,
+                    "k": r.pooled.k if r.pooled else 0,
+                }
+                for r in t.rows
+            ]
+            for t in main.when
+        },
+        "sentence": data.sentence,
+    }
