@@ -256,12 +256,7 @@ class StoreBase:
                 select(Experiment.name).order_by(Experiment.id).limit(_NOT_FOUND_LIST_LIMIT + 1)
             )
         )
-        if not known:
-            listing = "the store has no experiments yet"
-        elif len(known) > _NOT_FOUND_LIST_LIMIT:
-            listing = f"known experiments include {', '.join(known[:_NOT_FOUND_LIST_LIMIT])}"
-        else:
-            listing = f"known experiments: {', '.join(known)}"
+        listing = _listing(known, "the store has no experiments yet", "known experiments")
         raise ExperimentNotFound(f"No experiment named {name!r} in {self._where()} ({listing}).")
 
     def _has_suites(self, session: Session) -> bool:
@@ -284,12 +279,7 @@ class StoreBase:
                     select(Suite.name).order_by(Suite.id).limit(_NOT_FOUND_LIST_LIMIT + 1)
                 )
             )
-        if not known:
-            listing = "no suites yet"
-        elif len(known) > _NOT_FOUND_LIST_LIMIT:
-            listing = f"suites include {', '.join(known[:_NOT_FOUND_LIST_LIMIT])}"
-        else:
-            listing = f"suites: {', '.join(known)}"
+        listing = _listing(known, "no suites yet", "suites")
         raise SuiteNotFound(f"No suite named {name!r} in {self._where()}; {listing}")
 
 
@@ -297,3 +287,13 @@ def _quiet_rollback(session: Session) -> None:
     # If the connection is gone the rollback fails too; the original error is the one to report.
     with suppress(SQLAlchemyError):
         session.rollback()
+
+
+def _listing(known: list[str], none: str, what: str) -> str:
+    """The names a not-found message lists: ``none``, ``WHAT: a, b``, or the first
+    :data:`_NOT_FOUND_LIST_LIMIT` as ``WHAT include a, b, ...``."""
+    if not known:
+        return none
+    if len(known) > _NOT_FOUND_LIST_LIMIT:
+        return f"{what} include {', '.join(known[:_NOT_FOUND_LIST_LIMIT])}"
+    return f"{what}: {', '.join(known)}"

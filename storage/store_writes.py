@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -268,18 +268,12 @@ class StoreWrites(StoreBase):
         self, name: str, path: str, summary: Mapping[str, Any], html: str
     ) -> int:
         """Keep a generated report of suite ``name`` (its HTML whole); returns its id."""
-        summary_json = _to_json(summary, "summary")
-        with self._session() as session:
-            row = SuiteReport(
-                suite_id=self._suite_row(session, name).id,
-                created=datetime.now(UTC),
-                path=path,
-                summary=summary_json,
-                html=html,
-            )
-            session.add(row)
-            session.flush()
-            return row.id
+        return self._keep_report(
+            lambda session, **row: SuiteReport(suite_id=self._suite_row(session, name).id, **row),
+            path,
+            summary,
+            html,
+        )
 
     # ----------------------------------------------------------------------- reports
 
@@ -287,14 +281,28 @@ class StoreWrites(StoreBase):
         self, experiment: str, path: str, summary: Mapping[str, Any], html: str
     ) -> int:
         """Keep a generated report (its HTML whole); returns its id."""
+        return self._keep_report(
+            lambda session, **row: Report(
+                experiment_id=self._experiment_row(session, experiment).id, **row
+            ),
+            path,
+            summary,
+            html,
+        )
+
+    def _keep_report(
+        self,
+        make: Callable[..., Report | SuiteReport],
+        path: str,
+        summary: Mapping[str, Any],
+        html: str,
+    ) -> int:
+        """One row of a reports table, made by ``make(session, created=, path=, summary=,
+        html=)`` for its owner (an experiment or a suite); returns its id."""
         summary_json = _to_json(summary, "summary")
         with self._session() as session:
-            row = Report(
-                experiment_id=self._experiment_row(session, experiment).id,
-                created=datetime.now(UTC),
-                path=path,
-                summary=summary_json,
-                html=html,
+            row = make(
+                session, created=datetime.now(UTC), path=path, summary=summary_json, html=html
             )
             session.add(row)
             session.flush()
