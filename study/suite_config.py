@@ -139,6 +139,14 @@ def parse_suite(document: Mapping[str, Any], *, confirmed: bool = False) -> Suit
             problems.append(f"{where}: {exc}")
             continue
         experiments.append(SuiteExperiment(label, factors, config))
+    metrics = {e.config.search.metric for e in experiments}
+    if len(metrics) > 1:
+        problems.append(
+            "matrix: the experiments would search different metrics "
+            f"({', '.join(sorted(metrics))}); a suite pools one difference, so its "
+            "experiments share [search] metric (put regression and classification in two "
+            "suites)"
+        )
     if problems:
         raise SuiteConfigError(problems)
     return Suite(name, keys, tuple(experiments), copy.deepcopy(dict(document)))

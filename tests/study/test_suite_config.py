@@ -152,3 +152,18 @@ def test_more_than_the_sane_number_needs_confirmation() -> None:
     (line,) = _problems(_suite(big))
     assert line == f"matrix: expands to 72 experiments; more than {MAX_WITHOUT_YES} needs --yes"
     assert len(parse_suite(_suite(big), confirmed=True).experiments) == 72
+
+
+def test_experiments_of_one_suite_share_their_metric() -> None:
+    matrix = {
+        "data": [{"dataset": "digits"}, {"dataset": "linear"}],
+        "search.metric": ["val_acc", "val_loss"],
+    }
+    problems = _problems(
+        _suite(matrix, exclude=[{"data": {"dataset": "linear"}, "search.metric": "val_acc"}])
+    )
+    assert problems == (
+        "matrix: the experiments would search different metrics (val_acc, val_loss); a suite "
+        "pools one difference, so its experiments share [search] metric (put regression and "
+        "classification in two suites)",
+    )
