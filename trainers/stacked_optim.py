@@ -10,6 +10,7 @@ count is a Python int shared by all members, which always step together.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -70,7 +71,15 @@ class StackedSGD(StackedOptimizer):
 
 class StackedAdam(StackedOptimizer):
     """Adam (Kingma & Ba), torch's formulation: ``m ← lerp(m, g, 1−β₁)``,
-    ``v ← β₂·v + (1−β₂)·g²``, ``w ← w − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε)``."""
+    ``v ← β₂·v + (1−β₂)·g²``, ``w ← w − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε)``.
+
+    Where the device has torch's fused Adam kernel (``torch._fused_adam_``: CPU and CUDA in the
+    torch versions dynl2 supports; what ``torch.optim.Adam(fused=True)`` runs), one pass of it
+    updates m, v and an update buffer u ← −m̂/(√v̂ + ε) (the kernel with lr = 1 on a zeroed u),
+    and ``w ← w + lr·u`` applies each member's own learning rate: three passes over the
+    parameters where the elementwise ops below (the fallback) make about nine, each reading and
+    writing whole ``[K, ...]`` tensors (``bench/adam_step.py`` measures both).
+    """
 
     def __init__(
         self, lr: Tensor, betas: tuple[float, float] = ADAM_BETAS, eps: float = ADAM_EPS
@@ -81,16 +90,27 @@ class StackedAdam(StackedOptimizer):
         self.steps = 0
         self.exp_avg: list[Tensor] = []
         self.exp_avg_sq: list[Tensor] = []
+        self._updates: list[Tensor] = []  # u, the fused kernel's output (fused path only)
+        self._step_counts: list[Tensor] = []  # its per-tensor step counts, on the device
+        self.fused = fused_adam_available(lr.device)
 
     @torch.no_grad()
     def step(self, params: Sequence[Tensor], grads: Sequence[Tensor]) -> None:
         if not self.exp_avg:
             self.exp_avg = [torch.zeros_like(p) for p in params]
             self.exp_avg_sq = [torch.zeros_like(p) for p in params]
+            if self.fused:
+                self._updates = [torch.zeros_like(p) for p in params]
+                self._step_counts = [
+                    torch.zeros((), dtype=torch.float32, device=p.device) for p in params
+                ]
         self.steps += 1
+        grads = list(grads)
+        if self.fused:
+            self._fused_step(params, grads)
+            return
         bias1 = 1 - self.beta1**self.steps
         bias2_sqrt = math.sqrt(1 - self.beta2**self.steps)
-        grads = list(grads)
         torch._foreach_lerp_(self.exp_avg, grads, 1 - self.beta1)
         torch._foreach_mul_(self.exp_avg_sq, self.beta2)
         torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, 1 - self.beta2)
@@ -101,7 +121,35 @@ class StackedAdam(StackedOptimizer):
         for p, m, d in zip(params, self.exp_avg, denom, strict=True):
             p.sub_(m.div(d).mul_(per_member(step_size, p)))
 
+    def _fused_step(self, params: Sequence[Tensor], grads: list[Tensor]) -> None:
+        torch._foreach_zero_(self._updates)
+        torch._foreach_add_(self._step_counts, 1.0)  # the kernel reads t, as Adam's does
+        torch._fused_adam_(
+            self._updates, grads, self.exp_avg, self.exp_avg_sq, [], self._step_counts,
+            lr=1.0, beta1=self.beta1, beta2=self.beta2, weight_decay=0.0, eps=self.eps,
+            amsgrad=False, maximize=False,
+        )  # fmt: skip
+        for p, u in zip(params, self._updates, strict=True):
+            p.addcmul_(u, per_member(self.lr, p))
+
     def keep(self, index: Tensor) -> None:
         super().keep(index)
         self.exp_avg = [m[index] for m in self.exp_avg]
         self.exp_avg_sq = [v[index] for v in self.exp_avg_sq]
+        self._updates = [u[index] for u in self._updates]
+
+
+@functools.cache
+def fused_adam_available(device: torch.device) -> bool:
+    """Whether torch's fused Adam kernel runs on ``device`` (tried once on one number)."""
+    one = [torch.zeros(1, device=device)]
+    try:
+        torch._fused_adam_(
+            [torch.zeros(1, device=device)], one, [torch.zeros(1, device=device)],
+            [torch.zeros(1, device=device)], [], [torch.ones((), device=device)],
+            lr=1.0, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8, amsgrad=False,
+            maximize=False,
+        )  # fmt: skip
+    except (RuntimeError, NotImplementedError, AttributeError, TypeError):
+        return False
+    return True
