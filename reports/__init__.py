@@ -11,7 +11,7 @@ The suite report takes the same two steps over plain inputs, no store: a :class:
 :class:`SuiteReportData` :func:`render_suite_html` draws and :func:`suite_json` writes out.
 """
 
-from reports.data import build_report_data
+from reports.data import build_report_data, build_report_verdict
 from reports.meta import Pooled, pool
 from reports.model import ReportData
 from reports.render import render_compare_html, render_html, render_suite_html
@@ -36,6 +36,7 @@ __all__ = [
     "SuiteInput",
     "SuiteReportData",
     "build_report_data",
+    "build_report_verdict",
     "build_suite_data",
     "mean_ci",
     "paired",

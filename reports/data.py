@@ -10,6 +10,7 @@ no setting of the config on its own. Each section is built by its own module.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import optuna
@@ -18,7 +19,7 @@ import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 from reports.common import RESULT_ATTR, label
 from reports.dynamics import build_dynamics
 from reports.experiment_setup import build_setup
-from reports.model import ReportData
+from reports.model import ReportData, Verdict
 from reports.search import build_search
 from reports.sensitivity import build_sensitivity
 from reports.spec import ExperimentSpec, RangeSpec
@@ -37,35 +38,67 @@ def build_report_data(store: Store, config: ExperimentSpec) -> ReportData:
     An experiment without trials or evaluations still gives a report whose sections say so.
     """
     experiment = config.name
-    trials = store.trials(experiment)
-    stored = store.evaluations(experiment)
     direction = config.direction
     replicates = config.search.replicates
-    arms = _arm_schemes(config, trials, stored)
-    spaces = _spaces(config, arms)
-    # Only the evaluations of each arm's best configuration as the search stands now: rows
-    # of an earlier best (evaluated before the search ended) are left out, and said so.
-    searched = {arm for arm in arms if spaces[arm]}
-    evals, stale = split_evaluations(stored, trials, direction, searched)
+    read = _read(store, config)
+    trials, arms, spaces, evals = read.trials, read.arms, read.spaces, read.evals
     searches = _load_studies(store, experiment, trials)
     studies = {arm: study for (arm, r), study in searches.items() if r == 1}  # importances
     accuracy = config.accuracy
     complete = trials[(trials["state"] == "COMPLETE") & trials["value"].notna()]
     best = best_trials(complete, direction)
-    unfinished = _unfinished(store, experiment, config.search.n_trials, replicates, searched)
     return ReportData(
         experiment=experiment,
         generated=datetime.now(UTC).isoformat(timespec="seconds"),
         accuracy=accuracy,
-        verdict=build_verdict(
-            arms, trials, evals, accuracy, unfinished, stale, replicates, searched
-        ),
+        verdict=_verdict(config, read),
         setup=build_setup(config, arms, spaces, trials, evals, studies),
         search=build_search(arms, trials, config.search.metric, direction, searches, replicates),
         sensitivity=build_sensitivity(arms, spaces, complete, studies, accuracy, direction),
         dynamics=build_dynamics(store, experiment, arms, best),
         tables=build_tables(arms, complete, evals, direction, accuracy),
     )
+
+
+def build_report_verdict(store: Store, config: ExperimentSpec) -> Verdict:
+    """The report's verdict alone, as :func:`build_report_data` computes it, without the
+    studies, figures and tables (what a suite report reads of each of its experiments)."""
+    return _verdict(config, _read(store, config))
+
+
+@dataclass(frozen=True)
+class _Read:
+    """What the verdict and the other sections share, read from the store once."""
+
+    trials: pd.DataFrame
+    arms: dict[str, str]
+    spaces: dict[str, Mapping[str, RangeSpec]]
+    searched: set[str]
+    evals: pd.DataFrame
+    stale: pd.DataFrame
+    unfinished: tuple[str, ...]
+
+
+def _read(store: Store, config: ExperimentSpec) -> _Read:
+    trials = store.trials(config.name)
+    stored = store.evaluations(config.name)
+    arms = _arm_schemes(config, trials, stored)
+    spaces = _spaces(config, arms)
+    # Only the evaluations of each arm's best configuration as the search stands now: rows
+    # of an earlier best (evaluated before the search ended) are left out, and said so.
+    searched = {arm for arm in arms if spaces[arm]}
+    evals, stale = split_evaluations(stored, trials, config.direction, searched)
+    unfinished = _unfinished(
+        store, config.name, config.search.n_trials, config.search.replicates, searched
+    )
+    return _Read(trials, arms, spaces, searched, evals, stale, unfinished)
+
+
+def _verdict(config: ExperimentSpec, read: _Read) -> Verdict:
+    return build_verdict(
+        read.arms, read.trials, read.evals, config.accuracy, read.unfinished, read.stale,
+        config.search.replicates, read.searched,
+    )  # fmt: skip
 
 
 def _arm_schemes(

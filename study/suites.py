@@ -178,7 +178,7 @@ def make_suite_report(
 def suite_input(store: Store, name: str, report_path: Path) -> Any:
     """What the suite report is built from: each experiment's differences against its fixed
     arm (as its own report computes them), and a link to its own report when it was written."""
-    from reports import SuiteEntry, SuiteInput, build_report_data
+    from reports import SuiteEntry, SuiteInput, build_report_verdict
 
     info = store.suite(name)
     names = set(store.experiments()["name"])
@@ -189,7 +189,7 @@ def suite_input(store: Store, name: str, report_path: Path) -> Any:
             entries.append(SuiteEntry(member.experiment, member.factors, {}, None, "not started"))
             continue
         config = stored_experiment(store, member.experiment)
-        verdict = build_report_data(store, config).verdict
+        verdict = build_report_verdict(store, config)
         unit, higher = verdict.unit, verdict.higher_is_better
         main = verdict.dynamic_arm or main
         own = default_report_path(member.experiment)  # where `dynl2 suite run` wrote it
