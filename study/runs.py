@@ -27,7 +27,7 @@ from .errors import UsageError
 from .experiment import ExperimentConfig, parse_experiment
 from .progress import ProgressPrinter, arm_counts
 from .resilience import is_transient, retrying
-from .studies import Heartbeat, check_studies, label
+from .studies import ForeignStudy, Heartbeat, check_studies, label
 
 Say = Callable[[str], None]
 
@@ -82,11 +82,16 @@ def create_or_resume(store: Store, config: ExperimentConfig) -> None:
 
 def resume_problem(store: Store, config: ExperimentConfig) -> str | None:
     """Why ``config`` cannot create or resume its experiment in ``store`` (one line), or None;
-    writes nothing. A stored experiment resumes with the same config, or one whose only changes
-    raise ``search.replicates`` or ``evaluate.seeds``."""
+    writes nothing. A new experiment needs no foreign study under its name
+    (:func:`check_studies`); a stored one resumes with the same config, or one whose only
+    changes raise ``search.replicates`` or ``evaluate.seeds``."""
     try:
         existing = store.get_experiment(config.name)
     except storage.ExperimentNotFound:
+        try:
+            check_studies(store, config, legacy=False)
+        except ForeignStudy as exc:
+            return str(exc)
         return None
     stored = stored_experiment(store, existing.name)
     differences = stored.diff(config)

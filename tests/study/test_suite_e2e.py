@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import optuna
 import pytest
 
 import storage
@@ -170,3 +171,20 @@ def test_an_experiment_of_the_suite_stored_with_another_config_is_refused_before
     with storage.open(url, create=False) as store:
         assert store.suites() == []  # nothing written: no suite,
         assert list(store.experiments()["name"]) == ["fam-breast_cancer"]  # no experiment
+
+
+def test_a_foreign_study_under_an_experiment_s_name_is_refused_before_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = _suite_file(tmp_path)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    with storage.open(url) as store:  # someone else's study, named like the second experiment's
+        optuna.create_study(study_name="fam-breast_cancer/fixed", storage=store.optuna_storage())
+    assert main(["suite", "run", str(path), "--storage", url]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("dynl2 suite: error: experiment 'fam-breast_cancer': ")
+    assert "fam-breast_cancer/fixed" in line
+    with storage.open(url, create=False) as store:
+        assert store.suites() == []  # nothing written: no suite, no experiment
+        assert store.experiments().empty
