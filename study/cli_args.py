@@ -7,7 +7,7 @@ import argparse
 import re
 from collections.abc import Callable
 
-from .experiment import MAX_BATCH
+from .experiment import MAX_BATCH, MAX_WORKERS
 
 
 def storage_flag(p: argparse.ArgumentParser) -> None:
@@ -16,6 +16,17 @@ def storage_flag(p: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="database URL (default: $DYNL2_STORAGE, else sqlite in ./dynl2-workspace/); a "
         "password in it is visible to other local users in ps: prefer $DYNL2_STORAGE",
+    )
+
+
+def workers_flag(
+    p: argparse.ArgumentParser, what: str = "worker processes", default: int = 1
+) -> None:
+    p.add_argument(
+        "--workers",
+        type=up_to(MAX_WORKERS),
+        default=default,
+        help=f"{what} (default {default}, at most {MAX_WORKERS})",
     )
 
 

@@ -7,8 +7,8 @@ import tomllib
 from typing import Any
 
 from . import api
-from .cli_args import up_to
-from .experiment import MAX_WORKERS, parse_experiment
+from .cli_args import workers_flag
+from .experiment import parse_experiment
 from .study_cmds import note_line, print_run, say_line
 
 # Sized to finish in about four minutes on 2 CPU cores (much faster on a GPU): three
@@ -66,12 +66,7 @@ def add_parser(verbs: Any) -> None:
         "20 trials per arm, 10 evaluation seeds; then write the HTML report and print where "
         "it is.",
     )
-    p.add_argument(
-        "--workers",
-        type=up_to(MAX_WORKERS),
-        default=2,
-        help=f"worker processes (default 2, at most {MAX_WORKERS})",
-    )
+    workers_flag(p, default=2)
     p.add_argument("--storage", metavar="URL", help="database URL (default: embedded SQLite)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(handler=cmd_demo)

@@ -4,6 +4,7 @@ whole or not at all (:mod:`study.files`)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,10 +37,24 @@ def write_report(store: Store, experiment: str, path: Path) -> ReportResult:
     check_target(path)
     data = build_report_data(store, stored_experiment(store, experiment))
     html = render_html(data)
-    staged = StagedFile(path, html)
     numbers = summary_json(data)
+    keep_and_write(
+        path,
+        html,
+        lambda: store.record_report(experiment, str(path), numbers, html),
+        f"dynl2 report {experiment} --from-store -o FILE writes it",
+    )
+    return ReportResult(path, time.perf_counter() - started, numbers)
+
+
+def keep_and_write(path: Path, html: str, record: Callable[[], int], export: str) -> None:
+    """Write ``html`` beside ``path``, keep it in the store (``record`` returns its id), and
+    only then rename it into place: a page the store could not keep is not written, and the
+    one step left after the store's commit is the rename (``export`` says how to get the page
+    from the store if that fails)."""
+    staged = StagedFile(path, html)
     try:
-        report_id = store.record_report(experiment, str(path), numbers, html)
+        report_id = record()
     except BaseException:
         staged.discard()
         raise
@@ -47,10 +62,8 @@ def write_report(store: Store, experiment: str, path: Path) -> ReportResult:
         staged.commit()
     except StudyError as exc:
         raise type(exc)(
-            f"{exc}; the report is kept in the store (id {report_id}): "
-            f"dynl2 report {experiment} --from-store -o FILE writes it"
+            f"{exc}; the report is kept in the store (id {report_id}): {export}"
         ) from None
-    return ReportResult(path, time.perf_counter() - started, numbers)
 
 
 def compare_html(store: Store, experiments: list[str]) -> str:

@@ -18,8 +18,8 @@ from storage.readonly import MAX_ROWS, MAX_TIMEOUT_S, RESULT_BYTES
 from storage.store import StoreVanished
 
 from . import api, env
-from .cli_args import batch_flag, storage_flag, up_to
-from .experiment import MAX_SEEDS, MAX_WORKERS
+from .cli_args import batch_flag, storage_flag, up_to, workers_flag
+from .experiment import MAX_SEEDS
 from .progress import ProgressPrinter, format_summary
 from .studies import label
 
@@ -37,12 +37,7 @@ def add_parsers(verbs: Any) -> None:
         ),
     )
     p.add_argument("config", metavar="CONFIG.toml", help="the experiment config")
-    p.add_argument(
-        "--workers",
-        type=up_to(MAX_WORKERS),
-        default=1,
-        help=f"worker processes (default 1, at most {MAX_WORKERS})",
-    )
+    workers_flag(p)
     batch_flag(p)
     storage_flag(p)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -75,12 +70,7 @@ def add_parsers(verbs: Any) -> None:
         type=up_to(MAX_SEEDS),
         help=f"evaluation seeds (default: the config's; at most {MAX_SEEDS})",
     )
-    p.add_argument(
-        "--workers",
-        type=up_to(MAX_WORKERS),
-        default=1,
-        help=f"processes (default 1, at most {MAX_WORKERS})",
-    )
+    workers_flag(p, "processes")
     p.add_argument(
         "--provisional",
         action="store_true",

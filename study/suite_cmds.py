@@ -7,8 +7,7 @@ import json
 import sys
 from typing import Any
 
-from .cli_args import batch_flag, storage_flag, up_to
-from .experiment import MAX_WORKERS
+from .cli_args import batch_flag, storage_flag, workers_flag
 from .study_cmds import say_line
 from .suite_config import MAX_WITHOUT_YES, SuiteConfigError
 
@@ -26,12 +25,7 @@ def add_parser(verbs: Any) -> None:
 
     run = actions.add_parser("run", help="validate, record and run every experiment of FILE")
     run.add_argument("file", metavar="FILE", help="the suite file (TOML)")
-    run.add_argument(
-        "--workers",
-        type=up_to(MAX_WORKERS),
-        default=1,
-        help=f"worker processes per experiment (default 1, at most {MAX_WORKERS})",
-    )
+    workers_flag(run, "worker processes per experiment")
     batch_flag(run)
     storage_flag(run)
     run.add_argument(

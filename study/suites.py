@@ -27,8 +27,9 @@ from storage import Store
 
 from . import api
 from .experiment import ExperimentConfig, require_device
-from .files import StagedFile, bounded_name, check_target, default_report_path, target_path
+from .files import bounded_name, check_target, default_report_path, target_path
 from .progress import arm_counts, evaluation_summary
+from .reporting import keep_and_write
 from .runs import resume_problem, stored_experiment
 from .suite_config import Suite, SuiteConfigError, load_suite
 
@@ -165,13 +166,12 @@ def make_suite_report(
         data = build_suite_data(suite_input(store, name, path))
         html = render_suite_html(data)
         numbers = suite_json(data)
-        staged = StagedFile(path, html)
-        try:
-            store.record_suite_report(name, str(path), numbers, html)
-        except BaseException:
-            staged.discard()
-            raise
-    staged.commit()
+        keep_and_write(
+            path,
+            html,
+            lambda: store.record_suite_report(name, str(path), numbers, html),
+            f"`dynl2 suite report {name} -o FILE` makes it again",
+        )
     return SuiteReportResult(path, time.perf_counter() - started, numbers)
 
 
