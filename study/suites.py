@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import storage as storage_layer
 from storage import Store
@@ -32,6 +32,9 @@ from .progress import arm_counts, evaluation_summary
 from .reporting import keep_and_write
 from .runs import resume_problem, stored_experiment
 from .suite_config import Suite, SuiteConfigError, load_suite
+
+if TYPE_CHECKING:
+    from reports import SuiteInput
 
 __all__ = [
     "SuiteExperimentStatus",
@@ -175,7 +178,7 @@ def make_suite_report(
     return SuiteReportResult(path, time.perf_counter() - started, numbers)
 
 
-def suite_input(store: Store, name: str, report_path: Path) -> Any:
+def suite_input(store: Store, name: str, report_path: Path) -> SuiteInput:
     """What the suite report is built from: each experiment's differences against its fixed
     arm (as its own report computes them), and a link to its own report when it was written."""
     from reports import SuiteEntry, SuiteInput, build_report_verdict

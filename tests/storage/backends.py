@@ -21,10 +21,12 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy.engine import make_url
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
 
 import storage
 
@@ -127,3 +129,18 @@ def empty_url(backend: str, directory: Path) -> Iterator[str]:
             yield url
     else:
         raise ValueError(f"unknown test backend {backend!r}; use one of {BACKENDS}")
+
+
+@contextmanager
+def statements() -> Iterator[list[str]]:
+    """Every SQL statement any engine sends while the block runs (Optuna's included)."""
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)

@@ -13,14 +13,14 @@ from typing import Any
 import optuna
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import create_engine, inspect, text
 
 import storage
 from storage import migrations
 from storage.engine import engine_kwargs
 from storage.schema import SCHEMA_VERSION
 from tests.reliability.helpers import store_fingerprint
-from tests.storage.backends import empty_url
+from tests.storage.backends import empty_url, statements
 from tests.storage.legacy import (
     ARM,
     CREATED,
@@ -183,21 +183,6 @@ def _other_database(url: str, folder: Path) -> Iterator[str]:
         yield other
 
 
-@contextmanager
-def _statements() -> Iterator[list[str]]:
-    """Every SQL statement any engine sends while the block runs (Optuna's included)."""
-    seen: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
-
-
 def _writes(statements: list[str]) -> list[str]:
     return [
         s
@@ -330,7 +315,7 @@ def test_open_without_create_reads_an_old_store_and_writes_nothing(
 ) -> None:
     build_legacy_store(store_url, old_version)
     before = _fingerprint(store_url)
-    with _statements() as seen, storage.open(store_url, create=False) as store:
+    with statements() as seen, storage.open(store_url, create=False) as store:
         evals = store.evaluations(EXPERIMENT)
         seeds = store.evaluated_seeds(EXPERIMENT, ARM), store.evaluated_seeds(EXPERIMENT, ARM, 2)
         with pytest.raises(storage.StorageError, match="create=True") as refused:
@@ -404,7 +389,7 @@ def test_a_new_store_is_at_the_head_and_reopening_writes_nothing(store_url: str)
     assert _revision(store_url) == migrations.head()
     assert _schema_version(store_url) == str(SCHEMA_VERSION)
     before = _fingerprint(store_url)
-    with _statements() as seen, storage.open(store_url) as store:
+    with statements() as seen, storage.open(store_url) as store:
         assert store.experiments().empty
     assert _writes(seen) == []
     assert _fingerprint(store_url) == before

@@ -11,13 +11,14 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import create_engine, inspect, text
 
 import storage
 from storage import migrations
 from storage.engine import engine_kwargs
 from storage.schema import DYNL2_TABLES, SCHEMA_VERSION
 from tests.reliability.helpers import store_fingerprint
+from tests.storage.backends import statements
 from tests.storage.legacy import EXPERIMENT, build_legacy_store
 from tests.storage.readers import reader_role
 
@@ -64,21 +65,6 @@ def _tables(url: str) -> set[str]:
         return set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
-
-
-@contextmanager
-def _statements() -> Iterator[list[str]]:
-    """Every SQL statement any engine sends while the block runs (Optuna's included)."""
-    seen: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
 
 
 def _migrate(url: str, step: Callable[[Any], None]) -> None:
@@ -398,7 +384,7 @@ def test_the_revision_never_touches_optunas_version_table(store_url: str) -> Non
     def upgrade(connection: Any) -> None:
         migrations.upgrade(connection, migrations.read_state(connection))
 
-    with _statements() as seen:
+    with statements() as seen:
         _migrate(store_url, upgrade)
         _migrate(store_url, lambda connection: migrations.downgrade(connection, "0003"))
         _migrate(store_url, upgrade)
