@@ -17,8 +17,13 @@
     "data.dataset" = "digits"
     "model.kind" = "cnn"
 
+    [[exclude]]                        # with arms: only these arms, where the keys match
+    "train.optimizer" = "sgd"          # (a key may name a setting inside a whole-table value)
+    arms = ["swd"]                     # swd serves Adam only
+
 :func:`load_suite` expands the matrix in file order (the first key varies slowest), drops the
-excluded combinations, names each experiment ``SUITE-V1-V2-...`` from its values, and
+excluded combinations (or, for an exclude with ``arms``, drops those arms from the
+combinations it matches), names each experiment ``SUITE-V1-V2-...`` from its values, and
 validates every expanded config exactly as ``dynl2 run`` validates one, before anything is
 written. Every problem found is reported, one line each (:class:`SuiteConfigError`), so a user
 fixes a suite in one pass rather than one error per try.
@@ -46,7 +51,9 @@ BASE_SECTIONS = ("experiment", "data", "model", "train", "search", "arms", "eval
 MAX_WITHOUT_YES = 64  # experiments a suite may expand to unless the user confirms more
 MAX_EXPERIMENTS = 1024  # and at most, confirmed or not
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_-]")
-_KINDS = {"data": "dataset", "model": "kind"}  # what names a whole-section value
+_KINDS = {"data": "dataset", "model": "kind", "train": "optimizer"}  # names a whole-table value
+_ABSENT = object()  # a setting a whole-table value does not hold
+EXCLUDED_ARMS = "arms"  # in an [[exclude]]: drop these arms where the keys match, not the whole
 
 
 class SuiteConfigError(StudyError, ValueError):
@@ -95,14 +102,16 @@ def parse_suite(document: Mapping[str, Any], *, confirmed: bool = False) -> Suit
     name = _suite_name(document.get("suite"), problems)
     base = _base(document.get("base"), problems)
     matrix = _matrix(document.get("matrix"), problems)
-    excludes = _excludes(document.get("exclude", []), matrix, problems)
+    excludes = _excludes(document.get("exclude", []), matrix, _arm_names(base, matrix), problems)
     if problems or name is None or base is None or matrix is None:
         raise SuiteConfigError(problems or ["suite: nothing to expand"])
     keys = tuple(matrix)
+    whole = [ex for ex in excludes if EXCLUDED_ARMS not in ex]
+    partial = [ex for ex in excludes if EXCLUDED_ARMS in ex]
     combinations = [
         dict(zip(keys, values, strict=True))
         for values in itertools.product(*matrix.values())
-        if not any(_matches(dict(zip(keys, values, strict=True)), ex) for ex in excludes)
+        if not any(_matches(dict(zip(keys, values, strict=True)), ex) for ex in whole)
     ]
     if not combinations:
         raise SuiteConfigError(["exclude: every combination of the matrix is excluded"])
@@ -134,6 +143,7 @@ def parse_suite(document: Mapping[str, Any], *, confirmed: bool = False) -> Suit
         try:
             for key, value in factors.items():
                 _set_dotted(doc, key, copy.deepcopy(value))
+            _drop_arms(doc, factors, partial)
             config = parse_experiment(doc)
         except ExperimentConfigError as exc:
             problems.append(f"{where}: {exc}")
@@ -189,6 +199,18 @@ def _suite_name(section: object, problems: list[str]) -> str | None:
     return name
 
 
+def _arm_names(
+    base: Mapping[str, Any] | None, matrix: Mapping[str, list[object]] | None
+) -> list[str]:
+    """The arms a suite's experiments can have: [base.arms] and any "arms.NAME" matrix key."""
+    names = list(base.get("arms", {})) if base and isinstance(base.get("arms"), Mapping) else []
+    for key in matrix or {}:
+        parts = key.split(".")
+        if parts[0] == "arms" and len(parts) > 1 and parts[1] not in names:
+            names.append(parts[1])
+    return names
+
+
 def _base(section: object, problems: list[str]) -> dict[str, Any] | None:
     if not isinstance(section, Mapping):
         problems.append("base: missing; a suite file needs [base], the experiment it varies")
@@ -231,7 +253,10 @@ def _matrix(section: object, problems: list[str]) -> dict[str, list[object]] | N
 
 
 def _excludes(
-    section: object, matrix: Mapping[str, list[object]] | None, problems: list[str]
+    section: object,
+    matrix: Mapping[str, list[object]] | None,
+    arms: Sequence[str],
+    problems: list[str],
 ) -> list[dict[str, object]]:
     if not isinstance(section, list) or not all(isinstance(e, Mapping) for e in section):
         problems.append("exclude: expected [[exclude]] tables of matrix keys and values")
@@ -241,22 +266,94 @@ def _excludes(
         if not entry:
             problems.append(f"exclude[{i}]: empty; it would exclude every combination")
             continue
+        if EXCLUDED_ARMS in entry and not _arms_list(i, entry, arms, problems):
+            continue
         for key, value in entry.items():
-            if matrix is None:
+            if matrix is None or key == EXCLUDED_ARMS:
                 continue
-            if key not in matrix:
+            values = _excludable(matrix, key)
+            if values is None:
                 problems.append(
-                    f'exclude[{i}]."{key}": not a matrix key; the matrix varies '
-                    f"{', '.join(matrix) or 'nothing'}"
+                    f'exclude[{i}]."{key}": not a matrix key (or a setting inside a whole-table '
+                    f"one); the matrix varies {', '.join(matrix) or 'nothing'}"
                 )
-            elif value not in matrix[key]:
+            elif value not in values:
                 problems.append(f'exclude[{i}]."{key}": {describe(value)} is not among its values')
         out.append(dict(entry))
     return out
 
 
+def _arms_list(
+    i: int, entry: Mapping[str, object], arms: Sequence[str], problems: list[str]
+) -> bool:
+    """An exclude's ``arms``: a non-empty list of arm names the suite has, with a condition."""
+    value = entry[EXCLUDED_ARMS]
+    where = f"exclude[{i}].{EXCLUDED_ARMS}"
+    if not isinstance(value, list) or not value or not all(isinstance(a, str) for a in value):
+        problems.append(f"{where}: expected a non-empty list of arm names, got {describe(value)}")
+        return False
+    unknown = [a for a in value if a not in arms]
+    if unknown:
+        problems.append(
+            f"{where}: no arm named {', '.join(map(repr, unknown))}; the suite's arms: "
+            f"{', '.join(arms) or 'none'}"
+        )
+        return False
+    if len(entry) == 1:
+        problems.append(
+            f"{where}: names no matrix key to match, so it would drop the arms everywhere; "
+            "leave them out of [base.arms] instead"
+        )
+        return False
+    return True
+
+
+def _excludable(matrix: Mapping[str, list[object]], key: str) -> list[object] | None:
+    """The values an exclude's ``key`` can match: a matrix key's list, or for a setting inside a
+    whole-table matrix key (``"train.optimizer"`` when the matrix varies ``train``) the values
+    that setting takes in those tables; None when the key is neither."""
+    if key in matrix:
+        return matrix[key]
+    for head, tables in matrix.items():
+        if key.startswith(head + "."):
+            found = [_lookup(t, key[len(head) + 1 :]) for t in tables]
+            return [v for v in found if v is not _ABSENT]
+    return None
+
+
+def _lookup(value: object, path: str) -> object:
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return _ABSENT
+        value = value[part]
+    return value
+
+
 def _matches(factors: Mapping[str, object], exclude: Mapping[str, object]) -> bool:
-    return all(key in factors and factors[key] == value for key, value in exclude.items())
+    for key, value in exclude.items():
+        if key == EXCLUDED_ARMS:
+            continue
+        if key in factors:
+            if factors[key] != value:
+                return False
+            continue
+        heads = [h for h in factors if key.startswith(h + ".")]
+        if not heads or _lookup(factors[heads[0]], key[len(heads[0]) + 1 :]) != value:
+            return False
+    return True
+
+
+def _drop_arms(
+    doc: dict[str, Any], factors: Mapping[str, object], partial: Sequence[Mapping[str, object]]
+) -> None:
+    """Remove the arms an ``[[exclude]]`` with ``arms`` names from a combination it matches."""
+    arms = doc.get("arms")
+    for exclude in partial:
+        if isinstance(arms, dict) and _matches(factors, exclude):
+            names = exclude[EXCLUDED_ARMS]
+            assert isinstance(names, list)  # checked by _arms_list
+            for arm in names:
+                arms.pop(arm, None)
 
 
 def _set_dotted(doc: dict[str, Any], key: str, value: object) -> None:

@@ -78,6 +78,51 @@ def test_names_are_made_from_values() -> None:
     assert [e.name for e in floats.experiments] == ["when-0p001", "when-1e-05"]
 
 
+def test_an_exclude_with_arms_drops_those_arms_where_its_keys_match() -> None:
+    doc = _suite(
+        {"train.optimizer": ["adam", "sgd"], "arms.swd": [{"scheme": "swd"}]},
+        exclude=[{"train.optimizer": "sgd", "arms": ["swd"]}],
+    )
+    suite = parse_suite(doc)
+    assert [e.name for e in suite.experiments] == ["when-adam-swd0", "when-sgd-swd0"]
+    adam, sgd = suite.experiments
+    assert [a.name for a in adam.config.arms] == ["dynamic", "fixed", "swd"]
+    assert [a.name for a in sgd.config.arms] == ["dynamic", "fixed"]  # valid without swd
+    # Without the exclude the SGD experiment is refused (swd serves Adam only).
+    del doc["exclude"]
+    assert _problems(doc) == (
+        "experiment 'when-sgd-swd0' (train.optimizer = 'sgd', arms.swd = {'scheme': 'swd'}): "
+        "train.optimizer: scheme 'swd' needs optimizer 'adam', got 'sgd'",
+    )
+
+
+def test_an_exclude_can_name_a_setting_inside_a_whole_table_value() -> None:
+    adam = {"optimizer": "adam", "lr": {"low": 1e-3, "high": 3e-2, "log": True}, "epochs": 3}
+    sgd = {"optimizer": "sgd", "lr": {"low": 1e-2, "high": 0.3, "log": True}, "epochs": 3}
+    doc = _suite(
+        {"train": [adam, sgd], "train.epochs": [3, 5], "arms.swd": [{"scheme": "swd"}]},
+        exclude=[
+            {"train.optimizer": "sgd", "arms": ["swd"]},
+            {"train.optimizer": "adam", "train.epochs": 5},
+        ],
+    )
+    suite = parse_suite(doc)
+    # A whole [train] table is named by its optimizer; "train.epochs" applies inside it.
+    assert [e.name for e in suite.experiments] == [
+        "when-adam-3-swd0", "when-sgd-3-swd0", "when-sgd-5-swd0",
+    ]  # fmt: skip
+    by_name = {e.name: e for e in suite.experiments}
+    assert by_name["when-sgd-5-swd0"].config.train_fixed["epochs"] == 5
+    assert by_name["when-sgd-5-swd0"].config.train_ranges["lr"].high == 0.3
+    assert [a.name for a in by_name["when-sgd-3-swd0"].config.arms] == ["dynamic", "fixed"]
+    assert [a.name for a in by_name["when-adam-3-swd0"].config.arms] == ["dynamic", "fixed", "swd"]
+    doc["exclude"] = [{"train.optimizer": "rmsprop"}, {"train.momentum": 0.9}]
+    assert _problems(doc) == (
+        "exclude[0].\"train.optimizer\": 'rmsprop' is not among its values",
+        'exclude[1]."train.momentum": 0.9 is not among its values',
+    )
+
+
 def test_a_suite_file_is_read_with_the_config_reader(tmp_path: Path) -> None:
     path = tmp_path / "suite.toml"
     path.write_text(
@@ -114,11 +159,23 @@ BAD = [
     ("duplicate names", {"arms.fixed.lam": [0.1, "0p1"]}, None,
      ["experiment 'when-0p1' (arms.fixed.lam = '0p1'): the same name as (arms.fixed.lam = 0.1)"]),
     ("exclude of an unknown key", {"train.epochs": [3, 5]}, [{"train.lr": 0.1}],
-     ['exclude[0]."train.lr": not a matrix key; the matrix varies train.epochs']),
+     ['exclude[0]."train.lr": not a matrix key (or a setting inside a whole-table one); '
+      'the matrix varies train.epochs']),
     ("exclude of an unknown value", {"train.epochs": [3, 5]}, [{"train.epochs": 7}],
      ['exclude[0]."train.epochs": 7 is not among its values']),
     ("everything excluded", {"train.epochs": [3]}, [{"train.epochs": 3}],
      ["exclude: every combination of the matrix is excluded"]),
+    ("exclude of an unknown arm", {"train.epochs": [3, 5]},
+     [{"train.epochs": 3, "arms": ["fixed", "swd"]}],
+     ["exclude[0].arms: no arm named 'swd'; the suite's arms: fixed, dynamic"]),
+    ("exclude of arms everywhere", {"train.epochs": [3, 5]}, [{"arms": ["fixed"]}],
+     ["exclude[0].arms: names no matrix key to match"]),
+    ("exclude of arms not a list", {"train.epochs": [3, 5]},
+     [{"train.epochs": 3, "arms": "fixed"}],
+     ["exclude[0].arms: expected a non-empty list of arm names, got 'fixed'"]),
+    ("exclude of every arm", {"train.epochs": [3, 5]},
+     [{"train.epochs": 3, "arms": ["fixed", "dynamic"]}],
+     ["experiment 'when-3' (train.epochs = 3): arms:"]),
 ]  # fmt: skip
 
 
