@@ -44,30 +44,48 @@ class Dynl2SQLiteConnection(sqlite3.Connection):
         self.execute("PRAGMA synchronous=NORMAL").close()
 
 
-def engine_kwargs(url: str) -> dict[str, Any]:
-    """Keyword arguments for ``create_engine`` (ours and Optuna's RDBStorage) for ``url``."""
+class ReadOnlySQLiteConnection(Dynl2SQLiteConnection):
+    """The same connection, refusing every write (``PRAGMA query_only``): the read-only door
+    of a process that must never change the store (``dynl2 serve``'s reads)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.execute("PRAGMA query_only=ON").close()
+
+
+def engine_kwargs(url: str, *, read_only: bool = False) -> dict[str, Any]:
+    """Keyword arguments for ``create_engine`` (ours and Optuna's RDBStorage) for ``url``.
+
+    With ``read_only`` every connection refuses writes: SQLite by ``PRAGMA query_only``,
+    PostgreSQL by ``default_transaction_read_only``, MySQL/MariaDB by a read-only session.
+    """
     backend = backend_of(url)
     if backend == "sqlite":
-        return {
-            "connect_args": {
-                "timeout": SQLITE_BUSY_TIMEOUT_S,
-                "factory": Dynl2SQLiteConnection,
-            }
-        }
+        factory = ReadOnlySQLiteConnection if read_only else Dynl2SQLiteConnection
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S, "factory": factory}}
     if backend == "postgresql":
-        return {"pool_pre_ping": True, "connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+        args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        if read_only:
+            args["options"] = "-c default_transaction_read_only=on"
+        return {"pool_pre_ping": True, "connect_args": args}
+    args = {"connect_timeout": CONNECT_TIMEOUT_S}
+    if read_only:
+        args["init_command"] = "SET SESSION TRANSACTION READ ONLY"
     return {
         "pool_pre_ping": True,
         "pool_recycle": 3600,  # below MySQL's default wait_timeout of 8 h
-        "connect_args": {"connect_timeout": CONNECT_TIMEOUT_S},
+        "connect_args": args,
     }
 
 
-def make_engine(url: str | None = None, *, create_dirs: bool = True) -> Engine:
+def make_engine(
+    url: str | None = None, *, create_dirs: bool = True, read_only: bool = False
+) -> Engine:
     """Create an engine for ``url`` (resolved with :func:`storage.urls.resolve_url`).
 
     With ``create_dirs`` the parent folder of a SQLite file is created; the file itself is
-    created by SQLite on the first connection.
+    created by SQLite on the first connection. With ``read_only`` its connections refuse
+    writes (:func:`engine_kwargs`).
     """
     canonical = resolve_url(url)
     path = sqlite_path(canonical)
@@ -80,7 +98,7 @@ def make_engine(url: str | None = None, *, create_dirs: bool = True) -> Engine:
                 f"{exc.strerror or exc}; choose a writable place for the storage URL."
             ) from exc
     try:
-        return sqlalchemy.create_engine(canonical, **engine_kwargs(canonical))
+        return sqlalchemy.create_engine(canonical, **engine_kwargs(canonical, read_only=read_only))
     except ImportError as exc:  # the driver is an optional extra (psycopg) or not ours (pymysql)
         raise StorageUnavailable(
             f"The database driver {exc.name!r} for {masked_url(canonical)!r} is not installed; "

@@ -23,6 +23,7 @@ __all__ = [
     "STUDY_MARK",
     "TRIAL_COLUMNS",
     "ExperimentInfo",
+    "StoredReport",
     "SuiteInfo",
     "SuiteMember",
     "Tally",
@@ -95,6 +96,19 @@ class ExperimentInfo:
     name: str
     config: dict[str, Any] = field(hash=False)
     created: datetime  # UTC, timezone-aware
+
+
+@dataclass(frozen=True)
+class StoredReport:
+    """One row of ``dynl2_reports``: the page as written, and its verdict's numbers
+    (``summary``: decoded JSON, do not mutate it)."""
+
+    id: int
+    experiment: str
+    created: datetime  # UTC, timezone-aware
+    path: str  # where the file was written
+    summary: dict[str, Any] = field(hash=False)
+    html: str = field(repr=False)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ __all__ = ["Store", "StoreVanished", "open"]
 _SCHEMA_LOCK = "dynl2:schema"  # the named lock held while dynl2's tables are created/upgraded
 
 
-def open(url: str | None = None, *, create: bool = True) -> Store:
+def open(url: str | None = None, *, create: bool = True, read_only: bool = False) -> Store:
     """Open the dynl2 store at ``url`` (see :func:`storage.urls.resolve_url`).
 
     With ``create`` (the default) missing tables are created: Optuna's first, then ours; a
@@ -41,7 +41,11 @@ def open(url: str | None = None, *, create: bool = True) -> Store:
     dynl2 tables raises :class:`~storage.errors.StorageUnavailable` /
     :class:`~storage.errors.StorageError`, which is what read-only commands want, and an
     older store is read as it is. A store newer than this code is refused either way.
+    ``read_only`` (which implies ``create=False``) goes further: the database itself refuses
+    every write on the store's connections (:func:`storage.engine.engine_kwargs`), the door a
+    process that only shows the store (``dynl2 serve``) reads through.
     """
+    create = create and not read_only
     canonical = resolve_url(url)
     path = sqlite_path(canonical)
     if path is not None and not create and not path.is_file():
@@ -49,7 +53,11 @@ def open(url: str | None = None, *, create: bool = True) -> Store:
             f"There is no dynl2 database at {path}; check the storage URL or ${ENV_VAR}, "
             "or run an experiment first to create it."
         ) from FileNotFoundError(errno.ENOENT, "No such file", str(path))  # not worth a retry
-    store = Store(canonical, make_engine(canonical, create_dirs=create))
+    store = Store(
+        canonical,
+        make_engine(canonical, create_dirs=create, read_only=read_only),
+        read_only=read_only,
+    )
     try:
         store._check_connection()
         if create:

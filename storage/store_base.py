@@ -52,9 +52,10 @@ class StoreVanished(StorageError):
 class StoreBase:
     """The connection, transactions, lock and Optuna storage of :class:`storage.Store`."""
 
-    def __init__(self, url: str, engine: Engine) -> None:
+    def __init__(self, url: str, engine: Engine, *, read_only: bool = False) -> None:
         self._url = url
         self._engine = engine
+        self._read_only = read_only  # Optuna's engine refuses writes too
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
         self._optuna: dict[tuple[int | None, int | None], optuna.storages.RDBStorage] = {}
         self._file: tuple[str, tuple[int, int]] | None = None  # SQLite: path, (device, inode)
@@ -165,10 +166,12 @@ class StoreBase:
                 # and keeps `create=False` stores free of writes.
                 return optuna.storages.RDBStorage(
                     self._url,
-                    engine_kwargs=engine_kwargs(self._url),
+                    engine_kwargs=engine_kwargs(self._url, read_only=self._read_only),
                     heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period,
-                    skip_table_creation=bool(self._optuna) or self._has_table("trials"),
+                    skip_table_creation=(
+                        bool(self._optuna) or self._read_only or self._has_table("trials")
+                    ),
                 )
             except (IntegrityError, OperationalError) as exc:
                 # Workers opening a fresh database together race in Optuna's CREATE TABLE

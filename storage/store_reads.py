@@ -15,7 +15,7 @@ from sqlalchemy import select
 from storage import optuna_tables as ot
 from storage import reads
 from storage.errors import ReportNotFound
-from storage.records import ExperimentInfo, SuiteInfo, Tally, check_replicate
+from storage.records import ExperimentInfo, StoredReport, SuiteInfo, Tally, check_replicate
 from storage.schema import Evaluation, Experiment, Report, Suite, SuiteReport
 from storage.store_base import StoreBase
 
@@ -98,6 +98,29 @@ class StoreReads(StoreBase):
                 for r in session.execute(query)
             ]
         return pd.DataFrame(rows, columns=columns)
+
+    def report(self, report_id: int) -> StoredReport:
+        """Stored report ``report_id`` whole; raises :class:`ReportNotFound` when there is none
+        of that id."""
+        row = None
+        if self._has_table(Report.__tablename__):
+            with self._session() as session:
+                row = session.execute(
+                    select(
+                        Report.id,
+                        Experiment.name,
+                        Report.created,
+                        Report.path,
+                        Report.summary,
+                        Report.html,
+                    )
+                    .join(Experiment, Experiment.id == Report.experiment_id)
+                    .where(Report.id == report_id)
+                ).first()
+        if row is None:
+            raise ReportNotFound(f"No report with id {report_id} is stored in {self._where()}")
+        summary = reads.stored_json(row[4], f"the summary of report {row[0]} in dynl2_reports")
+        return StoredReport(row[0], row[1], row[2], row[3], summary, row[5])
 
     def latest_report(self, experiment: str) -> tuple[str, str]:
         """(HTML, original path) of the newest stored report of ``experiment``."""

@@ -21,7 +21,17 @@ import sqlalchemy.exc
 
 import storage
 
-from . import demo, env, report_cmds, signals, sql_setup_cmd, study_cmds, suite_cmds, train_cmd
+from . import (
+    demo,
+    env,
+    report_cmds,
+    serve_cmd,
+    signals,
+    sql_setup_cmd,
+    study_cmds,
+    suite_cmds,
+    train_cmd,
+)
 from .errors import StudyError, UsageError
 from .experiment import ExperimentConfigError
 from .resilience import driver_message
@@ -73,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     sql_setup_cmd.add_parser(verbs)
     report_cmds.add_parsers(verbs)
     suite_cmds.add_parser(verbs)
+    serve_cmd.add_parsers(verbs)
     demo.add_parser(verbs)
     return parser
 

@@ -69,7 +69,12 @@ def _clip(text: str, most: int) -> str:
 def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The TOML document at ``path``, read within the limits above."""
     where = os.fspath(path)
-    text = _read_text(where)
+    return parse_config_text(_read_text(where), where)
+
+
+def parse_config_text(text: str, where: str) -> dict[str, Any]:
+    """The TOML document ``text`` (from ``where``: a file, a request body), parsed within the
+    limits above; its size is the caller's to check against :data:`MAX_CONFIG_BYTES`."""
     check_text(text, where)
     try:
         return tomllib.loads(text)

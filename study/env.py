@@ -26,6 +26,7 @@ __all__ = [
     "KNOBS",
     "MAX_SECONDS",
     "RUN_PID",
+    "SERVE_TOKEN",
     "SQL_URL",
     "STORAGE",
     "THREADS",
@@ -34,6 +35,7 @@ __all__ = [
     "db_patience",
     "heartbeat",
     "run_pid",
+    "serve_token",
     "sql_url",
     "storage_url",
     "supervised",
@@ -47,6 +49,7 @@ CACHE = "DYNL2_CACHE"
 STORAGE = "DYNL2_STORAGE"  # the same name as storage.ENV_VAR
 SQL_URL = "DYNL2_SQL_URL"  # the same name as storage.READER_URL_ENV
 RUN_PID = "DYNL2_RUN_PID"
+SERVE_TOKEN = "DYNL2_SERVE_TOKEN"
 
 MAX_SECONDS = 86_400  # a day: the longest heartbeat grace or database patience accepted
 
@@ -141,6 +144,19 @@ def sql_url() -> str | None:
     return None if found is None else found[0]
 
 
+def serve_token() -> str | None:
+    """``$DYNL2_SERVE_TOKEN``: the bearer token ``dynl2 serve`` accepts submissions with, and
+    ``dynl2 submit`` sends (``--token-file`` wins over it). Spaces around it are dropped; one
+    with spaces or control characters inside is refused (it could not travel in a header)."""
+    text = _raw(SERVE_TOKEN)
+    if text is None:
+        return None
+    token = text.strip()
+    if not token.isprintable() or " " in token:
+        raise _refuse(SERVE_TOKEN, "one word of printable characters", "<hidden>")
+    return token
+
+
 def run_pid() -> int | None:
     """``$DYNL2_RUN_PID``: set by ``dynl2 run`` for the worker processes it starts (its own
     process id); not for users."""
@@ -172,6 +188,7 @@ KNOBS: dict[str, Callable[[], object]] = {
     STORAGE: storage_url,
     SQL_URL: sql_url,
     RUN_PID: run_pid,
+    SERVE_TOKEN: serve_token,
 }
 
 

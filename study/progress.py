@@ -41,6 +41,36 @@ def arm_counts(store: Store, config: ExperimentConfig) -> dict[str, ArmCounts]:
     return out
 
 
+@dataclass(frozen=True)
+class Progress:
+    """Where an experiment stands: its state, trials against the budget, evaluation runs."""
+
+    state: str  # "searching", "evaluating" or "done"
+    results: int  # trials counted toward the budget, over every search
+    budget: int  # n_trials × searches
+    evaluations: int  # evaluation runs stored
+    planned: int  # evaluation runs the experiment asks for (arms × replicates × seeds)
+    counts: dict[str, ArmCounts]  # per search label, as arm_counts gives them
+    summary: tuple[ArmSummary, ...]  # each arm's evaluation over the seeds so far
+
+
+def experiment_progress(store: Store, config: ExperimentConfig) -> Progress:
+    """What ``dynl2 suite status`` and ``dynl2 serve`` show of one experiment."""
+    counts = arm_counts(store, config)
+    results = sum(c.results for c in counts.values())
+    budget = config.search.n_trials * len(counts)
+    evaluations = len(store.evaluations(config.name))
+    planned = config.evaluate.seeds * config.search.replicates * len(config.arms)
+    summary = tuple(evaluation_summary(store, config))
+    if results < budget:
+        state = "searching"
+    elif evaluations < planned or not summary:
+        state = "evaluating"
+    else:
+        state = "done"
+    return Progress(state, results, budget, evaluations, planned, counts, summary)
+
+
 class ProgressPrinter:
     """Prints one line per arm whenever its counts change (and on ``force``)."""
 

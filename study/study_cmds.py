@@ -20,6 +20,7 @@ from storage.store import StoreVanished
 from . import api, env
 from .cli_args import batch_flag, storage_flag, up_to, workers_flag
 from .experiment import MAX_SEEDS
+from .frames import frame_csv, frame_json, json_cells
 from .progress import ProgressPrinter, format_summary
 from .studies import label
 
@@ -346,19 +347,11 @@ def _print_frame(frame: pd.DataFrame, fmt: str, max_colwidth: int | None = None)
     """``frame`` on stdout as a table, csv or json; a table cuts cells at ``max_colwidth``
     characters (every row is padded to its column's widest cell, so one long value would
     otherwise cost its length on every row)."""
-    if fmt != "json":  # dict and list cells (params) as JSON text, not Python reprs
-        frame = frame.copy()
-        for i in range(frame.shape[1]):
-            column = frame.iloc[:, i]
-            if any(isinstance(v, dict | list) for v in column):  # an empty column has none
-                frame.isetitem(
-                    i, column.map(lambda v: json.dumps(v) if isinstance(v, dict | list) else v)
-                )
     if fmt == "csv":
-        sys.stdout.write(frame.to_csv(index=False))
+        sys.stdout.write(frame_csv(frame))
     elif fmt == "json":
-        sys.stdout.write(frame.to_json(orient="records", date_format="iso") + "\n")
+        sys.stdout.write(frame_json(frame) + "\n")
     elif frame.empty:
         print("(no rows)")
     else:
-        print(frame.to_string(index=False, max_colwidth=max_colwidth))
+        print(json_cells(frame).to_string(index=False, max_colwidth=max_colwidth))

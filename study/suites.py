@@ -28,7 +28,7 @@ from storage import Store
 from . import api
 from .experiment import ExperimentConfig, require_device
 from .files import bounded_name, check_target, default_report_path, target_path
-from .progress import arm_counts, evaluation_summary
+from .progress import experiment_progress
 from .reporting import keep_and_write
 from .runs import resume_problem, stored_experiment
 from .suite_config import Suite, SuiteConfigError, load_suite
@@ -223,20 +223,9 @@ def _members(suite: Suite) -> list[tuple[str, Mapping[str, Any]]]:
 def _progress(
     store: Store, config: ExperimentConfig, factors: dict[str, Any]
 ) -> SuiteExperimentStatus:
-    counts = arm_counts(store, config)
-    results = sum(c.results for c in counts.values())
-    budget = config.search.n_trials * len(counts)
-    evaluations = len(store.evaluations(config.name))
-    planned = config.evaluate.seeds * config.search.replicates * len(config.arms)
-    summary = evaluation_summary(store, config)
-    if results < budget:
-        state = "searching"
-    elif evaluations < planned or not summary:
-        state = "evaluating"
-    else:
-        state = "done"
+    p = experiment_progress(store, config)
     return SuiteExperimentStatus(
-        config.name, factors, state, results, budget, evaluations, planned
+        config.name, factors, p.state, p.results, p.budget, p.evaluations, p.planned
     )
 
 

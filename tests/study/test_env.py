@@ -51,6 +51,8 @@ BAD: list[tuple[str, str, str]] = [
     ("DYNL2_SQL_URL", "not a url", "must be a database URL"),
     ("DYNL2_RUN_PID", "abc", "a process id"),
     ("DYNL2_RUN_PID", "0", "got '0'"),
+    ("DYNL2_SERVE_TOKEN", "two words", "one word of printable characters, got '<hidden>'"),
+    ("DYNL2_SERVE_TOKEN", "tab\there", "one word of printable characters"),
 ]
 # fmt: on
 
@@ -117,6 +119,7 @@ GOOD: list[tuple[str, str, object]] = [
     ("DYNL2_DB_PATIENCE", "0", 0.0),
     ("DYNL2_DB_PATIENCE", "2.5", 2.5),
     ("DYNL2_RUN_PID", "123", 123),
+    ("DYNL2_SERVE_TOKEN", "  s3cret  ", "s3cret"),
 ]
 # fmt: on
 
@@ -125,6 +128,7 @@ READERS = {
     "DYNL2_HEARTBEAT": env.heartbeat,
     "DYNL2_DB_PATIENCE": env.db_patience,
     "DYNL2_RUN_PID": env.run_pid,
+    "DYNL2_SERVE_TOKEN": env.serve_token,
 }
 
 

@@ -1,0 +1,182 @@
+"""``dynl2 serve`` and ``dynl2 submit``: flags in, the web service (:mod:`study.service`)
+or one request to it, lines out."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import socket
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from . import env
+from .cli_args import storage_flag
+from .config_file import MAX_CONFIG_BYTES
+from .errors import UsageError
+
+DEFAULT_PORT = 8000
+SUBMIT_TIMEOUT_S = 60
+
+
+def add_parsers(verbs: Any) -> None:
+    p = verbs.add_parser(
+        "serve",
+        help="a web view and JSON API over the store (and submissions, with a token)",
+        description="Serve the store's experiments, their progress, trials and stored reports "
+        "as web pages and JSON. Reads go through a read-only connection. With a token "
+        "(--token-file or $DYNL2_SERVE_TOKEN) the server also accepts experiments (POST "
+        "/api/experiments, `dynl2 submit`); without one it only reads and binds to loopback "
+        "only.",
+    )
+    storage_flag(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument(
+        "--port",
+        type=_port,
+        default=DEFAULT_PORT,
+        help=f"port (default {DEFAULT_PORT}; 0 picks a free one)",
+    )
+    p.add_argument("--token-file", type=Path, help="a file holding the bearer token")
+    p.set_defaults(handler=cmd_serve)
+
+    p = verbs.add_parser(
+        "submit",
+        help="send an experiment's TOML to a dynl2 server, which creates it for the agents",
+        description="POST the experiment file to SERVER/api/experiments with the bearer token "
+        "(--token-file or $DYNL2_SERVE_TOKEN). The server validates it as `dynl2 run` does; "
+        "agents (`dynl2 agent`, `dynl2 worker`) on any machine run it.",
+    )
+    p.add_argument("file", metavar="FILE", help="the experiment file (TOML)")
+    p.add_argument("--server", required=True, help="the server's base URL (http://HOST:PORT)")
+    p.add_argument("--token-file", type=Path, help="a file holding the bearer token")
+    p.set_defaults(handler=cmd_submit)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text!r}")
+    return int(text)
+
+
+def read_token(path: Path | None) -> str | None:
+    """The token of ``--token-file`` (one word; spaces and newlines around it dropped), else
+    ``$DYNL2_SERVE_TOKEN``, else None."""
+    if path is None:
+        return env.serve_token()
+    try:
+        data = path.read_bytes()[:4097]
+    except OSError as exc:
+        raise UsageError(f"--token-file: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        token = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        token = ""
+    if not token or len(data) > 4096 or not token.isprintable() or " " in token:
+        raise UsageError(
+            f"--token-file: {path} must hold one word of printable characters (at most 4 KiB)"
+        )
+    return token
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise UsageError(f"--host: cannot resolve {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise UsageError(
+            f"--port: cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    token = read_token(args.token_file)
+    if token is None and not is_loopback(args.host):
+        raise UsageError(
+            f"--host: {args.host} is not a loopback address; a server others can reach needs a "
+            "token (--token-file or $DYNL2_SERVE_TOKEN), or bind 127.0.0.1"
+        )
+    import uvicorn
+
+    from .service import make_app
+
+    app = make_app(args.storage, token=token)
+    sock = _bind(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    mode = "accepting submissions with its token" if token else "read-only"
+    print(f"dynl2 serve: http://{shown}:{port}/ ({mode}); Ctrl-C stops it", flush=True)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from .config_file import read_config
+    from .experiment import parse_experiment
+
+    token = read_token(args.token_file)
+    if token is None:
+        raise UsageError("submit: no token; give --token-file or set $DYNL2_SERVE_TOKEN")
+    config = parse_experiment(read_config(args.file))  # refused here first, as the server would
+    text = Path(args.file).read_bytes()
+    assert len(text) <= MAX_CONFIG_BYTES  # read_config checked the size
+    parts = urllib.parse.urlsplit(args.server)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UsageError(
+            f"--server: expected http://HOST:PORT or https://..., got {args.server!r}"
+        )
+    url = args.server.rstrip("/") + "/api/experiments"
+    request = urllib.request.Request(
+        url,
+        data=text,
+        method="POST",
+        headers={"Content-Type": "application/toml", "Authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=SUBMIT_TIMEOUT_S) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        message = _error_of(exc)
+        print(f"dynl2 submit: error: {message} (HTTP {exc.code})", file=sys.stderr)
+        return 2 if 400 <= exc.code < 500 else 1
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        print(f"dynl2 submit: error: no answer from {args.server}: {reason}", file=sys.stderr)
+        return 1
+    verb = "created" if answer.get("created") else "resumed (already there)"
+    where = args.server.rstrip("/") + str(answer.get("url", ""))
+    print(f"experiment {config.name} {verb}: {where}")
+    return 0
+
+
+def _error_of(exc: urllib.error.HTTPError) -> str:
+    try:
+        body = json.loads(exc.read(65536))
+        return str(body["error"])
+    except (ValueError, KeyError, TypeError, OSError):
+        return str(exc.reason)

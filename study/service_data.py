@@ -1,0 +1,224 @@
+"""What ``dynl2 serve`` shows, as JSON-ready data read from one store: the experiments, one
+experiment's progress per arm and replicate, its trials a page at a time, its stored reports.
+
+Each function takes an open :class:`storage.Store` (the server's read-only one) and returns
+plain dicts, lists, strings, numbers and None; nothing here writes, renders or speaks HTTP.
+The numbers are those of the CLI's reading verbs (``dynl2 status``, ``dynl2 trials``,
+``dynl2 reports``), computed by the same functions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from storage import Store, best_by_search
+
+from .errors import UsageError
+from .experiment import ExperimentConfig
+from .progress import experiment_progress
+from .queries import trials_with_tests
+from .runs import stored_experiment
+from .studies import label, searches
+
+__all__ = [
+    "MAX_PAGE",
+    "TrialsPage",
+    "experiment_detail",
+    "experiments_overview",
+    "report_entry",
+    "trials_page",
+]
+
+MAX_PAGE = 1000  # rows one trials request may ask for
+DEFAULT_PAGE = 100
+ORDERS = ("asc", "desc")
+
+
+def _when(value: datetime) -> str:
+    return value.isoformat(timespec="seconds")
+
+
+def _number(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _reports(store: Store, name: str | None = None) -> list[dict[str, Any]]:
+    frame = store.reports(name)
+    return [
+        {
+            "id": int(row.id),
+            "experiment": str(row.experiment),
+            "created": _when(row.created),
+            "verdict": _sentence(row.summary),
+            "provisional": bool(row.summary.get("provisional"))
+            if isinstance(row.summary, Mapping)
+            else None,
+        }
+        for row in frame.itertuples(index=False)
+    ]
+
+
+def _sentence(summary: object) -> str | None:
+    if isinstance(summary, Mapping) and isinstance(summary.get("sentence"), str):
+        return str(summary["sentence"])
+    return None
+
+
+def _arm_progress(config: ExperimentConfig, counts: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per arm: trials counted toward its budget over its replicates, and the budget."""
+    out: dict[str, dict[str, Any]] = {
+        a.name: {"arm": a.name, "scheme": a.scheme, "results": 0, "budget": 0} for a in config.arms
+    }
+    for key in searches(config):
+        c = counts[label(config, key)]
+        out[key[0]]["results"] += c.results
+        out[key[0]]["budget"] += config.search.n_trials
+    return list(out.values())
+
+
+def experiments_overview(store: Store) -> list[dict[str, Any]]:
+    """Every experiment, oldest first: name, created, arms with their progress, replicates,
+    state, evaluation runs, and the verdict sentence of its newest stored report."""
+    latest: dict[str, dict[str, Any]] = {}
+    for entry in _reports(store):  # newest first: the first of each experiment is its latest
+        latest.setdefault(entry["experiment"], entry)
+    out = []
+    for row in store.experiments().itertuples(index=False):
+        config = stored_experiment(store, str(row.name))
+        progress = experiment_progress(store, config)
+        report = latest.get(config.name)
+        out.append(
+            {
+                "name": config.name,
+                "created": _when(row.created),
+                "metric": config.search.metric,
+                "replicates": config.search.replicates,
+                "state": progress.state,
+                "results": progress.results,
+                "budget": progress.budget,
+                "evaluations": progress.evaluations,
+                "planned": progress.planned,
+                "arms": _arm_progress(config, progress.counts),
+                "verdict": None if report is None else report["verdict"],
+                "report": None if report is None else report["id"],
+            }
+        )
+    return out
+
+
+def experiment_detail(store: Store, name: str) -> dict[str, Any]:
+    """What ``dynl2 status NAME`` shows: each search's counts and best parameters, each arm's
+    evaluation so far, the state, the stored reports (newest first) and the newest verdict."""
+    config = stored_experiment(store, name)
+    info = store.get_experiment(name)
+    progress = experiment_progress(store, config)
+    best = best_by_search(store.trials(config.name), config.direction)
+    rows = []
+    for key in searches(config):
+        c = progress.counts[label(config, key)]
+        rows.append(
+            {
+                "search": label(config, key),
+                "arm": key[0],
+                "replicate": key[1],
+                "budget": config.search.n_trials,
+                "results": c.results,
+                "complete": c.complete,
+                "pruned": c.pruned,
+                "diverged": c.diverged,
+                "lost": c.lost,
+                "running": c.running,
+                "waiting": c.waiting,
+                "best": _number(c.best),
+                "best_params": dict(best[key]["params"]) if key in best else None,
+            }
+        )
+    reports = _reports(store, name)
+    return {
+        "name": config.name,
+        "created": _when(info.created),
+        "metric": config.search.metric,
+        "direction": config.direction,
+        "replicates": config.search.replicates,
+        "n_trials": config.search.n_trials,
+        "seeds": config.evaluate.seeds,
+        "state": progress.state,
+        "results": progress.results,
+        "budget": progress.budget,
+        "evaluations": progress.evaluations,
+        "planned": progress.planned,
+        "arms": _arm_progress(config, progress.counts),
+        "searches": rows,
+        "evaluation": [
+            {
+                "arm": s.arm,
+                "metric": s.metric,
+                "runs": s.seeds,
+                "diverged": s.diverged,
+                "mean": _number(s.mean),
+                "half_width": _number(s.half_width),
+            }
+            for s in progress.summary
+        ],
+        "verdict": reports[0]["verdict"] if reports else None,
+        "reports": reports,
+    }
+
+
+@dataclass(frozen=True)
+class TrialsPage:
+    total: int  # rows before paging
+    offset: int
+    limit: int | None
+    sort: str | None
+    order: str
+    frame: pd.DataFrame  # the page
+
+
+def trials_page(
+    store: Store,
+    name: str,
+    *,
+    arm: str | None = None,
+    offset: int = 0,
+    limit: int | None = DEFAULT_PAGE,
+    sort: str | None = None,
+    order: str = "asc",
+) -> TrialsPage:
+    """One page of ``dynl2 trials NAME``: rows ``offset`` … ``offset + limit`` (all from
+    ``offset`` when ``limit`` is None), sorted by the column ``sort`` (missing values last).
+    Raises :class:`UsageError` naming what is allowed for an unknown arm, column or order."""
+    config = stored_experiment(store, name)
+    arms = [a.name for a in config.arms]
+    if arm is not None and arm not in arms:
+        raise UsageError(f"arm: no arm {arm!r} in {config.name!r}; arms: {', '.join(arms)}")
+    if order not in ORDERS:
+        raise UsageError(f"order: expected one of {', '.join(ORDERS)}, got {order!r}")
+    frame = trials_with_tests(store, config, arm)
+    if sort is not None:
+        sortable = [c for c in frame.columns if c not in ("params",)]
+        if sort not in sortable:
+            raise UsageError(f"sort: no column {sort!r}; columns: {', '.join(sortable)}")
+        frame = frame.sort_values(
+            sort, ascending=order == "asc", na_position="last", kind="stable"
+        )
+    end = None if limit is None else offset + limit
+    return TrialsPage(len(frame), offset, limit, sort, order, frame.iloc[offset:end])
+
+
+def report_entry(store: Store, report_id: int) -> dict[str, Any]:
+    """A stored report's id, experiment, created, path and verdict numbers (not its HTML)."""
+    report = store.report(report_id)
+    return {
+        "id": report.id,
+        "experiment": report.experiment,
+        "created": _when(report.created),
+        "path": report.path,
+        "summary": report.summary,
+    }
