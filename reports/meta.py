@@ -10,11 +10,23 @@ with u_i ~ N(0, τ²) between experiments and e_i ~ N(0, s_i²) within. DerSimon
     τ² = max(0, (Q − df) / (Σ w_i − Σ w_i² / Σ w_i))
     w*_i = 1 / (s_i² + τ²),   μ̂ = Σ w*_i·y_i / Σ w*_i,   se(μ̂) = 1 / √Σ w*_i
 
-and the interval μ̂ ± z·se(μ̂) with the normal quantile (the convention of metafor's
-``rma(method="DL")`` and statsmodels' ``combine_effects(method_re="dl")``, against which the
-tests check these numbers). Heterogeneity: I² = max(0, (Q − df) / Q) (Higgins and Thompson,
-Statistics in Medicine 21, 2002), the share of the spread that is not sampling error; with one
-experiment there is none to measure and I² = τ² = 0. Pure functions, no store.
+The interval is not the normal μ̂ ± z·se(μ̂), which is too narrow with few experiments and
+with standard errors that are themselves estimated from a few replicates (IntHout, Ioannidis
+and Borm, BMC Medical Research Methodology 14:25, 2014): it is the Hartung–Knapp–Sidik–
+Jonkman interval in its modified form (Röver, Knapp and Friede, BMC Medical Research
+Methodology 15:99, 2015),
+
+    q_HK = Σ w*_i·(y_i − μ̂)² / (k − 1),   se_HK = se(μ̂)·√max(1, q_HK),   μ̂ ± t(k − 1)·se_HK
+
+with Student's t on k − 1 degrees of freedom; the p value is that t test's. The max(1, ·) keeps
+it from ever being narrower than the DerSimonian–Laird interval it widens. Where q_HK ≥ 1 the
+numbers are statsmodels' ``combine_effects(method_re="dl", use_t=True)`` "random effect wls"
+row, against which the tests check them (and μ̂, τ², Q, I² against its "random effect" row, the
+convention of metafor's ``rma(method="DL")``). One experiment is its own estimate, with its own
+interval: its Student t on the degrees of freedom it was estimated with (``dfs``), normal when
+none are given. Heterogeneity: I² = max(0, (Q − df) / Q) (Higgins and Thompson, Statistics in
+Medicine 21, 2002), the share of the spread that is not sampling error; with one experiment
+there is none to measure and I² = τ² = 0. Pure functions, no store.
 """
 
 from __future__ import annotations
@@ -33,14 +45,15 @@ class Pooled:
     """The random-effects estimate of the mean difference, and the heterogeneity around it."""
 
     mean: float  # μ̂
-    low: float  # the interval's ends (CONFIDENCE, normal)
+    low: float  # the interval's ends (CONFIDENCE, modified Hartung–Knapp: Student t)
     high: float
-    se: float  # se(μ̂)
-    p_value: float  # two-sided, H0: μ = 0 (normal)
+    se: float  # se_HK: se(μ̂) widened by √max(1, q_HK); one experiment: its own
+    p_value: float  # two-sided, H0: μ = 0 (Student t on ``df``)
     tau2: float  # between-experiment variance τ²
     i2: float  # I² in [0, 1]
     q: float  # Cochran's Q
     k: int  # experiments pooled
+    df: float  # the t distribution's degrees of freedom: k − 1 (one experiment: its own; inf)
 
 
 def standard_error(diff: MeanCI) -> float:
@@ -51,10 +64,16 @@ def standard_error(diff: MeanCI) -> float:
     return diff.half_width / float(stats.t.ppf(0.5 + CONFIDENCE / 2, diff.n - 1))
 
 
-def pool(estimates: Sequence[float], errors: Sequence[float]) -> Pooled:
-    """DerSimonian–Laird random-effects pooling of ``estimates`` with standard ``errors``."""
+def pool(
+    estimates: Sequence[float], errors: Sequence[float], dfs: Sequence[float] | None = None
+) -> Pooled:
+    """DerSimonian–Laird random-effects pooling of ``estimates`` with standard ``errors``, and
+    the modified Hartung–Knapp interval; ``dfs``, the degrees of freedom behind each error,
+    serve one experiment alone (its own Student t interval)."""
     if len(estimates) != len(errors):
         raise ValueError(f"{len(estimates)} estimates but {len(errors)} standard errors")
+    if dfs is not None and len(dfs) != len(errors):
+        raise ValueError(f"{len(errors)} standard errors but {len(dfs)} degrees of freedom")
     if not estimates:
         raise ValueError("nothing to pool: no estimates")
     for s in errors:
@@ -75,7 +94,17 @@ def pool(estimates: Sequence[float], errors: Sequence[float]) -> Pooled:
     sum_star = math.fsum(w_star)
     mean = math.fsum(wi * yi for wi, yi in zip(w_star, estimates, strict=True)) / sum_star
     se = 1.0 / math.sqrt(sum_star)
-    z = float(stats.norm.ppf(0.5 + CONFIDENCE / 2))
-    p_value = float(2 * stats.norm.sf(abs(mean) / se))
+    if k > 1:
+        q_hk = math.fsum(wi * (yi - mean) ** 2 for wi, yi in zip(w_star, estimates, strict=True))
+        se *= math.sqrt(max(1.0, q_hk / df))
+        t_df = float(df)
+    else:
+        t_df = float(dfs[0]) if dfs is not None else math.inf
+        if not t_df > 0:
+            raise ValueError(f"degrees of freedom must be > 0, got {t_df!r}")
+    quantile = float(stats.t.ppf(0.5 + CONFIDENCE / 2, t_df))
+    p_value = float(2 * stats.t.sf(abs(mean) / se, t_df))
     i2 = max(0.0, (q - df) / q) if df > 0 and q > 0 else 0.0
-    return Pooled(mean, mean - z * se, mean + z * se, se, p_value, tau2, i2, q, k)
+    return Pooled(
+        mean, mean - quantile * se, mean + quantile * se, se, p_value, tau2, i2, q, k, t_df
+    )

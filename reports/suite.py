@@ -9,9 +9,9 @@ and, for the main arm, one paragraph saying what the evidence shows and how stro
 :func:`reports.render.render_suite_html` draws it; :func:`suite_json` gives its numbers.
 
 Pure: no store, no study. A claim that an arm did better or worse is made only where the
-interval shown excludes 0; one experiment pooled alone must also exclude 0 with its own
-Student-t interval (the normal interval of a single pooled estimate ignores how few seeds it
-rests on).
+interval shown excludes 0. The pooled interval is the modified Hartung–Knapp one (Student t
+on k − 1 degrees of freedom, :mod:`reports.meta`); one experiment pooled alone keeps its own
+Student-t interval.
 """
 
 from __future__ import annotations
@@ -210,7 +210,11 @@ def _pool(rows: Sequence[SuiteRow]) -> Pooled | None:
     used = [r for r in rows if r.pooled]
     if not used:
         return None
-    return pool([r.diff for r in used], [r.se for r in used])  # type: ignore[misc]
+    return pool(
+        [r.diff for r in used],  # type: ignore[misc]
+        [r.se for r in used],  # type: ignore[misc]
+        [r.n - 1 for r in used],
+    )
 
 
 def _direction(

@@ -46,9 +46,11 @@ SUITE = (
 <h2>What the suite says about {{ d.main_arm }}</h2>
 <p class="answer {{ answer_class }}">{{ d.headline }}</p>
 <p>{{ d.sentence }}</p>
-<p class="note">Each experiment's difference is its mean over paired seeds with a Student-t 95%
- interval; the pooled estimate is a DerSimonian–Laird random-effects mean with a normal 95%
- interval, which is optimistic when few experiments or seeds stand behind it.</p>
+<p class="note">Each experiment's difference is its mean over paired seeds (or replicate
+ means) with a Student-t 95% interval; the pooled estimate is a DerSimonian–Laird
+ random-effects mean with the modified Hartung–Knapp 95% interval (Student t on k − 1 degrees
+ of freedom, never narrower than the normal one), so a handful of experiments, or seeds, cannot
+ make it look surer than it is.</p>
 </section>
 
 <section id="forest">

@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 from statsmodels.stats.meta_analysis import combine_effects
 
 from reports.meta import pool, standard_error
@@ -17,16 +18,29 @@ from reports.stats import mean_ci
 
 def _oracle(estimates: list[float], errors: list[float]) -> dict[str, float]:
     """statsmodels' numbers. Its "dl" leaves a negative moment estimate of τ² as it is; the
-    estimator truncates it at 0, where the random-effects estimate is the fixed-effect one."""
-    with warnings.catch_warnings():  # the root of its negative τ² variance, in its own rows
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result = combine_effects(np.array(estimates), np.array(errors) ** 2, method_re="dl")
+    estimator truncates it at 0, where the random-effects estimate is the fixed-effect one.
+    The interval: its Hartung–Knapp ("wls", Student t) row where that is the wider, else the
+    DerSimonian–Laird standard error with the same t quantile (the modified form)."""
+    with warnings.catch_warnings():  # the root of its negative τ² variance, in its own rows;
+        warnings.simplefilter("ignore")  # and use_t's note on the single samples' intervals
+        result = combine_effects(
+            np.array(estimates), np.array(errors) ** 2, method_re="dl", use_t=True
+        )
         frame = result.summary_frame()
     truncated = result.tau2 < 0
-    row = frame.loc["fixed effect" if truncated else "random effect"]
+    name = "fixed effect" if truncated else "random effect"
+    row, hk = frame.loc[name], frame.loc[f"{name} wls"]
+    k = len(estimates)
+    se = max(float(row["sd_eff"]), float(hk["sd_eff"]))
+    t = float(scipy_stats.t.ppf(0.975, k - 1))
+    mean = float(row["eff"])
+    if float(hk["sd_eff"]) >= float(row["sd_eff"]):
+        assert (float(hk["ci_low"]), float(hk["ci_upp"])) == pytest.approx(
+            (mean - t * se, mean + t * se)
+        )
     return {
-        "mean": float(row["eff"]), "se": float(row["sd_eff"]), "low": float(row["ci_low"]),
-        "high": float(row["ci_upp"]), "tau2": 0.0 if truncated else float(result.tau2),
+        "mean": mean, "se": se, "low": mean - t * se, "high": mean + t * se,
+        "tau2": 0.0 if truncated else float(result.tau2),
         "i2": max(0.0, float(result.i2)), "q": float(result.q),
     }  # fmt: skip
 
@@ -43,10 +57,20 @@ def test_pooling_matches_statsmodels_dersimonian_laird(seed: int) -> None:
     want = _oracle(estimates, errors)
     for name, value in want.items():
         assert getattr(got, name) == pytest.approx(value, rel=1e-9, abs=1e-12), name
-    assert got.k == k
-    assert got.p_value == pytest.approx(
-        2 * (1 - 0.5 * (1 + math.erf(abs(got.mean / got.se) / 2**0.5)))
-    )
+    assert got.k == k and got.df == k - 1
+    assert got.p_value == pytest.approx(2 * scipy_stats.t.sf(abs(got.mean / got.se), k - 1))
+
+
+def test_the_interval_is_never_narrower_than_the_normal_one() -> None:
+    # Estimates closer together than their errors say: q_HK < 1, so the modified form keeps
+    # the DerSimonian–Laird standard error (and Student t), where plain Hartung–Knapp would
+    # shrink it below the normal interval.
+    estimates, errors = [1.0, 1.01, 0.99, 1.0], [0.5, 0.5, 0.5, 0.5]
+    got = pool(estimates, errors)
+    normal = 1.959964 * 0.25  # se = 0.5 / √4
+    assert got.se == pytest.approx(0.25)
+    assert got.high - got.mean == pytest.approx(scipy_stats.t.ppf(0.975, 3) * 0.25)
+    assert got.high - got.mean > normal
 
 
 def test_identical_estimates_have_no_heterogeneity() -> None:
@@ -62,6 +86,12 @@ def test_one_experiment_is_its_own_estimate() -> None:
     assert (got.mean, got.se) == pytest.approx((0.8, 0.4))
     assert (got.tau2, got.i2, got.k) == (0.0, 0.0, 1)
     assert (got.low, got.high) == pytest.approx((0.8 - 1.959964 * 0.4, 0.8 + 1.959964 * 0.4))
+    # with the degrees of freedom behind its error: its own Student-t interval, exactly
+    values = [0.5, 1.5, 0.7]
+    ci = mean_ci(values)
+    alone = pool([ci.mean], [standard_error(ci)], [len(values) - 1])
+    assert (alone.low, alone.high) == pytest.approx((ci.low, ci.high))
+    assert alone.df == 2
 
 
 def test_heterogeneity_widens_the_interval() -> None:
@@ -80,6 +110,7 @@ def test_heterogeneity_widens_the_interval() -> None:
         ([1.0, 2.0], [0.1], "2 estimates but 1"),
         ([float("nan")], [0.1], "finite"),
         ([1.0], [float("inf")], "finite"),
+        ([1.0, 2.0], [0.1, 0.1, 0.1], "2 estimates but 3"),
     ],
 )
 def test_bad_input_is_refused(estimates, errors, fragment) -> None:

@@ -62,7 +62,7 @@ def matrix(
 
 
 def expected_pool(cis: list[MeanCI]) -> Pooled:
-    return pool([c.mean for c in cis], [standard_error(c) for c in cis])
+    return pool([c.mean for c in cis], [standard_error(c) for c in cis], [c.n - 1 for c in cis])
 
 
 # ------------------------------------------------------------------------------- numbers
@@ -217,7 +217,7 @@ def test_a_null_result_says_so_and_claims_nothing() -> None:
 
 
 def test_a_null_overall_names_the_settings_whose_interval_excludes_zero() -> None:
-    data = build_suite_data(matrix(1.5, 1.3, -1.4, -1.2, hw=0.4))
+    data = build_suite_data(matrix(1.5, 1.3, -1.4, -1.2, hw=0.1))
     assert data.main.direction is None
     s = data.sentence
     assert "a null result" in s and "Heterogeneity is high" in s
@@ -228,11 +228,12 @@ def test_a_null_overall_names_the_settings_whose_interval_excludes_zero() -> Non
 
 
 def test_one_experiment_with_few_seeds_claims_nothing_its_own_interval_does_not_show() -> None:
-    # Two seeds: the Student-t interval (t = 12.7) covers 0, the normal one of pool() does not.
+    # Two seeds: the Student-t interval (t = 12.7) covers 0; pooled alone, it keeps it.
     ci = MeanCI(1.0, 2.0, 2)
     data = build_suite_data(suite(entry("only", "digits", 30, ci)))
     p = data.main.pooled
-    assert p is not None and p.low > 0 and ci.low is not None and ci.low < 0
+    assert p is not None and ci.low is not None and ci.high is not None
+    assert (p.low, p.high) == pytest.approx((ci.low, ci.high)) and p.low < 0
     assert data.main.direction is None
     assert "did better" not in data.sentence and "a null result" in data.sentence
     assert "no heterogeneity to measure" in data.sentence
