@@ -415,13 +415,15 @@ def _rows_json(arm: ArmSummary) -> list[dict[str, Any]]:
 
 def _pooled_json(p: Pooled | None) -> dict[str, float | None]:
     if p is None:
-        return dict.fromkeys(("mean", "low", "high", "i2", "tau2"))
+        return dict.fromkeys(("mean", "low", "high", "i2", "tau2", "p_value", "k"))
     return {
         "mean": _float(p.mean),
         "low": _float(p.low),
         "high": _float(p.high),
         "i2": _float(p.i2),
         "tau2": _float(p.tau2),
+        "p_value": _float(p.p_value),
+        "k": p.k,
     }
 
 

@@ -281,7 +281,7 @@ def test_json_has_exactly_the_promised_shape() -> None:
     assert out["suite"] == "when" and out["main_arm"] == "dynamic"
     assert out["sentence"] == data.sentence
     row_keys = {"experiment", "factors", "diff", "low", "high"}
-    pooled_keys = {"mean", "low", "high", "i2", "tau2"}
+    pooled_keys = {"mean", "low", "high", "i2", "tau2", "p_value", "k"}
     assert [set(r) for r in out["experiments"]] == [row_keys] * 3
     assert out["experiments"][0] == {
         "experiment": "a",
@@ -295,7 +295,10 @@ def test_json_has_exactly_the_promised_shape() -> None:
     assert set(out["pooled"]) == pooled_keys
     p = data.main.pooled
     assert p is not None
-    assert out["pooled"] == {"mean": p.mean, "low": p.low, "high": p.high, "i2": p.i2, "tau2": 0}
+    assert out["pooled"] == {
+        "mean": p.mean, "low": p.low, "high": p.high, "i2": p.i2, "tau2": 0,
+        "p_value": p.p_value, "k": p.k,
+    }  # fmt: skip
     assert list(out["arms"]) == ["dynamic", "swd"]
     for arm in out["arms"].values():
         assert set(arm) == {"experiments", "pooled"}
@@ -312,7 +315,7 @@ def test_json_has_exactly_the_promised_shape() -> None:
 def test_json_of_a_suite_without_the_main_arm() -> None:
     inp = suite(entry("a", "digits", 30, None, swd=MeanCI(0.1, 0.3, 10)))
     out = suite_json(build_suite_data(inp))
-    assert out["pooled"] == dict.fromkeys(("mean", "low", "high", "i2", "tau2"))
+    assert out["pooled"] == dict.fromkeys(("mean", "low", "high", "i2", "tau2", "p_value", "k"))
     assert out["arms"]["swd"]["pooled"]["mean"] == pytest.approx(0.1)
 
 
