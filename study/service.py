@@ -34,6 +34,7 @@ import json
 import logging
 import re
 import threading
+import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
@@ -86,6 +87,8 @@ REPORT_CSP = (
     "sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; "
     "style-src 'unsafe-inline'; img-src data: blob:; font-src data:; frame-ancestors 'self'"
 )
+CACHE_SECONDS = 1.0  # how long a read's answer is served again (the live page polls every 3 s)
+MAX_CACHED = 256  # answers kept at most
 _HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 _TRIALS_PARAMS = ("format", "offset", "limit", "sort", "order", "arm")
 _FORMATS = ("json", "csv")
@@ -102,6 +105,52 @@ class BadRequest(Exception):
         self.status = status
 
 
+class Reads:
+    """What the handlers read, from the read-only store, each answer kept for ``ttl`` seconds:
+    twenty clients polling one experiment cost the store one read a second, not twenty. A key
+    being computed makes the others asking for it wait for that answer, not compute their own."""
+
+    def __init__(self, store: Store, ttl: float = CACHE_SECONDS) -> None:
+        self.store = store
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._answers: dict[tuple[Any, ...], tuple[float, Any]] = {}
+        self._busy: dict[tuple[Any, ...], threading.Lock] = {}
+
+    def _cached(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            hit = self._answers.get(key)
+            if hit is not None and hit[0] > time.monotonic():
+                return hit[1]
+            busy = self._busy.setdefault(key, threading.Lock())
+        with busy:
+            with self._lock:
+                hit = self._answers.get(key)
+                if hit is not None and hit[0] > time.monotonic():
+                    return hit[1]
+            value = compute()
+            with self._lock:
+                if len(self._answers) > MAX_CACHED:  # many distinct pages: start over
+                    self._answers.clear()
+                self._answers[key] = (time.monotonic() + self._ttl, value)
+            return value
+
+    def forget(self) -> None:
+        """Drop every kept answer (after this server wrote to the store)."""
+        with self._lock:
+            self._answers.clear()
+
+    def overview(self) -> list[dict[str, Any]]:
+        return self._cached(("overview",), lambda: experiments_overview(self.store))  # type: ignore[no-any-return]
+
+    def detail(self, name: str) -> dict[str, Any]:
+        return self._cached(("detail", name), lambda: experiment_detail(self.store, name))  # type: ignore[no-any-return]
+
+    def trials(self, name: str, **options: Any) -> TrialsPage:
+        key = ("trials", name, *sorted(options.items()))
+        return self._cached(key, lambda: trials_page(self.store, name, **options))  # type: ignore[no-any-return]
+
+
 class _State:
     """The read-only store every read goes through, and (with a token) the writable one that
     submissions use, opened on the first."""
@@ -112,6 +161,7 @@ class _State:
         if token is not None:  # a store a team starts empty: create it, then read it
             storage.open(url, create=True).close()
         self.store = storage.open(url, read_only=True)
+        self.reads = Reads(self.store)
         self._writer: Store | None = None
         self._lock = threading.Lock()
 
@@ -145,8 +195,8 @@ def make_app(storage_url: str | None = None, *, token: str | None = None) -> Sta
         finally:
             state.close()
 
-    def store() -> Store:
-        return state.store
+    def store() -> Reads:
+        return state.reads
 
     async def submit(request: Request) -> Response:
         try:
@@ -180,7 +230,7 @@ def make_app(storage_url: str | None = None, *, token: str | None = None) -> Sta
 
 # --------------------------------------------------------------------------- plumbing
 
-Handler = Callable[[Store, Request], Response]
+Handler = Callable[[Reads, Request], Response]
 
 
 def _failure(exc: Exception) -> tuple[int, str]:
@@ -202,7 +252,7 @@ def _failure(exc: Exception) -> tuple[int, str]:
     return 500, "internal error: the server could not answer; its log says why"
 
 
-def _api(store: Callable[[], Store], handler: Handler) -> Callable[[Request], Response]:
+def _api(store: Callable[[], Reads], handler: Handler) -> Callable[[Request], Response]:
     """A sync endpoint (Starlette runs it in its thread pool) whose failures are JSON."""
 
     def endpoint(request: Request) -> Response:
@@ -215,7 +265,7 @@ def _api(store: Callable[[], Store], handler: Handler) -> Callable[[Request], Re
     return endpoint
 
 
-def _page(store: Callable[[], Store], handler: Handler) -> Callable[[Request], Response]:
+def _page(store: Callable[[], Reads], handler: Handler) -> Callable[[Request], Response]:
     """A sync page endpoint whose failures are an error page."""
 
     def endpoint(request: Request) -> Response:
@@ -223,7 +273,7 @@ def _page(store: Callable[[], Store], handler: Handler) -> Callable[[Request], R
             return handler(store(), request)
         except Exception as exc:
             status, message = _failure(exc)
-            return _error_page(store(), status, message)
+            return _error_page(store().store, status, message)
 
     return endpoint
 
@@ -294,7 +344,7 @@ def _whole(
     return int(text)
 
 
-def _trials(store: Store, request: Request) -> tuple[str, str, TrialsPage]:
+def _trials(reads: Reads, request: Request) -> tuple[str, str, TrialsPage]:
     params = _query(request, _TRIALS_PARAMS)
     fmt = params.get("format", "json")
     if fmt not in _FORMATS:
@@ -303,8 +353,7 @@ def _trials(store: Store, request: Request) -> tuple[str, str, TrialsPage]:
     assert offset is not None
     # A JSON page holds 100 rows unless asked; a CSV download holds them all unless asked.
     limit = _whole(params, "limit", 100 if fmt == "json" else None, 1, MAX_PAGE)
-    page = trials_page(
-        store,
+    page = reads.trials(
         _name(request),
         arm=params.get("arm"),
         offset=offset,
@@ -318,24 +367,24 @@ def _trials(store: Store, request: Request) -> tuple[str, str, TrialsPage]:
 # ----------------------------------------------------------------------------- the API
 
 
-def _healthz(store: Store, request: Request) -> Response:
+def _healthz(reads: Reads, request: Request) -> Response:
     _query(request, ())
-    store.experiments()  # one read: the database answers
-    return _json({"status": "ok", "store": store.display_url})
+    reads.store.experiments()  # one read, never cached: the database answers now
+    return _json({"status": "ok", "store": reads.store.display_url})
 
 
-def _api_experiments(store: Store, request: Request) -> Response:
+def _api_experiments(reads: Reads, request: Request) -> Response:
     _query(request, ())
-    return _json({"store": store.display_url, "experiments": experiments_overview(store)})
+    return _json({"store": reads.store.display_url, "experiments": reads.overview()})
 
 
-def _api_experiment(store: Store, request: Request) -> Response:
+def _api_experiment(reads: Reads, request: Request) -> Response:
     _query(request, ())
-    return _json(experiment_detail(store, _name(request)))
+    return _json(reads.detail(_name(request)))
 
 
-def _api_trials(store: Store, request: Request) -> Response:
-    name, fmt, page = _trials(store, request)
+def _api_trials(reads: Reads, request: Request) -> Response:
+    name, fmt, page = _trials(reads, request)
     headers = {**_HEADERS, "X-Total-Count": str(page.total)}
     if fmt == "csv":
         headers["Content-Disposition"] = f'attachment; filename="{name}-trials.csv"'
@@ -348,14 +397,14 @@ def _api_trials(store: Store, request: Request) -> Response:
     return Response(body, media_type="application/json", headers=headers)
 
 
-def _api_reports(store: Store, request: Request) -> Response:
+def _api_reports(reads: Reads, request: Request) -> Response:
     _query(request, ())
-    return _json({"reports": experiment_detail(store, _name(request))["reports"]})
+    return _json({"reports": reads.detail(_name(request))["reports"]})
 
 
-def _api_report(store: Store, request: Request) -> Response:
+def _api_report(reads: Reads, request: Request) -> Response:
     _query(request, ())
-    return _json(report_entry(store, int(request.path_params["report_id"])))
+    return _json(report_entry(reads.store, int(request.path_params["report_id"])))
 
 
 # --------------------------------------------------------------------------- submitting
@@ -409,6 +458,7 @@ def _submit(state: _State, text: str) -> Response:
         except ExperimentNotFound:
             created = True
         create_or_resume(writer, config)
+    state.reads.forget()
     log.info("%s experiment %s", "created" if created else "resumed", config.name)
     return _json(
         {"experiment": config.name, "created": created, "url": f"/experiments/{config.name}"},
@@ -419,22 +469,22 @@ def _submit(state: _State, text: str) -> Response:
 # ------------------------------------------------------------------------------ pages
 
 
-def _experiments_page(store: Store, request: Request) -> Response:
+def _experiments_page(reads: Reads, request: Request) -> Response:
     _query(request, ())
-    context = {"store": store.display_url, "experiments": experiments_overview(store)}
+    context = {"store": reads.store.display_url, "experiments": reads.overview()}
     return _html(render_page("experiments", context))
 
 
-def _experiment_page(store: Store, request: Request) -> Response:
+def _experiment_page(reads: Reads, request: Request) -> Response:
     _query(request, ())
-    detail = experiment_detail(store, _name(request))
-    return _html(render_page("experiment", {"store": store.display_url, "e": detail}))
+    detail = reads.detail(_name(request))
+    return _html(render_page("experiment", {"store": reads.store.display_url, "e": detail}))
 
 
-def _trials_html(store: Store, request: Request) -> Response:
+def _trials_html(reads: Reads, request: Request) -> Response:
     params = dict(request.query_params)
     params.pop("format", None)
-    name, _, page = _trials(store, request)
+    name, _, page = _trials(reads, request)
     base = f"/experiments/{urllib.parse.quote(name)}/trials"
     api = f"/api/experiments/{urllib.parse.quote(name)}/trials"
 
@@ -450,7 +500,7 @@ def _trials_html(store: Store, request: Request) -> Response:
     columns = [str(c) for c in shown.columns]
     rows = [["" if _missing(v) else str(v) for v in row] for row in shown.itertuples(index=False)]
     context = {
-        "store": store.display_url,
+        "store": reads.store.display_url,
         "name": name,
         "arm": params.get("arm"),
         "total": page.total,
@@ -492,9 +542,9 @@ def _missing(value: object) -> bool:
         return False
 
 
-def _report_page(store: Store, request: Request) -> Response:
+def _report_page(reads: Reads, request: Request) -> Response:
     _query(request, ())
-    report = store.report(int(request.path_params["report_id"]))
+    report = reads.store.report(int(request.path_params["report_id"]))
     return _html(report.html, csp=REPORT_CSP)
 
 

@@ -10,6 +10,7 @@ import io
 import json
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -381,3 +382,33 @@ def test_serve_refuses_what_it_cannot_do_safely(
         err = capsys.readouterr().err.strip()
         assert code == status and fragment in err and "\n" not in err, (flags, code, err)
     assert not (tmp_path / "none.db").exists()  # nothing written
+
+
+def test_reads_are_computed_once_per_key_while_fresh() -> None:
+    from study.service import Reads
+
+    calls: list[int] = []
+    release = threading.Event()
+
+    def compute() -> list[int]:
+        calls.append(1)
+        release.wait(30)
+        return [len(calls)]
+
+    reads = Reads(store=None, ttl=60.0)  # type: ignore[arg-type]
+    answers: list[object] = []
+    threads = [
+        threading.Thread(target=lambda: answers.append(reads._cached(("k",), compute)))
+        for _ in range(20)
+    ]
+    for t in threads:
+        t.start()
+    release.set()
+    for t in threads:
+        t.join(30)
+    assert len(calls) == 1 and answers == [[1]] * 20  # one computation, shared
+    assert reads._cached(("other",), compute) == [2]  # another key computes its own
+    reads.forget()
+    assert reads._cached(("k",), compute) == [3]  # forgotten: computed again
+    stale = Reads(store=None, ttl=0.0)  # type: ignore[arg-type]
+    assert stale._cached(("k",), compute) == [4] and stale._cached(("k",), compute) == [5]
