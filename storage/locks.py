@@ -8,7 +8,7 @@ the PostgreSQL session, MySQL's GET_LOCK with the connection, and the SQLite loc
 
 from __future__ import annotations
 
-__all__ = ["named_lock"]
+__all__ = ["named_lock", "try_named_lock"]
 
 import fcntl
 import hashlib
@@ -37,6 +37,23 @@ def named_lock(url: str, engine: Engine, name: str, timeout_s: float = 600.0) ->
     Waits as long as the holder needs on SQLite and PostgreSQL (holders keep it for
     milliseconds and a dead holder releases it); MySQL's GET_LOCK gives up after ``timeout_s``.
     """
+    with _lock(url, engine, name, timeout_s, wait=True) as got:
+        if not got:
+            raise StorageUnavailable(f"could not take the lock {name!r} in {timeout_s:.0f} s")
+        yield
+
+
+@contextmanager
+def try_named_lock(url: str, engine: Engine, name: str) -> Iterator[bool]:
+    """Take the lock ``name`` if no one holds it, without waiting: yields whether it was
+    taken (held for the body of the ``with`` when it was). For a long task only one process
+    should do at a time (an agent evaluating an experiment): the holder's death releases it."""
+    with _lock(url, engine, name, 0.0, wait=False) as got:
+        yield got
+
+
+@contextmanager
+def _lock(url: str, engine: Engine, name: str, timeout_s: float, wait: bool) -> Iterator[bool]:
     backend = backend_of(url)
     if backend == "sqlite":
         path = sqlite_path(url)
@@ -44,18 +61,28 @@ def named_lock(url: str, engine: Engine, name: str, timeout_s: float = 600.0) ->
         lock_file = Path(f"{path}.{hashlib.sha256(name.encode()).hexdigest()[:12]}.dynl2-lock")
         fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # the SQLite store lives on one machine
-            yield
+            try:  # the SQLite store lives on one machine
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
         return
     with engine.connect() as conn:
         if backend == "postgresql":
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _key(name)})
+            call = "pg_advisory_lock" if wait else "pg_try_advisory_lock"
+            got = conn.execute(text(f"SELECT {call}(:k)"), {"k": _key(name)}).scalar()
             conn.commit()
+            if got is False:
+                yield False
+                return
             try:
-                yield
+                yield True
             finally:
                 try:
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _key(name)})
@@ -69,8 +96,9 @@ def named_lock(url: str, engine: Engine, name: str, timeout_s: float = 600.0) ->
             text("SELECT GET_LOCK(:n, :t)"), {"n": name[:64], "t": int(timeout_s)}
         ).scalar()
         if got != 1:
-            raise StorageUnavailable(f"could not take the lock {name!r} in {timeout_s:.0f} s")
+            yield False
+            return
         try:
-            yield
+            yield True
         finally:
             conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name[:64]})

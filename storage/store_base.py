@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage.engine import engine_kwargs
 from storage.errors import ExperimentNotFound, StorageError, StorageUnavailable, SuiteNotFound
-from storage.locks import named_lock
+from storage.locks import named_lock, try_named_lock
 from storage.schema import Evaluation, Experiment, Suite
 from storage.urls import backend_of, first_line, masked_url, sqlite_path
 
@@ -101,6 +101,15 @@ class StoreBase:
         self.check_file()
         with named_lock(self._url, self._engine, name):
             yield
+
+    @contextmanager
+    def try_lock(self, name: str) -> Iterator[bool]:
+        """Take the named lock if it is free, without waiting; yields whether it was taken.
+        Unlike :meth:`lock`, for a long task one process should do alone (it dies with its
+        holder, so a killed holder frees it)."""
+        self.check_file()
+        with try_named_lock(self._url, self._engine, name) as got:
+            yield got
 
     def _remember_file(self) -> None:
         path = sqlite_path(self._url)

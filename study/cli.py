@@ -22,6 +22,7 @@ import sqlalchemy.exc
 import storage
 
 from . import (
+    agent_cmd,
     demo,
     env,
     report_cmds,
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     report_cmds.add_parsers(verbs)
     suite_cmds.add_parser(verbs)
     serve_cmd.add_parsers(verbs)
+    agent_cmd.add_parser(verbs)
     demo.add_parser(verbs)
     return parser
 

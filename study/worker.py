@@ -55,6 +55,7 @@ from .studies import (
 @dataclass
 class WorkerSummary:
     trials: dict[str, int] = field(default_factory=dict)  # arm -> trials this worker finished
+    waiting: bool = False  # returned while others still train the last trials (linger=False)
 
     @property
     def total(self) -> int:
@@ -70,9 +71,12 @@ def run_worker(
     worker: int | None = 0,
     note: Callable[[str], None] | None = None,
     batch: int | None = None,
+    linger: bool = True,
 ) -> WorkerSummary:
     """Train trials of ``config`` until every search (each searched arm, once per replicate)
-    has ``n_trials`` results.
+    has ``n_trials`` results; without ``linger``, until none has a trial left to claim (the
+    last ones others are training are theirs: :func:`study.agent.run_agent` moves on to other
+    work and comes back to retry any of them that fails).
 
     ``worker`` (0, 1, ...) seeds this worker's samplers; see :func:`studies.sampler_seed`.
     Each claim takes up to ``batch`` trials of one arm and trains them fused (default:
@@ -107,6 +111,9 @@ def run_worker(
             if claim == "done":
                 return summary
             if claim == "wait":  # others still run the last trials; one may die and need a retry
+                if not linger:
+                    summary.waiting = True
+                    return summary
                 time.sleep(poll)
                 continue
             study = studies[claim.key]

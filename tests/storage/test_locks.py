@@ -52,3 +52,25 @@ def test_lock_dies_with_its_holder(prepared_url, tmp_path):
     with storage.open(prepared_url) as store, store.lock("y"):
         waited = time.monotonic() - started
     assert waited < 20  # released by the holder's death, not by its 60 s sleep ending
+
+
+def test_try_lock_does_not_wait_and_frees_with_its_holder(prepared_url, tmp_path):
+    log = tmp_path / "log.txt"
+    ctx = multiprocessing.get_context("spawn")
+    holder = ctx.Process(target=_hold, args=(prepared_url, "z", 60.0, str(log)))
+    holder.start()
+    deadline = time.monotonic() + 30
+    while not (log.exists() and "in" in log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert log.exists(), "the holder never took the lock"
+    with storage.open(prepared_url) as store:
+        with store.try_lock("z") as got:
+            assert got is False  # held elsewhere: refused at once, not waited for
+        with store.try_lock("other") as got:
+            assert got is True
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.join(10)
+        with store.try_lock("z") as got:
+            assert got is True  # its holder's death freed it
+            with storage.open(prepared_url) as second, second.try_lock("z") as again:
+                assert again is False  # and now this process holds it

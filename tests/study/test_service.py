@@ -341,6 +341,41 @@ def test_submissions_need_the_token_and_a_valid_config(backend: str, tmp_path: P
             assert entry["name"] == "submitted" and entry["state"] == "searching"
             changed = post(good.replace("seed = 0", "seed = 1").encode(), auth)
             assert changed.status == 400 and "submitted" in changed.error
+
+            # Two agents run the submission to the end; the server shows it done, with its
+            # verdict and report, and exact counts.
+            agents = [
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "study",
+                        "agent",
+                        "--storage",
+                        url,
+                        "--once",
+                        "--quiet",
+                        "--poll",
+                        "0.2",
+                        "--index",
+                        str(i),
+                    ],
+                    cwd=ROOT,
+                    env=child_env(),
+                    text=True,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
+                for i in range(2)
+            ]
+            for agent in agents:
+                code, _, err = finish(agent, 600)
+                assert code == 0, err[-2000:]
+            detail = server.request("/api/experiments/submitted").json()
+            assert isinstance(detail, dict)
+            assert detail["state"] == "done" and detail["results"] == detail["budget"] == 2
+            assert detail["evaluations"] == detail["planned"] == 1
+            assert detail["verdict"] and len(detail["reports"]) >= 1
         finally:
             stop_server(server)
 

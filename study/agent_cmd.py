@@ -1,0 +1,82 @@
+"""``dynl2 agent``: flags in, :func:`study.agent.run_agent` in this process (one worker) or in
+``--workers`` processes, lines out."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from typing import Any
+
+from . import signals
+from .agent import DEFAULT_POLL_S
+from .cli_args import batch_flag, storage_flag, workers_flag
+
+
+def add_parser(verbs: Any) -> None:
+    p = verbs.add_parser(
+        "agent",
+        help="serve every experiment of the store with work left (search, evaluate, report)",
+        description="A long-running worker pool for a shared store: each worker takes the "
+        "oldest experiment with work left (trials to train, then evaluation seeds, then the "
+        "report), under the same locks, heartbeats and retries as `dynl2 worker`, and picks up "
+        "new submissions; with nothing to do it waits. SIGTERM hands back the trials in flight "
+        "and exits.",
+    )
+    storage_flag(p)
+    workers_flag(p, "worker processes on this machine")
+    batch_flag(p)
+    p.add_argument(
+        "--poll",
+        type=_seconds,
+        default=DEFAULT_POLL_S,
+        help=f"seconds between looks for work when there is none (default {DEFAULT_POLL_S:g})",
+    )
+    p.add_argument("--once", action="store_true", help="exit when no experiment has work left")
+    p.add_argument("--index", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(handler=cmd_agent)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.05 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected seconds from 0.05 to 3600, got {text!r}")
+    return value
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    def say(line: str) -> None:
+        if not args.quiet:
+            print(line, flush=True)
+
+    if args.workers <= 1:
+        from .agent import run_agent
+
+        summary = run_agent(
+            storage=args.storage, batch=args.batch, index=args.index, poll=args.poll,
+            once=args.once, say=say,
+        )  # fmt: skip
+        say(
+            f"agent: done: {summary.trials} trials, {summary.evaluations} evaluation runs, "
+            f"{summary.reports} reports"
+        )
+        return 0
+    argv = [sys.executable, "-m", "study", "agent", "--workers", "1", "--poll", str(args.poll)]
+    argv += ["--storage", args.storage] if args.storage else []
+    argv += ["--batch", str(args.batch)] if args.batch else []
+    argv += ["--once"] if args.once else []
+    argv += ["--quiet"] if args.quiet else []
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for i in range(args.workers):
+            procs.append(subprocess.Popen([*argv, "--index", str(i)]))
+        codes = [proc.wait() for proc in procs]
+    except KeyboardInterrupt:
+        signals.stopping()
+        signals.stop_processes(procs)
+        raise
+    return max(codes, key=lambda c: (c != 0, abs(c)))
