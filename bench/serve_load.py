@@ -1,23 +1,24 @@
-"""``dynl2 serve`` under load while workers train, run by hand.
+"""``dynl2 serve`` under load while agents train, run by hand.
 
     python bench/serve_load.py [--clients 20] [--interval 1] [--workers 2] [--trials 48]
                                [--epochs 20] [--repeats 2] [--storage URL]
 
 Each round trains one experiment (the digits MLP of tests/tiny.py: two searched arms, random
-search, no pruning) with ``--workers`` ``dynl2 worker`` processes, twice, interleaved:
+search, no pruning, one evaluation seed) with ``--workers`` ``dynl2 agent --once`` processes
+(search, evaluation, report), twice, interleaved:
 
 1. quiet: no server, no clients;
 2. loaded: ``dynl2 serve`` on the same store and ``--clients`` threads, each polling, every
    ``--interval`` seconds (default 1: three times as often as the live page polls), the
-   experiment's page and then the trials API (``?limit=100``), for as long as the workers train.
+   experiment's page and then the trials API (``?limit=100``), for as long as the agents train.
 
-Trials per minute are the experiment's trials over the wall time from the workers' start to the
-last one's exit. For the loaded runs it prints each request kind's p50 and p99 latency, the
-number of requests and of errors (any status but 200, or no answer: must be 0), and the loaded
-rate against the quiet rate of the same repeat (the server must not slow training by more than
-10%: a ratio ≥ 0.90). Each run gets a fresh SQLite file unless ``--storage`` names a server
-database, where each run's experiment gets a new name. Never run by CI; timings are never
-asserted.
+Trials per minute are the experiment's search trials over the wall time from the agents' start
+to the last one's exit (evaluation and report included). For the loaded runs it prints each
+request kind's p50 and p99 latency, the number of requests and of errors (any status but 200,
+or no answer: must be 0), and the loaded rate against the quiet rate of the same repeat (the
+server must not slow training by more than 10%: a ratio of at least 0.90). Each run gets a
+fresh SQLite file unless ``--storage`` names a server database, where each run's experiment
+gets a new name. Never run by CI; timings are never asserted.
 """
 
 from __future__ import annotations
@@ -73,9 +74,10 @@ def _create(url: str, name: str, trials: int, epochs: int) -> None:
         create_or_resume(store, config)
 
 
-def _train(url: str, name: str, workers: int) -> float:
-    """Wall seconds from the workers' start to the last one's exit."""
-    argv = [sys.executable, "-m", "study", "worker", name, "--storage", url, "--quiet"]
+def _train(url: str, workers: int) -> float:
+    """Wall seconds from the agents' start to the last one's exit (nothing left to do)."""
+    argv = [sys.executable, "-m", "study", "agent", "--storage", url, "--once", "--quiet"]
+    argv += ["--poll", "0.5"]
     started = time.perf_counter()
     procs = [
         subprocess.Popen(
@@ -135,7 +137,7 @@ def _quantile(values: list[float], q: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="agents")
     parser.add_argument("--trials", type=int, default=48, help="per arm")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=2)
@@ -146,7 +148,7 @@ def main() -> int:
     args = parser.parse_args()
     print(
         f"python {platform.python_version()}, {os.cpu_count()} CPUs, "
-        f"{args.workers} workers, {args.clients} clients every {args.interval:g} s, "
+        f"{args.workers} agents, {args.clients} clients every {args.interval:g} s, "
         f"{args.trials} trials × 2 arms × "
         f"{args.epochs} epochs"
     )
@@ -159,7 +161,7 @@ def main() -> int:
                 name = f"load-{mode}-{repeat}-{uuid.uuid4().hex[:6]}"
                 _create(url, name, args.trials, args.epochs)
                 if mode == "quiet":
-                    seconds = _train(url, name, args.workers)
+                    seconds = _train(url, args.workers)
                 else:
                     server, base = _serve(url)
                     load, stop = Load(), threading.Event()
@@ -171,7 +173,7 @@ def main() -> int:
                     ]
                     for c in clients:
                         c.start()
-                    seconds = _train(url, name, args.workers)
+                    seconds = _train(url, args.workers)
                     stop.set()
                     for c in clients:
                         c.join()
