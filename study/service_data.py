@@ -21,7 +21,7 @@ from storage import Store, best_by_search
 
 from .errors import UsageError
 from .experiment import ExperimentConfig
-from .progress import experiment_progress
+from .progress import Progress, experiment_progress
 from .queries import trials_with_tests
 from .runs import stored_experiment
 from .studies import label, searches
@@ -82,6 +82,20 @@ def _arm_progress(config: ExperimentConfig, counts: Mapping[str, Any]) -> list[d
     return list(out.values())
 
 
+def _standing(config: ExperimentConfig, progress: Progress) -> dict[str, Any]:
+    """What the list and the detail both show of an experiment's progress."""
+    return {
+        "metric": config.search.metric,
+        "replicates": config.search.replicates,
+        "state": progress.state,
+        "results": progress.results,
+        "budget": progress.budget,
+        "evaluations": progress.evaluations,
+        "planned": progress.planned,
+        "arms": _arm_progress(config, progress.counts),
+    }
+
+
 def experiments_overview(store: Store) -> list[dict[str, Any]]:
     """Every experiment, oldest first: name, created, arms with their progress, replicates,
     state, evaluation runs, and the verdict sentence of its newest stored report."""
@@ -97,14 +111,7 @@ def experiments_overview(store: Store) -> list[dict[str, Any]]:
             {
                 "name": config.name,
                 "created": _when(row.created),
-                "metric": config.search.metric,
-                "replicates": config.search.replicates,
-                "state": progress.state,
-                "results": progress.results,
-                "budget": progress.budget,
-                "evaluations": progress.evaluations,
-                "planned": progress.planned,
-                "arms": _arm_progress(config, progress.counts),
+                **_standing(config, progress),
                 "verdict": None if report is None else report["verdict"],
                 "report": None if report is None else report["id"],
             }
@@ -143,17 +150,10 @@ def experiment_detail(store: Store, name: str) -> dict[str, Any]:
     return {
         "name": config.name,
         "created": _when(info.created),
-        "metric": config.search.metric,
         "direction": config.direction,
-        "replicates": config.search.replicates,
         "n_trials": config.search.n_trials,
         "seeds": config.evaluate.seeds,
-        "state": progress.state,
-        "results": progress.results,
-        "budget": progress.budget,
-        "evaluations": progress.evaluations,
-        "planned": progress.planned,
-        "arms": _arm_progress(config, progress.counts),
+        **_standing(config, progress),
         "searches": rows,
         "evaluation": [
             {

@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import signal
 import time
+from pathlib import Path
 
 import storage
 
@@ -37,15 +38,21 @@ def test_locks_with_other_names_do_not_block(prepared_url):
         pass  # a second name is free while the first is held: no deadlock
 
 
-def test_lock_dies_with_its_holder(prepared_url, tmp_path):
-    log = tmp_path / "log.txt"
-    ctx = multiprocessing.get_context("spawn")
-    holder = ctx.Process(target=_hold, args=(prepared_url, "y", 60.0, str(log)))
+def _holding(url: str, name: str, log: Path) -> multiprocessing.process.BaseProcess:
+    """A process holding lock ``name`` for a minute, returned once it holds it."""
+    holder = multiprocessing.get_context("spawn").Process(
+        target=_hold, args=(url, name, 60.0, str(log))
+    )
     holder.start()
     deadline = time.monotonic() + 30
     while not (log.exists() and "in" in log.read_text()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert log.exists(), "the holder never took the lock"
+    return holder
+
+
+def test_lock_dies_with_its_holder(prepared_url, tmp_path):
+    holder = _holding(prepared_url, "y", tmp_path / "log.txt")
     os.kill(holder.pid, signal.SIGKILL)
     holder.join(10)
     started = time.monotonic()
@@ -55,14 +62,7 @@ def test_lock_dies_with_its_holder(prepared_url, tmp_path):
 
 
 def test_try_lock_does_not_wait_and_frees_with_its_holder(prepared_url, tmp_path):
-    log = tmp_path / "log.txt"
-    ctx = multiprocessing.get_context("spawn")
-    holder = ctx.Process(target=_hold, args=(prepared_url, "z", 60.0, str(log)))
-    holder.start()
-    deadline = time.monotonic() + 30
-    while not (log.exists() and "in" in log.read_text()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert log.exists(), "the holder never took the lock"
+    holder = _holding(prepared_url, "z", tmp_path / "log.txt")
     with storage.open(prepared_url) as store:
         with store.try_lock("z") as got:
             assert got is False  # held elsewhere: refused at once, not waited for
