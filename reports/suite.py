@@ -72,6 +72,7 @@ class SuiteInput:
     unit: str = "points"  # display unit of the differences
     higher_is_better: bool = True
     generated: str = ""  # timestamp text
+    baseline: str = BASELINE  # the experiments' fixed arm's name, every difference's reference
 
 
 # ------------------------------------------------------------------------------- results
@@ -161,7 +162,7 @@ def build_suite_data(inp: SuiteInput) -> SuiteReportData:
         unit=inp.unit,
         higher_is_better=inp.higher_is_better,
         main_arm=inp.main_arm,
-        baseline=BASELINE,
+        baseline=inp.baseline,
         digits=digits,
         arms=summaries,
         headline=_headline(inp, summaries[0], digits),
@@ -188,10 +189,10 @@ def _validate(inp: SuiteInput) -> None:
         raise ValueError("`main_arm` must name an arm, but got an empty string.")
 
 
-def _row(entry: SuiteEntry, arm: str) -> SuiteRow:
+def _row(entry: SuiteEntry, arm: str, baseline: str) -> SuiteRow:
     ci = entry.comparisons.get(arm)
     if ci is None:
-        reason = entry.note or f"no {arm} − {BASELINE} comparison"
+        reason = entry.note or f"no {arm} − {baseline} comparison"
         return SuiteRow(entry.experiment, entry.factors, None, None, None, None, 0, reason)
     diff = ci.mean if math.isfinite(ci.mean) else None
     if diff is None:
@@ -233,7 +234,7 @@ def _direction(
 
 
 def _arm(inp: SuiteInput, arm: str) -> ArmSummary:
-    rows = tuple(_row(entry, arm) for entry in inp.entries)
+    rows = tuple(_row(entry, arm, inp.baseline) for entry in inp.entries)
     pooled = _pool(rows)
     when = tuple(_when(inp, factor, rows) for factor in inp.factors)
     return ArmSummary(arm, rows, pooled, _direction(pooled, rows, inp.higher_is_better), when)
@@ -280,15 +281,15 @@ def factor_text(value: object) -> str:
 def _headline(inp: SuiteInput, arm: ArmSummary, digits: int) -> str:
     p = arm.pooled
     if p is None:
-        return f"Nothing to pool yet for {arm.arm} − {BASELINE}."
+        return f"Nothing to pool yet for {arm.arm} − {inp.baseline}."
     size = f"{signed(p.mean, digits)}{' ' + inp.unit if inp.unit else ''}, 95% CI {_ci(p, digits)}"
     if arm.direction is None:
-        return f"No detectable difference between {arm.arm} and {BASELINE} ({size})."
-    return f"{arm.arm} did {arm.direction} than {BASELINE}: {size}."
+        return f"No detectable difference between {arm.arm} and {inp.baseline} ({size})."
+    return f"{arm.arm} did {arm.direction} than {inp.baseline}: {size}."
 
 
 def _paragraph(inp: SuiteInput, arm: ArmSummary, digits: int) -> str:
-    vs = f"{arm.arm} − {BASELINE}"
+    vs = f"{arm.arm} − {inp.baseline}"
     unit = f" {inp.unit}" if inp.unit else ""
     left_out = [r for r in arm.rows if not r.pooled]
     p = arm.pooled
@@ -297,7 +298,7 @@ def _paragraph(inp: SuiteInput, arm: ArmSummary, digits: int) -> str:
             f"No experiment of suite {inp.name} has an interval for {vs} yet "
             f"({plural(len(arm.rows), 'experiment')}, none with two or more paired seeds): "
             f"nothing can be pooled, and the suite says nothing yet about {arm.arm} against "
-            f"{BASELINE}."
+            f"{inp.baseline}."
         )
 
     parts = [
@@ -307,22 +308,22 @@ def _paragraph(inp: SuiteInput, arm: ArmSummary, digits: int) -> str:
     if arm.direction is not None:
         parts.append(
             f"The interval excludes 0: across these experiments {arm.arm} did "
-            f"{arm.direction} than {BASELINE} on average."
+            f"{arm.direction} than {inp.baseline} on average."
         )
     elif p.low <= 0 <= p.high:
         parts.append(
             f"The interval covers 0: no detectable difference between {arm.arm} and "
-            f"{BASELINE}, a null result. The data are consistent with anything from "
+            f"{inp.baseline}, a null result. The data are consistent with anything from "
             f"{signed(p.low, digits)} to {signed(p.high, digits)}{unit}, so they show "
             f"neither that {arm.arm} helps nor that it hurts."
         )
     else:  # one experiment: the pooled interval excludes 0, its own Student-t one does not
         parts.append(
             f"Only one experiment is pooled and its own interval (over its seeds) covers 0: "
-            f"no detectable difference between {arm.arm} and {BASELINE}, a null result."
+            f"no detectable difference between {arm.arm} and {inp.baseline}, a null result."
         )
     parts.append(_heterogeneity(p))
-    parts.append(_settings(arm, digits))
+    parts.append(_settings(arm, digits, inp.baseline))
     if left_out:
         names = ", ".join(r.experiment for r in left_out[:NAMED_AT_MOST])
         more = len(left_out) - NAMED_AT_MOST
@@ -352,7 +353,7 @@ def _ci(p: Pooled, digits: int) -> str:
     return f"[{signed(p.low, digits)}, {signed(p.high, digits)}]"
 
 
-def _settings(arm: ArmSummary, digits: int) -> str:
+def _settings(arm: ArmSummary, digits: int, baseline: str) -> str:
     """The factor values whose own pooled interval excludes 0 (factors with 2+ values)."""
     varied = [t for t in arm.when if len(t.rows) > 1]
     if not varied:
@@ -371,7 +372,7 @@ def _settings(arm: ArmSummary, digits: int) -> str:
             f"interval that excludes 0."
         )
     said = [
-        f"{arm.arm} did {word} than {BASELINE} with {'; '.join(items)}"
+        f"{arm.arm} did {word} than {baseline} with {'; '.join(items)}"
         for word, items in found.items()
         if items
     ]

@@ -186,7 +186,7 @@ def suite_input(store: Store, name: str, report_path: Path) -> SuiteInput:
     info = store.suite(name)
     names = set(store.experiments()["name"])
     entries = []
-    unit, higher, main = "points", True, "dynamic"
+    unit, higher, main, baseline = "points", True, "dynamic", "fixed"
     for member in info.members:
         if member.experiment not in names:
             entries.append(SuiteEntry(member.experiment, member.factors, {}, None, "not started"))
@@ -195,6 +195,7 @@ def suite_input(store: Store, name: str, report_path: Path) -> SuiteInput:
         verdict = build_report_verdict(store, config)
         unit, higher = verdict.unit, verdict.higher_is_better
         main = verdict.dynamic_arm or main
+        baseline = verdict.fixed_arm or baseline
         own = default_report_path(member.experiment)  # where `dynl2 suite run` wrote it
         entries.append(
             SuiteEntry(
@@ -212,6 +213,7 @@ def suite_input(store: Store, name: str, report_path: Path) -> SuiteInput:
         main_arm=main,
         unit=unit,
         higher_is_better=higher,
+        baseline=baseline,
         generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     )
 

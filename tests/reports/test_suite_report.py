@@ -420,3 +420,18 @@ def test_suite_report_renders_in_chromium_without_errors(tmp_path: Path) -> None
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in forest
     for chunk in containers:
         assert "<svg" in chunk.split('class="figure"', 1)[0]
+
+
+def test_the_baseline_is_called_by_its_arm_name() -> None:
+    import dataclasses
+
+    inp = dataclasses.replace(
+        suite(entry("a", "digits", 30, MeanCI(1.0, 0.5, 10)), entry("b", "digits", 100, None)),
+        baseline="l2",
+    )
+    data = build_suite_data(inp)
+    assert data.baseline == "l2"
+    assert "l2" in data.headline and "fixed" not in data.headline
+    assert "dynamic − l2" in data.sentence and "fixed" not in data.sentence
+    assert data.main.rows[1].reason == "no dynamic − l2 comparison"
+    assert "dynamic − l2" in render_suite_html(data)
