@@ -136,3 +136,21 @@ def test_one_agent_with_two_worker_processes(tmp_path: Path) -> None:
     assert sum(t for t, _, _ in tallies) == 2 * 6 and sum(e for _, e, _ in tallies) == 2 * 2
     assert_exact_results(url, "pair", 6, 2)
     assert _done(url, "pair")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sigterm_mid_trial_hands_the_trial_back(backend: str, tmp_path: Path) -> None:
+    epochs = 200
+    with empty_url(backend, tmp_path) as url:
+        _create(url, tmp_path, "stopped", epochs=epochs, n_trials=2, seeds=1)
+        with storage.open(url, create=False) as store:
+            config = stored_experiment(store, "stopped")
+        n_params = len(distributions(config, "dynamic"))
+        agent = _agent(url, "--batch", "1")
+        wait_until(lambda: early_in_flight(url, n_params, epochs) > 0, WAIT_S, "a trial in flight")
+        agent.send_signal(signal.SIGTERM)
+        code, _, err = finish(agent, 60)  # within the stop's grace, not after the trial
+        assert code == 143 and err.strip().endswith("terminated (SIGTERM)"), err[-2000:]
+        frame = trials(url, "stopped")
+        assert not (frame["state"] == "RUNNING").any(), frame[["number", "state"]]
+        assert (frame["state"] == "WAITING").any()  # its retry, queued for the next worker
