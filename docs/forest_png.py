@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     page = (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<script>{get_plotlyjs()}</script>"
-        "<style>body{margin:0;background:#fff}</style></head>"
+        "<style>body{margin:0;background:#fff}.modebar{display:none!important}</style></head>"
         f"<body>{figure.html}</body></html>"
     )
     with tempfile.TemporaryDirectory() as tmp:
