@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from typing import Any
 
-from . import signals
+from . import env, signals
 from .agent import DEFAULT_POLL_S
 from .cli_args import batch_flag, storage_flag, workers_flag
 
@@ -66,14 +67,16 @@ def cmd_agent(args: argparse.Namespace) -> int:
         )
         return 0
     argv = [sys.executable, "-m", "study", "agent", "--workers", "1", "--poll", str(args.poll)]
-    argv += ["--storage", args.storage] if args.storage else []
+    # The store's URL travels in the environment, not on the command line, where `ps` would
+    # show any password it holds.
+    child_env = {**os.environ, env.STORAGE: args.storage} if args.storage else None
     argv += ["--batch", str(args.batch)] if args.batch else []
     argv += ["--once"] if args.once else []
     argv += ["--quiet"] if args.quiet else []
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for i in range(args.workers):
-            procs.append(subprocess.Popen([*argv, "--index", str(i)]))
+            procs.append(subprocess.Popen([*argv, "--index", str(i)], env=child_env))
         codes = [proc.wait() for proc in procs]
     except KeyboardInterrupt:
         signals.stopping()
