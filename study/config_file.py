@@ -69,7 +69,13 @@ def _clip(text: str, most: int) -> str:
 def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The TOML document at ``path``, read within the limits above."""
     where = os.fspath(path)
-    return parse_config_text(_read_text(where), where)
+    return parse_config_text(read_config_text(where), where)
+
+
+def read_config_text(path: str | os.PathLike[str]) -> str:
+    """The text of the config file at ``path``: a regular file (not a device, FIFO or socket)
+    of at most :data:`MAX_CONFIG_BYTES`, in UTF-8."""
+    return _read_text(os.fspath(path))
 
 
 def parse_config_text(text: str, where: str) -> dict[str, Any]:

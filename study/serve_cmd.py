@@ -16,7 +16,6 @@ from typing import Any
 
 from . import env
 from .cli_args import storage_flag
-from .config_file import MAX_CONFIG_BYTES
 from .errors import UsageError
 
 DEFAULT_PORT = 8000
@@ -136,15 +135,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from .config_file import read_config
+    from .config_file import parse_config_text, read_config_text
     from .experiment import parse_experiment
 
     token = read_token(args.token_file)
     if token is None:
         raise UsageError("submit: no token; give --token-file or set $DYNL2_SERVE_TOKEN")
-    config = parse_experiment(read_config(args.file))  # refused here first, as the server would
-    text = Path(args.file).read_bytes()
-    assert len(text) <= MAX_CONFIG_BYTES  # read_config checked the size
+    text = read_config_text(args.file)  # read once, within the config reader's limits
+    config = parse_experiment(parse_config_text(text, args.file))  # refused here, as there
     parts = urllib.parse.urlsplit(args.server)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise UsageError(
@@ -153,7 +151,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     url = args.server.rstrip("/") + "/api/experiments"
     request = urllib.request.Request(
         url,
-        data=text,
+        data=text.encode("utf-8"),
         method="POST",
         headers={"Content-Type": "application/toml", "Authorization": f"Bearer {token}"},
     )
