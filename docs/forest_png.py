@@ -39,7 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     from reports import build_suite_data
     from reports.suite_figures import forest_figure
     from study import api
+    from study.errors import StudyError
+    from study.files import check_target, target_path
     from study.suites import suite_input
+
+    try:
+        check_target(target_path(args.output), what="image")  # a regular file or a new name
+    except StudyError as exc:
+        print(f"forest_png: {exc}", file=sys.stderr)
+        return 2
 
     with storage.open(api.storage_url(args.storage), create=False) as store:
         data = build_suite_data(suite_input(store, args.suite, args.output.resolve()))

@@ -353,15 +353,16 @@ def _trials(reads: Reads, request: Request) -> tuple[str, str, TrialsPage]:
     assert offset is not None
     # A JSON page holds 100 rows unless asked; a CSV download holds them all unless asked.
     limit = _whole(params, "limit", 100 if fmt == "json" else None, 1, MAX_PAGE)
+    name = _name(request)
     page = reads.trials(
-        _name(request),
+        name,
         arm=params.get("arm"),
         offset=offset,
         limit=limit,
         sort=params.get("sort"),
         order=params.get("order", "asc"),
     )
-    return _name(request), fmt, page
+    return name, fmt, page
 
 
 # ----------------------------------------------------------------------------- the API
