@@ -140,21 +140,24 @@ class FusedTrainer:
         """One update of every member. Returns (data loss, λ_t, correct count), each ``[K]``
         on the device: no sync."""
         params = self.model.params
-        out = self.model.forward(xb)
-        losses = self.member_losses(out, yb)
-        # member k's loss reaches member k's parameters only
-        grads = list(torch.autograd.grad(losses.sum(), params))
-        detached = losses.detach()
+        if self.model.handwritten:
+            detached, correct, grads = self.model.losses_and_grads(xb, yb, self.classification)
+        else:
+            out = self.model.forward(xb)
+            losses = self.member_losses(out, yb)
+            # member k's loss reaches member k's parameters only
+            grads = list(torch.autograd.grad(losses.sum(), params))
+            detached = losses.detach()
+            if self.classification:
+                correct = (out.detach().argmax(-1) == yb).sum(-1).float()
+            else:
+                correct = torch.zeros_like(detached)
         reg = self.regularizer
         penalized, penalized_grads = self.penalized(params), self.penalized(grads)
         lam = reg.lam(detached, penalized_grads, penalized)
         reg.before_step(lam, penalized_grads, penalized)
         self.optimizer.step(params, grads)
         reg.after_step(lam, self.optimizer.lr, penalized)
-        if self.classification:
-            correct = (out.detach().argmax(-1) == yb).sum(-1).float()
-        else:
-            correct = torch.zeros_like(detached)
         return detached, lam, correct
 
     def train_epoch(self, order: Tensor, batch: int) -> tuple[Tensor, Tensor, Tensor]:

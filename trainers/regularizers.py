@@ -121,7 +121,7 @@ class Regularizer:
         if not self.active or self.decoupled:
             return
         for g, p in zip(grads, params, strict=True):
-            g.add_(self._penalty_grad(p, per_member(lam, p)))
+            g.addcmul_(torch.sign(p) if self.l1 else p, per_member(lam, p))  # one pass for L2
 
     @torch.no_grad()
     def after_step(self, lam: Tensor, lr: Tensor | float, params: Sequence[Tensor]) -> None:

@@ -20,16 +20,19 @@ from torch.nn import functional as F
 
 from .models import CNNModel, LinearModel, MLPModel, ModelConfig
 from .networks import build_model
+from .stacked_mlp import losses_and_grads
 
 
 class StackedModel:
     """The stacked parameters of K members (leaf tensors ``[K, ...]``) and their forward pass.
 
-    ``params`` keeps build_model's parameter order; ``names`` the matching names. A linear
-    layer's weight is stored transposed, ``[K, in, out]``, so the batched products read both
-    operands contiguously: on this project's CPU a fused MLP step is several times slower with
-    ``nn.Linear``'s ``[out, in]`` layout (its backward transposes and copies). Every other
-    parameter keeps its member's layout. The tensors are replaced, not resized, when members
+    ``params`` keeps build_model's parameter order; ``names`` the matching names. A hidden
+    linear layer's weight is stored transposed, ``[K, in, out]``, so the batched products read
+    both operands contiguously: on this project's CPU a fused MLP step is several times slower
+    with ``nn.Linear``'s ``[out, in]`` layout (its backward transposes and copies). An MLP's (or
+    linear model's) output layer keeps ``[out, in]``: its few outputs are computed transposed,
+    ``[K, out, B]`` (see :mod:`trainers.stacked_mlp`). Every other parameter keeps its member's
+    layout. The tensors are replaced, not resized, when members
     leave (:meth:`keep`).
     """
 
@@ -47,9 +50,12 @@ class StackedModel:
         self.config = config
         self.names = [name for name, _ in named[0]]
         cnn = isinstance(config, CNNModel)
-        # which parameters are linear weights, stored transposed (the CNN's head only)
+        last = max(i for i, (_, p) in enumerate(named[0]) if p.ndim == 2)
+        # which parameters are linear weights stored transposed: the CNN's head; an MLP's
+        # hidden layers (not its output layer)
         self._transposed = [
-            p.ndim == 2 and (not cnn or name.startswith("head.")) for name, p in named[0]
+            p.ndim == 2 and (name.startswith("head.") if cnn else i != last)
+            for i, (name, p) in enumerate(named[0])
         ]
         self.params: list[Tensor] = [
             torch.stack([_layout(member[i][1].detach(), t) for member in named])
@@ -63,18 +69,31 @@ class StackedModel:
         """K, the number of members."""
         return self.params[0].shape[0]
 
+    @property
+    def handwritten(self) -> bool:
+        """Whether :meth:`losses_and_grads` serves this stack (an MLP or a linear model):
+        else its gradients come from autograd over :meth:`forward`."""
+        return isinstance(self.config, LinearModel | MLPModel)
+
+    def losses_and_grads(
+        self, x: Tensor, y: Tensor, classification: bool
+    ) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """Each member's data loss and correct count, and the gradients of ``params``,
+        without autograd (:func:`trainers.stacked_mlp.losses_and_grads`)."""
+        assert self.handwritten
+        with torch.no_grad():
+            return losses_and_grads(self.params, x, y, classification)
+
     def forward(self, x: Tensor) -> Tensor:
         if isinstance(self.config, CNNModel):
             return self._forward_cnn(x)
         assert isinstance(self.config, LinearModel | MLPModel)
         h = x
         layers = len(self.params) // 2
-        for i in range(layers):
-            weight, bias = self.params[2 * i], self.params[2 * i + 1]
-            h = _linear(h, weight, bias)
-            if i < layers - 1:
-                h = torch.relu_(h)  # in place: the product's backward needs only its inputs
-        return h
+        for i in range(layers - 1):
+            h = _linear(h, self.params[2 * i], self.params[2 * i + 1])
+            h = torch.relu_(h)  # in place: the product's backward needs only its inputs
+        return _output(h, self.params[-2], self.params[-1])
 
     def _forward_cnn(self, x: Tensor) -> Tensor:
         k = self.size
@@ -110,6 +129,13 @@ class StackedModel:
 
 def _layout(weight: Tensor, transposed: bool) -> Tensor:
     return weight.T if transposed else weight
+
+
+def _output(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """An output layer with ``[K, out, in]`` weights: ``[K, B, out]`` (a transposed view)."""
+    if h.ndim == 2:
+        h = h.unsqueeze(0).expand(weight.shape[0], -1, -1)
+    return torch.bmm(weight, h.transpose(1, 2)).add_(bias.unsqueeze(2)).transpose(1, 2)
 
 
 def _linear(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
