@@ -290,21 +290,14 @@ def dynl2_run(trials: int, epochs: int, device: str, extra: list[str]) -> float:
         command = [sys.executable, "-m", "study", "run", str(path), "--quiet", *extra]
         command += ["--storage", f"sqlite:///{Path(tmp) / 'store.db'}"]
         started = time.perf_counter()
-        proc = subprocess.run(command, cwd=tmp, capture_output=True, text=True, check=False)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout, not an installed dynl2
+        proc = subprocess.run(
+            command, cwd=tmp, env=env, capture_output=True, text=True, check=False
+        )
         seconds = time.perf_counter() - started
         if proc.returncode != 0:
             raise SystemExit(f"dynl2 run failed ({proc.returncode}): {proc.stderr.strip()}")
         return seconds
-
-
-def _summary(name: str, rates: list[float], base: float | None, unf: float | None) -> str:
-    med = statistics.median(rates)
-    line = f"  {name:<24} {med:9.1f} trials/min  ({min(rates):.1f}-{max(rates):.1f})"
-    if base:
-        line += f"   x{med / base:6.2f} baseline"
-    if unf:
-        line += f"   x{med / unf:5.2f} unfused"
-    return line
 
 
 def main() -> int:
@@ -337,6 +330,7 @@ def main() -> int:
     rates.update({f"dynl2 fused K={k}": [] for k in ks})
     flops_rate: dict[int, list[float]] = {k: [] for k in ks}
     flops = training_flops(args.trials, args.epochs, len(data.x_train), len(data.x_val), 100)
+    peak = matmul_peak(device)
     # warm-up: first calls allocate and pick kernels
     unfused(1, 1, data, str(device))
     fused(2, 1, data, str(device), 2)  # warm-up
@@ -354,44 +348,56 @@ def main() -> int:
             + ", ".join(f"{n} {r[-1]:.0f}" for n, r in rates.items()),
             flush=True,
         )
-    peak = matmul_peak(device)
+    peak = max(peak, matmul_peak(device))  # the better of before and after the ways
     base = statistics.median(rates["baseline"])
-    unf = statistics.median(rates["dynl2 unfused"])
-    print("\ntrials per minute (median, min-max over repeats):")
-    for label, values in rates.items():
-        print(
-            _summary(
-                label,
-                values,
-                base if label != "baseline" else None,
-                unf if label.startswith("dynl2 fused") else None,
-            )
-        )
-    print(f"\nmatmul peak (fp32 4096^2 torch.mm, best of 5): {peak:.1f} GFLOP/s")
+    slow_flops = flops * args.slow_trials / args.trials
+    print(f"\nmatmul peak (fp32 4096^2 torch.mm, best of 5, before and after): {peak:.1f} GFLOP/s")
     products = member_products(device)
     print(
-        f"  member products alone (torch.bmm, K=32 of 100x100x100, best of 50): "
+        f"member products alone (torch.bmm, K=32 of 100x100x100, best of 50): "
         f"{products:.1f} GFLOP/s = {100 * products / peak:.1f}% of peak"
     )
-    for k, values in flops_rate.items():
+    print(
+        "\nGFLOP/s: the MLP's products (forward, backward, validation) over wall time; "
+        "engine: over the time inside train_fused only\n"
+    )
+    print(
+        "| way | trials/min (median, min-max) | x baseline | GFLOP/s | % of peak "
+        "| engine GFLOP/s | engine % of peak |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for label, values in rates.items():
         med = statistics.median(values)
-        share = 100 * med / peak
-        print(f"  fused K={k:<4} {med:6.1f} GFLOP/s in train_fused = {share:4.1f}% of peak")
-    if not args.skip_run:
+        work = slow_flops if label in ("baseline", "dynl2 unfused") else flops
+        seconds = (args.slow_trials if work is slow_flops else args.trials) * 60 / med
+        rate = work / seconds / 1e9
+        engine = ""
+        if label.startswith("dynl2 fused"):
+            inside = statistics.median(flops_rate[int(label.split("=")[1])])
+            engine = f" {inside:.1f} | {100 * inside / peak:.1f}% |"
+        else:
+            engine = " | |"
         print(
-            "\nthe user's figure: `dynl2 run`, one worker, SQLite, 10 evaluation seeds, "
-            "wall time with process start:"
+            f"| {label} | {med:.1f} ({min(values):.1f}-{max(values):.1f}) "
+            f"| {med / base:.2f} | {rate:.1f} | {100 * rate / peak:.1f}% |{engine}"
         )
+    if not args.skip_run:
         for label, extra in (
-            ("default group size", []),
-            ("--batch 1 (unfused)", ["--batch", "1"]),
+            ("dynl2 run, default group size", []),
+            ("dynl2 run --batch 1", ["--batch", "1"]),
         ):
             seconds = dynl2_run(args.trials, args.epochs, args.device, extra)
             rate = 60 * args.trials / seconds
+            gflops = flops / seconds / 1e9
             print(
-                f"  dynl2 run, {label:<22} {seconds:7.1f} s = {rate:7.1f} trials/min"
-                f"   x{rate / base:6.2f} baseline   x{rate / unf:5.2f} unfused engine"
+                f"| {label} ({seconds:.1f} s) | {rate:.1f} | {rate / base:.2f} "
+                f"| {gflops:.1f} | {100 * gflops / peak:.1f}% | | |"
             )
+        print(
+            "\n(dynl2 run: one worker, SQLite, evaluation of the best trial on 10 seeds and "
+            "the report included, process start included; its GFLOP/s count the search's "
+            "FLOPs only)"
+        )
     return 0
 
 

@@ -132,10 +132,12 @@ def _layout(weight: Tensor, transposed: bool) -> Tensor:
 
 
 def _output(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """An output layer with ``[K, out, in]`` weights: ``[K, B, out]`` (a transposed view)."""
+    """An output layer with ``[K, out, in]`` weights: ``[K, B, out]``, made contiguous (one
+    small copy: the loss's and argmax's reductions over a strided last axis cost far more)."""
     if h.ndim == 2:
         h = h.unsqueeze(0).expand(weight.shape[0], -1, -1)
-    return torch.bmm(weight, h.transpose(1, 2)).add_(bias.unsqueeze(2)).transpose(1, 2)
+    out_t = torch.bmm(weight, h.transpose(1, 2)).add_(bias.unsqueeze(2))
+    return out_t.transpose(1, 2).contiguous()
 
 
 def _linear(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
