@@ -5,7 +5,7 @@ SQLite, PostgreSQL and Optuna's in-memory storage."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
@@ -135,6 +135,44 @@ def test_ask_many_asks_what_ask_asks(make_study, sampler, waiting):  # type: ign
     if waiting:  # the retries come first, with their own parameters
         assert [t.params["width"] for t in got[:waiting]] == [16 + i for i in range(waiting)]
     assert batched._thread_local.cached_all_trials is None
+
+
+def test_ask_many_reads_the_study_once_for_a_whole_group(make_study):  # type: ignore[no-untyped-def]
+    """TPE's constant liar reads every finished and running trial at each ask; after the first
+    ask of a group those reads come from ask_many's view, not the database."""
+
+    def fresh(name: str) -> optuna.Study:
+        study = make_study(name)
+        study.sampler = optuna.samplers.TPESampler(
+            seed=7, multivariate=True, constant_liar=True, n_startup_trials=5
+        )
+        _history(study, 0)
+        return study
+
+    def reads(study: optuna.Study, ask: Callable[[], object]) -> int:
+        backend = storage_of(study)
+        calls = []
+        original = backend.get_all_trials
+
+        def counted(*args: object, **kwargs: object) -> object:
+            calls.append(1)
+            return original(*args, **kwargs)
+
+        backend.get_all_trials = counted  # type: ignore[method-assign]
+        try:
+            ask()
+        finally:
+            del backend.get_all_trials
+        return len(calls)
+
+    one = fresh("one")
+    once = reads(one, lambda: one.ask(DISTS))
+    assert once >= 2  # Optuna's own ask: its reads, the constant liar's among them
+    batched = fresh("group")
+    assert reads(batched, lambda: ask_many(batched, DISTS, 8, waiting=0)) == once
+    assert "_get_trials" not in vars(batched)  # Study's own method again
+    plain = fresh("plain")
+    assert reads(plain, lambda: [plain.ask(DISTS) for _ in range(8)]) == 8 * once
 
 
 # --------------------------------------------------------------------------------- tell_many
