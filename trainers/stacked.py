@@ -32,8 +32,7 @@ class StackedModel:
     with ``nn.Linear``'s ``[out, in]`` layout (its backward transposes and copies). An MLP's (or
     linear model's) output layer keeps ``[out, in]``: its few outputs are computed transposed,
     ``[K, out, B]`` (see :mod:`trainers.stacked_mlp`). Every other parameter keeps its member's
-    layout. The tensors are replaced, not resized, when members
-    leave (:meth:`keep`).
+    layout. The tensors are replaced, not resized, when members leave (:meth:`keep`).
     """
 
     def __init__(
@@ -133,7 +132,7 @@ def _layout(weight: Tensor, transposed: bool) -> Tensor:
 
 def _output(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """An output layer with ``[K, out, in]`` weights: ``[K, B, out]``, made contiguous (one
-    small copy: the loss's and argmax's reductions over a strided last axis cost far more)."""
+    small copy) so that the loss's and argmax's reductions run along memory."""
     if h.ndim == 2:
         h = h.unsqueeze(0).expand(weight.shape[0], -1, -1)
     out_t = torch.bmm(weight, h.transpose(1, 2)).add_(bias.unsqueeze(2))
