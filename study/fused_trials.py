@@ -44,7 +44,8 @@ from .trials import ABANDONED, conclude_many, fail_trial, metric_of
 
 # The largest group dynl2 forms by itself, per device type. CPU: bench/throughput.py measures
 # trials per minute highest near K = 32 on 2 cores and none higher up to 128, so a larger group
-# would only delay the sampler's feedback. GPU: not measured yet; set higher since a GPU's products gain from size.
+# would only delay the sampler's feedback. GPU: not measured yet; set higher since a GPU's
+# products gain from size.
 DEVICE_BATCH = {"cpu": 32, "cuda": 128, "mps": 32}
 MIN_ROUNDS = 4  # the default leaves the sampler at least this many rounds of feedback per arm
 
