@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import math
-import threading
 from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -311,10 +310,10 @@ def ask_many(
 
 
 def _reading_view(study: optuna.Study) -> Callable[..., list[FrozenTrial]]:
-    """``Study._get_trials`` that answers this thread's uncached reads from the view
-    :func:`ask_many` keeps in ``cached_all_trials``; any other read goes to Optuna's."""
+    """``Study._get_trials`` that answers uncached reads from the view :func:`ask_many` keeps
+    in ``cached_all_trials`` (thread-local: another thread has none, and reads Optuna's way);
+    any other read goes to Optuna's."""
     own = study._get_trials
-    asker = threading.get_ident()
 
     def get_trials(
         deepcopy: bool = True,
@@ -322,7 +321,7 @@ def _reading_view(study: optuna.Study) -> Callable[..., list[FrozenTrial]]:
         use_cache: bool = False,
     ) -> list[FrozenTrial]:
         view = study._thread_local.cached_all_trials
-        if use_cache or view is None or threading.get_ident() != asker:
+        if use_cache or view is None:
             return own(deepcopy=deepcopy, states=states, use_cache=use_cache)
         trials = view if states is None else [t for t in view if t.state in states]
         return copy.deepcopy(trials) if deepcopy else list(trials)

@@ -121,7 +121,7 @@ class Regularizer:
         if not self.active or self.decoupled:
             return
         for g, p in zip(grads, params, strict=True):
-            g.addcmul_(torch.sign(p) if self.l1 else p, per_member(lam, p))  # one pass for L2
+            g.addcmul_(self._direction(p), per_member(lam, p))  # g + λ·∇R₁, one pass for L2
 
     @torch.no_grad()
     def after_step(self, lam: Tensor, lr: Tensor | float, params: Sequence[Tensor]) -> None:
@@ -132,7 +132,7 @@ class Regularizer:
         scale = lr * lam
         for p in params:
             if self.l1:
-                p.sub_(self._penalty_grad(p, per_member(scale, p)))
+                p.addcmul_(self._direction(p), per_member(scale, p), value=-1.0)
             else:
                 p.mul_(1.0 - per_member(scale, p))  # w − lr·λ·w as one product
 
@@ -143,9 +143,9 @@ class Regularizer:
             if isinstance(value, Tensor):
                 setattr(self, name, value[index])
 
-    def _penalty_grad(self, param: Tensor, lam: Tensor) -> Tensor:
-        """∇R at strength ``lam``, already viewed against ``param``: λ·w, or λ·sign(w)."""
-        return (torch.sign(param) if self.l1 else param) * lam
+    def _direction(self, param: Tensor) -> Tensor:
+        """∇R at strength 1: w for L2, sign(w) for L1."""
+        return torch.sign(param) if self.l1 else param
 
 
 class _Fixed(Regularizer):

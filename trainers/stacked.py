@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from .models import CNNModel, LinearModel, MLPModel, ModelConfig
 from .networks import build_model
-from .stacked_mlp import losses_and_grads
+from .stacked_mlp import linear, losses_and_grads, output_t
 
 
 class StackedModel:
@@ -90,7 +90,7 @@ class StackedModel:
         h = x
         layers = len(self.params) // 2
         for i in range(layers - 1):
-            h = _linear(h, self.params[2 * i], self.params[2 * i + 1])
+            h = linear(h, self.params[2 * i], self.params[2 * i + 1])
             h = torch.relu_(h)  # in place: the product's backward needs only its inputs
         return _output(h, self.params[-2], self.params[-1])
 
@@ -111,7 +111,7 @@ class StackedModel:
             h = torch.relu_(h)
         batch = h.shape[0]
         flat = h.view(batch, k, -1).transpose(0, 1)  # [K, B, C·L], each member's flatten(1)
-        return _linear(flat, self.params[6], self.params[7])
+        return linear(flat, self.params[6], self.params[7])
 
     @torch.no_grad()
     def keep(self, index: Tensor) -> None:
@@ -133,16 +133,4 @@ def _layout(weight: Tensor, transposed: bool) -> Tensor:
 def _output(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """An output layer with ``[K, out, in]`` weights: ``[K, B, out]``, made contiguous (one
     small copy) so that the loss's and argmax's reductions run along memory."""
-    if h.ndim == 2:
-        h = h.unsqueeze(0).expand(weight.shape[0], -1, -1)
-    out_t = torch.bmm(weight, h.transpose(1, 2)).add_(bias.unsqueeze(2))
-    return out_t.transpose(1, 2).contiguous()
-
-
-def _linear(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """``h @ W + b`` per member: h ``[B, F]`` (shared) or ``[K, B, F]``; W ``[K, F, out]``."""
-    if h.ndim == 2:
-        h = h.unsqueeze(0).expand(weight.shape[0], -1, -1)
-    # bmm, then the bias in place: ~10% faster a step than baddbmm, whose output starts as a
-    # broadcast copy of the bias (bench/throughput.py's step, 2 CPU threads, K = 64)
-    return torch.bmm(h, weight).add_(bias.unsqueeze(1))
+    return output_t(h, weight, bias).transpose(1, 2).contiguous()

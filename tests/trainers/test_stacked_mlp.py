@@ -8,7 +8,6 @@ import torch
 from trainers import CNNModel, LinearModel, MLPModel
 from trainers.models import ModelConfig
 from trainers.stacked import StackedModel
-from trainers.stacked_mlp import losses_and_grads
 
 CPU = torch.device("cpu")
 MODELS = [
@@ -100,13 +99,3 @@ def test_a_cnn_stack_is_left_to_autograd() -> None:
     assert not stack.handwritten
     with pytest.raises(AssertionError):
         stack.losses_and_grads(torch.randn(3, 40), torch.zeros(3, dtype=torch.long), True)
-
-
-def test_the_function_takes_params_in_build_model_s_order() -> None:
-    stack = _stack(MLPModel(hidden=(4,)), 3, k=2)
-    x, y = torch.randn(5, 6), torch.randint(0, 3, (5,))
-    with torch.no_grad():
-        direct = losses_and_grads(stack.params, x, y, True)
-    via = stack.losses_and_grads(x, y, True)
-    assert torch.equal(direct[0], via[0])
-    assert all(torch.equal(a, b) for a, b in zip(direct[2], via[2], strict=True))
