@@ -35,8 +35,8 @@ import sys, time, math
 import torch
 from trainers import (TrainConfig, flush_denormals, keep_freed_memory, load_dataset,
                       resolve_device, train_fused)
-import trainers
-assert trainers.__file__.startswith(sys.argv[4]), trainers.__file__  # the checkout asked for
+import os, trainers
+assert os.path.realpath(trainers.__file__).startswith(sys.argv[4]), trainers.__file__
 flush_denormals(); keep_freed_memory()
 k, trials, epochs = (int(a) for a in sys.argv[1:4])
 def config(i):
@@ -90,7 +90,7 @@ def engine_seconds(tree: Path, k: int, trials: int, epochs: int) -> float:
     # from a neutral folder: ``python -c`` puts the working folder first on sys.path, which
     # would import whichever checkout this is run from instead of ``tree``
     out = subprocess.run(
-        [sys.executable, "-c", ENGINE, str(k), str(trials), str(epochs), str(tree.resolve())],
+        [sys.executable, "-c", ENGINE, str(k), str(trials), str(epochs), os.path.realpath(tree)],
         env=_env(tree), cwd=tempfile.gettempdir(), capture_output=True, text=True, check=True,
     )  # fmt: skip
     return float(out.stdout.strip().splitlines()[-1])

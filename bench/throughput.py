@@ -328,7 +328,7 @@ def main() -> int:
     )
     rates: dict[str, list[float]] = {"baseline": [], "dynl2 unfused": []}
     rates.update({f"dynl2 fused K={k}": [] for k in ks})
-    flops_rate: dict[int, list[float]] = {k: [] for k in ks}
+    engine_rate: dict[str, list[float]] = {f"dynl2 fused K={k}": [] for k in ks}
     flops = training_flops(args.trials, args.epochs, len(data.x_train), len(data.x_val), 100)
     peak = matmul_peak(device)
     # warm-up: first calls allocate and pick kernels
@@ -342,7 +342,7 @@ def main() -> int:
         for k in ks:
             seconds, engine = fused(args.trials, args.epochs, data, str(device), k)
             rates[f"dynl2 fused K={k}"].append(60 * args.trials / seconds)
-            flops_rate[k].append(flops / engine / 1e9)
+            engine_rate[f"dynl2 fused K={k}"].append(flops / engine / 1e9)
         print(
             f"repeat {repeat + 1}/{args.repeats}: "
             + ", ".join(f"{n} {r[-1]:.0f}" for n, r in rates.items()),
@@ -350,7 +350,7 @@ def main() -> int:
         )
     peak = max(peak, matmul_peak(device))  # the better of before and after the ways
     base = statistics.median(rates["baseline"])
-    slow_flops = flops * args.slow_trials / args.trials
+    per_trial = flops / args.trials / 1e9  # GFLOP a trial: GFLOP/s = per_trial * trials/s
     print(f"\nmatmul peak (fp32 4096^2 torch.mm, best of 5, before and after): {peak:.1f} GFLOP/s")
     products = member_products(device)
     print(
@@ -368,15 +368,11 @@ def main() -> int:
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for label, values in rates.items():
         med = statistics.median(values)
-        work = slow_flops if label in ("baseline", "dynl2 unfused") else flops
-        seconds = (args.slow_trials if work is slow_flops else args.trials) * 60 / med
-        rate = work / seconds / 1e9
-        engine = ""
-        if label.startswith("dynl2 fused"):
-            inside = statistics.median(flops_rate[int(label.split("=")[1])])
+        rate = per_trial * med / 60
+        engine = " | |"
+        if label in engine_rate:
+            inside = statistics.median(engine_rate[label])
             engine = f" {inside:.1f} | {100 * inside / peak:.1f}% |"
-        else:
-            engine = " | |"
         print(
             f"| {label} | {med:.1f} ({min(values):.1f}-{max(values):.1f}) "
             f"| {med / base:.2f} | {rate:.1f} | {100 * rate / peak:.1f}% |{engine}"
@@ -388,7 +384,7 @@ def main() -> int:
         ):
             seconds = dynl2_run(args.trials, args.epochs, args.device, extra)
             rate = 60 * args.trials / seconds
-            gflops = flops / seconds / 1e9
+            gflops = per_trial * rate / 60
             print(
                 f"| {label} ({seconds:.1f} s) | {rate:.1f} | {rate / base:.2f} "
                 f"| {gflops:.1f} | {100 * gflops / peak:.1f}% | | |"
