@@ -45,7 +45,10 @@ from trainers import (
 from trainers.fused import FusedTrainer
 
 
-def _configs(k: int, device: str) -> list[TrainConfig]:
+def group_configs(k: int, device: str) -> list[TrainConfig]:
+    """K MNIST-1D MLP members, learning rate and λ spread over their ranges (also used by
+    ``bench/step_profile.py``)."""
+
     def config(i: int) -> TrainConfig:
         lr = math.exp(math.log(1e-3) + (math.log(3e-2) - math.log(1e-3)) * (i % 17) / 16)
         lam = math.exp(math.log(1e-6) + (math.log(1e-1) - math.log(1e-6)) * (i % 13) / 12)
@@ -82,7 +85,7 @@ def measure(
     if grads is not None:
         stacked.losses_and_grads = grads  # type: ignore[assignment]  # what the stack calls
     try:
-        configs = _configs(k, str(device))
+        configs = group_configs(k, str(device))
         data = load_dataset(configs[0].data, device)
         trainer = FusedTrainer(configs, data, device)
         n = len(data.x_train)

@@ -2,17 +2,17 @@
 
     python bench/step_profile.py [--k 32] [--epochs 3] [--rows 15]
 
-K members (40-100-100-10, Adam, fixed L2 with λ spread over its range, batch 100, one shared
-batch order) trained by :class:`trainers.fused.FusedTrainer`: after 3 warm-up epochs, the
-median step of 10 timed epochs with its GFLOP/s (the MLP's forward and backward products) and
-its share of the matmul peak (a 4096² fp32 ``torch.mm``, best of 5) measured in the same run,
-then the profiler's table of ``--epochs`` more epochs, sorted by each op's own time.
+K members (40-100-100-10, Adam, fixed L2, learning rate and λ spread over their ranges, batch
+100, one shared batch order: ``bench/compile_step.py``'s group) trained by
+:class:`trainers.fused.FusedTrainer`: after 3 warm-up epochs, the median step of 10 timed
+epochs with its GFLOP/s (the MLP's forward and backward products) and its share of the matmul
+peak (a 4096² fp32 ``torch.mm``, best of 5) measured in the same run, then the profiler's
+table of ``--epochs`` more epochs, sorted by each op's own time.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 import time
@@ -23,28 +23,13 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainers import TrainConfig, flush_denormals, keep_freed_memory, load_dataset
+from compile_step import group_configs  # this folder: the same K members
+
+from trainers import flush_denormals, keep_freed_memory, load_dataset
 from trainers.fused import FusedTrainer
 
 CPU = torch.device("cpu")
 FLOP_PER_EXAMPLE = 2 * (2 * (40 * 100 + 100 * 100 + 100 * 10) + 100 * 100 + 100 * 10)
-
-
-def _config(i: int) -> TrainConfig:
-    lam = math.exp(math.log(1e-6) + (math.log(1e-1) - math.log(1e-6)) * (i % 13) / 12)
-    return TrainConfig.from_dict(
-        {
-            "data": {"dataset": "mnist1d"},
-            "model": {"kind": "mlp", "hidden": [100, 100]},
-            "scheme": {"scheme": "fixed", "lam": lam},
-            "optimizer": "adam",
-            "lr": 1e-3 * (1 + i % 7),
-            "epochs": 20,
-            "batch_size": 100,
-            "seed": i,
-            "device": "cpu",
-        }
-    )
 
 
 def main() -> int:
@@ -55,7 +40,7 @@ def main() -> int:
     args = parser.parse_args()
     flush_denormals()
     keep_freed_memory()
-    configs = [_config(i) for i in range(args.k)]
+    configs = group_configs(args.k, "cpu")
     data = load_dataset(configs[0].data, CPU)
     trainer = FusedTrainer(configs, data, CPU)
     n = len(data.x_train)
