@@ -3,7 +3,9 @@
 SQLite gets WAL journaling (readers never block the writer), a 30 s busy timeout (writers queue
 instead of failing with "database is locked") and foreign keys ON (so our ``ON DELETE CASCADE``
 runs when Optuna deletes a study). PostgreSQL and MySQL get ``pool_pre_ping`` so a worker that
-sat idle through a long epoch does not trip over a connection the server has closed.
+sat idle through a long epoch does not trip over a connection the server has closed, and
+PostgreSQL's connections a cursor that closes them when a stop signal leaves them mid-query
+(:mod:`storage.pg_cursor`).
 """
 
 from __future__ import annotations
@@ -64,7 +66,12 @@ def engine_kwargs(url: str, *, read_only: bool = False) -> dict[str, Any]:
         factory = ReadOnlySQLiteConnection if read_only else Dynl2SQLiteConnection
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S, "factory": factory}}
     if backend == "postgresql":
-        args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        from storage.pg_cursor import InterruptSafeCursor  # psycopg is an optional extra
+
+        args: dict[str, Any] = {
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "cursor_factory": InterruptSafeCursor,
+        }
         if read_only:
             args["options"] = "-c default_transaction_read_only=on"
         return {"pool_pre_ping": True, "connect_args": args}
