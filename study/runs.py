@@ -176,6 +176,12 @@ def search(
     return SearchOutcome(failed, short, config.search.n_trials)
 
 
+def worker_threads(workers: int) -> int:
+    """torch's threads for each of a run's ``workers`` (its own worker when it is the one):
+    ``$DYNL2_THREADS`` when set, else the CPUs divided among them."""
+    return env.threads() or max(1, (os.cpu_count() or 1) // workers)
+
+
 def _search_in_processes(
     store: Store,
     config: ExperimentConfig,
@@ -193,7 +199,7 @@ def _search_in_processes(
     and they leave Ctrl-C and the lines about a stop to it. When the run is stopped (SIGINT,
     SIGTERM) or fails, it stops them with SIGTERM, on which each hands its trials in flight
     back and exits; one that takes longer than ``signals.STOP_GRACE_S`` is killed."""
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = worker_threads(workers)
     child_env = {
         **os.environ,
         env.THREADS: str(threads),
@@ -245,7 +251,7 @@ def _search_here(
 
     from .worker import run_worker
 
-    torch.set_num_threads(os.cpu_count() or 1)  # what a lone worker process is given
+    torch.set_num_threads(worker_threads(1))
     stop = threading.Event()
     trouble: list[BaseException] = []
 
