@@ -40,7 +40,7 @@ def losses_and_grads(
     """
     weights, biases = params[0::2], params[1::2]
     k = weights[0].shape[0]
-    h = per_member(x, k)
+    h = batch_per_member(x, k)
     batch = h.shape[1]
     inputs = [h]  # each layer's input; a hidden layer's output is ReLU's
     for weight, bias in zip(weights[:-1], biases[:-1], strict=True):
@@ -66,7 +66,7 @@ def losses_and_grads(
     return losses, correct, grads
 
 
-def per_member(x: Tensor, k: int) -> Tensor:
+def batch_per_member(x: Tensor, k: int) -> Tensor:
     """A batch as ``[K, B, F]``: ``[B, F]`` (one batch for every member) expanded, no copy."""
     return x.expand(k, *x.shape) if x.ndim == 2 else x
 
@@ -75,13 +75,13 @@ def linear(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """``h @ W + b`` per member: h ``[B, F]`` (shared) or ``[K, B, F]``; W ``[K, F, out]``."""
     # bmm, then the bias in place: ~10% faster a step than baddbmm, whose output starts as a
     # broadcast copy of the bias (bench/throughput.py's step, 2 CPU threads, K = 64)
-    return torch.bmm(per_member(h, weight.shape[0]), weight).add_(bias.unsqueeze(1))
+    return torch.bmm(batch_per_member(h, weight.shape[0]), weight).add_(bias.unsqueeze(1))
 
 
 def output_t(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """An output layer computed transposed: ``(h @ Wᵀ + b)ᵀ`` per member, ``[K, out, B]``, from
     h ``[B, F]`` or ``[K, B, F]`` and W ``[K, out, F]`` (``nn.Linear``'s layout)."""
-    h = per_member(h, weight.shape[0])
+    h = batch_per_member(h, weight.shape[0])
     return torch.bmm(weight, h.transpose(1, 2)).add_(bias.unsqueeze(2))
 
 
