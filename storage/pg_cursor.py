@@ -18,7 +18,8 @@ from __future__ import annotations
 
 __all__ = ["InterruptSafeCursor", "close_if_stuck"]
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -37,22 +38,26 @@ def close_if_stuck(connection: psycopg.Connection[Any]) -> bool:
     return True
 
 
+@contextmanager
+def _closed_if_interrupted(connection: psycopg.Connection[Any]) -> Iterator[None]:
+    """Run the body; an interrupt (anything but an ``Exception``: ``KeyboardInterrupt``,
+    ``SystemExit``) that leaves ``connection`` mid-query closes it on its way out."""
+    try:
+        yield
+    except BaseException as exc:
+        if not isinstance(exc, Exception):
+            close_if_stuck(connection)
+        raise
+
+
 class InterruptSafeCursor(psycopg.Cursor[Any]):
-    """psycopg's client-side cursor, closing its connection when an interrupt (anything but an
-    ``Exception``: ``KeyboardInterrupt``, ``SystemExit``) leaves it mid-query."""
+    """psycopg's client-side cursor, closing its connection when an interrupt leaves it
+    mid-query."""
 
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> InterruptSafeCursor:
-        try:
+        with _closed_if_interrupted(self.connection):
             return super().execute(query, params, **kwargs)
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                close_if_stuck(self.connection)
-            raise
 
     def executemany(self, query: Any, params_seq: Iterable[Any], **kwargs: Any) -> None:
-        try:
+        with _closed_if_interrupted(self.connection):
             super().executemany(query, params_seq, **kwargs)
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                close_if_stuck(self.connection)
-            raise
