@@ -24,12 +24,12 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compile_step import group_configs  # this folder: the same K members
+from throughput import matmul_peak, training_flops  # the same peak and FLOP count
 
 from trainers import flush_denormals, keep_freed_memory, load_dataset
 from trainers.fused import FusedTrainer
 
 CPU = torch.device("cpu")
-FLOP_PER_EXAMPLE = 2 * (2 * (40 * 100 + 100 * 100 + 100 * 10) + 100 * 100 + 100 * 10)
 
 
 def main() -> int:
@@ -57,15 +57,8 @@ def main() -> int:
     for _ in range(3):
         epoch()
     step = statistics.median(epoch() for _ in range(10))
-    a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(5):
-        started = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - started)
-    peak = 2 * 4096**3 / best / 1e9
-    rate = args.k * 100 * FLOP_PER_EXAMPLE / step / 1e9
+    peak = matmul_peak(CPU)
+    rate = args.k * training_flops(1, 1, 100, 0, 100) / step / 1e9  # a batch of 100 a member
     print(
         f"K = {args.k}, {torch.get_num_threads()} threads, torch {torch.__version__}: step "
         f"{1e3 * step:.3f} ms (median of 10 epochs), {rate:.1f} GFLOP/s = "
