@@ -453,14 +453,11 @@ def _write_tells(
             .with_for_update()
             .execution_options(populate_existing=True)  # the rows as they are now
         )
-        rows: dict[int, models.TrialModel] = {
-            row.trial_id: row  # type: ignore[misc]
-            for row in session.scalars(query)
-        }
+        rows = {row.trial_id: row for row in session.scalars(query)}
         for trial, state, _, attrs in told:
             trial_id = trial_id_of(trial)
             row = rows[trial_id]
-            stored: TrialState = row.state  # type: ignore[assignment]
+            stored = row.state
             if stored.is_finished():  # declared stale since the states were read
                 out[trial_id] = stored
                 continue

@@ -5,7 +5,10 @@ SQLite, PostgreSQL and Optuna's in-memory storage."""
 from __future__ import annotations
 
 import math
+import os
+import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
@@ -220,6 +223,36 @@ def test_tell_many_stores_what_set_user_attr_and_tell_store(make_study):  # type
     assert [t.values for t in batched.get_trials()] == [[0.75], [0.4], None, None, None]
     # the sampler's next draw is the same
     assert batched.ask(DISTS).params == plain.ask(DISTS).params
+
+
+@pytest.fixture
+def far_from_utc() -> Iterator[None]:
+    """The process's local time 5 h 30 min ahead of UTC (a POSIX TZ string: no tz database)."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "XST-5:30"
+    time.tzset()
+    yield
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
+def test_tell_many_stamps_the_end_as_tell_does_away_from_utc(make_study, far_from_utc):  # type: ignore[no-untyped-def]
+    """Optuna stores a trial's times as naive UTC and shows them in local time; the batch tell
+    must stamp its trials the same way, or a trial's end would be hours off its start."""
+    plain, batched = make_study("plain"), make_study("batched")
+    one, other = plain.ask(), batched.ask()
+    plain.tell(one, 0.5)
+    tell_many(batched, [(other, TrialState.COMPLETE, 0.5, {})])
+    now = datetime.now()
+    for trial in (*plain.get_trials(), *batched.get_trials()):
+        assert trial.datetime_start is not None and trial.datetime_complete is not None
+        assert abs(trial.datetime_complete - now) < timedelta(minutes=1)
+        assert (
+            timedelta(0) <= trial.datetime_complete - trial.datetime_start < timedelta(minutes=1)
+        )
 
 
 def test_tell_many_tells_the_sampler_each_trial(make_study):  # type: ignore[no-untyped-def]
