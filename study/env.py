@@ -30,10 +30,12 @@ __all__ = [
     "SQL_URL",
     "STORAGE",
     "THREADS",
+    "TOKEN_CHARACTERS",
     "cache",
     "check_all",
     "db_patience",
     "heartbeat",
+    "is_token",
     "run_pid",
     "serve_token",
     "sql_url",
@@ -144,17 +146,26 @@ def sql_url() -> str | None:
     return None if found is None else found[0]
 
 
+TOKEN_CHARACTERS = "one word of visible ASCII characters (! to ~), at most 4096"
+
+
+def is_token(text: str) -> bool:
+    """Whether ``text`` can be a bearer token: what an HTTP header carries as it is, visible
+    ASCII without spaces (a client could not send a token of other characters, so a server
+    must not accept one), 1 to 4096 characters."""
+    return 0 < len(text) <= 4096 and all("!" <= c <= "~" for c in text)
+
+
 def serve_token() -> str | None:
     """``$DYNL2_SERVE_TOKEN``: the bearer token ``dynl2 serve`` accepts submissions with, and
-    ``dynl2 submit`` sends (``--token-file`` wins over it). Spaces around it are dropped; one
-    with spaces or control characters inside is refused (it could not travel in a header)."""
+    ``dynl2 submit`` sends (``--token-file`` wins over it). Spaces around it are dropped; any
+    other character outside visible ASCII is refused (it could not travel in a header)."""
     text = _raw(SERVE_TOKEN)
     if text is None:
         return None
-    token = text.strip()
-    if not token.isprintable() or " " in token:
-        raise _refuse(SERVE_TOKEN, "one word of printable characters", "<hidden>")
-    return token
+    if not is_token(text):
+        raise _refuse(SERVE_TOKEN, TOKEN_CHARACTERS, "<hidden>")
+    return text
 
 
 def run_pid() -> int | None:

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import socket
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +16,6 @@ from .cli_args import storage_flag
 from .errors import UsageError
 
 DEFAULT_PORT = 8000
-SUBMIT_TIMEOUT_S = 60
 
 
 def add_parsers(verbs: Any) -> None:
@@ -41,6 +37,14 @@ def add_parsers(verbs: Any) -> None:
         help=f"port (default {DEFAULT_PORT}; 0 picks a free one)",
     )
     p.add_argument("--token-file", type=Path, help="a file holding the bearer token")
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="a Host name the server answers to, besides its address and localhost on its "
+        "port (repeatable; e.g. the name a reverse proxy forwards); other Host headers get 400",
+    )
     p.set_defaults(handler=cmd_serve)
 
     p = verbs.add_parser(
@@ -71,14 +75,9 @@ def read_token(path: Path | None) -> str | None:
         data = path.read_bytes()[:4097]
     except OSError as exc:
         raise UsageError(f"--token-file: cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        token = data.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        token = ""
-    if not token or len(data) > 4096 or not token.isprintable() or " " in token:
-        raise UsageError(
-            f"--token-file: {path} must hold one word of printable characters (at most 4 KiB)"
-        )
+    token = data.decode("ascii", errors="replace").strip()
+    if len(data) > 4096 or not env.is_token(token):
+        raise UsageError(f"--token-file: {path} must hold {env.TOKEN_CHARACTERS}")
     return token
 
 
@@ -118,6 +117,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"--host: {args.host} is not a loopback address; a server others can reach needs a "
             "token (--token-file or $DYNL2_SERVE_TOKEN), or bind 127.0.0.1"
         )
+    from .service_hosts import HOST_RULE, HostCheck, default_hosts, parse_host, shown
+
+    for entry in args.allowed_host:
+        if parse_host(entry) is None:
+            raise UsageError(f"--allowed-host: expected {HOST_RULE}, got {shown(entry)!r}")
     import uvicorn
 
     from .service import make_app
@@ -125,10 +129,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = make_app(args.storage, token=token)
     sock = _bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
+    checked = HostCheck(app, [*default_hosts(host, port), *args.allowed_host])
+    address = f"[{host}]" if ":" in host else host
     mode = "accepting submissions with its token" if token else "read-only"
-    print(f"dynl2 serve: http://{shown}:{port}/ ({mode}); Ctrl-C stops it", flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    print(f"dynl2 serve: http://{address}:{port}/ ({mode}); Ctrl-C stops it", flush=True)
+    config = uvicorn.Config(checked, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     server.run(sockets=[sock])
     return 0
@@ -137,44 +142,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from .config_file import parse_config_text, read_config_text
     from .experiment import parse_experiment
+    from .submit import SubmitError, printable, submit
 
     token = read_token(args.token_file)
     if token is None:
         raise UsageError("submit: no token; give --token-file or set $DYNL2_SERVE_TOKEN")
     text = read_config_text(args.file)  # read once, within the config reader's limits
-    config = parse_experiment(parse_config_text(text, args.file))  # refused here, as there
+    parse_experiment(parse_config_text(text, args.file))  # refused here, as there
     parts = urllib.parse.urlsplit(args.server)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise UsageError(
-            f"--server: expected http://HOST:PORT or https://..., got {args.server!r}"
+            f"--server: expected http://HOST:PORT or https://..., got {printable(args.server)!r}"
         )
-    url = args.server.rstrip("/") + "/api/experiments"
-    request = urllib.request.Request(
-        url,
-        data=text.encode("utf-8"),
-        method="POST",
-        headers={"Content-Type": "application/toml", "Authorization": f"Bearer {token}"},
-    )
     try:
-        with urllib.request.urlopen(request, timeout=SUBMIT_TIMEOUT_S) as response:
-            answer = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        message = _error_of(exc)
-        print(f"dynl2 submit: error: {message} (HTTP {exc.code})", file=sys.stderr)
-        return 2 if 400 <= exc.code < 500 else 1
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        print(f"dynl2 submit: error: no answer from {args.server}: {reason}", file=sys.stderr)
-        return 1
-    verb = "created" if answer.get("created") else "resumed (already there)"
-    where = args.server.rstrip("/") + str(answer.get("url", ""))
-    print(f"experiment {config.name} {verb}: {where}")
+        done = submit(args.server, text, token)
+    except SubmitError as exc:
+        print(f"dynl2 submit: error: {exc}", file=sys.stderr)
+        return exc.status
+    verb = "created" if done.created else "resumed (already there)"
+    print(f"experiment {done.name} {verb}: {done.url}")
     return 0
-
-
-def _error_of(exc: urllib.error.HTTPError) -> str:
-    try:
-        body = json.loads(exc.read(65536))
-        return str(body["error"])
-    except (ValueError, KeyError, TypeError, OSError):
-        return str(exc.reason)

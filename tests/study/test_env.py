@@ -51,8 +51,8 @@ BAD: list[tuple[str, str, str]] = [
     ("DYNL2_SQL_URL", "not a url", "must be a database URL"),
     ("DYNL2_RUN_PID", "abc", "a process id"),
     ("DYNL2_RUN_PID", "0", "got '0'"),
-    ("DYNL2_SERVE_TOKEN", "two words", "one word of printable characters, got '<hidden>'"),
-    ("DYNL2_SERVE_TOKEN", "tab\there", "one word of printable characters"),
+    ("DYNL2_SERVE_TOKEN", "two words", "at most 4096, got '<hidden>'"),
+    ("DYNL2_SERVE_TOKEN", "tab\there", "one word of visible ASCII characters"),
 ]
 # fmt: on
 
