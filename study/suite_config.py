@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
+import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +52,9 @@ SECTIONS = ("suite", "base", "matrix", "exclude")
 BASE_SECTIONS = ("experiment", "data", "model", "train", "search", "arms", "evaluate")
 MAX_WITHOUT_YES = 64  # experiments a suite may expand to unless the user confirms more
 MAX_EXPERIMENTS = 1024  # and at most, confirmed or not
+# combinations of the matrix before [[exclude]] drops any: each is built and matched against
+# every exclude, so this bounds the work (and the memory) of expanding a suite at all
+MAX_COMBINATIONS = 16 * MAX_EXPERIMENTS
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_-]")
 _KINDS = {"data": "dataset", "model": "kind", "train": "optimizer"}  # names a whole-table value
 _ABSENT = object()  # a setting a whole-table value does not hold
@@ -105,6 +110,15 @@ def parse_suite(document: Mapping[str, Any], *, confirmed: bool = False) -> Suit
     excludes = _excludes(document.get("exclude", []), matrix, _arm_names(base, matrix), problems)
     if problems or name is None or base is None or matrix is None:
         raise SuiteConfigError(problems or ["suite: nothing to expand"])
+    total = math.prod(len(values) for values in matrix.values())  # counted, not built
+    if total > MAX_COMBINATIONS:
+        raise SuiteConfigError(
+            [
+                f"matrix: {' × '.join(str(len(v)) for v in matrix.values())} = {total:,} "
+                f"combinations; at most {MAX_COMBINATIONS:,} before [[exclude]] (and "
+                f"{MAX_EXPERIMENTS} experiments after): split it into several suites"
+            ]
+        )
     keys = tuple(matrix)
     whole = [ex for ex in excludes if EXCLUDED_ARMS not in ex]
     partial = [ex for ex in excludes if EXCLUDED_ARMS in ex]
@@ -245,11 +259,32 @@ def _matrix(section: object, problems: list[str]) -> dict[str, list[object]] | N
             problems.append(
                 f"{where}: expected a non-empty list of values, got {describe(values)}"
             )
-        elif any(values.count(v) > 1 for v in values):
+        elif len(values) > MAX_COMBINATIONS:  # before the duplicate check: bounded work
+            problems.append(
+                f"{where}: {len(values):,} values; at most {MAX_COMBINATIONS:,} combinations in "
+                "all"
+            )
+        elif _has_duplicate(values):
             problems.append(f"{where}: a value appears twice in its list")
         else:
             matrix[key] = values
     return matrix
+
+
+def _has_duplicate(values: Sequence[object]) -> bool:
+    """Whether two of ``values`` are equal (``==``, as ``list.count`` compares), in linear
+    time: hashable values by hash, tables and arrays by their canonical JSON."""
+    seen: set[object] = set()
+    for value in values:
+        key = value if isinstance(value, Hashable) else _canonical(value)
+        if key in seen:
+            return True
+        seen.add(key)
+    return False
+
+
+def _canonical(value: object) -> tuple[str, str]:
+    return ("unhashable", json.dumps(value, sort_keys=True, default=repr))
 
 
 def _excludes(

@@ -5,12 +5,15 @@ every problem reported at once, one line each."""
 from __future__ import annotations
 
 import copy
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from study.suite_config import (
+    MAX_COMBINATIONS,
+    MAX_EXPERIMENTS,
     MAX_WITHOUT_YES,
     SuiteConfigError,
     load_suite,
@@ -151,6 +154,13 @@ BAD = [
     ("empty list", {"train.epochs": []}, None, ['matrix."train.epochs": expected a non-empty']),
     ("a value twice", {"train.epochs": [3, 3]}, None,
      ['matrix."train.epochs": a value appears twice']),
+    ("a table twice", {"model": [{"kind": "mlp"}, {"kind": "mlp", "hidden": [8]}, {"kind": "mlp"}]},  # noqa: E501
+     None, ["matrix.model: a value appears twice"]),
+    ("an array twice", {"model.hidden": [[8, 8], [8], [8, 8]]}, None,
+     ['matrix."model.hidden": a value appears twice']),
+    ("one and one point zero", {"train.epochs": [1, 1.0]}, None, ["a value appears twice"]),
+    ("more values than combinations", {"train.epochs": list(range(MAX_COMBINATIONS + 1))},
+     None, [f'matrix."train.epochs": {MAX_COMBINATIONS + 1:,} values; at most']),
     ("varying the name", {"experiment.name": ["a", "b"]}, None, ["cannot vary the name"]),
     ("cnn on digits", {"model": [{"kind": "cnn"}]}, None,
      ["experiment 'when-cnn' (model = {'kind': 'cnn'}): model.kind: cnn needs sequence data"]),
@@ -224,3 +234,50 @@ def test_experiments_of_one_suite_share_their_metric() -> None:
         "pools one difference, so its experiments share [search] metric (put regression and "
         "classification in two suites)",
     )
+
+
+BOMBS = [
+    ("7x20", 7, 20),  # 1.28e9 combinations: 2.8 GB, then a MemoryError
+    ("5x14", 5, 14),  # 537,824: hundreds of MB before the cap
+    ("2x200", 2, 200),  # 40,000: past the bound, not past memory
+]
+
+
+@pytest.mark.parametrize(("keys", "values"), [b[1:] for b in BOMBS], ids=[b[0] for b in BOMBS])
+def test_a_matrix_is_counted_before_it_is_built(keys: int, values: int) -> None:
+    """The combinations are counted, not built, before the caps: refusing a matrix bomb takes
+    no memory (measured by tracemalloc, not by time)."""
+    settings = ["train.epochs", "train.batch_size", "evaluate.seeds", "experiment.seed",
+                "search.n_trials", "train.lr", "model.hidden"][:keys]  # fmt: skip
+    matrix = {key: list(range(1, values + 1)) for key in settings}
+    tracemalloc.start()
+    try:
+        (line,) = _problems(_suite(matrix))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    total = values**keys
+    assert line.startswith(f"matrix: {' × '.join([str(values)] * keys)} = {total:,} combinations")
+    assert f"at most {MAX_COMBINATIONS:,} before [[exclude]]" in line
+    assert peak < 20 * 2**20, f"{peak / 2**20:.0f} MiB to refuse it"
+
+
+class _Counted(int):
+    """An int that counts its equality tests: the duplicate check's work, without a clock."""
+
+    compared = 0
+
+    def __eq__(self, other: object) -> bool:
+        _Counted.compared += 1
+        return int(self) == other
+
+    __hash__ = int.__hash__
+
+
+def test_the_duplicate_check_is_linear() -> None:
+    """30,000 values took 10 s to refuse: the check compared every pair (list.count)."""
+    _Counted.compared = 0
+    values = [_Counted(i) for i in range(4000)]
+    (line,) = _problems(_suite({"train.epochs": values}))
+    assert line.startswith(f"matrix: expands to 4000 experiments; at most {MAX_EXPERIMENTS}")
+    assert _Counted.compared < 4 * len(values), _Counted.compared  # 16 million pairwise
