@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 from typing import Any
@@ -82,4 +83,26 @@ def cmd_agent(args: argparse.Namespace) -> int:
         signals.stopping()
         signals.stop_processes(procs)
         raise
+    killed = [(i, -code) for i, code in enumerate(codes) if code < 0]
+    if killed:  # a worker killed by a signal said nothing; the others said their own lines
+        print(f"dynl2 agent: error: {killed_line(killed)}", file=sys.stderr)
+        return 1
     return max(codes, key=lambda c: (c != 0, abs(c)))
+
+
+def killed_line(killed: list[tuple[int, int]]) -> str:
+    """One line for worker processes killed by a signal: ``(index, signal number)`` each."""
+    shown = [f"{i} ({_signal_name(signum)})" for i, signum in killed]
+    which = (
+        f"worker process {shown[0]} was"
+        if len(shown) == 1
+        else f"worker processes {', '.join(shown[:-1])} and {shown[-1]} were"
+    )
+    return f"{which} killed; a trial in flight is retried once its heartbeat lapses"
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"

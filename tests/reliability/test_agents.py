@@ -5,6 +5,7 @@ RUNNING; an agent killed with SIGKILL mid-trial has its trial retried by another
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -154,3 +155,56 @@ def test_sigterm_mid_trial_hands_the_trial_back(backend: str, tmp_path: Path) ->
         frame = trials(url, "stopped")
         assert not (frame["state"] == "RUNNING").any(), frame[["number", "state"]]
         assert (frame["state"] == "WAITING").any()  # its retry, queued for the next worker
+
+
+def _worker_pids(agent: subprocess.Popen[str]) -> dict[int, int]:
+    """The agent's worker processes by their ``--index``: read from /proc, never guessed."""
+    found = subprocess.run(
+        ["pgrep", "-P", str(agent.pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    pids: dict[int, int] = {}
+    for pid in map(int, found):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--index" in argv:
+            pids[int(argv[argv.index(b"--index") + 1])] = pid
+    return pids
+
+
+@pytest.mark.parametrize(
+    ("signums", "line"),
+    [
+        (
+            (signal.SIGKILL, signal.SIGKILL),
+            "worker processes 0 (SIGKILL) and 1 (SIGKILL) were killed",
+        ),
+        ((signal.SIGKILL, signal.SIGTERM), "worker process 0 (SIGKILL) was killed"),
+        ((signal.SIGSEGV, signal.SIGKILL), "0 (SIGSEGV) and 1 (SIGKILL) were killed"),
+    ],
+    ids=["both SIGKILL", "SIGKILL and SIGTERM", "SIGSEGV and SIGKILL"],
+)
+def test_a_worker_process_killed_ends_the_agent_with_one_line(
+    signums: tuple[signal.Signals, signal.Signals], line: str, tmp_path: Path
+) -> None:
+    """``dynl2 agent --workers 2`` whose worker processes die by a signal: exit status 1 and
+    one line naming them (it exited 247, 256 - 9, and said nothing)."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with storage.open(url):
+        pass  # the store exists, empty: the workers wait for work until they are killed
+    agent = _agent(url, "--workers", "2")
+    assert agent.stdout is not None
+    for _ in range(2):  # each worker process says it waits: both are alive, past their imports
+        assert agent.stdout.readline().strip() == "agent: no work left; waiting for more"
+    pids = _worker_pids(agent)
+    assert sorted(pids) == [0, 1], pids
+    for index, signum in enumerate(signums):
+        os.kill(pids[index], signum)
+    code, _, err = finish(agent, WAIT_S)
+    last = err.strip().splitlines()[-1]
+    assert code == 1, err[-2000:]
+    assert last.startswith("dynl2 agent: error: ") and line in last, err[-2000:]
+    assert "Traceback" not in err
+    # the worker stopped by SIGTERM said its own line; the killed ones could not
+    assert len(err.strip().splitlines()) == 1 + signums.count(signal.SIGTERM), err[-2000:]
