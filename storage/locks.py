@@ -3,13 +3,16 @@
 Workers hold it only while they count an arm's trials and ask Optuna for the next one, so two
 workers never both take an arm's last slot. It dies with its holder: an advisory lock ends with
 the PostgreSQL session, MySQL's GET_LOCK with the connection, and the SQLite lock file's
-``flock`` with the process — a killed worker never leaves it held.
+``flock`` with the process — a killed worker never leaves it held. A SQLite lock's file is
+removed by its holder on release, so an idle store has none beside it (a killed holder's file
+stays until the next holder of that name removes it).
 """
 
 from __future__ import annotations
 
 __all__ = ["named_lock", "try_named_lock"]
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -53,25 +56,48 @@ def try_named_lock(url: str, engine: Engine, name: str) -> Iterator[bool]:
 
 
 @contextmanager
+def _file_lock(lock_file: Path, wait: bool) -> Iterator[bool]:
+    """``flock`` on ``lock_file``, which exists only while someone holds or waits for it: the
+    holder removes it before letting go, so no file is left per name once the store is idle
+    (every experiment name a service was sent used to leave one for good). A waiter that wins
+    the lock on a file removed meanwhile holds nothing anyone else can see, so it checks that
+    the path still names the file it locked, and tries again if not."""
+    while True:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                current = os.stat(lock_file)
+            except FileNotFoundError:
+                continue  # removed by the holder before us: lock the new one
+            if not os.path.samestat(current, os.fstat(fd)):
+                continue
+            try:
+                yield True
+            finally:
+                # Removed while held: whoever opens the path next makes a new file, and a
+                # waiter on this one sees it gone and tries again.
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(lock_file)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            return
+        finally:
+            os.close(fd)
+
+
+@contextmanager
 def _lock(url: str, engine: Engine, name: str, timeout_s: float, wait: bool) -> Iterator[bool]:
     backend = backend_of(url)
     if backend == "sqlite":
         path = sqlite_path(url)
         assert path is not None
         lock_file = Path(f"{path}.{hashlib.sha256(name.encode()).hexdigest()[:12]}.dynl2-lock")
-        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:  # the SQLite store lives on one machine
-                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+        with _file_lock(lock_file, wait) as held:
+            yield held
         return
     with engine.connect() as conn:
         if backend == "postgresql":
