@@ -52,6 +52,32 @@ class TargetError(UsageError):
     """A path dynl2 was asked to write that cannot or must not be written: exit status 2."""
 
 
+# One line for every verb that meets a deleted current directory (``rm -r`` of the folder a
+# shell is still in): os.getcwd() then fails with a bare ENOENT that names no path.
+CWD_GONE = (
+    "the current directory no longer exists (deleted while the shell was in it?), and the "
+    "default paths (./dynl2-workspace/) and relative ones are under it; cd to a folder that "
+    "exists, or give absolute paths (--storage URL, -o FILE)"
+)
+
+
+class CwdGone(StudyError):
+    """The current directory was deleted and a path needs it: exit status 1, as for a store
+    that is missing (the environment changed under the user, not the user's input)."""
+
+    def __init__(self) -> None:
+        super().__init__(CWD_GONE)
+
+
+def cwd_gone() -> bool:
+    """True when the current directory no longer exists."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return True
+    return False
+
+
 class WriteError(StudyError):
     """Writing failed for a reason of the environment (disk full, I/O error): exit status 1."""
 
@@ -112,6 +138,8 @@ def target_path(raw: str | os.PathLike[str], *, what: str = "report") -> Path:
             f"cannot write the {what} to {shown}: {_USER_ERRNOS[errno.ELOOP]} (ELOOP); {ALLOWED}"
         ) from None
     except OSError as exc:
+        if not path.is_absolute() and cwd_gone():  # not "a folder on the way does not exist"
+            raise CwdGone() from None
         raise os_error(exc, path, what) from None
 
 

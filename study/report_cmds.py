@@ -80,7 +80,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     result = api.make_report(args.experiments[0], storage=args.storage, output=path)
     if args.json:  # stdout is the JSON object alone; where the page went goes to stderr
-        print(json.dumps(result.summary, allow_nan=False, sort_keys=True))
+        # Flushed first: an object that could not be written ends the verb (study.cli) before
+        # a line on stderr would read as success, buffered or not.
+        print(json.dumps(result.summary, allow_nan=False, sort_keys=True), flush=True)
         print(f"report: {result.path}", file=sys.stderr)
     else:
         print(result.path)
