@@ -43,6 +43,7 @@ __all__ = [
     "evaluations_frame",
     "experiment_config",
     "experiment_info",
+    "experiment_list_frame",
     "experiments_frame",
     "stored_json",
     "suite_infos",
@@ -204,6 +205,14 @@ def experiments_frame(session: Session) -> pd.DataFrame:
         for e in session.scalars(select(Experiment).order_by(Experiment.id))
     ]
     return _utc(_frame(rows, EXPERIMENT_COLUMNS, {"id": "int64", "name": "object"}), "created")
+
+
+def experiment_list_frame(session: Session) -> pd.DataFrame:
+    """``experiments_frame`` without the configs, none of them decoded."""
+    query = select(Experiment.id, Experiment.name, Experiment.created).order_by(Experiment.id)
+    rows = [tuple(row) for row in session.execute(query)]
+    columns = EXPERIMENT_COLUMNS[:3]
+    return _utc(_frame(rows, columns, {"id": "int64", "name": "object"}), "created")
 
 
 def epochs_frame(session: Session, experiment: str, arm: str | None) -> pd.DataFrame:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
-from sqlalchemy import select
+from sqlalchemy import inspect, select
+from sqlalchemy.orm import Session
 
 from storage import optuna_tables as ot
 from storage import reads
@@ -20,6 +21,16 @@ from storage.schema import Evaluation, Experiment, Report, Suite, SuiteReport
 from storage.store_base import StoreBase
 
 __all__ = ["StoreReads"]
+
+_ID_RANGE = (-(2**63), 2**63 - 1)  # what an id column holds (a signed 64-bit integer)
+
+
+def _has_reports(session: Session) -> bool:
+    """Whether ``dynl2_reports`` exists (a store from before reports has none), asked on the
+    transaction's own connection: a database gone meanwhile fails inside the transaction,
+    where :meth:`StoreBase._session` says so as a :class:`StorageUnavailable`, not as the
+    driver's raw error."""
+    return inspect(session.connection()).has_table(Report.__tablename__)
 
 
 class StoreReads(StoreBase):
@@ -35,6 +46,13 @@ class StoreReads(StoreBase):
         """DataFrame of all experiments: id, name, created (UTC), config (dict)."""
         with self._session() as session:
             return reads.experiments_frame(session)
+
+    def experiment_list(self) -> pd.DataFrame:
+        """DataFrame of all experiments: id, name, created (UTC), without their configs. A
+        listing that reads each experiment on its own (``dynl2 serve``'s) uses it, so that one
+        damaged config fails that experiment's read only, not the listing."""
+        with self._session() as session:
+            return reads.experiment_list_frame(session)
 
     def arms(self, experiment: str) -> list[str]:
         """Sorted arm names of the Optuna studies named ``EXPERIMENT/ARM``."""
@@ -82,9 +100,9 @@ class StoreReads(StoreBase):
     def reports(self, experiment: str | None = None) -> pd.DataFrame:
         """DataFrame of stored reports (id, experiment, created, path, summary), newest first."""
         columns = ["id", "experiment", "created", "path", "summary"]
-        if not self._has_table(Report.__tablename__):  # a store from before reports existed
-            return pd.DataFrame(columns=columns)
-        with self._session() as session:
+        with self._session() as session:  # its errors too are the store's, translated
+            if not _has_reports(session):  # a store from before reports existed
+                return pd.DataFrame(columns=columns)
             query = (
                 select(Report.id, Experiment.name, Report.created, Report.path, Report.summary)
                 .join(Experiment, Experiment.id == Report.experiment_id)
@@ -103,20 +121,23 @@ class StoreReads(StoreBase):
         """Stored report ``report_id`` whole; raises :class:`ReportNotFound` when there is none
         of that id."""
         row = None
-        if self._has_table(Report.__tablename__):
+        # An id no integer column holds (the SQLite driver raises OverflowError past 64 bits)
+        # is no stored report's: the same answer as any other id not stored.
+        if _ID_RANGE[0] <= report_id <= _ID_RANGE[1]:
             with self._session() as session:
-                row = session.execute(
-                    select(
-                        Report.id,
-                        Experiment.name,
-                        Report.created,
-                        Report.path,
-                        Report.summary,
-                        Report.html,
-                    )
-                    .join(Experiment, Experiment.id == Report.experiment_id)
-                    .where(Report.id == report_id)
-                ).first()
+                if _has_reports(session):  # a store from before reports has none
+                    row = session.execute(
+                        select(
+                            Report.id,
+                            Experiment.name,
+                            Report.created,
+                            Report.path,
+                            Report.summary,
+                            Report.html,
+                        )
+                        .join(Experiment, Experiment.id == Report.experiment_id)
+                        .where(Report.id == report_id)
+                    ).first()
         if row is None:
             raise ReportNotFound(f"No report with id {report_id} is stored in {self._where()}")
         summary = reads.stored_json(row[4], f"the summary of report {row[0]} in dynl2_reports")
@@ -127,7 +148,7 @@ class StoreReads(StoreBase):
         with self._session() as session:
             experiment_id = self._experiment_row(session, experiment).id
             row = None
-            if self._has_table(Report.__tablename__):
+            if _has_reports(session):
                 row = session.execute(
                     select(Report.html, Report.path)
                     .where(Report.experiment_id == experiment_id)

@@ -21,9 +21,11 @@ Every read goes through a store opened read-only (:func:`storage.open` with ``re
 the database itself refuses a write on the server's connections. A bad request gets a status
 and one line naming the problem and what is allowed (JSON ``{"error": ...}`` under ``/api``, a
 page elsewhere), never a traceback; an unexpected failure is logged and answered 500 with no
-detail. Pages carry a Content-Security-Policy that runs scripts from this server only; a
-stored report is served sandboxed (its own inline plotly.js runs, with no access to the
-server's origin).
+detail. A store that fails (unreachable, dropped, moved away, or holding a row it cannot read)
+is answered 503 with its one line on every endpoint, and logged as that line; an experiment
+whose stored config cannot be read is listed as unreadable, with the reason, among the others.
+Pages carry a Content-Security-Policy that runs scripts from this server only; a stored report
+is served sandboxed (its own inline plotly.js runs, with no access to the server's origin).
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ import re
 import threading
 import time
 import urllib.parse
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -50,9 +54,9 @@ import storage
 from storage import (
     ExperimentConflict,
     ExperimentNotFound,
+    InvalidRecord,
     ReportNotFound,
     StorageError,
-    StorageUnavailable,
     Store,
 )
 
@@ -61,14 +65,18 @@ from .config_file import MAX_CONFIG_BYTES, ExperimentConfigError, parse_config_t
 from .errors import UsageError
 from .experiment import parse_experiment
 from .frames import frame_csv, frame_json, json_cells
-from .runs import create_or_resume
+from .runs import create_or_resume, resume_problem
 from .service_data import (
     MAX_PAGE,
+    ExperimentTrials,
     TrialsPage,
     experiment_detail,
+    experiment_trials,
     experiments_overview,
+    quoted,
+    reading,
     report_entry,
-    trials_page,
+    trials_page_of,
 )
 from .service_pages import LIVE_JS, render_page
 
@@ -88,11 +96,19 @@ REPORT_CSP = (
     "style-src 'unsafe-inline'; img-src data: blob:; font-src data:; frame-ancestors 'self'"
 )
 CACHE_SECONDS = 1.0  # how long a read's answer is served again (the live page polls every 3 s)
-MAX_CACHED = 256  # answers kept at most
+MAX_CACHED = 256  # keys kept at most, each with its answer and its lock
+MAX_ID_DIGITS = 40  # a report id longer than this is not read as a number at all
 _HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 _TRIALS_PARAMS = ("format", "offset", "limit", "sort", "order", "arm")
 _FORMATS = ("json", "csv")
-_REASONS = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 500: "Error"}
+_REASONS = {
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    500: "Error",
+    503: "Service Unavailable",
+}
 _TOO_LARGE = f"the body is over {MAX_CONFIG_BYTES} bytes; a config is smaller"
 _TOML_TYPES = ("application/toml", "text/plain", "text/x-toml")
 
@@ -105,40 +121,69 @@ class BadRequest(Exception):
         self.status = status
 
 
+class _Entry:
+    """One key of :class:`Reads`: the lock its computation holds, and its answer with the
+    time it expires (one tuple, so that a reader never sees the one without the other)."""
+
+    __slots__ = ("answer", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.answer: tuple[float, Any] | None = None
+
+    def fresh(self) -> tuple[bool, Any]:
+        answer = self.answer
+        if answer is not None and answer[0] > time.monotonic():
+            return True, answer[1]
+        return False, None
+
+
 class Reads:
     """What the handlers read, from the read-only store, each answer kept for ``ttl`` seconds:
     twenty clients polling one experiment cost the store one read a second, not twenty. A key
-    being computed makes the others asking for it wait for that answer, not compute their own."""
+    being computed makes the others asking for it wait for that answer, not compute their own.
 
-    def __init__(self, store: Store, ttl: float = CACHE_SECONDS) -> None:
+    At most ``max_keys`` keys are kept, each with its lock; a new one evicts the least
+    recently used (one still being computed included: who waits on it still gets its answer,
+    and one more asker computes it again). An experiment's trials are one key, read once a
+    freshness window and cut into every page, sort and arm asked of it: requests that differ
+    in ``offset`` alone add no key."""
+
+    def __init__(
+        self, store: Store, ttl: float = CACHE_SECONDS, max_keys: int = MAX_CACHED
+    ) -> None:
         self.store = store
         self._ttl = ttl
+        self._max_keys = max_keys
         self._lock = threading.Lock()
-        self._answers: dict[tuple[Any, ...], tuple[float, Any]] = {}
-        self._busy: dict[tuple[Any, ...], threading.Lock] = {}
+        self._entries: OrderedDict[tuple[Any, ...], _Entry] = OrderedDict()
 
     def _cached(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
         with self._lock:
-            hit = self._answers.get(key)
-            if hit is not None and hit[0] > time.monotonic():
-                return hit[1]
-            busy = self._busy.setdefault(key, threading.Lock())
-        with busy:
-            with self._lock:
-                hit = self._answers.get(key)
-                if hit is not None and hit[0] > time.monotonic():
-                    return hit[1]
+            entry = self._entries.get(key)
+            if entry is None:
+                entry = self._entries[key] = _Entry()
+                while len(self._entries) > self._max_keys:
+                    self._entries.popitem(last=False)
+            else:
+                self._entries.move_to_end(key)
+        hit, value = entry.fresh()
+        if hit:
+            return value
+        with entry.lock:
+            hit, value = entry.fresh()  # computed by the one this waited for
+            if hit:
+                return value
             value = compute()
-            with self._lock:
-                if len(self._answers) > MAX_CACHED:  # many distinct pages: start over
-                    self._answers.clear()
-                self._answers[key] = (time.monotonic() + self._ttl, value)
+            entry.answer = (time.monotonic() + self._ttl, value)
             return value
 
     def forget(self) -> None:
         """Drop every kept answer (after this server wrote to the store)."""
         with self._lock:
-            self._answers.clear()
+            for entry in self._entries.values():
+                entry.answer = None  # a computation still running keeps it for its waiters
+            self._entries.clear()
 
     def overview(self) -> list[dict[str, Any]]:
         return self._cached(("overview",), lambda: experiments_overview(self.store))  # type: ignore[no-any-return]
@@ -146,9 +191,20 @@ class Reads:
     def detail(self, name: str) -> dict[str, Any]:
         return self._cached(("detail", name), lambda: experiment_detail(self.store, name))  # type: ignore[no-any-return]
 
-    def trials(self, name: str, **options: Any) -> TrialsPage:
-        key = ("trials", name, *sorted(options.items()))
-        return self._cached(key, lambda: trials_page(self.store, name, **options))  # type: ignore[no-any-return]
+    def trials(
+        self,
+        name: str,
+        *,
+        arm: str | None,
+        offset: int,
+        limit: int | None,
+        sort: str | None,
+        order: str,
+    ) -> TrialsPage:
+        shared: ExperimentTrials = self._cached(
+            ("trials", name), lambda: experiment_trials(self.store, name)
+        )
+        return trials_page_of(shared, arm=arm, offset=offset, limit=limit, sort=sort, order=order)
 
 
 class _State:
@@ -211,7 +267,7 @@ def make_app(storage_url: str | None = None, *, token: str | None = None) -> Sta
         Route("/", _page(store, _experiments_page)),
         Route("/experiments/{name}", _page(store, _experiment_page)),
         Route("/experiments/{name}/trials", _page(store, _trials_html)),
-        Route("/reports/{report_id:int}", _page(store, _report_page)),
+        Route("/reports/{report_id}", _page(store, _report_page)),
         Route("/static/live.js", _live_js),
         Route("/healthz", _api(store, _healthz)),
         Route("/api/experiments", _api(store, _api_experiments), methods=["GET"]),
@@ -219,7 +275,7 @@ def make_app(storage_url: str | None = None, *, token: str | None = None) -> Sta
         Route("/api/experiments/{name}", _api(store, _api_experiment)),
         Route("/api/experiments/{name}/trials", _api(store, _api_trials)),
         Route("/api/experiments/{name}/reports", _api(store, _api_reports)),
-        Route("/api/reports/{report_id:int}", _api(store, _api_report)),
+        Route("/api/reports/{report_id}", _api(store, _api_report)),
     ]
     return Starlette(
         routes=routes,
@@ -241,13 +297,22 @@ def _failure(exc: Exception) -> tuple[int, str]:
         return 404, storage.first_line(exc)
     if isinstance(exc, UsageError | ExperimentConfigError):
         return 400, str(exc)
+    if isinstance(exc, InvalidRecord):  # a value the request gave that no row can hold
+        return 400, storage.first_line(exc)
     if isinstance(exc, ExperimentConflict):
         return 409, storage.first_line(exc)
-    if isinstance(exc, StorageUnavailable):
-        return 503, storage.first_line(exc)
     if isinstance(exc, StorageError):
-        log.error("store error: %s", storage.first_line(exc))
-        return 500, storage.first_line(exc)
+        # The request was fine; the store could not answer it (unreachable, dropped, moved
+        # away, or holding a row it cannot read): the store's one line, logged as that.
+        line = storage.first_line(exc)
+        log.error("store error: %s", line)
+        return 503, line
+    if isinstance(exc, SQLAlchemyError):
+        # A driver error storage did not translate is still the store failing, not a fault
+        # of this server: one line, as the translated ones, never a traceback.
+        line = f"the store failed: {storage.first_line(getattr(exc, 'orig', None) or exc)}"
+        log.error("store error: %s", line)
+        return 503, line
     log.exception("unexpected error")
     return 500, "internal error: the server could not answer; its log says why"
 
@@ -300,9 +365,10 @@ def _error_page(store: Store, status: int, message: str) -> HTMLResponse:
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
     """Routing's own refusals (no such path, a method not allowed), in the same shape."""
+    path = _shown(request.url.path)
     message = {
-        404: f"no such address: {request.url.path}",
-        405: f"method {request.method} not allowed on {request.url.path}",
+        404: f"no such address: {path}",
+        405: f"method {_shown(request.method)} not allowed on {path}",
     }.get(exc.status_code, str(exc.detail))
     if request.url.path.startswith("/api/") or request.url.path == "/healthz":
         return _json({"error": message}, exc.status_code)
@@ -313,11 +379,31 @@ def _plain_error(status: int, message: str) -> dict[str, Any]:
     return {"store": "", "status": status, "reason": _REASONS.get(status, ""), "message": message}
 
 
+def _shown(text: str) -> str:
+    """A path from the request, clipped for a message (it may be thousands of characters)."""
+    return text if len(text) <= 120 else f"{text[:120]}... ({len(text)} characters)"
+
+
 def _name(request: Request) -> str:
     name = str(request.path_params["name"])
     if not NAME.fullmatch(name):
-        raise BadRequest(400, f"experiment: an experiment name is {NAME_RULE}, got {name!r}")
+        raise BadRequest(400, f"experiment: an experiment name is {NAME_RULE}, got {quoted(name)}")
     return name
+
+
+def _report_id(reads: Reads, request: Request) -> int:
+    """The report id of the path: a whole number (of any size: one past what an id holds
+    is no stored report's, as storage says); anything else is no address of this server."""
+    text = str(request.path_params["report_id"])
+    if not (text.isascii() and text.isdigit()):
+        raise BadRequest(404, f"no such address: {_shown(request.url.path)}")
+    digits = text.lstrip("0") or "0"
+    if len(digits) > MAX_ID_DIGITS:  # not worth making a number of: no id is that long
+        raise ReportNotFound(
+            f"No report with id {digits[:20]}... ({len(digits)} digits) is stored in "
+            f"{reads.store.display_url}"
+        )
+    return int(digits)
 
 
 def _query(request: Request, allowed: tuple[str, ...]) -> Mapping[str, str]:
@@ -326,7 +412,8 @@ def _query(request: Request, allowed: tuple[str, ...]) -> Mapping[str, str]:
     for key in params:
         if key not in allowed:
             raise BadRequest(
-                400, f"{key}: unknown parameter; allowed: {', '.join(allowed) or 'none'}"
+                400,
+                f"{_shown(key)}: unknown parameter; allowed: {', '.join(allowed) or 'none'}",
             )
         if len(params.getlist(key)) > 1:
             raise BadRequest(400, f"{key}: given more than once")
@@ -340,7 +427,9 @@ def _whole(
     if text is None:
         return default
     if not re.fullmatch(r"[0-9]{1,9}", text) or not low <= int(text) <= high:
-        raise BadRequest(400, f"{key}: expected a whole number from {low} to {high}, got {text!r}")
+        raise BadRequest(
+            400, f"{key}: expected a whole number from {low} to {high}, got {quoted(text)}"
+        )
     return int(text)
 
 
@@ -348,7 +437,7 @@ def _trials(reads: Reads, request: Request) -> tuple[str, str, TrialsPage]:
     params = _query(request, _TRIALS_PARAMS)
     fmt = params.get("format", "json")
     if fmt not in _FORMATS:
-        raise BadRequest(400, f"format: expected one of {', '.join(_FORMATS)}, got {fmt!r}")
+        raise BadRequest(400, f"format: expected one of {', '.join(_FORMATS)}, got {quoted(fmt)}")
     offset = _whole(params, "offset", 0, 0, 10**9)
     assert offset is not None
     # A JSON page holds 100 rows unless asked; a CSV download holds them all unless asked.
@@ -370,7 +459,9 @@ def _trials(reads: Reads, request: Request) -> tuple[str, str, TrialsPage]:
 
 def _healthz(reads: Reads, request: Request) -> Response:
     _query(request, ())
-    reads.store.experiments()  # one read, never cached: the database answers now
+    # One read, never cached: the database answers now. The list without configs, so that
+    # one experiment's damaged config does not make the whole server look down.
+    reads.store.experiment_list()
     return _json({"status": "ok", "store": reads.store.display_url})
 
 
@@ -405,7 +496,7 @@ def _api_reports(reads: Reads, request: Request) -> Response:
 
 def _api_report(reads: Reads, request: Request) -> Response:
     _query(request, ())
-    return _json(report_entry(reads.store, int(request.path_params["report_id"])))
+    return _json(report_entry(reads.store, _report_id(reads, request)))
 
 
 # --------------------------------------------------------------------------- submitting
@@ -453,11 +544,15 @@ def _submit(state: _State, text: str) -> Response:
     config = parse_experiment(parse_config_text(text, "the request body"))
     writer = state.writer()
     with writer.lock(f"dynl2:submit:{config.name}"):
-        try:
-            writer.get_experiment(config.name)
-            created = False
-        except ExperimentNotFound:
-            created = True
+        with reading(config.name):  # a stored config it cannot read is the store's (503)
+            try:
+                writer.get_experiment(config.name)
+                created = False
+            except ExperimentNotFound:
+                created = True
+            problem = resume_problem(writer, config)
+        if problem is not None:  # the name is taken by another config (or another's studies)
+            raise BadRequest(409, problem)
         create_or_resume(writer, config)
     state.reads.forget()
     log.info("%s experiment %s", "created" if created else "resumed", config.name)
@@ -545,7 +640,7 @@ def _missing(value: object) -> bool:
 
 def _report_page(reads: Reads, request: Request) -> Response:
     _query(request, ())
-    report = reads.store.report(int(request.path_params["report_id"]))
+    report = reads.store.report(_report_id(reads, request))
     return _html(report.html, csp=REPORT_CSP)
 
 

@@ -5,20 +5,35 @@ Each function takes an open :class:`storage.Store` (the server's read-only one) 
 plain dicts, lists, strings, numbers and None; nothing here writes, renders or speaks HTTP.
 The numbers are those of the CLI's reading verbs (``dynl2 status``, ``dynl2 trials``,
 ``dynl2 reports``), computed by the same functions.
+
+An experiment whose stored rows cannot be read (a damaged config, one this dynl2 no longer
+accepts) is :class:`UnreadableExperiment`, a :class:`storage.StorageError` naming it: the
+overview lists it as unreadable with the reason and goes on with the others.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
 
-from storage import Store, best_by_search
+from storage import (
+    ExperimentNotFound,
+    ReportNotFound,
+    StorageError,
+    StorageUnavailable,
+    Store,
+    best_by_search,
+    first_line,
+)
+from storage.store import StoreVanished
 
+from .config_file import ExperimentConfigError
 from .errors import UsageError
 from .experiment import ExperimentConfig
 from .progress import Progress, experiment_progress
@@ -28,16 +43,68 @@ from .studies import label, searches
 
 __all__ = [
     "MAX_PAGE",
+    "ExperimentTrials",
     "TrialsPage",
+    "UnreadableExperiment",
     "experiment_detail",
+    "experiment_trials",
     "experiments_overview",
+    "quoted",
+    "reading",
     "report_entry",
-    "trials_page",
+    "trials_page_of",
 ]
 
 MAX_PAGE = 1000  # rows one trials request may ask for
 DEFAULT_PAGE = 100
 ORDERS = ("asc", "desc")
+_SHOWN = 60  # characters of a value from the request quoted back in a message
+
+
+class UnreadableExperiment(StorageError):
+    """Experiment ``name`` is in the store but cannot be read: its stored config is damaged,
+    or is one this dynl2 no longer accepts. ``reason`` is one line."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"experiment {quoted(name)} cannot be read: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+def quoted(value: str) -> str:
+    """``value`` quoted for a message, clipped: a request may send thousands of characters,
+    and the line that refuses it names the problem without echoing all of them."""
+    if len(value) <= _SHOWN:
+        return repr(value)
+    return f"{value[:_SHOWN]!r}... ({len(value)} characters)"
+
+
+def _about_the_rows(exc: StorageError) -> bool:
+    """Whether ``exc`` says a row the store holds cannot be read (``storage.reads.damaged``
+    and its like: raised with no driver error behind them), rather than that the store
+    failed (cannot be reached, vanished, refused a query: a driver error is the cause)."""
+    whole_store = StorageUnavailable | StoreVanished | ExperimentNotFound | ReportNotFound
+    return not isinstance(exc, whole_store | UnreadableExperiment) and exc.__cause__ is None
+
+
+@contextmanager
+def reading(name: str) -> Iterator[None]:
+    """Reads of experiment ``name``: what its stored rows make unreadable is raised as
+    :class:`UnreadableExperiment`; a failure of the whole store goes through as it is. A
+    config error here is the stored config's (the request's was checked before), so the
+    store's state, never the request's mistake."""
+    try:
+        yield
+    except ExperimentConfigError as exc:
+        reason = (
+            f"its stored config is not one this dynl2 accepts ({exc}); read it with the dynl2 "
+            "that stored it, or repair the row in dynl2_experiments"
+        )
+        raise UnreadableExperiment(name, reason) from None
+    except StorageError as exc:
+        if not _about_the_rows(exc):
+            raise
+        raise UnreadableExperiment(name, first_line(exc)) from None
 
 
 def _when(value: datetime) -> str:
@@ -98,30 +165,86 @@ def _standing(config: ExperimentConfig, progress: Progress) -> dict[str, Any]:
 
 def experiments_overview(store: Store) -> list[dict[str, Any]]:
     """Every experiment, oldest first: name, created, arms with their progress, replicates,
-    state, evaluation runs, and the verdict sentence of its newest stored report."""
+    state, evaluation runs, and the verdict sentence of its newest stored report. One that
+    cannot be read (:class:`UnreadableExperiment`) is listed with state ``unreadable`` and
+    the reason (``unreadable``, None for the others), and the rest are listed as ever."""
+    latest: dict[str, dict[str, Any]] | None
+    try:
+        latest = _latest_reports(store)
+    except StorageError as exc:
+        if not _about_the_rows(exc):
+            raise
+        latest = None  # a report is damaged: each experiment's are read on their own
+    out = []
+    for row in store.experiment_list().itertuples(index=False):
+        name = str(row.name)
+        try:
+            with reading(name):
+                out.append(_overview_entry(store, name, _when(row.created), latest))
+        except ExperimentNotFound:
+            continue  # deleted since the listing
+        except UnreadableExperiment as exc:
+            out.append(_unreadable_entry(name, _when(row.created), exc.reason))
+    return out
+
+
+def _latest_reports(store: Store) -> dict[str, dict[str, Any]]:
+    """The newest stored report of each experiment that has one."""
     latest: dict[str, dict[str, Any]] = {}
     for entry in _reports(store):  # newest first: the first of each experiment is its latest
         latest.setdefault(entry["experiment"], entry)
-    out = []
-    for row in store.experiments().itertuples(index=False):
-        config = stored_experiment(store, str(row.name))
-        progress = experiment_progress(store, config)
-        report = latest.get(config.name)
-        out.append(
-            {
-                "name": config.name,
-                "created": _when(row.created),
-                **_standing(config, progress),
-                "verdict": None if report is None else report["verdict"],
-                "report": None if report is None else report["id"],
-            }
-        )
-    return out
+    return latest
+
+
+def _overview_entry(
+    store: Store, name: str, created: str, latest: dict[str, dict[str, Any]] | None
+) -> dict[str, Any]:
+    config = stored_experiment(store, name)
+    progress = experiment_progress(store, config)
+    if latest is None:
+        reports = _reports(store, name)
+        report = reports[0] if reports else None
+    else:
+        report = latest.get(name)
+    return {
+        "name": config.name,
+        "created": created,
+        **_standing(config, progress),
+        "verdict": None if report is None else report["verdict"],
+        "report": None if report is None else report["id"],
+        "unreadable": None,
+    }
+
+
+def _unreadable_entry(name: str, created: str, reason: str) -> dict[str, Any]:
+    """An overview entry with the keys of the others, and nothing known but the name, the
+    date and why nothing more can be read."""
+    return {
+        "name": name,
+        "created": created,
+        "metric": None,
+        "replicates": None,
+        "state": "unreadable",
+        "results": None,
+        "budget": None,
+        "evaluations": None,
+        "planned": None,
+        "arms": [],
+        "verdict": None,
+        "report": None,
+        "unreadable": reason,
+    }
 
 
 def experiment_detail(store: Store, name: str) -> dict[str, Any]:
     """What ``dynl2 status NAME`` shows: each search's counts and best parameters, each arm's
-    evaluation so far, the state, the stored reports (newest first) and the newest verdict."""
+    evaluation so far, the state, the stored reports (newest first) and the newest verdict.
+    Raises :class:`UnreadableExperiment` when its rows cannot be read."""
+    with reading(name):
+        return _detail(store, name)
+
+
+def _detail(store: Store, name: str) -> dict[str, Any]:
     config = stored_experiment(store, name)
     info = store.get_experiment(name)
     progress = experiment_progress(store, config)
@@ -172,6 +295,16 @@ def experiment_detail(store: Store, name: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class ExperimentTrials:
+    """Every trial of an experiment (all arms) with its test metrics: what each page, sort
+    and arm of its trials is cut from. Shared between requests, so never changed."""
+
+    name: str
+    arms: tuple[str, ...]
+    frame: pd.DataFrame
+
+
+@dataclass(frozen=True)
 class TrialsPage:
     total: int  # rows before paging
     offset: int
@@ -181,9 +314,17 @@ class TrialsPage:
     frame: pd.DataFrame  # the page
 
 
-def trials_page(
-    store: Store,
-    name: str,
+def experiment_trials(store: Store, name: str) -> ExperimentTrials:
+    """The trials of ``dynl2 trials NAME``, of every arm. Raises
+    :class:`UnreadableExperiment` when its rows cannot be read."""
+    with reading(name):
+        config = stored_experiment(store, name)
+        frame = trials_with_tests(store, config, None)
+    return ExperimentTrials(config.name, tuple(a.name for a in config.arms), frame)
+
+
+def trials_page_of(
+    trials: ExperimentTrials,
     *,
     arm: str | None = None,
     offset: int = 0,
@@ -191,20 +332,23 @@ def trials_page(
     sort: str | None = None,
     order: str = "asc",
 ) -> TrialsPage:
-    """One page of ``dynl2 trials NAME``: rows ``offset`` … ``offset + limit`` (all from
-    ``offset`` when ``limit`` is None), sorted by the column ``sort`` (missing values last).
-    Raises :class:`UsageError` naming what is allowed for an unknown arm, column or order."""
-    config = stored_experiment(store, name)
-    arms = [a.name for a in config.arms]
-    if arm is not None and arm not in arms:
-        raise UsageError(f"arm: no arm {arm!r} in {config.name!r}; arms: {', '.join(arms)}")
+    """One page of ``trials``: rows ``offset`` … ``offset + limit`` (all from ``offset`` when
+    ``limit`` is None) of arm ``arm`` (every arm when None), sorted by the column ``sort``
+    (missing values last). Raises :class:`UsageError` naming what is allowed for an unknown
+    arm, column or order."""
+    if arm is not None and arm not in trials.arms:
+        raise UsageError(
+            f"arm: no arm {quoted(arm)} in {trials.name!r}; arms: {', '.join(trials.arms)}"
+        )
     if order not in ORDERS:
-        raise UsageError(f"order: expected one of {', '.join(ORDERS)}, got {order!r}")
-    frame = trials_with_tests(store, config, arm)
+        raise UsageError(f"order: expected one of {', '.join(ORDERS)}, got {quoted(order)}")
+    frame = trials.frame  # new frames below: the shared one stays as it is
+    if arm is not None:
+        frame = frame[frame["arm"] == arm]
     if sort is not None:
         sortable = [c for c in frame.columns if c not in ("params",)]
         if sort not in sortable:
-            raise UsageError(f"sort: no column {sort!r}; columns: {', '.join(sortable)}")
+            raise UsageError(f"sort: no column {quoted(sort)}; columns: {', '.join(sortable)}")
         frame = frame.sort_values(
             sort, ascending=order == "asc", na_position="last", kind="stable"
         )

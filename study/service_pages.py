@@ -52,6 +52,12 @@ _EXPERIMENTS = """{% extends "base" %}
 <tr><th>experiment</th><th>created</th><th>state</th><th>arms (trials / budget)</th>
 <th>replicates</th><th>evaluation runs</th><th>verdict</th></tr>
 {% for e in experiments %}
+{% if e.unreadable %}
+<tr data-experiment="{{ e.name }}" class="unreadable">
+<td>{{ e.name }}</td><td>{{ e.created }}</td><td>unreadable</td>
+<td colspan="4" class="error">{{ e.unreadable }}</td>
+</tr>
+{% else %}
 <tr data-experiment="{{ e.name }}">
 <td><a href="/experiments/{{ e.name|urlencode }}">{{ e.name }}</a></td>
 <td>{{ e.created }}</td><td>{{ e.state }}</td>
@@ -62,6 +68,7 @@ _EXPERIMENTS = """{% extends "base" %}
 <td>{% if e.verdict %}{{ e.verdict }}{% else %}<span class="muted">no report yet</span>
 {%- endif %}</td>
 </tr>
+{% endif %}
 {% endfor %}
 </table>
 {% endif %}

@@ -340,7 +340,7 @@ def test_submissions_need_the_token_and_a_valid_config(backend: str, tmp_path: P
             (entry,) = server.request("/api/experiments").json()["experiments"]  # type: ignore[index]
             assert entry["name"] == "submitted" and entry["state"] == "searching"
             changed = post(good.replace("seed = 0", "seed = 1").encode(), auth)
-            assert changed.status == 400 and "submitted" in changed.error
+            assert changed.status == 409 and "submitted" in changed.error  # the name is taken
 
             # Two agents run the submission to the end; the server shows it done, with its
             # verdict and report, and exact counts.
