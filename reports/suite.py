@@ -199,6 +199,8 @@ def _row(entry: SuiteEntry, arm: str, baseline: str) -> SuiteRow:
         reason = "the difference is not a finite number"
     elif ci.half_width is None or ci.n < 2:
         reason = f"{plural(ci.n, 'paired seed')}: no interval"
+    elif not (math.isfinite(ci.half_width) and ci.half_width > 0) and diff == 0:
+        reason = "the arms tie exactly on every seed: a zero-width interval cannot be weighted"
     elif not (math.isfinite(ci.half_width) and ci.half_width > 0):
         reason = "a zero-width interval (every seed moved alike) cannot be weighted"
     else:
@@ -324,13 +326,13 @@ def _paragraph(inp: SuiteInput, arm: ArmSummary, digits: int) -> str:
         )
     parts.append(_heterogeneity(p))
     parts.append(_settings(arm, digits, inp.baseline))
-    if left_out:
-        names = ", ".join(r.experiment for r in left_out[:NAMED_AT_MOST])
+    if left_out:  # each named with its reason: a reader counts the rows above the pooling
+        names = "; ".join(f"{r.experiment} ({r.reason})" for r in left_out[:NAMED_AT_MOST])
         more = len(left_out) - NAMED_AT_MOST
-        names += f" and {more} more" if more > 0 else ""
+        names += f"; and {more} more" if more > 0 else ""
         parts.append(
-            f"{plural(len(left_out), 'experiment')} without an interval "
-            f"{'is' if len(left_out) == 1 else 'are'} not pooled ({names})."
+            f"{plural(len(left_out), 'experiment')} of {len(arm.rows)} "
+            f"{'is' if len(left_out) == 1 else 'are'} not pooled: {names}."
         )
     return " ".join(s for s in parts if s)
 

@@ -80,7 +80,9 @@ def read_config_text(path: str | os.PathLike[str]) -> str:
 
 def parse_config_text(text: str, where: str) -> dict[str, Any]:
     """The TOML document ``text`` (from ``where``: a file, a request body), parsed within the
-    limits above; its size is the caller's to check against :data:`MAX_CONFIG_BYTES`."""
+    limits above; its size is the caller's to check against :data:`MAX_CONFIG_BYTES`. A UTF-8
+    byte order mark at the start (some Windows editors write one) is not part of the TOML."""
+    text = text.removeprefix("\ufeff")
     check_text(text, where)
     try:
         return tomllib.loads(text)

@@ -351,7 +351,9 @@ def _print_frame(frame: pd.DataFrame, fmt: str, max_colwidth: int | None = None)
         sys.stdout.write(frame_csv(frame))
     elif fmt == "json":
         sys.stdout.write(frame_json(frame) + "\n")
-    elif frame.empty:
+    elif len(frame) == 0:
         print("(no rows)")
+    elif len(frame.columns) == 0:  # SELECT with no columns: rows all the same
+        print(f"({len(frame)} row{'s' if len(frame) != 1 else ''}, no columns)")
     else:
         print(json_cells(frame).to_string(index=False, max_colwidth=max_colwidth))

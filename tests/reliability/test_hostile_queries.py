@@ -690,3 +690,46 @@ def test_a_damaged_row_is_one_line_and_exit_1(backend, damage, verb, request, mo
 def test_there_are_at_least_30_cases():
     sql = len(DUPLICATES) + len(BLOBS) + len(BAD_LIMITS) + len(LIGHT) + len(HEAVY)
     assert sql + len(EXPERIMENTS) + len(BAD_URLS) + len(DAMAGE) >= 30
+
+
+# ------------------------------------------------------------- rows without columns
+
+NO_COLUMNS = {
+    "postgresql": [
+        ("SELECT", "(1 row, no columns)"),
+        ("SELECT FROM dynl2_experiments", "(3 rows, no columns)"),
+        ("SELECT FROM dynl2_experiments WHERE false", "(no rows)"),
+    ],
+    "sqlite": [("SELECT 1 WHERE 0", "(no rows)")],  # SQLite has no select without columns
+}
+
+
+@pytest.mark.parametrize(
+    ("backend", "query", "shown"),
+    [(b, q, s) for b, cases in NO_COLUMNS.items() for q, s in cases],
+)
+def test_rows_without_columns_are_counted_not_called_no_rows(
+    backend: str, query: str, shown: str, request: pytest.FixtureRequest, capsys
+) -> None:
+    """Before: a select of rows with no columns printed "(no rows)"."""
+    db: Db = request.getfixturevalue(f"{backend}_db")
+    code, out, err = _sql(db, query, capsys)
+    assert (code, err, out.strip()) == (0, "", shown)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["trials", "exp", "--arm", "a" * 5000],
+        ["trials", "x" * 5000],
+        ["status", "\x1b]0;owned\x07" + "y" * 3000],
+        ["report", "z" * 5000, "--json"],
+    ],
+    ids=["an arm", "an experiment", "escapes in a name", "a report's experiment"],
+)
+def test_an_error_line_quotes_the_input_bounded_and_printable(db, argv, capsys):
+    """Before: a 5,000-character arm came back whole in the error line."""
+    code, out, err = _cli(db, argv, capsys)
+    line = err.strip()
+    assert code in (1, 2) and out == "" and line.startswith(f"dynl2 {argv[0]}: "), err[:300]
+    assert len(line) <= 1100 and line.isprintable() and "characters cut" in line, line[-200:]

@@ -103,6 +103,7 @@ def test_every_arm_is_pooled_on_its_own_entries() -> None:
         (MeanCI(0.7, 0.0, 5), None, "zero-width interval"),
         (MeanCI(math.nan, 0.5, 5), None, "not a finite number"),
         (MeanCI(0.7, math.inf, 5), None, "zero-width interval"),
+        (MeanCI(0.0, 0.0, 5), None, "the arms tie exactly on every seed"),
     ],
 )
 def test_entries_without_an_interval_are_listed_not_pooled_with_a_reason(
@@ -121,7 +122,7 @@ def test_entries_without_an_interval_are_listed_not_pooled_with_a_reason(
     assert reason in (rows[1].reason or "")
     assert rows[1].low is None and rows[1].high is None and rows[1].se is None
     assert data.main.pooled == expected_pool(good)
-    assert "1 experiment without an interval is not pooled (odd-one)" in data.sentence
+    assert f"1 experiment of 3 is not pooled: odd-one ({rows[1].reason})." in data.sentence
     html = render_suite_html(data)
     assert "odd-one" in html and "not pooled" in html
 

@@ -600,3 +600,19 @@ def test_not_a_mapping():
     with pytest.raises(ExperimentConfigError) as info:
         parse_experiment([1, 2])  # type: ignore[arg-type]
     assert info.value.key == "config"
+
+
+@pytest.mark.parametrize("bom", ["\ufeff", ""], ids=["with a BOM", "without"])
+def test_a_config_may_start_with_a_byte_order_mark(bom: str, tmp_path: Path) -> None:
+    """Some Windows editors start UTF-8 files with a BOM; it was refused as "Invalid
+    statement". The config reader (experiment and suite files, submitted bodies) drops it; a
+    BOM anywhere else is still not TOML."""
+    from tests.tiny import tiny_config
+
+    text = tiny_config("bom", epochs=2, n_trials=2, seeds=1, arms=("fixed",))
+    path = tmp_path / "bom.toml"
+    path.write_text(bom + text, encoding="utf-8")
+    assert load_experiment(path).name == "bom"
+    path.write_text(text + "\n\ufeff", encoding="utf-8")
+    with pytest.raises(StudyError):
+        load_experiment(path)
