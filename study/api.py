@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import storage as storage_layer
-from storage import Store, best_by_search
+from storage import ExperimentNotFound, Store, best_by_search
 
 from . import env
 from .errors import UsageError
@@ -275,24 +275,33 @@ class ExperimentOverview:
     results: int  # trials that count toward the budget, over every search
     budget: int  # n_trials × searches
     evaluations: int  # evaluation runs stored
+    unreadable: str | None = None  # why its rows cannot be read (the counts are then 0)
 
 
 def list_experiments(*, storage: str | None = None) -> tuple[str, list[ExperimentOverview]]:
     """``(store, overviews)``: the store's display URL (password masked) and every
-    experiment in it, oldest first."""
+    experiment in it, oldest first. One whose rows cannot be read (a damaged config, one this
+    dynl2 no longer accepts) is listed with the reason in ``unreadable``, beside the others."""
+    from .unreadable import UnreadableExperiment, reading
+
     with _open(storage_url(storage), create=False) as store:
         out = []
-        for name in store.experiments()["name"]:
-            config = stored_experiment(store, name)
-            counts = arm_counts(store, config)
-            out.append(
-                ExperimentOverview(
-                    name=name,
-                    results=sum(c.results for c in counts.values()),
-                    budget=config.search.n_trials * len(counts),
-                    evaluations=len(store.evaluations(name)),
-                )
-            )
+        for name in store.experiment_list()["name"]:
+            try:
+                with reading(name):
+                    config = stored_experiment(store, name)
+                    counts = arm_counts(store, config)
+                    overview = ExperimentOverview(
+                        name=name,
+                        results=sum(c.results for c in counts.values()),
+                        budget=config.search.n_trials * len(counts),
+                        evaluations=len(store.evaluations(name)),
+                    )
+            except ExperimentNotFound:
+                continue  # deleted since the listing
+            except UnreadableExperiment as exc:
+                overview = ExperimentOverview(name, 0, 0, 0, unreadable=exc.reason)
+            out.append(overview)
         return store.display_url, out
 
 

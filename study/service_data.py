@@ -14,8 +14,7 @@ overview lists it as unreadable with the reason and goes on with the others.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,22 +23,18 @@ import pandas as pd
 
 from storage import (
     ExperimentNotFound,
-    ReportNotFound,
     StorageError,
-    StorageUnavailable,
     Store,
     best_by_search,
-    first_line,
 )
-from storage.store import StoreVanished
 
-from .config_file import ExperimentConfigError
 from .errors import UsageError
 from .experiment import ExperimentConfig
 from .progress import Progress, experiment_progress
 from .queries import trials_with_tests
 from .runs import stored_experiment
 from .studies import label, searches
+from .unreadable import UnreadableExperiment, about_the_rows, quoted, reading
 
 __all__ = [
     "MAX_PAGE",
@@ -58,53 +53,6 @@ __all__ = [
 MAX_PAGE = 1000  # rows one trials request may ask for
 DEFAULT_PAGE = 100
 ORDERS = ("asc", "desc")
-_SHOWN = 60  # characters of a value from the request quoted back in a message
-
-
-class UnreadableExperiment(StorageError):
-    """Experiment ``name`` is in the store but cannot be read: its stored config is damaged,
-    or is one this dynl2 no longer accepts. ``reason`` is one line."""
-
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(f"experiment {quoted(name)} cannot be read: {reason}")
-        self.name = name
-        self.reason = reason
-
-
-def quoted(value: str) -> str:
-    """``value`` quoted for a message, clipped: a request may send thousands of characters,
-    and the line that refuses it names the problem without echoing all of them."""
-    if len(value) <= _SHOWN:
-        return repr(value)
-    return f"{value[:_SHOWN]!r}... ({len(value)} characters)"
-
-
-def _about_the_rows(exc: StorageError) -> bool:
-    """Whether ``exc`` says a row the store holds cannot be read (``storage.reads.damaged``
-    and its like: raised with no driver error behind them), rather than that the store
-    failed (cannot be reached, vanished, refused a query: a driver error is the cause)."""
-    whole_store = StorageUnavailable | StoreVanished | ExperimentNotFound | ReportNotFound
-    return not isinstance(exc, whole_store | UnreadableExperiment) and exc.__cause__ is None
-
-
-@contextmanager
-def reading(name: str) -> Iterator[None]:
-    """Reads of experiment ``name``: what its stored rows make unreadable is raised as
-    :class:`UnreadableExperiment`; a failure of the whole store goes through as it is. A
-    config error here is the stored config's (the request's was checked before), so the
-    store's state, never the request's mistake."""
-    try:
-        yield
-    except ExperimentConfigError as exc:
-        reason = (
-            f"its stored config is not one this dynl2 accepts ({exc}); read it with the dynl2 "
-            "that stored it, or repair the row in dynl2_experiments"
-        )
-        raise UnreadableExperiment(name, reason) from None
-    except StorageError as exc:
-        if not _about_the_rows(exc):
-            raise
-        raise UnreadableExperiment(name, first_line(exc)) from None
 
 
 def _when(value: datetime) -> str:
@@ -172,7 +120,7 @@ def experiments_overview(store: Store) -> list[dict[str, Any]]:
     try:
         latest = _latest_reports(store)
     except StorageError as exc:
-        if not _about_the_rows(exc):
+        if not about_the_rows(exc):
             raise
         latest = None  # a report is damaged: each experiment's are read on their own
     out = []

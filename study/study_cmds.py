@@ -221,7 +221,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         if not overviews:
             print(f"no experiments in {where}")
         for o in overviews:
-            print(f"{o.name}: {o.results}/{o.budget} trials, {o.evaluations} evaluation run(s)")
+            if o.unreadable is not None:
+                print(f"{o.name}: unreadable: {o.unreadable}")
+            else:
+                print(
+                    f"{o.name}: {o.results}/{o.budget} trials, {o.evaluations} evaluation run(s)"
+                )
+        unreadable = [o.name for o in overviews if o.unreadable is not None]
+        if unreadable:  # the others are listed; the store is not as it should be
+            print(
+                f"dynl2 status: failed: {len(unreadable)} of {len(overviews)} experiments "
+                f"cannot be read: {', '.join(unreadable)}",
+                file=sys.stderr,
+            )
+            return 1
         return 0
     status = api.experiment_status(args.experiment, storage=args.storage)
     ProgressPrinter(print).update(status.counts, None, force=True)

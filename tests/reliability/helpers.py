@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 import storage
+from storage.pg_reader import ROLE_PREFIX, reader_role_name
 from study import cli
 from study.experiment import load_experiment
 from study.studies import Heartbeat, open_studies
@@ -231,7 +232,14 @@ def store_fingerprint(url: str) -> object:
             dump[table] = hashlib.sha256(
                 "\n".join(sorted(r[0] for r in rows)).encode()
             ).hexdigest()
-        roles = connection.execute("SELECT rolname FROM pg_roles ORDER BY 1").fetchall()
+        # Roles belong to the whole server, where other tests (another xdist worker) make and
+        # drop the reader roles of their own databases meanwhile: those are not this store's.
+        own = reader_role_name(sa.make_url(url).database or "")
+        roles = [
+            role
+            for (role,) in connection.execute("SELECT rolname FROM pg_roles ORDER BY 1")
+            if not role.startswith(ROLE_PREFIX) or role == own
+        ]
         functions = connection.execute(
             "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
             "WHERE n.nspname = 'public'"

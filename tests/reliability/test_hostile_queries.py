@@ -603,6 +603,11 @@ DAMAGE: list[tuple[str, str, tuple[str, ...]]] = [
      "UPDATE dynl2_experiments SET config = replace(config, '\"name\": \"exp\"', "
      "'\"name\": \"other\"') WHERE name = 'exp'",
      ("status", "status exp", "trials exp", "evaluate exp", "run exp")),
+    # valid JSON that this dynl2 refuses (as a config an older one accepted): the listing
+    # went down with exit status 2 and did not name the experiment
+    ("config one this dynl2 refuses",
+     "UPDATE dynl2_experiments SET config = replace(config, '\"epochs\": 2', '\"epochs\": 0') "
+     "WHERE name = 'exp'", ("status",)),
     ("evaluation params not JSON", "UPDATE dynl2_evaluations SET params = 'oops'",
      ("status", "status exp", "trials exp", "report exp")),
     ("a trial attribute not JSON",
@@ -686,9 +691,16 @@ def test_a_damaged_row_is_one_line_and_exit_1(backend, damage, verb, request, mo
     words = verb.split()
     argv = ["run", str(db.folder / "exp.toml")] if words[0] == "run" else words
     files = _folder_state(db.folder)
-    code, _, err = _cli(db, argv, capsys)
+    code, out, err = _cli(db, argv, capsys)
     assert code == 1, err
-    assert err.startswith(f"dynl2 {words[0]}: failed: the store is damaged: "), err
+    if words == ["status"] and not damage.startswith("schema"):  # one experiment's rows
+        # the listing names the one it cannot read, with the reason, beside the others
+        assert err.strip() == "dynl2 status: failed: 1 of 3 experiments cannot be read: exp"
+        lines = out.strip().splitlines()
+        assert [line.split(":")[0] for line in lines] == ["exp", "noevals", "empty"], out
+        assert lines[0].startswith("exp: unreadable: ") and "trials" in lines[1], out
+    else:
+        assert err.startswith(f"dynl2 {words[0]}: failed: the store is damaged: "), err
     assert _folder_state(db.folder) == files
 
 
