@@ -183,7 +183,10 @@ class GuardedStdout:
                 os.close(devnull)
             self.stream.flush()
 
-    def __getattr__(self, name: str) -> Any:  # encoding, isatty(), fileno(), ...
+    def isatty(self) -> bool:  # asked by libraries that colour their logs (uvicorn's)
+        return self.stream is not None and not self.stream.closed and self.stream.isatty()
+
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno(), ...
         return getattr(self.stream, name)
 
 

@@ -187,3 +187,17 @@ def test_a_deleted_current_directory_is_one_line_exit_1(
     assert [p.name for p in tmp_path.iterdir()] == []  # nothing written in its place
     with storage.open(url, create=False) as opened:
         assert len(opened.reports()) == before  # no report made, so none kept
+
+
+def test_a_closed_standard_output_is_no_terminal() -> None:
+    """Libraries ask ``sys.stdout.isatty()`` to colour their logs; a closed one (None at
+    start, or closed since) must answer False, not fail on ``None.isatty``."""
+    import io
+
+    from study.cli import GuardedStdout
+
+    closed = io.StringIO()
+    closed.close()
+    assert GuardedStdout(None).isatty() is False
+    assert GuardedStdout(closed).isatty() is False
+    assert GuardedStdout(io.StringIO()).isatty() is False
