@@ -195,7 +195,9 @@ FILES = [
     ("a symlink to a folder", _symlink_to_folder, "directory"),
     ("/proc/self/mem", lambda p: Path("/proc/self/mem"), "cannot read"),
     ("NUL bytes", _write(b"[experiment]\x00\x00\n"), "invalid TOML"),
-    ("a byte-order mark", _write(b'\xef\xbb\xbf[experiment]\nname = "x"\n'), "invalid TOML"),
+    # a BOM at the start is dropped (Windows editors write one); the config is then read
+    ("a byte-order mark", _write(b'\xef\xbb\xbf[experiment]\nname = "x"\n'), "arms: missing"),
+    ("a BOM inside", _write(b'[experiment]\n\xef\xbb\xbfname = "x"\n'), "invalid TOML"),
     ("10000 unterminated strings", _write(b'x = "\n' * 10_000), "invalid TOML"),
     ("20000 tables", _write("".join(f"[t{i}]\n" for i in range(20_000)).encode()), "t0"),
 ]
