@@ -43,7 +43,7 @@ from . import (
     suite_cmds,
     train_cmd,
 )
-from .errors import StudyError, UsageError
+from .errors import StudyError, UsageError, printable
 from .experiment import ExperimentConfigError
 from .files import CWD_GONE, cwd_gone
 from .resilience import driver_message
@@ -82,7 +82,7 @@ def _one_line(exc: BaseException) -> str:
     that quote a driver's text), cut at :data:`MAX_LINE` characters, and with any character
     that is not printable (an escape sequence the user's input carried) written as an escape."""
     line = storage.masked_text(" ".join(str(exc).split()))
-    line = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in line)
+    line = printable(line)
     if len(line) > MAX_LINE:
         line = f"{line[: MAX_LINE - 40]}… ({len(line) - MAX_LINE + 40:,} characters cut)"
     return line

@@ -16,6 +16,8 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
+from .errors import printable
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -29,8 +31,9 @@ __all__ = ["HOST_RULE", "HostCheck", "default_hosts", "parse_host", "shown"]
 
 
 def shown(text: str) -> str:
-    """``text`` cut to a few dozen characters, in ASCII (escapes for the rest): echoed back."""
-    return text[:SHOWN].encode("ascii", "backslashreplace").decode("ascii")
+    """``text`` cut to :data:`SHOWN` characters, printable (:func:`errors.printable`): echoed
+    back in a line."""
+    return printable(text, SHOWN)
 
 
 def parse_host(text: str) -> tuple[str, int | None] | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import IO
 
+from . import errors
 from .errors import StudyError
 
 ANSWER_LIMIT = 64 * 1024  # bytes of the server's answer read, at most
@@ -43,11 +44,9 @@ class Submitted:
 
 
 def printable(text: str, limit: int = SHOWN_LIMIT) -> str:
-    """``text`` as one printable line: control and other unprintable characters (ESC, CR,
-    newlines, bidi overrides) written as escapes, and at most ``limit`` characters, cut with
-    an ellipsis."""
-    shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
-    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+    """``text`` as one printable line of at most ``limit`` characters
+    (:func:`study.errors.printable`)."""
+    return errors.printable(text, limit)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
