@@ -11,6 +11,8 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+import storage
+
 from . import env
 from .cli_args import storage_flag
 from .errors import UsageError
@@ -156,8 +158,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         )
     try:
         done = submit(args.server, text, token)
-    except SubmitError as exc:
-        print(f"dynl2 submit: error: {exc}", file=sys.stderr)
+    except SubmitError as exc:  # a password in --server or in a Location is not shown
+        print(f"dynl2 submit: error: {storage.masked_text(str(exc))}", file=sys.stderr)
         return exc.status
     verb = "created" if done.created else "resumed (already there)"
     print(f"experiment {done.name} {verb}: {done.url}")

@@ -289,3 +289,16 @@ def test_a_token_no_header_can_carry_is_refused_at_both_ends(
     line = capsys.readouterr().err.strip()
     assert "--token-file" in line and "visible ASCII" in line and "\n" not in line
     assert not (tmp_path / "store.db").exists()
+
+
+def test_submit_shows_no_password_of_the_server_url(
+    tmp_path: Path, fake: Callable[..., Fake]
+) -> None:
+    """A user:password in --server (or in a redirect's Location) is masked in the line."""
+    elsewhere = "http://u:hunter2@127.0.0.1:1/api/experiments"
+    redirecting = fake(_reply(302, b"", Location=elsewhere))
+    port = redirecting.base.rsplit(":", 1)[1]
+    for server in (f"http://u:hunter2@127.0.0.1:{port}", redirecting.base):
+        code, out, err = _submit(tmp_path, server)
+        assert code == 1 and out == "" and "hunter2" not in err
+        assert "u:***@" in _one_line(err)
