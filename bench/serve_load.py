@@ -42,9 +42,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import storage  # noqa: E402
-from study.config_file import parse_config_text  # noqa: E402
-from study.experiment import parse_experiment  # noqa: E402
-from study.runs import create_or_resume  # noqa: E402
+from study.config.experiment import parse_experiment  # noqa: E402
+from study.config.reader import parse_config_text  # noqa: E402
+from study.run.runs import create_or_resume  # noqa: E402
 from tests.tiny import tiny_config  # noqa: E402
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -3,8 +3,8 @@
     python bench/store_overhead.py [--trials 64] [--epochs 20] [--workers 1,8] \
         [--backends sqlite,postgresql] [--postgres-url URL] [--repeats 1] [--timeout 900]
 
-Replaces ``study.worker.train`` with a fake that reports E plausible epochs through the real
-``on_epoch`` callback and ``study.worker.load_dataset`` with a stub, then runs the real
+Replaces ``study.search.worker.train`` with a fake that reports E plausible epochs through the real
+``on_epoch`` callback and ``study.search.worker.load_dataset`` with a stub, then runs the real
 ``run_worker`` in W spawned processes on an experiment of two searched arms (sampler random,
 pruner none). What is timed is everything else a trial costs: ask/tell under the claim lock,
 stale-trial checks, the heartbeat thread, ``trial.report`` + ``should_prune`` per epoch,
@@ -55,9 +55,9 @@ import sqlalchemy
 from sqlalchemy.engine import Engine, make_url
 
 import storage
-import study.worker as study_worker
-from study.experiment import ExperimentConfig, parse_experiment
-from study.studies import Heartbeat, open_studies
+import study.search.worker as study_worker
+from study.config.experiment import ExperimentConfig, parse_experiment
+from study.search.studies import Heartbeat, open_studies
 from trainers import Dataset, EpochCallback, EpochRecord, TrainConfig, TrainResult
 
 POSTGRES_ENV = "DYNL2_TEST_POSTGRES_URL"
@@ -125,7 +125,7 @@ def fake_train(
 
 def install_fakes() -> None:
     """Patch the names ``train`` and ``load_dataset`` that study/worker.py imported."""
-    # setattr: the names are study.worker's own imports, not part of its public API.
+    # setattr: the names are study.search.worker's own imports, not part of its public API.
     setattr(study_worker, "train", fake_train)  # noqa: B010
     setattr(study_worker, "load_dataset", fake_load_dataset)  # noqa: B010
 

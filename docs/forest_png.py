@@ -4,7 +4,7 @@
 
 docs/findings.md shows the published suite's forest plot as an image (a Markdown page cannot
 run the report's plotly.js). This builds the figure exactly as ``dynl2 suite report`` does
-(:func:`study.suites.suite_input`, :func:`reports.build_suite_data`,
+(:func:`study.api.suites.suite_input`, :func:`reports.build_suite_data`,
 :func:`reports.suite_figures.forest_figure`), puts it alone on a page with plotly.js inline,
 and has headless Chromium screenshot that page. Needs Chromium (``apt-get install chromium``).
 """
@@ -38,10 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     import storage
     from reports import build_suite_data
     from reports.suite_figures import forest_figure
-    from study import api
+    from study.api import experiments as api
+    from study.api.suites import suite_input
     from study.errors import StudyError
-    from study.files import check_target, target_path
-    from study.suites import suite_input
+    from study.run.files import check_target, target_path
 
     try:
         check_target(target_path(args.output), what="image")  # a regular file or a new name

@@ -25,5 +25,5 @@ def plural(n: int, word: str) -> str:
 
 def label(arm: str, replicate: int, replicates: int) -> str:
     """A search as the report names it: the arm, or ``ARM/R`` with more than one replicate
-    (as ``dynl2 status`` does, ``study.studies.label``)."""
+    (as ``dynl2 status`` does, ``study.search.studies.label``)."""
     return arm if replicates == 1 else f"{arm}/{replicate}"

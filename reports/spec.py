@@ -1,6 +1,6 @@
 """What a report reads of an experiment's config: typed, read-only protocols.
 
-The study layer parses and validates an experiment's config once (``study.experiment``'s
+The study layer parses and validates an experiment's config once (``study.config.experiment``'s
 ``ExperimentConfig``) and hands it to :func:`reports.build_report_data`. This layer may not
 import ``study``, so it names here exactly the members it reads, and nothing else; the frozen
 config dataclasses satisfy these protocols as they are (mypy checks it where ``study`` calls

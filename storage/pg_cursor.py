@@ -1,6 +1,6 @@
 """A psycopg cursor that never leaves its connection stuck behind an interrupted query.
 
-A stop signal (:mod:`study.signals` raises ``KeyboardInterrupt`` subclasses) can land while
+A stop signal (:mod:`study.search.signals` raises ``KeyboardInterrupt`` subclasses) can land while
 psycopg sends a query or reads its answer. psycopg cancels the query when the signal finds it
 waiting on the socket, but a signal that lands in its Python code around that wait can leave
 the connection "in transaction status ACTIVE", where nothing recovers it: SQLAlchemy's

@@ -45,7 +45,7 @@ _OPTUNA_OPEN_ATTEMPTS = 5  # tries to open Optuna's storage while other workers 
 
 class StoreVanished(StorageError):
     """The SQLite file a store opened was deleted or replaced while it was in use: writes went
-    to a file nobody can open any more. Not transient (:mod:`study.resilience` never retries
+    to a file nobody can open any more. Not transient (:mod:`study.search.resilience` never retries
     it): the run stops with one line, exit status 1."""
 
 

@@ -2,7 +2,8 @@
 
 The CLI's imports (torch, Optuna, pandas) take seconds; a Ctrl-C or SIGTERM during them used to
 print a KeyboardInterrupt traceback, or was lost. So the entry point installs the handlers of
-:mod:`study.signals` before importing anything heavy, and turns a stop at any moment into one
+:mod:`study.search.signals` before importing anything heavy, and turns a stop at any moment into
+one
 line and exit status 130 (SIGINT) or 143 (SIGTERM). The GPU machine runs the code without
 installing it, as ``python -m study``.
 """
@@ -41,12 +42,13 @@ def main() -> int:
             file=sys.stderr,
         )
         return 1
-    from study import env, signals  # the standard library only: quick
+    from study.config import env
+    from study.search import signals  # the standard library only: quick
 
     quiet = env.supervised()  # a worker of dynl2 run: the run speaks, and handles Ctrl-C
     signals.install(ignore_sigint=quiet)
     try:
-        from study import cli  # seconds: torch, Optuna
+        from study.cli import dispatch as cli  # seconds: torch, Optuna
 
         signals.check()  # a stop whose raise an import swallowed
         code = cli.main()

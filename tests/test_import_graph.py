@@ -1,6 +1,7 @@
-"""The shape of the code: no import circles (imports inside functions included) and the layers'
-arrows (``../shared/ARCHITECTURE.md``): trainers and storage import no other layer, reports
-imports storage only, study sits on top.
+"""The shape of the code (``docs/architecture.md``): no import circles (imports inside functions
+included); the layers' arrows: trainers and storage import no other layer, reports imports
+storage only, study sits on top; inside study, the rooms' arrows, from ``study.errors`` at the
+bottom to ``study.cli`` at the top; and no module over 500 lines.
 
 Read from the source with :mod:`ast`, so a circle closed by an import inside a function, which
 Python only runs when the function is called, is found as well as one at module level.
@@ -22,6 +23,18 @@ ALLOWED = {
     "reports": {"storage"},
     "study": {"trainers", "storage", "reports"},
 }
+
+
+# The rooms of study, each with the rooms it may import (study's own layers, bottom up).
+STUDY_ROOMS = ("errors", "config", "search", "run", "api", "service", "cli")
+ROOM_ALLOWED = {
+    f"study.{room}": {f"study.{below}" for below in STUDY_ROOMS[:i]}
+    for i, room in enumerate(STUDY_ROOMS)
+}
+# study's door (its lazy public names) and the entry point sit outside the rooms
+ROOM_ALLOWED["study"] = {f"study.{room}" for room in STUDY_ROOMS}
+ROOM_ALLOWED["study.__main__"] = {"study.config", "study.search", "study.cli"}
+MAX_LINES = 500
 
 
 def module_name(path: Path) -> str:
@@ -157,6 +170,53 @@ def test_layers_import_only_downward(layer: str) -> None:
     assert not wrong, f"{layer} may import only {sorted(ALLOWED[layer])}: " + "; ".join(wrong)
 
 
+def room_of(module: str) -> str:
+    """``study.config.env`` -> ``study.config``; ``study`` and ``study.errors`` are their own."""
+    return ".".join(module.split(".")[:2])
+
+
+def room_violations(edges: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{name} imports {target}"
+        for name, targets in edges.items()
+        if name.split(".")[0] == "study"
+        for target in targets
+        if target.split(".")[0] == "study"
+        and room_of(target) != room_of(name)
+        and room_of(target) not in ROOM_ALLOWED.get(room_of(name), set())
+    )
+
+
+def test_every_study_module_lives_in_a_known_room() -> None:
+    rooms = {room_of(name) for name in graph() if name.split(".")[0] == "study"}
+    assert rooms == set(ROOM_ALLOWED), "a room the arrows do not name, or one gone"
+
+
+def test_rooms_import_only_downward() -> None:
+    wrong = room_violations(graph())
+    assert not wrong, "a room of study imports one above it or beside it: " + "; ".join(wrong)
+
+
+@pytest.mark.parametrize("room", [r for r in STUDY_ROOMS if r != "errors"])
+def test_each_room_says_what_lives_there_and_what_it_may_import(room: str) -> None:
+    doc = ast.get_docstring(ast.parse((ROOT / "study" / room / "__init__.py").read_text()))
+    assert doc, f"study/{room}/__init__.py has no docstring"
+    assert "import" in doc, f"study/{room}/__init__.py does not say what the room may import"
+    modules = {path.stem for path in (ROOT / "study" / room).iterdir()} - {"__init__"}
+    modules.discard("__pycache__")
+    unnamed = sorted(m for m in modules if f"``{m}``" not in doc)
+    assert not unnamed, f"study/{room}/__init__.py does not name {unnamed}"
+
+
+def test_no_module_is_over_500_lines() -> None:
+    long = sorted(
+        f"{path.relative_to(ROOT)}: {n} lines"
+        for path in modules().values()
+        if (n := len(path.read_text().splitlines())) > MAX_LINES
+    )
+    assert not long, f"split these into modules of at most {MAX_LINES} lines: {long}"
+
+
 def test_the_checks_can_fail(tmp_path: Path) -> None:
     """A circle closed inside a function, and an upward import, are found."""
     pkg = tmp_path / "study"
@@ -172,3 +232,12 @@ def test_the_checks_can_fail(tmp_path: Path) -> None:
     edges = graph(tmp_path)
     assert cycles(_package_edges(edges)) == [["study.a", "study.b"]]
     assert "study.a" in edges["reports"]
+    # a room importing one above it (config -> run), and one importing its own door, are found
+    for room in ("config", "run"):
+        (pkg / room).mkdir()
+        (pkg / room / "__init__.py").write_text("")
+    (pkg / "config" / "x.py").write_text("def f():\n    from study.run import y\n")
+    (pkg / "run" / "y.py").write_text("from study.config import x\n")
+    wrong = room_violations(graph(tmp_path))
+    assert "study.config.x imports study.run.y" in wrong
+    assert "study.run.y imports study.config.x" not in wrong

@@ -20,9 +20,9 @@ import sqlalchemy as sa
 
 import storage
 from storage.pg_reader import ROLE_PREFIX, reader_role_name
-from study import cli
-from study.experiment import load_experiment
-from study.studies import Heartbeat, open_studies
+from study.cli import dispatch as cli
+from study.config.experiment import load_experiment
+from study.search.studies import Heartbeat, open_studies
 from tests.storage.backends import libpq_url
 from tests.tiny import write_tiny
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 import storage
-from study.agent import work_left
-from study.experiment import load_experiment
-from study.runs import create_or_resume, stored_experiment
-from study.studies import distributions
+from study.config.experiment import load_experiment
+from study.run.runs import create_or_resume, stored_experiment
+from study.search.studies import distributions
+from study.service.agent import work_left
 from tests.storage.backends import BACKENDS, empty_url
 
 from .helpers import (

@@ -4,7 +4,7 @@ failure of the environment: a database that does not answer, a damaged file), an
 written: every file under the test's folder is byte for byte as before, and no database,
 folder or workspace appears.
 
-The CLI runs in this process (``study.cli.main``, what the ``dynl2`` script calls), so the
+The CLI runs in this process (``study.cli.dispatch.main``, what the ``dynl2`` script calls), so the
 cases cost milliseconds; a few also run as real processes, to show the exit status and stderr
 a user gets."""
 
@@ -146,7 +146,7 @@ def prepared_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("bad-input-store")
     path = folder / "exp.db"
     with storage.open(f"sqlite:///{path}") as store:
-        from study.experiment import load_experiment
+        from study.config.experiment import load_experiment
 
         config = load_experiment(write_config(folder, "exp", epochs=2, n_trials=2))
         store.create_experiment(config.name, config.to_dict())

@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from study.experiment import load_experiment
-from study.studies import Heartbeat
+from study.config.experiment import load_experiment
+from study.search.studies import Heartbeat
 from tests.storage.backends import require_postgres, scratch_postgres_database
 
 from .helpers import (

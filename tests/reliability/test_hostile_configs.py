@@ -24,8 +24,8 @@ import pytest
 import torch
 
 import storage
-from study.config_file import MAX_CONFIG_BYTES, MAX_DEPTH
-from study.experiment import load_experiment
+from study.config.experiment import load_experiment
+from study.config.reader import MAX_CONFIG_BYTES, MAX_DEPTH
 
 from . import test_bad_input
 from .helpers import ROOT, child_env, run_cli, write_config
@@ -304,7 +304,7 @@ CASE_SECONDS = 20  # per case, SIGALRM in the child; a correct refusal takes mil
 
 _CHILD = r"""
 import contextlib, io, json, os, signal, sys, traceback
-from study import cli
+from study.cli import dispatch as cli
 
 class Late(BaseException):
     pass

@@ -40,7 +40,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 import storage
-from study.studies import Heartbeat
+from study.search.studies import Heartbeat
 from tests.storage.backends import (
     BACKENDS,
     libpq_url,
@@ -412,7 +412,7 @@ HEAVY: list[tuple[str, str, str, str, int, str]] = [
 
 CHILD = """
 import contextlib, io, json, sys, time, traceback
-from study import cli
+from study.cli import dispatch as cli
 cases, results = json.loads(open(sys.argv[1]).read()), []
 for argv in cases:
     out, err = io.StringIO(), io.StringIO()

@@ -25,7 +25,8 @@ import optuna
 import pytest
 
 import storage
-from study import cli, files
+from study.cli import dispatch as cli
+from study.run import files
 from tests.reports import synthetic as syn
 
 from .helpers import run_cli, store_fingerprint

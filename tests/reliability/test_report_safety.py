@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from plotly.offline import get_plotlyjs
 
 import storage
-from study import files
+from study.run import files
 from tests.reports import synthetic as syn
 
 from .helpers import run_cli
@@ -173,7 +173,7 @@ def test_a_write_that_dies_half_way_leaves_the_old_report(hostile, tmp_path, cap
         calls.append(str(fd))
         return _DiesHalfWay(real_fdopen(fd, *args, **kwargs), error)
 
-    monkeypatch.setattr(files.os, "fdopen", fdopen)  # the one writer (study.files)
+    monkeypatch.setattr(files.os, "fdopen", fdopen)  # the one writer (study.run.files)
     code, _, err = run_cli(["report", NAME, "-o", str(out), "--storage", hostile], capsys)
     monkeypatch.undo()
     assert calls, "the report was not written through the atomic writer"

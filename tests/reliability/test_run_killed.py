@@ -10,8 +10,8 @@ import subprocess
 import pytest
 
 import storage
-from study.experiment import load_experiment
-from study.studies import Heartbeat, distributions, open_studies
+from study.config.experiment import load_experiment
+from study.search.studies import Heartbeat, distributions, open_studies
 
 from .helpers import (
     ARMS,

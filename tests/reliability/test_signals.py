@@ -28,8 +28,8 @@ import pytest
 import sqlalchemy as sa
 
 import storage
-from study.experiment import load_experiment
-from study.studies import Heartbeat
+from study.config.experiment import load_experiment
+from study.search.studies import Heartbeat
 
 from .helpers import (
     ARMS,

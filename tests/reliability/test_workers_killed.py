@@ -23,9 +23,9 @@ import pytest
 import sqlalchemy as sa
 
 import storage
-from study.experiment import load_experiment
-from study.studies import Heartbeat, distributions, open_studies
-from study.worker import run_worker
+from study.config.experiment import load_experiment
+from study.search.studies import Heartbeat, distributions, open_studies
+from study.search.worker import run_worker
 from tests.storage.backends import BACKENDS, empty_url
 
 from .helpers import (

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from storage import Store, best_by_search, study_name
 
 if TYPE_CHECKING:
-    from study.experiment import ExperimentConfig
+    from study.config.experiment import ExperimentConfig
 
 LR = {"low": 1e-3, "high": 3e-2, "log": True}
 ARMS: dict[str, dict[str, Any]] = {
@@ -61,7 +61,7 @@ def create(store: Store, name: str, **kwargs: Any) -> dict[str, Any]:
 def spec(store: Store, name: str) -> ExperimentConfig:
     """The stored config of experiment ``name``, parsed and validated as the study layer
     does before it builds a report: what :func:`reports.build_report_data` is given."""
-    from study.experiment import parse_experiment  # at call time: see the module's note
+    from study.config.experiment import parse_experiment  # at call time: see the module's note
 
     return parse_experiment(store.get_experiment(name).config)
 

@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 import reports
 import storage
-from study.experiment import parse_experiment
+from study.config.experiment import parse_experiment
 from tests.reports import synthetic as syn
 from tests.reports.checks import assert_sections, assert_self_contained, figure_ids
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from reports.spec import ArmSpec, EvaluateSpec, ExperimentSpec, RangeSpec, SearchSpec
-from study.experiment import parse_experiment
+from study.config.experiment import parse_experiment
 from tests.reports import synthetic as syn
 
 REPLICATED = syn.config("p")

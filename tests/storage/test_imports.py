@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_cli_and_sqlite_store_work_without_psycopg(tmp_path):
     code = (
         "import sys; sys.modules['psycopg'] = None\n"  # import psycopg now raises ImportError
-        "import storage, study.cli\n"
+        "import storage, study.cli.dispatch\n"
         f"with storage.open('sqlite:///{tmp_path / 'x.db'}') as s: print(len(s.experiments()))\n"
     )
     proc = subprocess.run(

@@ -36,7 +36,7 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 @contextmanager
 def _stop_on_sigusr1() -> Iterator[None]:
-    """SIGUSR1 raises :class:`_Stop` in the main thread, as :mod:`study.signals` raises its
+    """SIGUSR1 raises :class:`_Stop` in the main thread, as :mod:`study.search.signals` raises its
     stop on SIGTERM."""
     previous = signal.signal(signal.SIGUSR1, _raise_stop)
     try:

@@ -103,7 +103,7 @@ def test_verbs_that_do_not_train_never_import_torch(tmp_path: Path, argv: list[s
         f"with storage.open({url!r}) as store:\n"
         "    cfg = syn.create(store, 'syn')\n"
         "    syn.add_trials(store, cfg, 'fixed', [0.5, 0.6], epochs=2)\n"
-        "from study.cli import main\n"
+        "from study.cli.dispatch import main\n"
         f"code = main({[*argv, '--storage', url]!r})\n"
         "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', code)\n"
     )

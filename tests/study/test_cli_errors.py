@@ -9,7 +9,8 @@ import pytest
 import sqlalchemy.exc
 import sqlalchemy.orm.exc
 
-from study import cli, study_cmds
+from study.cli import dispatch as cli
+from study.cli import experiments as study_cmds
 from study.errors import UsageError
 
 SECRET = "pw-SECRET-9"

@@ -194,7 +194,7 @@ def test_a_closed_standard_output_is_no_terminal() -> None:
     start, or closed since) must answer False, not fail on ``None.isatty``."""
     import io
 
-    from study.cli import GuardedStdout
+    from study.cli.dispatch import GuardedStdout
 
     closed = io.StringIO()
     closed.close()

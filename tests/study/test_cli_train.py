@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from study.cli import main
+from study.cli.dispatch import main
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["train", "--dataset", "digits", "--epochs", "2", "--device", "cpu"]

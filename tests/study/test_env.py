@@ -2,8 +2,8 @@
 
 A bad value ends any verb with one line naming the variable, what it accepts and what it got,
 exit status 2, and nothing written (``DYNL2_THREADS=abc`` used to end a worker with a
-traceback, ``0`` with another). Every variable dynl2 reads goes through :mod:`study.env`, and
-the README's table lists them all."""
+traceback, ``0`` with another). Every variable dynl2 reads goes through :mod:`study.config.env`,
+and the README's table lists them all."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from study import env
-from study.cli import main
+from study.cli.dispatch import main
+from study.config import env
 from study.errors import UsageError
 from tests.tiny import write_tiny
 
@@ -163,7 +163,7 @@ _NOT_A_VARIABLE = {"DYNL2_TABLES"}  # storage.schema's tuple of tables
 
 
 def test_every_variable_dynl2_reads_is_checked_and_documented():
-    """Every ``DYNL2_*`` name in the packages is one of :data:`study.env.KNOBS`, and the
+    """Every ``DYNL2_*`` name in the packages is one of :data:`study.config.env.KNOBS`, and the
     README's table lists each of them (and the variables only the tests read)."""
     found = set()
     for package in ("study", "storage", "trainers", "reports"):

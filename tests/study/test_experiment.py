@@ -15,10 +15,8 @@ import pytest
 import torch
 from optuna.distributions import FloatDistribution, IntDistribution
 
-from study import experiment, studies
-from study.config_file import MAX_CONFIG_BYTES, number_problem, read_config
-from study.errors import StudyError
-from study.experiment import (
+from study.config import experiment
+from study.config.experiment import (
     ArmConfig,
     EvaluateConfig,
     ExperimentConfig,
@@ -29,7 +27,10 @@ from study.experiment import (
     parse_experiment,
     require_device,
 )
-from study.ranges import distribution
+from study.config.ranges import distribution
+from study.config.reader import MAX_CONFIG_BYTES, number_problem, read_config
+from study.errors import StudyError
+from study.search import studies
 from trainers import DigitsData, DynamicScheme, FixedScheme, MLPModel, NoneScheme, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -585,7 +586,7 @@ def test_reading_a_config_never_imports_torch():
     """Verbs that do not train (status, trials, sql, report) read stored configs: reading one,
     and building a trial's trainer config from it, must not pay seconds for torch."""
     code = (
-        "import sys, study.experiment as e\n"
+        "import sys, study.config.experiment as e\n"
         f"config = e.load_experiment({str(TINY)!r})\n"
         "config.train_config('fixed', {'lr': 0.01, 'lam': 1e-3}, seed=0)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"

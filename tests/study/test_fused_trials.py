@@ -8,12 +8,12 @@ import pytest
 from optuna.trial import TrialState
 
 import storage
-from study import fused_trials
-from study import worker as worker_module
-from study.evaluate import EvalTask, run_group
-from study.experiment import load_experiment, parse_experiment
-from study.studies import Heartbeat, open_studies, trial_seed
-from study.trials import ABANDONED
+from study.config.experiment import load_experiment, parse_experiment
+from study.run.evaluate import EvalTask, run_group
+from study.search import fused as fused_trials
+from study.search import worker as worker_module
+from study.search.studies import Heartbeat, open_studies, trial_seed
+from study.search.trials import ABANDONED
 from trainers import TrainConfig, load_dataset, train
 
 from .test_run_e2e import check_counts, dynl2, empty_url, write_config
@@ -214,7 +214,7 @@ def test_a_diverging_member_fails_alone_and_counts_as_a_result(tmp_path):
     data = load_dataset(TrainConfig.from_dict({"data": dict(config.data)}).data, _cpu())
     outcomes = fused_trials.run_trials(store, config, "fixed", study, claim.trials, lambda: data)
     assert outcomes == ["complete", "diverged", "complete"]
-    from study.studies import count
+    from study.search.studies import count
 
     counts = count(study, config.direction)
     assert (counts.complete, counts.diverged, counts.lost, counts.running) == (2, 1, 0, 0)
@@ -285,7 +285,7 @@ def _cpu():  # type: ignore[no-untyped-def]
     ],
 )
 def test_evaluation_groups_divide_evenly_among_workers(size, seeds, arms, workers, expected):
-    from study.evaluate import balanced_size
+    from study.run.evaluate import balanced_size
 
     got = balanced_size(size, seeds, arms, workers)
     assert got == expected

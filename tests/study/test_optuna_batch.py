@@ -1,5 +1,5 @@
-"""report_many, ask_many and tell_many (study.optuna_adapter): what a fused group asks of Optuna
-for all its trials at once stores exactly what Optuna's own one-at-a-time calls store, on
+"""report_many, ask_many and tell_many (study.search.optuna_adapter): what a fused group asks of
+Optuna for all its trials at once stores exactly what Optuna's own one-at-a-time calls store, on
 SQLite, PostgreSQL and Optuna's in-memory storage."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 import storage
-from study.optuna_adapter import ask_many, report_many, storage_of, tell_many, trial_id_of
+from study.search.optuna_adapter import ask_many, report_many, storage_of, tell_many, trial_id_of
 from tests.storage.backends import empty_url
 
 VALUES = [0.25, -3.5, math.inf, -math.inf, math.nan, 1e-300]

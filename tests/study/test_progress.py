@@ -1,5 +1,5 @@
 """The run's progress counts: one grouped SQL query that must agree with counting Optuna's
-trials one by one (:func:`study.studies.count`), on SQLite and PostgreSQL."""
+trials one by one (:func:`study.search.studies.count`), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from optuna.trial import TrialState
 
 import storage
-from study.experiment import load_experiment
-from study.progress import arm_counts
-from study.studies import (
+from study.config.experiment import load_experiment
+from study.run.progress import arm_counts
+from study.search.studies import (
     DIVERGED,
     RESULT_ATTR,
     ArmCounts,

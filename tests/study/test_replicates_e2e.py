@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 import storage
 from storage import migrations
-from study import cli
+from study.cli import dispatch as cli
 
 from ..reliability.helpers import run_cli
 from ..storage.backends import BACKENDS, empty_url

@@ -1,4 +1,4 @@
-"""study.resilience: which errors are waited out, the backoff, the patience, the one line."""
+"""study.search.resilience: which errors are waited out, the backoff, the patience, the line."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 import storage
 from study.errors import UsageError
-from study.resilience import DatabaseAway, Patience, is_transient, retrying
+from study.search.resilience import DatabaseAway, Patience, is_transient, retrying
 
 
 def _wrapped(driver_error: Exception) -> Exception:

@@ -45,10 +45,10 @@ def dynl2(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedP
 
 
 def dynl2_here(*args: str) -> subprocess.CompletedProcess[str]:
-    """``dynl2 ARGS`` in this process (``study.cli.main``): for the quick read-only verbs, whose
-    own process start (importing torch) would cost seconds each; their behaviour as separate
+    """``dynl2 ARGS`` in this process (``study.cli.dispatch.main``): for the quick read-only verbs,
+    whose own process start (importing torch) would cost seconds each; their behaviour as separate
     processes is covered by :func:`dynl2` elsewhere."""
-    from study.cli import main
+    from study.cli.dispatch import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -175,7 +175,7 @@ def test_a_failing_trial_ends_a_one_worker_run_with_one_line(tmp_path, monkeypat
     """A trial that fails for a reason other than divergence stops the run's own worker as it
     would stop a worker process: the trial is marked FAIL with its reason, the run says so in
     one line and exits 1, and nothing is evaluated."""
-    from study import fused_trials
+    from study.search import fused as fused_trials
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("the disk is on fire")

@@ -1,4 +1,4 @@
-"""How a run divides the machine among its workers (:mod:`study.runs`)."""
+"""How a run divides the machine among its workers (:mod:`study.run.runs`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from study.runs import worker_threads
+from study.run.runs import worker_threads
 
 CPUS = os.cpu_count() or 1
 

@@ -20,7 +20,7 @@ import optuna
 import pytest
 
 import storage
-from study.experiment import PRUNERS, SAMPLERS
+from study.config.experiment import PRUNERS, SAMPLERS
 from tests.storage.backends import BACKENDS, empty_url
 from tests.tiny import tiny_config
 
@@ -90,9 +90,9 @@ def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def run_here(*args: str) -> subprocess.CompletedProcess[str]:
-    """``dynl2 ARGS`` in this process (``study.cli.main``): no interpreter start nor torch import
-    per run."""
-    from study.cli import main
+    """``dynl2 ARGS`` in this process (``study.cli.dispatch.main``): no interpreter start nor torch
+    import per run."""
+    from study.cli.dispatch import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

@@ -21,11 +21,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 import storage
-from study import runs
-from study.cli import main
-from study.experiment import load_experiment
-from study.progress import ProgressPrinter
-from study.resilience import driver_message
+from study.cli.dispatch import main
+from study.config.experiment import load_experiment
+from study.run import runs
+from study.run.progress import ProgressPrinter
+from study.search.resilience import driver_message
 from tests.storage.backends import empty_url
 from tests.tiny import write_tiny
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import storage
-from study.cli import main
+from study.cli.dispatch import main
 from tests.reliability.helpers import ROOT, child_env, finish
 from tests.reports.test_in_browser import find_browser
 from tests.storage.backends import BACKENDS, empty_url
@@ -420,7 +420,7 @@ def test_serve_refuses_what_it_cannot_do_safely(
 
 
 def test_reads_are_computed_once_per_key_while_fresh() -> None:
-    from study.service import Reads
+    from study.service.reads import Reads
 
     calls: list[int] = []
     release = threading.Event()

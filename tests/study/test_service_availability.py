@@ -27,10 +27,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 import storage
-from study.cli import main
-from study.config_file import parse_config_text
-from study.experiment import parse_experiment
-from study.frames import frame_csv, frame_json
+from study.cli.dispatch import main
+from study.config.experiment import parse_experiment
+from study.config.reader import parse_config_text
+from study.run.queries import frame_csv, frame_json
 from tests.reliability.helpers import wait_until
 from tests.storage.backends import BACKENDS, empty_url, libpq_url, require_postgres
 from tests.study.test_service import Answer, Server, start_server
@@ -476,8 +476,8 @@ QUERIES = [
 def test_the_trials_are_read_once_for_every_page_sort_and_arm(damaged: Running) -> None:
     """Ten requests that differ in page, sort and arm (each its own key before) cost one
     computation of the experiment's trials, and get what each computed on its own would."""
-    from study.service import Reads
-    from study.service_data import experiment_trials, trials_page_of
+    from study.service.data import experiment_trials, trials_page_of
+    from study.service.reads import Reads
 
     with storage.open(damaged.server.url, read_only=True) as store:
         counting = Counting(store)
@@ -502,7 +502,7 @@ def test_bad_trial_queries_are_refused_from_the_shared_frame(
     damaged: Running, bad: dict[str, str]
 ) -> None:
     from study.errors import UsageError
-    from study.service import Reads
+    from study.service.reads import Reads
 
     with storage.open(damaged.server.url, read_only=True) as store:
         reads = Reads(store, ttl=600.0)
@@ -513,7 +513,7 @@ def test_bad_trial_queries_are_refused_from_the_shared_frame(
 
 def _held(reads: object, keys: range) -> int:
     """Bytes ``reads`` holds after answering ``keys`` once each."""
-    from study.service import Reads
+    from study.service.reads import Reads
 
     assert isinstance(reads, Reads)
     for key in keys:
@@ -525,7 +525,7 @@ def _held(reads: object, keys: range) -> int:
 def test_the_cache_keeps_a_bounded_number_of_keys() -> None:
     """8,000 distinct queries (``?offset=`` of every value) leave it holding no more than
     1,000 did: at most MAX_CACHED keys, their locks included."""
-    from study.service import MAX_CACHED, Reads
+    from study.service.reads import MAX_CACHED, Reads
 
     reads = Reads(store=None, ttl=600.0)  # type: ignore[arg-type]
     tracemalloc.start()

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from study.cli import main
-from study.service_hosts import HostCheck, default_hosts, parse_host
+from study.cli.dispatch import main
+from study.service.hosts import HostCheck, default_hosts, parse_host
 from tests.reliability.helpers import ROOT, child_env, finish
 from tests.study.test_service import start_server, stop_server
 from tests.tiny import write_tiny

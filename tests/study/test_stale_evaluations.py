@@ -16,8 +16,8 @@ import pytest
 from optuna.trial import create_trial
 
 import storage
-from study.experiment import ExperimentConfig, load_experiment
-from study.studies import Heartbeat, distributions, open_studies
+from study.config.experiment import ExperimentConfig, load_experiment
+from study.search.studies import Heartbeat, distributions, open_studies
 from tests.storage.backends import BACKENDS, empty_url
 from tests.study.test_run_e2e import dynl2_here
 from tests.tiny import write_tiny

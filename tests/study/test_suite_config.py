@@ -1,4 +1,4 @@
-"""Suite files (study.suite_config): a base experiment and a matrix of overrides, expanded in
+"""Suite files (study.config.suite): a base experiment and a matrix of overrides, expanded in
 file order, named from their values, every expanded config validated before anything runs, and
 every problem reported at once, one line each."""
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from study.suite_config import (
+from study.config.suite import (
     MAX_COMBINATIONS,
     MAX_EXPERIMENTS,
     MAX_WITHOUT_YES,

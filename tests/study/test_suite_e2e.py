@@ -11,8 +11,8 @@ import optuna
 import pytest
 
 import storage
-from study.cli import main
-from study.suite_config import load_suite
+from study.cli.dispatch import main
+from study.config.suite import load_suite
 from tests.storage.backends import BACKENDS, empty_url
 
 SUITE = """

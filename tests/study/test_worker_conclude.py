@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy.orm.exc import DetachedInstanceError
 
 import storage
-from study import trials as trials_module
-from study.cli import main
+from study.cli.dispatch import main
+from study.search import trials as trials_module
 from tests.tiny import write_tiny
 
 

@@ -1,0 +1,8 @@
+"""The public functions of dynl2, as :mod:`study` exports them and the CLI calls them.
+
+- ``experiments`` — run, resume, join, evaluate, report, status and trials of one experiment
+- ``suites`` — run, status and report of a suite of experiments
+
+May import :mod:`study.errors`, :mod:`study.config`, :mod:`study.search`, :mod:`study.run` and
+the layers below :mod:`study`.
+"""

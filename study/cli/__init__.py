@@ -1,0 +1,20 @@
+"""The ``dynl2`` command: argument parsing and printing only; every verb calls a function of
+:mod:`study.api` (or :mod:`study.service`) and prints what it returns.
+
+- ``dispatch`` — :func:`main`: the parser, the verbs' table, the one-line errors and exit statuses
+- ``args`` — the flags verbs share
+- ``experiments`` — run, resume, worker, evaluate, status, list, trials, sql
+- ``reports`` — report
+- ``suites`` — suite run | status | report
+- ``train`` — train: one training run without a store
+- ``sql_setup`` — sql-setup: the read-only role on PostgreSQL
+- ``demo`` — demo
+- ``serve`` — serve and submit
+- ``agent`` — agent
+
+May import every room of :mod:`study`; nothing imports it but :mod:`study.__main__`.
+"""
+
+from study.cli.dispatch import main
+
+__all__ = ["main"]

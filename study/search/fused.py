@@ -1,0 +1,252 @@
+"""A worker's claimed group of trials of one arm, trained together (:mod:`trainers.fused`).
+
+Optuna has no batch ask: the worker asks K trials in a row under the claim lock, trains them as
+one stacked model, and tells each result as that member ends (a pruned member is told at the end
+of its epoch, not when the group finishes). Each member is exactly the trial an unfused worker
+would train, except that the group shares one batch order: the trainer seed of the group's first
+trial, recorded as ``order_seed`` in every member's stored config, so ``dynl2 train`` replays any
+trial. Groups are formed by trial number, so the same-numbered groups of every arm share their
+batch orders and initializations (common random numbers across arms).
+
+How many trials a group holds (``[search] batch``, ``--batch``) trades speed for search quality:
+the sampler proposes a whole group before it hears any of its results. :func:`default_batch`
+picks it per device from ``bench/throughput.py``'s measurements (see the README).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Container, Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from storage import Store
+from study.config.experiment import ExperimentConfig
+from study.search.optuna_adapter import latest_trial, report_many, trial_id_of
+from study.search.resilience import DatabaseAway, retrying
+from study.search.studies import CONFIG_ATTR, trial_seed
+from study.search.trials import ABANDONED, conclude_many, fail_trial, metric_of
+from trainers import (
+    PER_MEMBER,
+    Dataset,
+    DivergenceError,
+    EpochRecord,
+    FusedOutcome,
+    TrainResult,
+    fuse_problem,
+    scheme_parameters,
+    train_fused,
+)
+
+# The largest group dynl2 forms by itself, per device type. CPU: bench/throughput.py measures
+# trials per minute highest near K = 32 on 2 cores and none higher up to 128, so a larger group
+# would only delay the sampler's feedback. GPU: not measured yet; set higher since a GPU's
+# products gain from size.
+DEVICE_BATCH = {"cpu": 32, "cuda": 128, "mps": 32}
+MIN_ROUNDS = 4  # the default leaves the sampler at least this many rounds of feedback per arm
+
+
+def default_batch(device_type: str, n_trials: int) -> int:
+    """The group size when neither ``[search] batch`` nor ``--batch`` gives one: the device's
+    cap, but no more than ``n_trials / MIN_ROUNDS`` so TPE still learns between groups."""
+    cap = DEVICE_BATCH.get(device_type, 1)
+    return max(1, min(cap, math.ceil(n_trials / MIN_ROUNDS)))
+
+
+def group_sizes(
+    config: ExperimentConfig,
+    device_type: str,
+    batch: int | None,
+    note: Callable[[str], None] | None = None,
+) -> dict[str, int]:
+    """How many trials a claim takes per searched arm: ``batch`` (``--batch``), else
+    ``[search] batch``, else :func:`default_batch`; 1 for an arm that cannot fuse (said once
+    through ``note``)."""
+    size = batch or config.search.batch or default_batch(device_type, config.search.n_trials)
+    sizes = {}
+    for arm in config.arms:
+        if not config.searched(arm.name):
+            continue
+        problem = unfusable(config, arm.name) if size > 1 else None
+        if problem is not None and note is not None:
+            note(problem)
+        sizes[arm.name] = 1 if problem is not None else size
+    return sizes
+
+
+def unfusable(config: ExperimentConfig, arm: str) -> str | None:
+    """Why ``arm``'s trials cannot share a group (it searches a setting every member of a group
+    must share, such as ``epochs`` or ``batch_size``), or None."""
+    scheme = config.arm(arm).scheme
+    own = set(PER_MEMBER) | set(scheme_parameters(scheme))
+    shared = sorted(set(config.searched(arm)) - own)
+    if shared:
+        return (
+            f"arm {arm!r} searches {', '.join(shared)}, which the trials of a fused group must "
+            "share; its trials train one at a time"
+        )
+    return None
+
+
+def run_trials(
+    store: Store,
+    config: ExperimentConfig,
+    arm: str,
+    study: optuna.Study,
+    trials: Sequence[optuna.trial.Trial],
+    dataset: Callable[[], Dataset],
+    note: Callable[[str], None] | None = None,
+) -> list[str]:
+    """Train ``trials`` (of ``arm``) together in the one training engine (a group of one
+    too); returns each one's outcome, in order: "complete", "pruned", "diverged", or
+    :data:`trials.ABANDONED` when another worker declared the trial stale meanwhile (its retry
+    belongs to whoever picks it up). Any other failure marks the trials that had not ended
+    FAIL with its reason and raises :class:`trials.WorkerFailed`."""
+    data = dataset
+    shared_order = trial_seed(config, trials[0].number)
+    try:
+        configs = [
+            config.train_config(arm, t.params, trial_seed(config, t.number)).with_(
+                order_seed=shared_order
+            )
+            for t in trials
+        ]
+    except Exception as exc:
+        errors = [fail_trial(arm, study, t, exc) for t in trials]
+        raise errors[0] from exc
+    problem = fuse_problem(configs)
+    if problem is not None:  # a safety net: unfusable() keeps such arms at one trial a group
+        if note is not None:
+            note(f"arm {arm!r}: {problem}; training its {len(trials)} trials one at a time")
+        return [
+            outcome
+            for t in trials
+            for outcome in run_trials(store, config, arm, study, [t], data, note)
+        ]
+    for trial, train_config in zip(trials, configs, strict=True):
+        as_dict = train_config.to_dict()
+        retrying(
+            lambda t=trial, d=as_dict: t.set_user_attr(CONFIG_ATTR, d),  # type: ignore[misc]
+            "recording the trial's config",
+        )
+    group = _Group(store, config, study, trials)
+    try:
+        train_fused(
+            configs,
+            on_epoch=[group.on_epoch(k) for k in range(len(trials))],
+            data=data(),
+            shared_order=shared_order,
+            on_ends=group.on_ends,
+            on_epochs=group.report,
+        )
+    except DatabaseAway:
+        raise  # not the trials' fault: they stay RUNNING, go stale and are retried
+    except Exception as exc:
+        errors = [
+            fail_trial(arm, study, t, exc) for k, t in enumerate(trials) if k not in group.ended
+        ]
+        raise (errors[0] if errors else exc) from exc
+    return [group.ended[k] for k in range(len(trials))]
+
+
+class _Group:
+    """The per-member callbacks of one fused group: report, prune, conclude."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: ExperimentConfig,
+        study: optuna.Study,
+        trials: Sequence[optuna.trial.Trial],
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.study = study
+        self.trials = trials
+        self.epochs: list[list[EpochRecord]] = [[] for _ in trials]
+        self.taken_away: set[int] = set()
+        self.ended: dict[int, str] = {}
+        self._snapshot: _Snapshot | None = None
+
+    def report(self, records: Sequence[tuple[int, EpochRecord]]) -> None:
+        """Report one epoch of every member still training, in one transaction."""
+        metric = self.config.search.metric
+        reports = []
+        for k, record in records:
+            self.epochs[k].append(record)
+            if k not in self.taken_away:
+                reports.append((self.trials[k], record.epoch, metric_of(record, metric)))
+        finished = retrying(lambda: report_many(self.study, reports), "reporting an epoch")
+        for k, trial in enumerate(self.trials):
+            if trial_id_of(trial) in finished:
+                self.taken_away.add(k)  # declared stale meanwhile: stop this member alone
+
+    def on_epoch(self, k: int) -> Callable[[EpochRecord], bool]:
+        trial = self.trials[k]
+
+        def decide(record: EpochRecord) -> bool:
+            if k in self.taken_away:
+                return True
+            return bool(retrying(lambda: self.should_prune(trial, record.epoch), "pruning"))
+
+        return decide
+
+    def should_prune(self, trial: optuna.trial.Trial, epoch: int) -> bool:
+        """``trial.should_prune()``, with the study read once per epoch for the whole group.
+
+        Asked member by member, every call would read all the study's unfinished trials from
+        the database: K reads an epoch, each of K running trials (measured: a 64-trial study in
+        groups of 16 spent more time in the pruner than in training). A percentile (median)
+        pruner compares a trial only with COMPLETE ones, which one snapshot per epoch holds;
+        the trial itself is its own up-to-date local copy, as in ``Trial.should_prune``. Other
+        pruners keep Optuna's own call; no pruner needs no call.
+        """
+        pruner = self.study.pruner
+        if isinstance(pruner, optuna.pruners.NopPruner):
+            return False
+        if not isinstance(pruner, optuna.pruners.PercentilePruner):
+            return trial.should_prune()
+        if self._snapshot is None or self._snapshot.epoch != epoch:
+            self._snapshot = _Snapshot(self.study, epoch)
+        latest = latest_trial(trial)  # what Trial.should_prune hands the pruner
+        return pruner.prune(self._snapshot, latest)  # type: ignore[arg-type]
+
+    def on_ends(self, ended: Sequence[tuple[int, FusedOutcome]]) -> None:
+        """Conclude the members that ended together (see :func:`trials.conclude_many`)."""
+        mine = []
+        for k, outcome in ended:
+            if k in self.taken_away:
+                self.ended[k] = ABANDONED
+            else:
+                assert isinstance(outcome, TrainResult | DivergenceError)
+                mine.append((k, outcome))
+        told = conclude_many(
+            self.store,
+            self.config,
+            self.study,
+            [(self.trials[k], self.epochs[k], outcome) for k, outcome in mine],
+        )
+        for (k, _), result in zip(mine, told, strict=True):
+            self.ended[k] = result
+
+
+class _Snapshot:
+    """A study's trials as read once (for a pruner's decisions within one epoch); everything
+    else is the study's own."""
+
+    def __init__(self, study: optuna.Study, epoch: int) -> None:
+        self.epoch = epoch
+        self._study = study
+        self._trials = study.get_trials(deepcopy=False)
+
+    def get_trials(
+        self, deepcopy: bool = True, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        trials = [t for t in self._trials if states is None or t.state in states]
+        return copy.deepcopy(trials) if deepcopy else trials
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)

@@ -1,0 +1,39 @@
+"""Every private Optuna name dynl2 uses, in this one package; and the calls a fused group makes
+for all its trials at once: reports, asks and tells.
+
+- ``names`` — :data:`PRIVATE_NAMES`, each private name with what it is used for, and the
+  accessors other modules read a trial's id, a study's storage or its heartbeats through
+  (:func:`trial_id_of`, :func:`storage_of`, :func:`record_heartbeat`, ...)
+- ``batch`` — :func:`report_many`, :func:`ask_many`, :func:`tell_many`: several trials' reports,
+  asks and tells in one transaction each, storing what Optuna's one-at-a-time calls store
+
+Optuna keeps no promise about its private names, so ``tests/study/test_optuna_adapter.py``
+checks that the installed Optuna still has every listed one (naming the one gone and the
+version), that this package uses no other, and that no module outside it touches one.
+"""
+
+from study.search.optuna_adapter.batch import Report, Tell, ask_many, report_many, tell_many
+from study.search.optuna_adapter.names import (
+    PRIVATE_NAMES,
+    PrivateName,
+    heartbeat_interval,
+    latest_trial,
+    record_heartbeat,
+    storage_of,
+    trial_id_of,
+)
+
+__all__ = [
+    "PRIVATE_NAMES",
+    "PrivateName",
+    "Report",
+    "Tell",
+    "ask_many",
+    "heartbeat_interval",
+    "latest_trial",
+    "record_heartbeat",
+    "report_many",
+    "storage_of",
+    "tell_many",
+    "trial_id_of",
+]

@@ -1,0 +1,296 @@
+"""A worker process: joins an experiment's studies and trains trials until every arm is done.
+
+Each loop, under the experiment's claim lock (held only while asking, never while training):
+fail stale trials (their retries become WAITING), pick the arm furthest from its budget, and ask
+it for a trial only if its results plus trials in flight are still below ``n_trials``. So each arm
+ends with exactly ``n_trials`` results however many workers join, die or restart. Nothing
+home-made coordinates workers beyond that lock: the database does.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Literal
+
+import optuna
+from optuna.storages import fail_stale_trials
+from optuna.trial import TrialState
+
+from storage import Store
+from study.config.experiment import ExperimentConfig
+from study.search import signals
+from study.search.fused import group_sizes, run_trials
+from study.search.optuna_adapter import (
+    ask_many,
+    heartbeat_interval,
+    record_heartbeat,
+    storage_of,
+    trial_id_of,
+)
+from study.search.resilience import retrying
+from study.search.samplers import pruning_startup
+from study.search.studies import (
+    WORKER_ATTR,
+    Heartbeat,
+    SearchKey,
+    adopt_silent_claims,
+    count,
+    distributions,
+    label,
+    open_studies,
+)
+from trainers import Dataset, data_from_dict, load_dataset, resolve_device
+
+
+@dataclass
+class WorkerSummary:
+    trials: dict[str, int] = field(default_factory=dict)  # arm -> trials this worker finished
+    waiting: bool = False  # returned while others still train the last trials (linger=False)
+
+    @property
+    def total(self) -> int:
+        return sum(self.trials.values())
+
+
+def run_worker(
+    store: Store,
+    config: ExperimentConfig,
+    heartbeat: Heartbeat | None = None,
+    on_trial: Callable[[str, int, str], None] | None = None,
+    poll: float = 1.0,
+    worker: int | None = 0,
+    note: Callable[[str], None] | None = None,
+    batch: int | None = None,
+    linger: bool = True,
+) -> WorkerSummary:
+    """Train trials of ``config`` until every search (each searched arm, once per replicate)
+    has ``n_trials`` results; without ``linger``, until none has a trial left to claim (the
+    last ones others are training are theirs: :func:`study.service.agent.run_agent` moves on to
+    other work and comes back to retry any of them that fails).
+
+    ``worker`` (0, 1, ...) seeds this worker's samplers; see :func:`studies.sampler_seed`.
+    Each claim takes up to ``batch`` trials of one arm and trains them fused (default:
+    ``[search] batch``, else :func:`fused_trials.default_batch` for the device).
+    A database that stops answering is waited for (see :mod:`study.search.resilience`); ``note``
+    hears when it goes and comes back.
+    """
+    studies = retrying(
+        lambda: open_studies(store, config, heartbeat or Heartbeat(), worker),
+        "opening the studies",
+        note=note,
+    )
+    summary = WorkerSummary()
+    data: list[Dataset] = []  # loaded on the first claim, then reused for every trial
+    device = resolve_device(str(config.train_fixed.get("device", "auto")))
+    sizes = group_sizes(config, device.type, batch, note)
+
+    def dataset() -> Dataset:
+        if not data:
+            data.append(load_dataset(data_from_dict(config.data), device))
+        return data[0]
+
+    while studies:
+        signals.check()  # a stop whose raise was swallowed: stop before the next claim
+        claimed: list[tuple[SearchKey, int]] = []  # (search, trial id) as each is made
+        try:
+            claim = retrying(
+                functools.partial(_claim, store, config, studies, sizes, claimed),
+                "claiming trials",
+                note=note,
+            )
+            if claim == "done":
+                return summary
+            if claim == "wait":  # others still run the last trials; one may die and need a retry
+                if not linger:
+                    summary.waiting = True
+                    return summary
+                time.sleep(poll)
+                continue
+            study = studies[claim.key]
+            _record_worker(study, claim.trials)
+            with _heartbeat(study, [trial_id_of(t) for t in claim.trials]):
+                outcomes = run_trials(store, config, claim.arm, study, claim.trials, dataset, note)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (study.search.signals), here or in the claim
+            signals.stopping()
+            hand_back(store, config, studies, claimed)
+            raise
+        name = label(config, claim.key)
+        summary.trials[name] = summary.trials.get(name, 0) + len(claim.trials)
+        if on_trial is not None:
+            for trial, outcome in zip(claim.trials, outcomes, strict=True):
+                on_trial(name, trial.number, outcome)
+    return summary
+
+
+def hand_back(
+    store: Store,
+    config: ExperimentConfig,
+    studies: dict[SearchKey, optuna.Study],
+    trials: Sequence[tuple[SearchKey, int]],
+) -> list[int]:
+    """Fail the trials (``(search, trial id)``) this worker claimed and was training when it was
+    told to stop, and queue each one's retry, as Optuna does for a dead worker's trial once its
+    heartbeat lapses (``fail_stale_trials``, under the same claim lock), but at once: the next
+    worker or run trains them without waiting for the grace period. Trials that already ended
+    (a fused group's pruned members, say) stay as they are. Returns the ids handed back.
+
+    Best effort and quick: no retrying. A trial this cannot reach (the database away, the lock
+    not had before the run kills this process) stays RUNNING; its heartbeat lapses and it is
+    failed and retried all the same."""
+    handed: list[int] = []
+    if not trials:
+        return handed
+    with suppress(Exception), store.lock(f"claim:{config.name}"), _quiet_optuna():
+        for key, trial_id in trials:
+            with suppress(Exception):  # one that cannot be handed back keeps its heartbeat way
+                if _fail_and_requeue(studies[key], trial_id):
+                    handed.append(trial_id)
+    return handed
+
+
+def _fail_and_requeue(study: optuna.Study, trial_id: int) -> bool:
+    storage = storage_of(study)
+    try:
+        if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            return False
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False  # it ended before the stop
+    get_retry = getattr(storage, "get_heartbeat_stale_trial_callback", None) or getattr(
+        storage, "get_failed_trial_callback", None
+    )  # optuna >= 4.9, and before (see studies.py)
+    retry = get_retry() if get_retry is not None else None
+    if retry is not None:
+        retry(study, copy.deepcopy(storage.get_trial(trial_id)))
+    return True
+
+
+@dataclass(frozen=True)
+class _Claim:
+    key: SearchKey  # (arm, replicate)
+    trials: tuple[optuna.trial.Trial, ...]
+
+    @property
+    def arm(self) -> str:
+        return self.key[0]
+
+
+def _claim(
+    store: Store,
+    config: ExperimentConfig,
+    studies: dict[SearchKey, optuna.Study],
+    sizes: dict[str, int] | None = None,
+    claimed: list[tuple[SearchKey, int]] | None = None,
+) -> _Claim | Literal["wait", "done"]:
+    """Ask the search (an arm's replicate) furthest from its budget for up to ``sizes[arm]``
+    trials (default 1), as many as it has free slots. Replicates progress at the same pace
+    as arms do: a cut-short run leaves every search about as far along.
+
+    The new trial's first heartbeat is written before the lock is released: Optuna never
+    declares a RUNNING trial without any heartbeat stale, so a worker dying right after its
+    claim would otherwise leave the trial RUNNING forever.
+    """
+    n = config.search.n_trials
+    with store.lock(f"claim:{config.name}"), _quiet_optuna():
+        pending = False
+        best: tuple[float, SearchKey] | None = None
+        by_key = {}
+        for key, study in studies.items():
+            fail_stale_trials(study)
+            adopt_silent_claims(store, study)
+            counts = by_key[key] = count(study, config.direction)
+            if counts.results >= n:
+                continue
+            pending = True
+            if counts.waiting == 0 and counts.results + counts.running >= n:
+                continue  # all of its remaining slots are being trained right now
+            progress = (counts.results + counts.running) / n
+            if best is None or progress < best[0]:
+                best = (progress, key)
+        if best is None:
+            return "wait" if pending else "done"
+        key = best[1]
+        arm = key[0]
+        counts = by_key[key]  # as read under this lock: nothing has changed it since
+        free = max(n - counts.results - counts.running, counts.waiting)
+        size = (sizes or {}).get(arm, 1)
+        startup = pruning_startup(config.search)
+        if counts.complete < startup:  # the pruner's reference trials come first
+            size = min(size, max(1, startup - counts.complete - counts.running))
+        beat = functools.partial(record_heartbeat, studies[key])
+
+        def first_heartbeat(trial: optuna.trial.Trial) -> None:
+            if claimed is not None:  # handed back if a stop comes before the claim returns
+                claimed.append((key, trial_id_of(trial)))
+            # Retried on its own: retrying the whole claim would ask again and leave this
+            # trial RUNNING without a heartbeat, which Optuna never declares stale.
+            retrying(functools.partial(beat, trial_id_of(trial)), "recording a heartbeat")
+
+        trials = ask_many(
+            studies[key],
+            distributions(config, arm),
+            max(1, min(size, free)),
+            waiting=counts.waiting,
+            then=first_heartbeat,
+        )
+    return _Claim(key, tuple(trials))
+
+
+def _record_worker(study: optuna.Study, trials: Sequence[optuna.trial.Trial]) -> None:
+    """Which worker trains each trial (a retried trial: the last to claim it), for users
+    reading the store and for tests that must stop the worker of a given trial. Written after
+    the claim, outside its lock: other workers' claims do not wait for it."""
+    identity = _identity()
+    for trial in trials:
+        retrying(
+            functools.partial(
+                storage_of(study).set_trial_user_attr, trial_id_of(trial), WORKER_ATTR, identity
+            ),
+            "recording the trial's worker",
+        )
+
+
+def _identity() -> str:
+    """``HOST:PID`` of this worker (asked each time: cheap, and right after a fork)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    """Optuna flags fail_stale_trials as experimental and warns that heartbeats are meant for
+    Study.optimize; dynl2 drives both on purpose with ask/tell (the worker's heartbeat thread)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        yield
+
+
+@contextmanager
+def _heartbeat(study: optuna.Study, trial_ids: list[int]) -> Iterator[None]:
+    """Record the trials' heartbeats every ``interval`` seconds while they train."""
+    interval = heartbeat_interval(study)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            with suppress(Exception):  # a missed beat is retried; the trial goes on
+                for trial_id in trial_ids:
+                    record_heartbeat(study, trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name=f"dynl2-heartbeat-{trial_ids[0]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
