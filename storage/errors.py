@@ -21,6 +21,7 @@ __all__ = [
     "StorageUnavailable",
     "SuiteConflict",
     "SuiteNotFound",
+    "damaged",
 ]
 
 
@@ -78,3 +79,12 @@ class QueryError(StorageError):
 
 class ReportNotFound(StorageError, LookupError):
     """No report of the experiment (or suite) is stored yet."""
+
+
+def damaged(what: str) -> StorageError:
+    """The error for a row dynl2 cannot read: not the user's input but the store's state, so
+    the CLI says ``failed`` and exits 1."""
+    return StorageError(
+        f"the store is damaged: {what}; restore the database from a backup, or repair the row "
+        "by hand if you know what it held."
+    )

@@ -36,8 +36,7 @@ from sqlalchemy import Connection, Engine, column, event, insert, inspect, selec
 from sqlalchemy.pool import NullPool
 
 from storage.engine import engine_kwargs
-from storage.errors import StorageError
-from storage.reads import damaged
+from storage.errors import StorageError, damaged
 from storage.schema import SCHEMA_VERSION, Meta, create_schema
 from storage.urls import first_line
 

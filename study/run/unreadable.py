@@ -44,7 +44,7 @@ def quoted(value: str) -> str:
 
 
 def about_the_rows(exc: StorageError) -> bool:
-    """Whether ``exc`` says a row the store holds cannot be read (``storage.reads.damaged``
+    """Whether ``exc`` says a row the store holds cannot be read (``storage.errors.damaged``
     and its like: raised with no driver error behind them), rather than that the store
     failed (cannot be reached, vanished, refused a query: a driver error is the cause)."""
     whole_store = StorageUnavailable | StoreVanished | ExperimentNotFound | ReportNotFound

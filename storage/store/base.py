@@ -1,7 +1,7 @@
 """What every part of the store stands on: the connection, its transactions, the lock, Optuna.
 
 :class:`StoreBase` is the part of :class:`storage.Store` that its reads
-(:mod:`storage.store_reads`) and writes (:mod:`storage.store_writes`) share. Every method of the
+(:mod:`storage.store.reads`) and writes (:mod:`storage.store.writes`) share. Every method of the
 store runs in one transaction owned by :meth:`StoreBase._session`, which commits, rolls back and
 turns driver errors into :class:`~storage.errors.StorageError`. Callers get frozen dataclasses
 and DataFrames, never live ORM rows.

@@ -1,4 +1,5 @@
-"""The read side: queries that turn rows into pandas DataFrames.
+"""The rows the store's reads (:mod:`storage.store.reads`) turn into pandas DataFrames and
+records.
 
 Each function takes an open session from :meth:`storage.Store._session` and returns a frame
 with a fixed column list (see :mod:`storage.records`), also when there are no rows, so callers
@@ -20,7 +21,7 @@ from sqlalchemy import Integer, Select, and_, func, literal, select
 from sqlalchemy.orm import Session
 
 from storage import optuna_tables as ot
-from storage.errors import StorageError
+from storage.errors import damaged
 from storage.records import (
     EPOCH_COLUMNS,
     EPOCH_METRICS,
@@ -38,7 +39,6 @@ from storage.schema import Epoch, Evaluation, Experiment, Suite, SuiteExperiment
 
 __all__ = [
     "arm_studies",
-    "damaged",
     "epochs_frame",
     "evaluations_frame",
     "experiment_config",
@@ -55,15 +55,6 @@ _USER_ATTRS = ("best_epoch", "fail_reason")
 _INFINITE_VALUES = {"INF_POS": math.inf, "INF_NEG": -math.inf}
 _SHOWN = 40  # characters of a damaged value quoted in the message
 _TRAINER_SEED = EVALUATION_COLUMNS.index("trainer_seed")
-
-
-def damaged(what: str) -> StorageError:
-    """The error for a row dynl2 cannot read: not the user's input but the store's state, so
-    the CLI says ``failed`` and exits 1."""
-    return StorageError(
-        f"the store is damaged: {what}; restore the database from a backup, or repair the row "
-        "by hand if you know what it held."
-    )
 
 
 def _quoted(value: object) -> str:

@@ -1,11 +1,6 @@
-"""The store: dynl2's tables and Optuna's RDBStorage on one database URL.
-
-Open it with :func:`open` (exported as ``storage.open``), which brings dynl2's tables to this
-code's schema (:mod:`storage.migrations`) or, read-only, only checks them. :class:`Store` is
-put together from its parts: the connection, transactions and lock
-(:mod:`storage.store_base`), the reads (:mod:`storage.store_reads`) and the writes
-(:mod:`storage.store_writes`); what lives here is opening and upgrading.
-"""
+"""Opening the store: :func:`open` (exported as ``storage.open``) brings dynl2's tables to this
+code's schema (:mod:`storage.migrations`) or, read-only, only checks them, and hands back a
+:class:`Store`, put together from its reads and its writes."""
 
 from __future__ import annotations
 
@@ -19,9 +14,9 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from storage.engine import make_engine
 from storage.errors import StorageError, StorageUnavailable
 from storage.schema import SCHEMA_VERSION, Meta
-from storage.store_base import StoreVanished
-from storage.store_reads import StoreReads
-from storage.store_writes import StoreWrites
+from storage.store.base import StoreVanished
+from storage.store.reads import StoreReads
+from storage.store.writes import StoreWrites
 from storage.urls import ENV_VAR, first_line, resolve_url, sqlite_path
 
 if TYPE_CHECKING:
@@ -74,7 +69,7 @@ def open(url: str | None = None, *, create: bool = True, read_only: bool = False
 class Store(StoreWrites, StoreReads):
     """dynl2's tables plus Optuna's RDBStorage on one database; use :func:`storage.open`.
 
-    Every method runs in one transaction (see :mod:`storage.store_base`); callers get frozen
+    Every method runs in one transaction (see :mod:`storage.store.base`); callers get frozen
     dataclasses and DataFrames, never live ORM rows.
     """
 

@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from storage import optuna_tables as ot
 from storage.errors import ExperimentConflict, InvalidRecord, StorageError, SuiteConflict
-from storage.reads import experiment_info, suite_infos
 from storage.records import EPOCH_METRICS, ExperimentInfo, SuiteInfo, check_name, check_replicate
 from storage.schema import (
     SCHEMA_VERSION,
@@ -33,7 +32,8 @@ from storage.schema import (
     SuiteExperiment,
     SuiteReport,
 )
-from storage.store_base import EVALUATION_TABLE_COLUMNS, StoreBase
+from storage.store.base import EVALUATION_TABLE_COLUMNS, StoreBase
+from storage.store.rows import experiment_info, suite_infos
 
 __all__ = ["StoreWrites"]
 
