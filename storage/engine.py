@@ -10,6 +10,7 @@ PostgreSQL's connections a cursor that closes them when a stop signal leaves the
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from typing import Any
 
@@ -105,9 +106,40 @@ def make_engine(
                 f"{exc.strerror or exc}; choose a writable place for the storage URL."
             ) from exc
     try:
-        return sqlalchemy.create_engine(canonical, **engine_kwargs(canonical, read_only=read_only))
+        engine = sqlalchemy.create_engine(
+            canonical, **engine_kwargs(canonical, read_only=read_only)
+        )
     except ImportError as exc:  # the driver is an optional extra (psycopg) or not ours (pymysql)
         raise StorageUnavailable(
             f"The database driver {exc.name!r} for {masked_url(canonical)!r} is not installed; "
             f"install it (pip install {exc.name}) or use another storage URL."
         ) from exc
+    quiet_pool_interrupts(engine)
+    return engine
+
+
+class _NoInterrupts(logging.Filter):
+    """Drops the pool's "Exception during reset or similar" record of an interrupt."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return exc is None or isinstance(exc, Exception)
+
+
+_NO_INTERRUPTS = _NoInterrupts()
+
+
+def quiet_pool_interrupts(engine: Engine) -> None:
+    r"""Keep the traceback of an interrupt out of ``engine``'s pool log.
+
+    SQLAlchemy's pool logs "Exception during reset or similar" at ERROR, with the traceback,
+    for any exception raised while it returns a connection (a rollback on check-in, a
+    connection collected by the garbage collector), then raises a ``KeyboardInterrupt`` again
+    (an ``Exception`` it swallows). dynl2's stop signals are ``KeyboardInterrupt``\ s: one landing
+    there goes on to the code that handles stops, and its traceback on stderr would only call
+    an ordinary stop a failure. Exceptions are still logged. The pool's logger is one per pool
+    class, so this also covers Optuna's engines of the same class."""
+    logger = engine.pool.logger
+    target = getattr(logger, "logger", logger)  # an echoing pool wraps the class's logger
+    if isinstance(target, logging.Logger) and _NO_INTERRUPTS not in target.filters:
+        target.addFilter(_NO_INTERRUPTS)

@@ -28,7 +28,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.engine import engine_kwargs
+from storage.engine import engine_kwargs, quiet_pool_interrupts
 from storage.errors import ExperimentNotFound, StorageError, StorageUnavailable, SuiteNotFound
 from storage.locks import named_lock, try_named_lock
 from storage.schema import Evaluation, Experiment, Suite
@@ -173,7 +173,7 @@ class StoreBase:
             try:
                 # Once the tables exist, skip_table_creation saves a round of CREATE checks
                 # and keeps `create=False` stores free of writes.
-                return optuna.storages.RDBStorage(
+                optuna_storage = optuna.storages.RDBStorage(
                     self._url,
                     engine_kwargs=engine_kwargs(self._url, read_only=self._read_only),
                     heartbeat_interval=heartbeat_interval,
@@ -182,6 +182,8 @@ class StoreBase:
                         bool(self._optuna) or self._read_only or self._has_table("trials")
                     ),
                 )
+                quiet_pool_interrupts(optuna_storage.engine)
+                return optuna_storage
             except (IntegrityError, OperationalError) as exc:
                 # Workers opening a fresh database together race in Optuna's CREATE TABLE
                 # and alembic stamp (UNIQUE constraint failed: alembic_version); the loser

@@ -62,3 +62,43 @@ def test_postgres_engine_pings_the_pool(postgres_url: str) -> None:
             assert connection.execute(text("SELECT 1")).scalar() == 1
     finally:
         engine.dispose()
+
+
+class _Boom(KeyboardInterrupt):
+    """A stop signal, as dynl2's are: a KeyboardInterrupt."""
+
+
+@pytest.mark.parametrize("raised", [_Boom, RuntimeError])
+def test_an_interrupt_while_the_pool_takes_a_connection_back_logs_no_traceback(
+    tmp_path: Path, raised: type[BaseException], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stop landing while SQLAlchemy's pool resets a returned connection goes on to the code
+    that handles stops, without the pool's "Exception during reset or similar" and its
+    traceback on stderr; an ordinary exception there is still logged (and swallowed)."""
+    import logging
+
+    from sqlalchemy import event
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+
+    @event.listens_for(engine, "reset")
+    def boom(*args: object) -> None:
+        raise raised("in the pool's reset")
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger().addHandler(handler)  # what reaches the root: what stderr would show
+    try:
+        conn = engine.connect()
+        conn.execute(text("select 1"))
+        if raised is _Boom:
+            with pytest.raises(_Boom):
+                conn.close()
+        else:
+            conn.close()  # logged, then swallowed by SQLAlchemy
+    finally:
+        logging.getLogger().removeHandler(handler)
+        engine.dispose()
+    resets = [r for r in records if "Exception during reset" in r.getMessage()]
+    assert len(resets) == (0 if raised is _Boom else 1), [r.getMessage() for r in records]
