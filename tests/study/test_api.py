@@ -17,13 +17,42 @@ from tests.tiny import write_tiny
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# The public API as it stood before study/ was cut into rooms: a move must not change it.
+PUBLIC = {
+    "ExperimentConfig", "ExperimentConfigError", "ExperimentOverview", "ExperimentStatus",
+    "ReportResult", "RunResult", "StudyError", "Suite", "SuiteConfigError", "SuiteReportResult",
+    "SuiteRunResult", "SuiteStatus", "UsageError", "evaluate_experiment", "experiment_status",
+    "experiment_trials", "join_experiment", "list_experiments", "load_experiment", "load_suite",
+    "main", "make_report", "make_suite_report", "parse_experiment", "resume_experiment",
+    "run_experiment", "run_suite", "suite_status",
+}  # fmt: skip
+
+
 def test_every_public_name_resolves_to_its_home() -> None:
+    assert set(study.__all__) == PUBLIC
     assert sorted(study.__all__) == sorted(study._HOMES)
     for name in study.__all__:
-        home = importlib.import_module(f"study.{study._HOMES[name]}")
+        home = importlib.import_module(study._HOMES[name])
         assert getattr(study, name) is getattr(home, name), name
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = study.nope  # type: ignore[attr-defined]
+    names: dict[str, object] = {}
+    exec("from study import *", names)
+    assert set(names) >= PUBLIC
+
+
+def test_importing_study_imports_none_of_its_rooms() -> None:
+    """The public names are read from study/__init__.py's own text, not imported: ``import
+    study`` stays cheap (``python -m study`` installs its signal handlers before torch)."""
+    code = (
+        "import sys, study; study.__all__; "
+        "print(sorted(m for m in sys.modules if m.startswith('study.')))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def test_run_status_trials_evaluate_report_resume_from_python(
