@@ -65,7 +65,7 @@ READER_URL_ENV = "DYNL2_SQL_URL"
 ROLE_PREFIX = "dynl2_reader_"
 CONNECT_TIMEOUT_S = 10
 _MAX_NAME = 63  # PostgreSQL's identifier limit (NAMEDATALEN - 1), in bytes
-SETUP_DOC = "README: Read-only queries on PostgreSQL"
+SETUP_DOC = "docs/store.md: Read-only queries on PostgreSQL"
 
 # Defaults for every session of the reader role, also a psql session with its URL; dynl2 sql
 # sets its own, shorter limits inside each query's transaction.
@@ -243,7 +243,7 @@ def open_reader(url: str, reader_url: str | None = None) -> psycopg.Connection[A
         raise ReaderLoginError(
             f"connected to PostgreSQL as {user}, who {problem}; dynl2 sql runs queries as a "
             f"dedicated read-only login instead: create it once with `dynl2 sql-setup --storage "
-            f"'{where}'` (see the {SETUP_DOC})."
+            f"'{where}'` (see {SETUP_DOC})."
         )
     as_reader = make_url(url).set(username=role, password=None, database=database)
     try:

@@ -14,7 +14,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-# dynl2's import names: four generic top-level packages (see the README's "Import names").
+# dynl2's import names: four generic top-level packages (docs/development.md, "Import names").
 LAYERS = ("trainers", "storage", "reports")
 
 

@@ -36,7 +36,7 @@ def batch_flag(p: argparse.ArgumentParser) -> None:
         type=_batch,
         metavar="K",
         help=f"trials of one arm trained together as one fused model (1 to {MAX_BATCH}; "
-        "default: [search] batch, else chosen for the device: see the README)",
+        "default: [search] batch, else chosen for the device: see docs/trainer.md)",
     )
 
 

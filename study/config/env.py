@@ -4,7 +4,7 @@ A bad value is refused like a bad flag: a :class:`~study.errors.UsageError` nami
 what it accepts and what it got (the CLI prints it as one line, exit status 2). ``dynl2`` checks
 every variable with :func:`check_all` before doing any work, so a typo never surfaces hours into
 a run; the readers below are what the code calls where it uses a value. A variable set to the
-empty string (or spaces) counts as unset. The README's "Environment variables" table lists them.
+empty string (or spaces) counts as unset. The table of docs/limits.md lists them.
 
 Only the standard library is imported at module level: ``dynl2``'s entry point reads
 :func:`supervised` before the heavy imports.

@@ -2,7 +2,7 @@
 
 A target is checked before anything is computed or written: it must be a new name or an
 existing regular file. A folder, FIFO, socket or device is refused, and so is a symbolic link,
-dangling or not (see README, "Where reports are written"); links in the folders above the file
+dangling or not (docs/store.md); links in the folders above the file
 are followed. The text goes to a temporary file beside the target (created with mode 0666 less
 the umask, or with the permission bits of the file it replaces), is flushed to disk, and is
 renamed over the target: a reader, a kill or a full disk never leaves half a file. Missing

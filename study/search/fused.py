@@ -10,7 +10,7 @@ batch orders and initializations (common random numbers across arms).
 
 How many trials a group holds (``[search] batch``, ``--batch``) trades speed for search quality:
 the sampler proposes a whole group before it hears any of its results. :func:`default_batch`
-picks it per device from ``bench/throughput.py``'s measurements (see the README).
+picks it per device from ``bench/throughput.py``'s measurements (docs/trainer.md).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """One Optuna study per search: ``EXPERIMENT/ARM`` for an arm's first replicate, and
-``EXPERIMENT/ARM/R`` for replicate R >= 2 of ``[search] replicates`` (see README, "Replicates").
+``EXPERIMENT/ARM/R`` for replicate R >= 2 of ``[search] replicates`` (docs/statistics.md).
 
 Also the bookkeeping every worker and the progress display share: which trials count toward an
 arm's budget. A trial counts when it is a *result*: COMPLETE, PRUNED, or FAIL because the run

@@ -56,7 +56,7 @@ pytestmark = pytest.mark.reliability
 SECRET = "hunter2-in-the-url"  # the store URL's password (PostgreSQL's trust login ignores it)
 BOUND_S = 15.0  # a bounded call returns within this (its queries run with --timeout 2)
 MEMORY_CAP = 2 << 30  # the heavy cases' address space
-RESULT_CAP = "64 MiB"  # what dynl2 sql allows a value and a whole result (README)
+RESULT_CAP = "64 MiB"  # what dynl2 sql allows a value and a whole result (docs/store.md)
 EXPERIMENTS = ("exp", "noevals", "empty")  # trials and an evaluation; trials only; nothing
 
 

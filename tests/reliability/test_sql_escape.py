@@ -311,7 +311,7 @@ def test_postgres_superuser_without_the_reader_role_is_refused(capsys):
     assert err.startswith("dynl2 sql: error: connected to PostgreSQL as ")
     assert ", who is a superuser; " in err
     assert f"create it once with `dynl2 sql-setup --storage '{url}'`" in err
-    assert "(see the README: Read-only queries on PostgreSQL)" in err
+    assert "(see docs/store.md: Read-only queries on PostgreSQL)" in err
 
 
 def test_postgres_sql_setup_prints_its_sql_and_can_run_twice(capsys):

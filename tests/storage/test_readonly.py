@@ -464,7 +464,7 @@ def test_superuser_without_the_reader_role_is_refused(bare_postgres: str) -> Non
     assert "\n" not in message
     assert f"as {make_url(bare_postgres).username}, who is a superuser" in message
     assert f"`dynl2 sql-setup --storage '{bare_postgres}'`" in message
-    assert "README: Read-only queries on PostgreSQL" in message
+    assert "docs/store.md: Read-only queries on PostgreSQL" in message
 
 
 def test_setup_is_idempotent_and_a_dry_run_changes_nothing(bare_postgres: str) -> None:

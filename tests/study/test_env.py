@@ -3,7 +3,7 @@
 A bad value ends any verb with one line naming the variable, what it accepts and what it got,
 exit status 2, and nothing written (``DYNL2_THREADS=abc`` used to end a worker with a
 traceback, ``0`` with another). Every variable dynl2 reads goes through :mod:`study.config.env`,
-and the README's table lists them all."""
+and the table of docs/limits.md lists them all."""
 
 from __future__ import annotations
 
@@ -164,7 +164,7 @@ _NOT_A_VARIABLE = {"DYNL2_TABLES"}  # storage.schema's tuple of tables
 
 def test_every_variable_dynl2_reads_is_checked_and_documented():
     """Every ``DYNL2_*`` name in the packages is one of :data:`study.config.env.KNOBS`, and the
-    README's table lists each of them (and the variables only the tests read)."""
+    table of docs/limits.md lists each of them (and the variables only the tests read)."""
     found = set()
     for package in ("study", "storage", "trainers", "reports"):
         for path in (ROOT / package).rglob("*.py"):
@@ -173,8 +173,8 @@ def test_every_variable_dynl2_reads_is_checked_and_documented():
     in_tests = set()
     for path in (ROOT / "tests").rglob("*.py"):
         in_tests |= set(_READ.findall(path.read_text()))
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("## Environment variables") :]
+    page = (ROOT / "docs" / "limits.md").read_text()
+    table = page[page.index("## Environment variables") :]
     for name in sorted((set(env.KNOBS) | in_tests) - _NOT_A_VARIABLE):
         assert f"`{name}`" in table, name
 

@@ -1,4 +1,4 @@
-"""Every sampler × pruner ``[search]`` accepts (the README's lists), end to end: ``dynl2 run`` on
+"""Every sampler × pruner ``[search]`` accepts (docs/config.md), end to end: ``dynl2 run`` on
 a tiny experiment each, with exact counts per arm, nothing left RUNNING, evaluations recorded,
 and under Hyperband every trial judged by it. Then what broke only in real runs: Hyperband with
 two worker processes (on SQLite and PostgreSQL), and no thread but a process's main one ever
