@@ -39,7 +39,7 @@ def _first_params(sampler_name: str, seed: int, n: int = 3) -> list[dict[str, ob
     sampler = make_sampler(SearchConfig(sampler=sampler_name), seed)
     study = optuna.create_study(sampler=sampler)  # in memory
     study.optimize(_objective, n_trials=n)
-    return [t.params for t in study.search.trials]
+    return [t.params for t in study.trials]
 
 
 def test_every_configured_sampler_is_covered():
@@ -52,7 +52,7 @@ def test_sampler_builds_and_drives_trials(name):
     assert isinstance(sampler, SAMPLER_TYPES[name])
     study = optuna.create_study(direction="minimize", sampler=sampler)
     study.optimize(_objective, n_trials=3)
-    trials = study.search.trials
+    trials = study.trials
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
     for t in trials:
         assert 1e-3 <= t.params["lr"] <= 3e-2
@@ -114,17 +114,17 @@ def test_pruner_builds_and_drives_trials(name, kind):
     assert isinstance(pruner, kind)
     study = optuna.create_study(direction="maximize", pruner=pruner)
     _report_curves(study, [0.5, 0.7, 0.6], epochs=10)
-    assert len(study.search.trials) == 3
-    assert all(t.state.is_finished() for t in study.search.trials)
+    assert len(study.trials) == 3
+    assert all(t.state.is_finished() for t in study.trials)
 
 
 def test_median_pruner_prunes_a_bad_trial_after_warmup():
     pruner = make_pruner(SearchConfig(pruner="median"), epochs=10)
     study = optuna.create_study(direction="maximize", pruner=pruner)
     _report_curves(study, [0.8, 0.9, 0.85, 0.7, 0.75], epochs=10)  # five startup trials
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.search.trials)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     _report_curves(study, [0.1], epochs=10)
-    bad = study.search.trials[-1]
+    bad = study.trials[-1]
     assert bad.state == optuna.trial.TrialState.PRUNED
     assert bad.last_step == 2  # warm-up: min(5, 10 // 5) = 2 steps; pruned at the first check
 
@@ -134,7 +134,7 @@ def test_nop_pruner_never_prunes():
         direction="maximize", pruner=make_pruner(SearchConfig(pruner="none"), 10)
     )
     _report_curves(study, [0.8, 0.9, 0.85, 0.7, 0.75, 0.01], epochs=10)
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.search.trials)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
 
 
 @pytest.mark.parametrize("epochs", [1, 3, 150])
@@ -145,7 +145,7 @@ def test_pruner_limits_follow_epochs(epochs):
     assert hyperband._max_resource == epochs  # type: ignore[attr-defined]
     study = optuna.create_study(direction="maximize", pruner=hyperband)
     _report_curves(study, [0.5, 0.6, 0.4], epochs=epochs)
-    assert all(t.state.is_finished() for t in study.search.trials)
+    assert all(t.state.is_finished() for t in study.trials)
 
 
 def test_pruner_needs_an_epoch():
