@@ -19,6 +19,20 @@ def pytest_configure(config: pytest.Config) -> None:
     process does not inherit (it starts with the default action)."""
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    _one_thread_each()
+
+
+def _one_thread_each() -> None:
+    """One torch (and BLAS) thread in each test process and in every process it starts,
+    unless the caller says otherwise: the suite's two test processes share the machine's
+    cores with each other and with the workers they start, and tiny models on two
+    oversubscribed cores train about 2.5x slower with two threads than with one. Set before
+    any test module imports torch (which reads ``OMP_NUM_THREADS`` once), and inherited by the
+    xdist worker processes, started after this hook. ``DYNL2_THREADS`` is what an in-process
+    run gives torch (``study.run.runs.worker_threads``); the tests of that variable set their own
+    values."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("DYNL2_THREADS", "1")
 
 
 @pytest.fixture(scope="session", autouse=True)

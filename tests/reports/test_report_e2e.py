@@ -1,13 +1,11 @@
-"""A tiny real experiment (digits, three arms), run once by the CLI; its report's numbers are
-checked against an independent computation from the store with scipy."""
+"""A tiny real experiment (digits, three arms), run once by the CLI (in this process); its
+report's numbers are checked against an independent computation from the store with scipy."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -37,13 +35,17 @@ def tiny(tmp_path_factory):
     config = tmp / "rep.toml"
     config.write_text(TINY)
     url = f"sqlite:///{tmp / 'rep.db'}"
-    proc = subprocess.run(
-        [sys.executable, "-m", "study", "run", str(config), "--storage", url],
-        cwd=tmp, capture_output=True, text=True, timeout=600,  # the run writes its report here
-        env={**os.environ, "DYNL2_THREADS": "1",
-             "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    # By the CLI in this process (study.cli.main), in tmp: the run writes its report there.
+    import torch
+
+    from study.cli.dispatch import main
+
+    threads = torch.get_num_threads()
+    try:
+        with contextlib.chdir(tmp):
+            assert main(["run", str(config), "--quiet", "--storage", url]) == 0
+    finally:
+        torch.set_num_threads(threads)  # a one-worker run sets them, as a worker process's
     with storage.open(url, create=False) as store:
         data = reports.build_report_data(store, syn.spec(store, "rep"))
         yield store, data, reports.render_html(data)

@@ -10,6 +10,7 @@ experiment.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -74,11 +75,17 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     tmp = tmp_path_factory.mktemp("cli-output")
     url = f"sqlite:///{tmp / 'out.db'}"
     config = write_tiny(tmp, NAME, epochs=1, n_trials=1, seeds=1, arms=("dynamic", "fixed"))
-    done = subprocess.run(
-        [sys.executable, "-m", "study", "run", str(config), "--quiet", "--storage", url],
-        cwd=tmp, env=ENV, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    # Made in this process (study.cli.main, in its folder): only the verbs below need processes.
+    import torch
+
+    from study.cli.dispatch import main
+
+    threads = torch.get_num_threads()
+    try:
+        with contextlib.chdir(tmp):
+            assert main(["run", str(config), "--quiet", "--storage", url]) == 0
+    finally:
+        torch.set_num_threads(threads)  # a one-worker run sets them, as a worker process's
     return tmp, url
 
 

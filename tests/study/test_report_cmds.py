@@ -2,27 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import storage
+from study.cli.dispatch import main
 
 from .test_run_e2e import write_config
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def dynl2(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "study", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "DYNL2_THREADS": "1", "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    """``dynl2 ARGS`` run in ``cwd``, in this process (``study.cli.main``, what the console
+    script calls): these tests are about the reports, not about a process's start; the verbs'
+    output as real processes is tests/study/test_cli_output.py's. The torch threads a
+    one-worker run sets (as a worker process's) are put back."""
+    import torch
+
+    threads = torch.get_num_threads()
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with (
+            contextlib.chdir(cwd),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
+            code = main(list(args))
+    finally:
+        torch.set_num_threads(threads)
+    return subprocess.CompletedProcess(["dynl2", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,7 @@ def dynl2(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedP
 
 
 def dynl2_here(*args: str) -> subprocess.CompletedProcess[str]:
-    """``dynl2 ARGS`` in this process (``study.cli.dispatch.main``): for the quick read-only verbs,
+    """``dynl2 ARGS`` in this process (``study.cli.main``): for the quick read-only verbs,
     whose own process start (importing torch) would cost seconds each; their behaviour as separate
     processes is covered by :func:`dynl2` elsewhere."""
     from study.cli.dispatch import main
@@ -72,7 +72,13 @@ def check_counts(url: str, experiment: str, n_trials: int, epochs: int) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_run_resume_evaluate_and_query(backend, tmp_path):
+def test_run_resume_evaluate_and_query(backend, tmp_path, monkeypatch, torch_threads):
+    """The first run is a real ``dynl2 run --workers 2`` process with its worker processes;
+    the resume, evaluate and conflicting run after it are ``study.cli.main`` in this process
+    (the report lands under ``tmp_path``): a one-worker run in its own process is
+    :func:`test_one_worker_searches_in_the_run_process`'s, and every other verb's process
+    start is paid for elsewhere."""
+    monkeypatch.chdir(tmp_path)
     config = write_config(tmp_path)
     with empty_url(backend, tmp_path) as url:
         done = dynl2("run", str(config), "--workers", "2", "--storage", url)
@@ -87,13 +93,13 @@ def test_run_resume_evaluate_and_query(backend, tmp_path):
         assert evals["test_acc"].between(0, 1).all()
 
         # resume, with one worker: it searches in the run's own process
-        again = dynl2("run", str(config), "--storage", url)
+        again = dynl2_here("run", str(config), "--storage", url)
         assert again.returncode == 0, again.stderr
         check_counts(url, "e2e", n_trials=3, epochs=2)  # the budget is not exceeded
         with storage.open(url, create=False) as store:
             assert len(store.evaluations("e2e")) == 6  # nothing evaluated twice
 
-        more = dynl2("evaluate", "e2e", "--seeds", "3", "--storage", url)
+        more = dynl2_here("evaluate", "e2e", "--seeds", "3", "--storage", url)
         assert more.returncode == 0, more.stderr
         with storage.open(url, create=False) as store:
             assert sorted(store.evaluations("e2e")["seed"]) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
@@ -127,7 +133,7 @@ def test_run_resume_evaluate_and_query(backend, tmp_path):
         assert all(arm in status.stdout for arm in ("dynamic", "fixed", "none"))
 
         changed = write_config(tmp_path, epochs=3)
-        conflict = dynl2("run", str(changed), "--storage", url)
+        conflict = dynl2_here("run", str(changed), "--storage", url)
         assert conflict.returncode == 2
         assert "train.epochs" in conflict.stderr and "Traceback" not in conflict.stderr
         check_counts(url, "e2e", n_trials=3, epochs=2)
