@@ -3,8 +3,8 @@
 
 - ``dispatch`` — :func:`main`: the parser, the verbs' table, the one-line errors and exit statuses
 - ``args`` — the flags verbs share
-- ``experiments`` — run, resume, worker, evaluate, status, list, trials, sql
-- ``reports`` — report
+- ``experiments`` — run, worker, evaluate, status, trials, sql
+- ``reports`` — report, reports
 - ``suites`` — suite run | status | report
 - ``train`` — train: one training run without a store
 - ``sql_setup`` — sql-setup: the read-only role on PostgreSQL
