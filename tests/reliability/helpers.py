@@ -27,6 +27,7 @@ from tests.storage.backends import libpq_url
 from tests.tiny import write_tiny
 
 ROOT = Path(__file__).resolve().parents[2]
+TEST_ROLE_PREFIX = "dynl2_test_"  # the logins tests make for themselves on a shared server
 
 ARMS = ("dynamic", "fixed")
 
@@ -233,12 +234,13 @@ def store_fingerprint(url: str) -> object:
                 "\n".join(sorted(r[0] for r in rows)).encode()
             ).hexdigest()
         # Roles belong to the whole server, where other tests (another xdist worker) make and
-        # drop the reader roles of their own databases meanwhile: those are not this store's.
+        # drop the reader roles of their own databases, and logins of their own
+        # (TEST_ROLE_PREFIX), meanwhile: those are not this store's.
         own = reader_role_name(sa.make_url(url).database or "")
         roles = [
             role
             for (role,) in connection.execute("SELECT rolname FROM pg_roles ORDER BY 1")
-            if not role.startswith(ROLE_PREFIX) or role == own
+            if not role.startswith((ROLE_PREFIX, TEST_ROLE_PREFIX)) or role == own
         ]
         functions = connection.execute(
             "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "

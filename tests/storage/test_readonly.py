@@ -578,7 +578,8 @@ def test_plain_logins_that_can_only_read_are_used_as_they_are(bare_postgres: str
     """A login that may only SELECT keeps working without setup. One that may write is the
     workers' (whose sessions it could end): it is refused, then swapped for the reader role."""
     suffix = uuid.uuid4().hex[:8]
-    plain, writer = f"dynl2_plain_{suffix}", f"dynl2_writer_{suffix}"
+    # TEST_ROLE_PREFIX: a store fingerprint (tests/reliability/helpers.py) ignores them
+    plain, writer = f"dynl2_test_plain_{suffix}", f"dynl2_test_writer_{suffix}"
     try:
         with psycopg.connect(libpq_url(bare_postgres), autocommit=True) as admin:
             admin.execute(f'CREATE ROLE "{plain}" LOGIN')
