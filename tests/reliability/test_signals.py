@@ -130,14 +130,19 @@ def _early(url: str, name: str, proc: subprocess.Popen[str]) -> bool:
     trial has reported an epoch: with one worker, that trial is past its claim, in training."""
     if proc.poll() is not None:
         pytest.fail(f"the process ended before it could be stopped: {proc.communicate()}")
-    if not _has_experiment(url, name) or early_in_flight(url, 2, EPOCHS) < 1:
+    # The two plain queries first, each poll: opening the store (_has_experiment) costs more
+    # than they do, and a poll that takes long is a window a quick trial can pass unseen.
+    if early_in_flight(url, 2, EPOCHS) < 1:
         return False
     engine = sa.create_engine(url, poolclass=sa.NullPool)
     try:
         with engine.connect() as connection:
-            return bool(connection.execute(_TRAINING).scalar())
+            training = bool(connection.execute(_TRAINING).scalar())
+    except sa.exc.OperationalError:  # the tables are not there yet
+        return False
     finally:
         engine.dispose()
+    return training and _has_experiment(url, name)
 
 
 def _evaluations(url: str, name: str) -> int:
