@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from study.cli.args import batch_flag, storage_flag, workers_flag
+from study.cli.experiments import say_line
 from study.config import env
 from study.search import signals
 from study.service.agent import DEFAULT_POLL_S
@@ -52,10 +53,7 @@ def _seconds(text: str) -> float:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    def say(line: str) -> None:
-        if not args.quiet:
-            print(line, flush=True)
-
+    say = say_line(args.quiet)
     if args.workers <= 1:
         from study.service.agent import run_agent
 

@@ -134,11 +134,15 @@ def add_parsers(verbs: Any) -> None:
 
 
 def say_line(quiet: bool) -> api.Say:
-    """Progress lines on stdout, or nowhere with ``--quiet``."""
+    """Progress lines on stdout, or nowhere with ``--quiet``. Each line goes out whole in one
+    write: worker processes share the stdout of ``dynl2 agent --workers N``, and ``print``
+    writes a line and its newline apart, which an unbuffered stdout (``PYTHONUNBUFFERED``)
+    passes on as two writes that another process's line can come between."""
 
     def say(line: str) -> None:
         if not quiet:
-            print(line, flush=True)
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
 
     return say
 

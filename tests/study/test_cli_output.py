@@ -11,6 +11,7 @@ experiment.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -208,3 +209,26 @@ def test_a_closed_standard_output_is_no_terminal() -> None:
     assert GuardedStdout(None).isatty() is False
     assert GuardedStdout(closed).isatty() is False
     assert GuardedStdout(io.StringIO()).isatty() is False
+
+
+def test_a_progress_line_goes_out_in_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``dynl2 agent --workers 2``'s worker processes share its stdout: a line and its newline
+    written apart (``print`` does, and an unbuffered stdout passes each on) let the other
+    process's line in between ("...waiting for moreagent: no work left...")."""
+    from study.cli.experiments import say_line
+
+    writes: list[str] = []
+
+    class Recorder(io.StringIO):
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+    monkeypatch.setattr(sys, "stdout", Recorder())
+    say = say_line(False)
+    say("agent: no work left; waiting for more")
+    say("evaluate 1/4: dynamic seed 0")
+    assert writes == ["agent: no work left; waiting for more\n", "evaluate 1/4: dynamic seed 0\n"]
+    writes.clear()
+    say_line(True)("quiet")
+    assert writes == []
