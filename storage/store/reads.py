@@ -17,7 +17,7 @@ from storage import optuna_tables as ot
 from storage.errors import ReportNotFound
 from storage.records import ExperimentInfo, StoredReport, SuiteInfo, Tally, check_replicate
 from storage.schema import Evaluation, Experiment, Report, Suite, SuiteReport
-from storage.store import rows as queries
+from storage.store import rows
 from storage.store.base import StoreBase
 
 __all__ = ["StoreReads"]
@@ -40,25 +40,25 @@ class StoreReads(StoreBase):
 
     def get_experiment(self, name: str) -> ExperimentInfo:
         with self._session() as session:
-            return queries.experiment_info(self._experiment_row(session, name))
+            return rows.experiment_info(self._experiment_row(session, name))
 
     def experiments(self) -> pd.DataFrame:
         """DataFrame of all experiments: id, name, created (UTC), config (dict)."""
         with self._session() as session:
-            return queries.experiments_frame(session)
+            return rows.experiments_frame(session)
 
     def experiment_list(self) -> pd.DataFrame:
         """DataFrame of all experiments: id, name, created (UTC), without their configs. A
         listing that reads each experiment on its own (``dynl2 serve``'s) uses it, so that one
         damaged config fails that experiment's read only, not the listing."""
         with self._session() as session:
-            return queries.experiment_list_frame(session)
+            return rows.experiment_list_frame(session)
 
     def arms(self, experiment: str) -> list[str]:
         """Sorted arm names of the Optuna studies named ``EXPERIMENT/ARM``."""
         with self._session() as session:
             self._experiment_row(session, experiment)
-            return sorted({arm for arm, _ in queries.arm_studies(session, experiment).values()})
+            return sorted({arm for arm, _ in rows.arm_studies(session, experiment).values()})
 
     # ------------------------------------------------------------------------ epochs
 
@@ -66,7 +66,7 @@ class StoreReads(StoreBase):
         """DataFrame of every recorded epoch (see ``storage.records.EPOCH_COLUMNS``)."""
         with self._session() as session:
             self._experiment_row(session, experiment)
-            return queries.epochs_frame(session, experiment, arm)
+            return rows.epochs_frame(session, experiment, arm)
 
     # ------------------------------------------------------------------- evaluations
 
@@ -91,7 +91,7 @@ class StoreReads(StoreBase):
         it (replicate 1, ``trainer_seed`` and ``diverged`` out of ``params``)."""
         with self._session() as session:
             experiment_id = self._experiment_row(session, experiment).id
-            return queries.evaluations_frame(
+            return rows.evaluations_frame(
                 session, experiment_id, self._evaluation_columns(session)
             )
 
@@ -111,14 +111,14 @@ class StoreReads(StoreBase):
             if experiment is not None:
                 self._experiment_row(session, experiment)
                 query = query.where(Experiment.name == experiment)
-            rows = [
+            found = [
                 (
                     *r[:4],
-                    queries.stored_json(r[4], f"the summary of report {r[0]} in dynl2_reports"),
+                    rows.stored_json(r[4], f"the summary of report {r[0]} in dynl2_reports"),
                 )
                 for r in session.execute(query)
             ]
-        return pd.DataFrame(rows, columns=columns)
+        return pd.DataFrame(found, columns=columns)
 
     def report(self, report_id: int) -> StoredReport:
         """Stored report ``report_id`` whole; raises :class:`ReportNotFound` when there is none
@@ -143,7 +143,7 @@ class StoreReads(StoreBase):
                     ).first()
         if row is None:
             raise ReportNotFound(f"No report with id {report_id} is stored in {self._where()}")
-        summary = queries.stored_json(row[4], f"the summary of report {row[0]} in dynl2_reports")
+        summary = rows.stored_json(row[4], f"the summary of report {row[0]} in dynl2_reports")
         return StoredReport(row[0], row[1], row[2], row[3], summary, row[5])
 
     def latest_report(self, experiment: str) -> tuple[str, str]:
@@ -171,15 +171,15 @@ class StoreReads(StoreBase):
         """Suite ``name`` with its experiments in order; raises
         :class:`~storage.errors.SuiteNotFound` when the store has none of that name."""
         with self._session() as session:
-            return queries.suite_infos(session, [self._suite_row(session, name)])[0]
+            return rows.suite_infos(session, [self._suite_row(session, name)])[0]
 
     def suites(self) -> list[SuiteInfo]:
         """Every suite with its experiments, oldest first."""
         with self._session() as session:
             if not self._has_suites(session):  # a store from before suites
                 return []
-            rows = list(session.scalars(select(Suite).order_by(Suite.created, Suite.id)))
-            return queries.suite_infos(session, rows)
+            found = list(session.scalars(select(Suite).order_by(Suite.created, Suite.id)))
+            return rows.suite_infos(session, found)
 
     def suite_reports(self, name: str | None = None) -> pd.DataFrame:
         """DataFrame of stored suite reports (id, suite, created, path, summary), newest first;
@@ -204,11 +204,11 @@ class StoreReads(StoreBase):
             if name is not None:
                 query = query.where(Suite.name == name)
             where = "the summary of suite report {} in dynl2_suite_reports"
-            rows = [
-                (*r[:4], queries.stored_json(r[4], where.format(r[0])))
+            found = [
+                (*r[:4], rows.stored_json(r[4], where.format(r[0])))
                 for r in session.execute(query)
             ]
-        return pd.DataFrame(rows, columns=columns)
+        return pd.DataFrame(found, columns=columns)
 
     def latest_suite_report(self, name: str) -> tuple[str, str]:
         """(HTML, original path) of the newest stored report of suite ``name``."""
@@ -247,7 +247,7 @@ class StoreReads(StoreBase):
         attribute ``result_attr``, with the best values, in one query. Searches without a study
         yet are absent."""
         with self._session() as session:
-            return queries.tallies(session, experiment, result_attr)
+            return rows.tallies(session, experiment, result_attr)
 
     def trials(self, experiment: str, arm: str | None = None) -> pd.DataFrame:
         """DataFrame of the Optuna trials of ``EXPERIMENT/ARM`` studies, read with SQL.
@@ -257,4 +257,4 @@ class StoreReads(StoreBase):
         """
         with self._session() as session:
             self._experiment_row(session, experiment)
-            return queries.trials_frame(session, experiment, arm)
+            return rows.trials_frame(session, experiment, arm)
