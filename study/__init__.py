@@ -26,9 +26,7 @@ the store never imports torch.
 
 from __future__ import annotations
 
-import ast
 import importlib
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the public API, listed once: read by _homes() below and by type checkers
@@ -112,7 +110,15 @@ if TYPE_CHECKING:  # the public API, listed once: read by _homes() below and by 
 
 def _homes() -> dict[str, str]:
     """Public name -> the module that defines it, read from the ``TYPE_CHECKING`` block of this
-    file (the one list of the public API; the idea of SPEC 1's lazy loading stubs)."""
+    file (the one list of the public API; the idea of SPEC 1's lazy loading stubs). Read on
+    first use, not at import: ``python -m study`` imports this package before it can install
+    its signal handlers, so the package's own import stays as short as it can be."""
+    import ast
+    from pathlib import Path
+
+    global _HOMES
+    if _HOMES is not None:
+        return _HOMES
     tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
     block = next(
         node
@@ -121,24 +127,26 @@ def _homes() -> dict[str, str]:
         and isinstance(node.test, ast.Name)
         and node.test.id == "TYPE_CHECKING"
     )
-    return {
+    _HOMES = {
         alias.asname or alias.name: node.module or ""
         for node in block.body
         if isinstance(node, ast.ImportFrom)
         for alias in node.names
     }
+    return _HOMES
 
 
-_HOMES = _homes()
-__all__ = sorted(_HOMES)
+_HOMES: dict[str, str] | None = None
 
 
 def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
+    if name == "__all__":  # what `from study import *` reads
+        return sorted(_homes())
+    home = _homes().get(name)
     if home is None:
         raise AttributeError(f"module 'study' has no attribute {name!r}")
     return getattr(importlib.import_module(home), name)
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(_homes()))

@@ -30,9 +30,9 @@ PUBLIC = {
 
 def test_every_public_name_resolves_to_its_home() -> None:
     assert set(study.__all__) == PUBLIC
-    assert sorted(study.__all__) == sorted(study._HOMES)
+    assert sorted(study.__all__) == sorted(study._homes())
     for name in study.__all__:
-        home = importlib.import_module(study._HOMES[name])
+        home = importlib.import_module(study._homes()[name])
         assert getattr(study, name) is getattr(home, name), name
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = study.nope  # type: ignore[attr-defined]
