@@ -25,6 +25,16 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time __getattr__ 
         data_from_dict,
     )
     from .datasets import Dataset, load_dataset
+    from .dropin import (
+        AWD,
+        SWD,
+        DropIn,
+        DynamicL1,
+        DynamicL2,
+        FixedL2,
+        ScheduledL2,
+        from_scheme,
+    )
     from .errors import ConfigError, DivergenceError, TrainerError
     from .fused import PER_MEMBER, FusedOutcome, FusedTrainer, fuse_problem, train_fused
     from .loop import (
@@ -68,6 +78,16 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "data_from_dict",
     ),
     "datasets": ("Dataset", "load_dataset"),
+    "dropin": (
+        "AWD",
+        "SWD",
+        "DropIn",
+        "DynamicL1",
+        "DynamicL2",
+        "FixedL2",
+        "ScheduledL2",
+        "from_scheme",
+    ),
     "errors": ("ConfigError", "DivergenceError", "TrainerError"),
     "fused": ("PER_MEMBER", "FusedOutcome", "FusedTrainer", "fuse_problem", "train_fused"),
     "loop": (
@@ -115,12 +135,14 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AWD",
     "DATASETS",
     "MODELS",
     "OPTIMIZERS",
     "PER_MEMBER",
     "SCHEMES",
     "SHAPES",
+    "SWD",
     "AWDScheme",
     "BreastCancerData",
     "CNNModel",
@@ -129,10 +151,14 @@ __all__ = [
     "Dataset",
     "DigitsData",
     "DivergenceError",
+    "DropIn",
+    "DynamicL1",
     "DynamicL1Scheme",
+    "DynamicL2",
     "DynamicScheme",
     "EpochCallback",
     "EpochRecord",
+    "FixedL2",
     "FixedScheme",
     "FusedOutcome",
     "FusedTrainer",
@@ -145,6 +171,7 @@ __all__ = [
     "Regularizer",
     "SWDScheme",
     "ScheduleScheme",
+    "ScheduledL2",
     "Scheme",
     "TrainConfig",
     "TrainResult",
@@ -153,6 +180,7 @@ __all__ = [
     "build_model",
     "data_from_dict",
     "flush_denormals",
+    "from_scheme",
     "fuse_problem",
     "keep_freed_memory",
     "load_dataset",

@@ -11,12 +11,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ._fields import convert, describe
-from .data import DataConfig, Mnist1dData, data_from_dict, data_to_dict
+from .data import DataConfig, FileData, LoaderData, Mnist1dData, data_from_dict, data_to_dict
 from .errors import ConfigError
 from .models import (
     MAX_WEIGHTS,
     MLPModel,
     ModelConfig,
+    check_spec,
     model_from_dict,
     model_to_dict,
     weight_count,
@@ -48,6 +49,8 @@ class TrainConfig:
     order_seed: int | None = None  # batch order seed when it differs from ``seed``: the trials
     # of a fused search group share one batch order (see trainers.fused); None = ``seed``
     device: str = "auto"  # "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N", "mps"
+    loop: str = ""  # a user's own training loop, "module:function" (trainers.custom); "": dynl2's
+    loop_root: str = ""  # the folder the loop's module is imported from
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -83,16 +86,29 @@ class TrainConfig:
             raise ConfigError(
                 "order_seed", f"must be between 0 and 2**63-1, got {self.order_seed!r}"
             )
-        if self.model.name == "cnn" and not self.data.sequence:
+        own = isinstance(self.data, FileData | LoaderData)
+        if self.model.name == "cnn" and not (
+            self.data.sequence_like
+            if isinstance(self.data, FileData | LoaderData)
+            else self.data.sequence
+        ):
+            what = "1-d inputs" if own else f"{self.data.name!r}"
             raise ConfigError(
-                "model.kind", f"cnn needs sequence data (dataset mnist1d), not {self.data.name!r}"
+                "model.kind", f"cnn needs sequence data (dataset mnist1d), not {what}"
             )
+        known = not own or self.data.n_inputs > 0
         weights = weight_count(self.model, self.data.n_inputs, self.data.n_outputs)
-        if weights > MAX_WEIGHTS:
+        if known and weights is not None and weights > MAX_WEIGHTS:
             raise ConfigError(
                 f"model.{_SIZE_KEYS.get(self.model.name, 'kind')}",
                 f"the model would have {weights} parameters on {self.data.name!r}; at most "
                 f"{MAX_WEIGHTS}",
+            )
+        if self.loop:
+            check_spec("loop", self.loop)
+        if not isinstance(self.loop_root, str) or "\x00" in self.loop_root:
+            raise ConfigError(
+                "loop_root", f"expected a folder name, got {describe(self.loop_root)}"
             )
         if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
             raise ConfigError("device", f"must be {_DEVICE_RULE}, got {describe(self.device)}")
@@ -112,6 +128,10 @@ class TrainConfig:
         scalars = {k: getattr(self, k) for k in _SCALARS}
         if self.order_seed is None:
             del scalars["order_seed"]
+        if not self.loop:  # configs stored before loops existed read back the same
+            del scalars["loop"]
+        if not self.loop_root:
+            del scalars["loop_root"]
         return {
             "data": data_to_dict(self.data),
             "model": model_to_dict(self.model),
@@ -186,6 +206,8 @@ _SCALARS: dict[str, Any] = {
     "seed": int,
     "order_seed": int | None,
     "device": str,
+    "loop": str,
+    "loop_root": str,
 }
 
 

@@ -13,7 +13,8 @@ import hashlib
 import os
 import stat
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .data import BreastCancerData, DataConfig, DigitsData, LinearData, Mnist1dData
+from .data import BreastCancerData, DataConfig, DigitsData, LinearData, Mnist1dData, OwnData
 
 Task = Literal["classification", "regression"]
 
@@ -42,7 +43,25 @@ class Dataset:
 
     @property
     def n_features(self) -> int:
-        return int(self.x_train.shape[1])
+        """Numbers in one example's input."""
+        return int(self.x_train[0].numel())
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        """One example's input shape: ``(features,)``, ``(C, H, W)``, ..."""
+        return tuple(int(n) for n in self.x_train.shape[1:])
+
+    def flattened(self) -> Dataset:
+        """The same data with each example's input as one vector (for the built-in MLP and
+        linear model); itself when it already is."""
+        if self.x_train.ndim == 2:
+            return self
+        return replace(
+            self,
+            x_train=self.x_train.flatten(1),
+            x_val=self.x_val.flatten(1),
+            x_test=self.x_test.flatten(1),
+        )
 
 
 def load_dataset(config: DataConfig, device: torch.device) -> Dataset:
@@ -60,7 +79,38 @@ def load_dataset(config: DataConfig, device: torch.device) -> Dataset:
         test, val, train = partition(n, (n_test, n_val), config.seed)
         arrays = (x[train], y[train], x[val], y[val], x[test], y[test])
         return _to_device(arrays, "classification", int(y.max()) + 1, False, device)
-    return _linear(config, device)
+    if isinstance(config, LinearData):
+        return _linear(config, device)
+    return _own(config, device)
+
+
+def _own(config: OwnData, device: torch.device) -> Dataset:
+    """A user's data: read (once per process), checked against the config's fingerprint,
+    split, standardized when asked, and moved to the device."""
+    from .own import inspect_data, read_arrays
+
+    inspected = inspect_data(config)  # refuses data whose fingerprint differs
+    arrays, _ = read_arrays(config)
+    splits = split_arrays(inspected, arrays)
+    task: Task = "classification" if inspected.task == "classification" else "regression"
+    sequence = len(inspected.shape) == 1
+    return _to_device(splits, task, inspected.classes, sequence, device, inspected.standardize)
+
+
+def split_arrays(config: OwnData, arrays: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """(x_train, y_train, x_val, y_val, x_test, y_test): the file's own splits where it gives
+    them, the rest carved from ``x`` at random (fixed by the split seed)."""
+    from .own import split_sizes
+
+    x, y = arrays["x"], arrays["y"]
+    _, n_val, n_test = split_sizes(config, arrays)
+    counts = (0 if "x_test" in arrays else n_test, 0 if "x_val" in arrays else n_val)
+    test, val, train = partition(len(x), counts, config.seed)
+    given = "x_test" in arrays
+    x_test, y_test = (arrays["x_test"], arrays["y_test"]) if given else (x[test], y[test])
+    given = "x_val" in arrays
+    x_val, y_val = (arrays["x_val"], arrays["y_val"]) if given else (x[val], y[val])
+    return x[train], y[train], x_val, y_val, x_test, y_test
 
 
 def partition(n: int, counts: tuple[int, ...], seed: int) -> list[np.ndarray]:
@@ -76,17 +126,22 @@ def _to_device(
     n_classes: int,
     sequence: bool,
     device: torch.device,
+    standardize: bool = True,
 ) -> Dataset:
     x_train, y_train, x_val, y_val, x_test, y_test = arrays
-    mean = x_train.mean(axis=0)
-    std = x_train.std(axis=0)
-    std = np.where(std > 1e-12, std, 1.0)  # constant features (digits' blank pixels) stay put
+    if standardize:
+        mean = x_train.mean(axis=0)
+        std = x_train.std(axis=0)
+        std = np.where(std > 1e-12, std, 1.0)  # constant features (digits' blank pixels) stay
+    else:
+        mean, std = np.zeros(()), np.ones(())
 
     def xs(a: np.ndarray) -> Tensor:
         return torch.as_tensor((a - mean) / std, dtype=torch.float32).to(device)
 
     def ys(a: np.ndarray) -> Tensor:
         dtype = torch.int64 if task == "classification" else torch.float32
+        a = a if a.flags.writeable else a.copy()  # a user's arrays are shared, read-only
         return torch.as_tensor(a, dtype=dtype).to(device)
 
     return Dataset(

@@ -21,20 +21,31 @@ product and optimizer update until the group ends, and compaction costs one copy
 
 Per step nothing is read back to the host; per epoch one ``.tolist()`` fetches every member's
 summary together.
+
+A user's own model (:class:`~trainers.models.FactoryModel`) is stacked with ``torch.func``
+(:class:`~trainers.func_stack.FuncStackedModel`): any module, its buffers (batch norm's running
+statistics) per member, training and evaluation modes set where an unfused run sets them, and
+random layers drawing from the group's seeded stream (so with dropout a member matches its solo
+run in distribution only; see :mod:`trainers.func_stack`). A module that cannot run under
+``vmap`` is found by one probe when the group is built, and its members are then trained one
+at a time by :func:`trainers.loop.train`, the callers hearing the same outcomes (and ``note``
+one line saying so).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import Tensor
 
 from .config import TrainConfig
+from .custom import train_custom
 from .datasets import Dataset, load_dataset
 from .errors import ConfigError, DivergenceError
+from .func_stack import FuncStackedModel
 from .loop import (
     EpochCallback,
     EpochRecord,
@@ -45,7 +56,10 @@ from .loop import (
     flush_denormals,
     planned_steps,
     resolve_device,
+    seeded_randomness,
+    train,
 )
+from .models import FactoryModel
 from .regularizers import Regularizer, make_stacked_regularizer, member_norm
 from .stacked import StackedModel
 from .stacked_optim import StackedAdam, StackedOptimizer, StackedSGD
@@ -100,9 +114,19 @@ class FusedTrainer:
         if device.type == "cpu":
             flush_denormals()  # as a run's Trainer does: this thread at least
         n_out = data.n_classes if self.classification else 1
-        self.model = StackedModel(
-            first.model, [c.seed for c in configs], data.n_features, n_out, data.sequence, device
-        )
+        seeds = [c.seed for c in configs]
+        self.model: StackedModel | FuncStackedModel
+        self.vmap_problem: str | None = None  # why a factory model cannot be vmapped
+        if isinstance(first.model, FactoryModel):
+            self.model = FuncStackedModel(
+                first.model, seeds, data.n_features, n_out, data.in_shape, device
+            )
+            self.vmap_problem = self.model.vmap_problem(data.x_train[:2], n_out)
+        else:
+            data = self.data = data.flattened()  # the built-in models read vectors
+            self.model = StackedModel(
+                first.model, seeds, data.n_features, n_out, data.sequence, device
+            )
         # per stacked parameter, whether the penalty covers it (each member's own ndim)
         self.mask = [first.scheme.covers(p.ndim - 1) for p in self.model.params]
         self.regularizer: Regularizer = make_stacked_regularizer(
@@ -140,13 +164,16 @@ class FusedTrainer:
         """One update of every member. Returns (data loss, λ_t, correct count), each ``[K]``
         on the device: no sync."""
         params = self.model.params
-        if self.model.handwritten:
+        if isinstance(self.model, StackedModel) and self.model.handwritten:
             detached, correct, grads = self.model.losses_and_grads(xb, yb, self.classification)
         else:
             out = self.model.forward(xb)
             losses = self.member_losses(out, yb)
             # member k's loss reaches member k's parameters only
-            grads = list(torch.autograd.grad(losses.sum(), params))
+            if isinstance(self.model, FuncStackedModel):
+                grads = self.model.grads(losses.sum())
+            else:
+                grads = list(torch.autograd.grad(losses.sum(), params))
             detached = losses.detach()
             if self.classification:
                 correct = (out.detach().argmax(-1) == yb).sum(-1).float()
@@ -166,6 +193,7 @@ class FusedTrainer:
         n = order.shape[-1]
         steps = -(-n // batch)
         k = self.size
+        self._mode(True)  # dropout on, batch norm's batch statistics
         losses = torch.empty(steps, k, device=self.device)
         lams = torch.empty(steps, k, device=self.device)
         correct = torch.zeros(steps, k, device=self.device)
@@ -177,8 +205,9 @@ class FusedTrainer:
     @torch.no_grad()
     def evaluate(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """Each member's (mean loss, accuracy) over a whole split, ``[K]`` each (accuracy is
-        zeros for regression)."""
+        zeros for regression), the members in evaluation mode."""
         k = self.size
+        self._mode(False)
         loss_sum = torch.zeros(k, device=self.device)
         correct = torch.zeros(k, device=self.device)
         chunk = max(64, 65536 // k)  # bounds the activations of K members at once
@@ -202,6 +231,11 @@ class FusedTrainer:
         flags = [torch.isfinite(p.flatten(1)).all(1) for p in self.model.params]
         return torch.stack(flags).all(0).float()
 
+    def _mode(self, training: bool) -> None:
+        """Training or evaluation mode, where the model has modes (a built-in stack has none)."""
+        if isinstance(self.model, FuncStackedModel):
+            self.model.train(training)
+
     def keep(self, index: Tensor) -> None:
         self.model.keep(index)
         self.optimizer.keep(index)
@@ -215,6 +249,7 @@ def train_fused(
     shared_order: int | None = None,
     on_ends: Callable[[Sequence[tuple[int, FusedOutcome]]], None] | None = None,
     on_epochs: Callable[[Sequence[tuple[int, EpochRecord]]], None] | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> list[FusedOutcome]:
     """Train ``configs`` together; returns each member's outcome, in ``configs`` order.
 
@@ -228,7 +263,14 @@ def train_fused(
     run) is the group's wall time: they trained at once. ``on_ends([(k, outcome), ...])``
     hears of members' ends as they happen, those that end together at once (so a caller can
     record them in one transaction): the members stopped or diverged in an epoch at its end,
-    the members that completed after the group's test pass.
+    the members that completed after the group's test pass. Random layers draw from one
+    stream for the group, seeded from the first member's seed.
+
+    A config with a user's own ``loop`` trains its members one at a time with it
+    (:mod:`trainers.custom`). A factory model that cannot run under ``vmap`` trains its members
+    one at a time instead
+    (each member's epochs then reach ``on_epochs`` alone, and its end ``on_ends`` alone), and
+    ``note`` hears one line saying so.
     """
     started = time.perf_counter()
     if on_epoch is not None and len(on_epoch) != len(configs):
@@ -239,8 +281,37 @@ def train_fused(
     device = resolve_device(first.device)
     if data is None:
         data = load_dataset(first.data, device)
-    trainer = FusedTrainer(configs, data, device)
     callbacks = list(on_epoch) if on_epoch is not None else [None] * len(configs)
+    if first.loop:  # a user's own loop (trainers.custom) trains each member alone
+        problem = fuse_problem(configs)
+        if problem is not None:
+            raise ConfigError("fused", problem)
+        return _one_by_one(
+            configs, callbacks, data, shared_order, on_ends, on_epochs, train_custom
+        )
+    trainer = FusedTrainer(configs, data, device)
+    if trainer.vmap_problem is not None:
+        if note is not None:
+            note(
+                f"model {getattr(first.model, 'factory', first.model.name)} cannot run its "
+                f"{len(configs)} trials as one vmapped group ({trainer.vmap_problem}); "
+                "training them one at a time"
+            )
+        return _one_by_one(configs, callbacks, data, shared_order, on_ends, on_epochs)
+    with seeded_randomness(first.seed, device):  # random layers: a function of the seeds
+        return _train_group(trainer, configs, callbacks, shared_order, on_ends, on_epochs, started)
+
+
+def _train_group(
+    trainer: FusedTrainer,
+    configs: Sequence[TrainConfig],
+    callbacks: Sequence[EpochCallback | None],
+    shared_order: int | None,
+    on_ends: Callable[[Sequence[tuple[int, FusedOutcome]]], None] | None,
+    on_epochs: Callable[[Sequence[tuple[int, EpochRecord]]], None] | None,
+    started: float,
+) -> list[FusedOutcome]:
+    first, data, device = configs[0], trainer.data, trainer.device  # flattened for a built-in
     n = len(data.x_train)
     batch = min(first.batch_size, n)
     sizes = torch.tensor(batch_sizes(n, batch), device=device, dtype=torch.float32)
@@ -313,6 +384,37 @@ def train_fused(
                 (member.index, _result(member, loss, accuracy, started, False, device))
             )
         _end(outcomes, completed, on_ends)
+    return [outcomes[k] for k in range(len(configs))]
+
+
+def _one_by_one(
+    configs: Sequence[TrainConfig],
+    callbacks: Sequence[EpochCallback | None],
+    data: Dataset,
+    shared_order: int | None,
+    on_ends: Callable[[Sequence[tuple[int, FusedOutcome]]], None] | None,
+    on_epochs: Callable[[Sequence[tuple[int, EpochRecord]]], None] | None,
+    alone: Callable[[TrainConfig, EpochCallback, Dataset], TrainResult] = train,
+) -> list[FusedOutcome]:
+    """Each member trained alone by ``alone`` (:func:`trainers.loop.train`, or a user's loop
+    by :func:`trainers.custom.train_custom`), in order, its epochs and end reported as a
+    group's would be (``on_epochs`` before its own callback)."""
+    outcomes: dict[int, FusedOutcome] = {}
+    for k, config in enumerate(configs):
+        run = config if shared_order is None else config.with_(order_seed=shared_order)
+
+        def on_epoch(record: EpochRecord, k: int = k) -> bool:
+            if on_epochs is not None:
+                on_epochs([(k, record)])
+            callback = callbacks[k]
+            return callback is not None and bool(callback(record))
+
+        outcome: FusedOutcome
+        try:
+            outcome = replace(alone(run, on_epoch, data), config=config)
+        except DivergenceError as exc:
+            outcome = exc
+        _end(outcomes, [(k, outcome)], on_ends)
     return [outcomes[k] for k in range(len(configs))]
 
 

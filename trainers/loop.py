@@ -8,9 +8,10 @@ validation pass).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -20,6 +21,7 @@ from torch.nn import functional as F
 from .config import TrainConfig, device_problem
 from .datasets import Dataset, load_dataset
 from .errors import ConfigError, DivergenceError
+from .models import FactoryModel
 from .networks import build_model
 from .regularizers import Regularizer, make_regularizer, total_norm
 from .stacked_optim import ADAM_BETAS, ADAM_EPS
@@ -138,8 +140,10 @@ class Trainer:
         if device.type == "cpu":
             flush_denormals()  # this thread at least; see flush_denormals for the pool
         n_out = data.n_classes if self.classification else 1
+        if not isinstance(config.model, FactoryModel):
+            data = self.data = data.flattened()  # the built-in MLP and linear model read vectors
         self.model: nn.Module = build_model(
-            config.model, data.n_features, n_out, data.sequence, config.seed
+            config.model, data.n_features, n_out, data.sequence, config.seed, data.in_shape
         ).to(device)
         self.penalized = [p for p in self.model.parameters() if config.scheme.covers(p.ndim)]
         self.regularizer: Regularizer = make_regularizer(
@@ -153,9 +157,12 @@ class Trainer:
         loss = data_loss(out, yb, self.classification)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        reg, penalized = self.regularizer, self.penalized
+        reg = self.regularizer
+        # a parameter the step did not reach (frozen, or unused) has no gradient: not penalized
+        penalized = [p for p in self.penalized if p.grad is not None]
         grads = [p.grad for p in penalized if p.grad is not None]
-        lam = reg.lam(loss.detach(), grads, penalized)
+        with torch.no_grad():  # λ_t is a number per step, not part of the graph (AWD's norms)
+            lam = reg.lam(loss.detach(), grads, penalized)
         reg.before_step(lam, grads, penalized)
         self.optimizer.step()
         reg.after_step(lam, self.config.lr, penalized)
@@ -168,6 +175,7 @@ class Trainer:
         Returns per-step data losses, λ_t and correct counts, all still on the device.
         """
         steps = -(-len(order) // batch)
+        self.model.train()  # dropout on, batch norm's batch statistics
         losses = torch.empty(steps, device=self.device)
         lams = torch.empty(steps, device=self.device)
         correct = torch.zeros(steps, device=self.device)
@@ -182,7 +190,9 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor | None]:
-        """(mean loss, accuracy) over a whole split, as device tensors."""
+        """(mean loss, accuracy) over a whole split, as device tensors (the model in eval
+        mode: no dropout, batch norm's running statistics)."""
+        self.model.eval()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
         for xb, yb in zip(x.split(8192), y.split(8192), strict=True):
@@ -215,6 +225,28 @@ def train(
     if data is None:
         data = load_dataset(config.data, device)
     trainer = Trainer(config, data, device)
+    with seeded_randomness(config.seed, device):  # dropout's masks: a function of the seed
+        return _train(config, trainer, on_epoch, started)
+
+
+@contextlib.contextmanager
+def seeded_randomness(seed: int, device: torch.device) -> Iterator[None]:
+    """Torch's global generators (what dropout draws from) seeded from ``seed`` for the block,
+    and restored after it: a run's random layers repeat with its seed, and leave the caller's
+    random state as it was."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type=device.type):
+        torch.manual_seed(seed ^ _DROPOUT_SALT)
+        yield
+
+
+_DROPOUT_SALT = 0x5EED_D20F  # keeps dropout's stream apart from the initialization's (seed)
+
+
+def _train(
+    config: TrainConfig, trainer: Trainer, on_epoch: EpochCallback | None, started: float
+) -> TrainResult:
+    data, device = trainer.data, trainer.device  # flattened for a built-in model
     n = len(data.x_train)
     batch = min(config.batch_size, n)
     sizes = torch.tensor(batch_sizes(n, batch), device=device, dtype=torch.float32)

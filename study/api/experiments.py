@@ -30,7 +30,12 @@ from typing import TYPE_CHECKING, Any
 import storage as storage_layer
 from storage import ExperimentNotFound, Store, best_by_search
 from study.config import env
-from study.config.experiment import ExperimentConfig, load_experiment, require_device
+from study.config.experiment import (
+    ExperimentConfig,
+    inspected,
+    load_experiment,
+    require_device,
+)
 from study.errors import UsageError
 from study.run.files import check_target, default_report_path, target_path
 from study.run.progress import ArmSummary, arm_counts, evaluation_summary
@@ -94,7 +99,9 @@ def run_experiment(
     else chosen for the device). ``note`` hears remarks (arms that cannot fuse, an outage)."""
     if not isinstance(config, ExperimentConfig):
         config = load_experiment(config)  # validated before anything is written,
-    require_device(config)  # and the device is on this machine
+    else:
+        config = inspected(config)  # (a user's data read and checked, as load_experiment does)
+    require_device(config)  # and the device, code and data are on this machine
     prepare_training()
     heartbeat = heartbeat_from_env()
     Patience.from_env()  # a bad $DYNL2_DB_PATIENCE is refused before anything is written

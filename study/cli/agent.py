@@ -10,7 +10,7 @@ import subprocess
 import sys
 from typing import Any
 
-from study.cli.args import batch_flag, storage_flag, workers_flag
+from study.cli.args import batch_flag, code_flag, storage_flag, workers_flag
 from study.cli.experiments import say_line
 from study.config import env
 from study.search import signals
@@ -39,6 +39,9 @@ def add_parser(verbs: Any) -> None:
     p.add_argument("--once", action="store_true", help="exit when no experiment has work left")
     p.add_argument("--index", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    code_flag(p, "run experiments whose code (a data loader, a model factory, a training loop) "
+              "is in the module PREFIX or below it (repeatable); others that name code are left "
+              "to other agents, with the reason said once")  # fmt: skip
     p.set_defaults(handler=cmd_agent)
 
 
@@ -59,7 +62,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
         summary = run_agent(
             storage=args.storage, batch=args.batch, index=args.index, poll=args.poll,
-            once=args.once, say=say,
+            once=args.once, say=say, allow_code=args.allow_code,
         )  # fmt: skip
         say(
             f"agent: done: {summary.trials} trials, {summary.evaluations} evaluation runs, "
@@ -73,6 +76,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     argv += ["--batch", str(args.batch)] if args.batch else []
     argv += ["--once"] if args.once else []
     argv += ["--quiet"] if args.quiet else []
+    argv += [f"--allow-code={prefix}" for prefix in args.allow_code]
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for i in range(args.workers):

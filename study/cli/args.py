@@ -19,6 +19,24 @@ def storage_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*", re.ASCII)
+
+
+def code_flag(p: argparse.ArgumentParser, what: str) -> None:
+    """``--allow-code PREFIX`` (repeatable): module-name prefixes whose code may run."""
+    p.add_argument(
+        "--allow-code", action="append", default=[], type=_module, metavar="PREFIX", help=what
+    )
+
+
+def _module(text: str) -> str:
+    if not _MODULE.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"expected a module name (dotted Python identifiers, e.g. lab.models), got {text!r}"
+        )
+    return text
+
+
 def workers_flag(
     p: argparse.ArgumentParser, what: str = "worker processes", default: int = 1
 ) -> None:

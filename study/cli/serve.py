@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import socket
 import sys
 import urllib.parse
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import storage
-from study.cli.args import storage_flag
+from study.cli.args import code_flag, storage_flag
 from study.config import env
 from study.errors import UsageError
 
@@ -46,6 +47,16 @@ def add_parsers(verbs: Any) -> None:
         help="a Host name the server answers to, besides its address and localhost on its "
         "port (repeatable; e.g. the name a reverse proxy forwards); other Host headers get 400",
     )
+    code_flag(p, "accept submissions whose code (a data loader, a model factory, a training "
+              "loop) is in the module PREFIX or below it (repeatable); without it, submissions "
+              "that name code are refused (403)")  # fmt: skip
+    p.add_argument(
+        "--data-root",
+        type=_folder,
+        metavar="FOLDER",
+        help="accept submissions whose [data] path lies under FOLDER (a relative path is read "
+        "from there); without it, submissions that name a data file are refused (403)",
+    )
     p.set_defaults(handler=cmd_serve)
 
     p = verbs.add_parser(
@@ -59,6 +70,12 @@ def add_parsers(verbs: Any) -> None:
     p.add_argument("--server", required=True, help="the server's base URL (http://HOST:PORT)")
     p.add_argument("--token-file", type=Path, help="a file holding the bearer token")
     p.set_defaults(handler=cmd_submit)
+
+
+def _folder(text: str) -> str:
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"expected an existing folder, got {text!r}")
+    return os.path.realpath(text)
 
 
 def _port(text: str) -> int:
@@ -127,7 +144,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from study.service.app import make_app
 
-    app = make_app(args.storage, token=token)
+    app = make_app(args.storage, token=token, allow_code=args.allow_code, data_root=args.data_root)
     sock = _bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
     checked = HostCheck(app, [*default_hosts(host, port), *args.allowed_host])

@@ -24,6 +24,7 @@ __all__ = [
     "DB_PATIENCE",
     "HEARTBEAT",
     "KNOBS",
+    "LOADER_SECONDS",
     "MAX_SECONDS",
     "RUN_PID",
     "SERVE_TOKEN",
@@ -36,6 +37,7 @@ __all__ = [
     "db_patience",
     "heartbeat",
     "is_token",
+    "loader_seconds",
     "run_pid",
     "serve_token",
     "sql_url",
@@ -48,6 +50,7 @@ THREADS = "DYNL2_THREADS"
 HEARTBEAT = "DYNL2_HEARTBEAT"
 DB_PATIENCE = "DYNL2_DB_PATIENCE"
 CACHE = "DYNL2_CACHE"
+LOADER_SECONDS = "DYNL2_LOADER_SECONDS"  # the same name as trainers.own.LOADER_SECONDS_ENV
 STORAGE = "DYNL2_STORAGE"  # the same name as storage.ENV_VAR
 SQL_URL = "DYNL2_SQL_URL"  # the same name as storage.READER_URL_ENV
 RUN_PID = "DYNL2_RUN_PID"
@@ -111,6 +114,22 @@ def db_patience() -> float | None:
         seconds = math.nan
     if not 0 <= seconds <= MAX_SECONDS:  # also refuses NaN
         raise _refuse(DB_PATIENCE, f"seconds between 0 and {MAX_SECONDS}", text)
+    return seconds
+
+
+def loader_seconds() -> float | None:
+    """``$DYNL2_LOADER_SECONDS``: how long a ``[data] loader`` may run before the experiment is
+    refused. (``trainers.own.loader_seconds`` reads it: the trainer layer does not import this
+    one.)"""
+    text = _raw(LOADER_SECONDS)
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= MAX_SECONDS:  # also refuses NaN
+        raise _refuse(LOADER_SECONDS, f"seconds above 0, at most {MAX_SECONDS}", text)
     return seconds
 
 
@@ -196,6 +215,7 @@ KNOBS: dict[str, Callable[[], object]] = {
     HEARTBEAT: heartbeat,
     DB_PATIENCE: db_patience,
     CACHE: cache,
+    LOADER_SECONDS: loader_seconds,
     STORAGE: storage_url,
     SQL_URL: sql_url,
     RUN_PID: run_pid,

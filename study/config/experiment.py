@@ -39,6 +39,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from study.config.arms import ArmConfig, check_name
+from study.config.own import check_model, inspected_data, own_data, resolve_paths
 from study.config.ranges import Range, bounded, distribution, field_types, split_params
 from study.config.reader import ExperimentConfigError, read_config
 from study.config.search import (
@@ -77,6 +78,7 @@ __all__ = [
     "ExperimentConfigError",
     "Range",
     "SearchConfig",
+    "inspected",
     "load_experiment",
     "parse_experiment",
     "require_device",
@@ -108,7 +110,7 @@ class ExperimentConfig:
         check_name("experiment.name", self.name, "experiment name")
         object.__setattr__(self, "seed", bounded("experiment.seed", self.seed, 0, MAX_SEED))
         data = _trainer_call(lambda: data_to_dict(data_from_dict(self.data, "data")))
-        model = _trainer_call(lambda: model_to_dict(model_from_dict(self.model, "model")))
+        model = _model_with_ranges(self.model)
         object.__setattr__(self, "data", _freeze(data))
         object.__setattr__(self, "model", _freeze(model))
         both = sorted(set(self.train_fixed) & set(self.train_ranges))
@@ -122,11 +124,15 @@ class ExperimentConfig:
         object.__setattr__(self, "train_fixed", types.MappingProxyType(fixed))
         object.__setattr__(self, "train_ranges", types.MappingProxyType(ranges))
         self._check_arms()
-        if self.search.metric == "val_acc" and self.data["dataset"] in REGRESSION_DATASETS:
+        if self.search.metric == "val_acc" and self.task == "regression":
+            what = (
+                f"{self.data['dataset']!r} is a regression dataset"
+                if "dataset" in self.data
+                else "the data is a regression task (float targets)"
+            )
             raise ExperimentConfigError(
                 "search.metric",
-                f"val_acc needs a classification dataset, but {self.data['dataset']!r} is a "
-                'regression dataset; use metric = "val_loss"',
+                f'val_acc needs a classification dataset, but {what}; use metric = "val_loss"',
             )
         for arm in self.arms:
             self._check_corners(arm)
@@ -146,9 +152,17 @@ class ExperimentConfig:
         return METRICS[self.search.metric]
 
     @property
+    def task(self) -> str:
+        """classification or regression ("" for a user's data not yet read: see
+        :func:`inspected`)."""
+        if own_data(self.data):
+            return str(self.data.get("task", ""))
+        return "regression" if self.data["dataset"] in REGRESSION_DATASETS else "classification"
+
+    @property
     def accuracy(self) -> bool:
         """Whether the dataset has an accuracy (classification); a regression has losses only."""
-        return self.data["dataset"] not in REGRESSION_DATASETS
+        return self.task != "regression"
 
     @property
     def max_epochs(self) -> int:
@@ -167,9 +181,16 @@ class ExperimentConfig:
         known = ", ".join(a.name for a in self.arms)
         raise ExperimentConfigError("arms", f"no arm named {name!r}; the arms are: {known}")
 
+    @property
+    def model_ranges(self) -> dict[str, Range]:
+        """A factory model's searched arguments (``[model.args]`` ranges), by parameter name
+        ``model.NAME``: searched in every arm, like ``[train]``'s ranges."""
+        return model_ranges(self.model)
+
     def searched(self, arm_name: str) -> dict[str, Range]:
-        """What Optuna searches in this arm, by parameter name: train ranges, then the arm's."""
-        return {**self.train_ranges, **self.arm(arm_name).ranges}
+        """What Optuna searches in this arm, by parameter name: train ranges, a factory model's
+        searched arguments, then the arm's."""
+        return {**self.train_ranges, **self.model_ranges, **self.arm(arm_name).ranges}
 
     def train_config(
         self, arm_name: str, sampled: Mapping[str, float | int], seed: int
@@ -187,7 +208,7 @@ class ExperimentConfig:
         scheme = {"scheme": arm.scheme, **arm.fixed, **{k: sampled[k] for k in arm.ranges}}
         settings: dict[str, object] = {
             "data": self.data,
-            "model": self.model,
+            "model": model_at(self.model, sampled),
             "scheme": scheme,
             **self.train_fixed,
             **{k: sampled[k] for k in self.train_ranges},
@@ -272,6 +293,7 @@ class ExperimentConfig:
         if len(errors) == 2 and str(errors["low"]) == str(errors["high"]):
             raise first  # the same at both ends: not caused by a range, so no range context
         searched_keys = {_toml_key(name, arm.name) for name in self.train_ranges}
+        searched_keys |= {_param_key(name) for name in self.model_ranges}
         searched_keys |= {f"arms.{arm.name}.{name}" for name in arm.ranges}
         if first.key in searched_keys:
             context = f"the {end} end of its range"
@@ -285,6 +307,7 @@ class ExperimentConfig:
         whatever Optuna refuses is refused here, before anything is written."""
         for name, rng in self.searched(arm.name).items():
             key = f"arms.{arm.name}.{name}" if name in arm.ranges else _toml_key(name, arm.name)
+            key = _param_key(name) if name in self.model_ranges else key
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # one line on stderr, never a warning
@@ -296,17 +319,39 @@ class ExperimentConfig:
 
 
 def require_device(config: ExperimentConfig) -> None:
-    """Refuse, before anything is written, a config whose ``train.device`` this machine lacks
-    (``cuda`` without CUDA, ``cuda:3`` with two GPUs, ``mps`` off a Mac). The config itself
-    only checks the spelling: it is stored, and read on machines that may have the device."""
+    """Refuse, before anything is written, a config this machine cannot train: its
+    ``train.device`` is missing here (``cuda`` without CUDA, ``cuda:3`` with two GPUs, ``mps``
+    off a Mac), the code it names does not import here, or its data (a user's file or loader)
+    does not hash to the fingerprint it was stored with. The config itself only checks the
+    spelling: it is stored, and read on machines that may have the device."""
     problem = device_problem(str(config.train_fixed.get("device", TrainConfig.device)))
     if problem is not None:
         raise ExperimentConfigError("train.device", problem)
+    if own_data(config.data) and not config.data.get("fingerprint"):
+        raise ExperimentConfigError(
+            "data", "the data has not been read yet: load the config with load_experiment, "
+            "or pass it through study.inspected"
+        )  # fmt: skip
+    inspected(config)
+
+
+def inspected(config: ExperimentConfig) -> ExperimentConfig:
+    """``config`` with a user's data read, checked and fingerprinted, and a factory model built
+    once on two examples (:mod:`study.config.own`); the same config when there is nothing to
+    read. Data whose fingerprint differs from a stored one is refused, naming both."""
+    doc = config.to_dict()
+    if own_data(doc["data"]):
+        doc["data"] = inspected_data(doc["data"])
+    check_model(doc["model"], doc["data"])
+    return config if doc == config.to_dict() else parse_experiment(doc)
 
 
 def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
-    """Read (within :mod:`study.config.reader`'s limits) and validate an experiment TOML file."""
-    return parse_experiment(read_config(path))
+    """Read (within :mod:`study.config.reader`'s limits) and validate an experiment TOML file;
+    a user's data is read and checked (:func:`inspected`). Paths and code in the file are
+    relative to its folder."""
+    document = resolve_paths(read_config(path), os.path.dirname(os.path.abspath(path)))
+    return inspected(parse_experiment(document))
 
 
 def parse_experiment(mapping: Mapping[str, Any]) -> ExperimentConfig:
@@ -351,6 +396,47 @@ def _toml_key(key: str, arm: str) -> str:
     if head == "seed":
         return "experiment.seed"
     return f"train.{key}"
+
+
+def _param_key(name: str) -> str:
+    """A searched model argument's TOML key: ``model.width`` is ``model.args.width``."""
+    return f"model.args.{name.removeprefix('model.')}"
+
+
+def model_ranges(model: Mapping[str, Any]) -> dict[str, Range]:
+    """The ranges among a factory model's ``args``, as parameters ``model.NAME``."""
+    args = model.get("args") if "factory" in model else None
+    if not isinstance(args, Mapping):
+        return {}
+    return {
+        f"model.{name}": Range.from_dict(value, f"model.args.{name}")
+        for name, value in args.items()
+        if _is_range(value)
+    }
+
+
+def model_at(model: Mapping[str, Any], values: Mapping[str, object]) -> dict[str, Any]:
+    """A factory model's table with each searched argument at ``values[model.NAME]``."""
+    ranges = model_ranges(model)
+    if not ranges:
+        return dict(model)
+    args = {**model["args"], **{n[len("model.") :]: values[n] for n in ranges}}
+    return {**model, "args": args}
+
+
+def _model_with_ranges(model: Mapping[str, Any]) -> dict[str, object]:
+    """The canonical model table: a factory's searched arguments as canonical ranges, its
+    other arguments checked as the trainer checks them (with each range at its low end)."""
+    if not isinstance(model, Mapping):
+        return _trainer_call(lambda: model_to_dict(model_from_dict(model, "model")))
+    ranges = {n[len("model.") :]: r for n, r in model_ranges(model).items()}
+    lows = model_at(model, {f"model.{n}": r.low for n, r in ranges.items()})
+    canonical = _trainer_call(lambda: model_to_dict(model_from_dict(lows, "model")))
+    if ranges:
+        args = canonical["args"]
+        assert isinstance(args, dict)
+        canonical["args"] = {**args, **{n: r.to_dict() for n, r in ranges.items()}}
+    return canonical
 
 
 def _trainer_call(make: Callable[[], dict[str, object]]) -> dict[str, object]:

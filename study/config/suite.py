@@ -38,11 +38,12 @@ import math
 import os
 import re
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from study.config.arms import NAME, NAME_RULE
-from study.config.experiment import ExperimentConfig, parse_experiment
+from study.config.experiment import ExperimentConfig, inspected, parse_experiment
+from study.config.own import resolve_paths
 from study.config.reader import ExperimentConfigError, read_config
 from study.errors import StudyError
 from trainers._fields import describe
@@ -92,10 +93,18 @@ def load_suite(path: str | os.PathLike[str], *, confirmed: bool = False) -> Suit
     """Read, expand and validate the suite file at ``path``; ``confirmed`` allows more than
     :data:`MAX_WITHOUT_YES` experiments (``--yes``)."""
     try:
-        document = read_config(path)
+        document = dict(read_config(path))
     except ExperimentConfigError as exc:
         raise SuiteConfigError([str(exc)]) from None
-    return parse_suite(document, confirmed=confirmed)
+    if isinstance(document.get("base"), Mapping):  # paths and code relative to the suite file
+        folder = os.path.dirname(os.path.abspath(path))
+        document["base"] = resolve_paths(document["base"], folder)
+    suite = parse_suite(document, confirmed=confirmed)
+    try:  # a user's data read and checked once per experiment, before anything is written
+        members = tuple(replace(e, config=inspected(e.config)) for e in suite.experiments)
+    except ExperimentConfigError as exc:
+        raise SuiteConfigError([str(exc)]) from None
+    return replace(suite, experiments=members)
 
 
 def parse_suite(document: Mapping[str, Any], *, confirmed: bool = False) -> Suite:

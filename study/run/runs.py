@@ -97,6 +97,13 @@ def resume_problem(store: Store, config: ExperimentConfig) -> str | None:
     differences = stored.diff(config)
     if not differences:
         return None
+    if "data.fingerprint" in differences:
+        return (
+            f"experiment {config.name!r} was run on data with fingerprint "
+            f"{stored.data.get('fingerprint')}, but the data read now has "
+            f"{config.data.get('fingerprint')}: the same data resumes it (or choose another "
+            "[experiment] name for the new data)"
+        )
     raised = [key for key in differences if key in _RAISABLE]
     if raised == differences:
         lowered = [key for key in raised if _RAISABLE[key](config) < _RAISABLE[key](stored)]

@@ -66,6 +66,8 @@ def group_sizes(
     ``[search] batch``, else :func:`default_batch`; 1 for an arm that cannot fuse (said once
     through ``note``)."""
     size = batch or config.search.batch or default_batch(device_type, config.search.n_trials)
+    if config.train_fixed.get("loop"):
+        size = 1  # a user's own loop trains one trial at a time (trainers.custom)
     sizes = {}
     for arm in config.arms:
         if not config.searched(arm.name):
@@ -141,6 +143,7 @@ def run_trials(
             shared_order=shared_order,
             on_ends=group.on_ends,
             on_epochs=group.report,
+            **({"note": note} if note is not None else {}),  # told only when someone listens
         )
     except DatabaseAway:
         raise  # not the trials' fault: they stay RUNNING, go stale and are retried

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
 
 from storage import ExperimentNotFound, Store
-from study.config.experiment import parse_experiment
+from study.config.experiment import inspected, parse_experiment
+from study.config.own import code_problem, files_named, resolve_paths
 from study.config.reader import MAX_CONFIG_BYTES, parse_config_text
 from study.run.runs import create_or_resume, resume_problem
 from study.service.data import reading
@@ -72,10 +75,33 @@ async def toml_body(request: Request) -> str:
         raise BadRequest(400, "the body is not UTF-8 text") from None
 
 
-def submit(writer: Store, reads: Reads, text: str) -> tuple[dict[str, Any], int]:
+def submit(
+    writer: Store,
+    reads: Reads,
+    text: str,
+    *,
+    allow_code: Sequence[str] = (),
+    data_root: str | None = None,
+) -> tuple[dict[str, Any], int]:
     """Create (or resume) the experiment in ``text`` as ``dynl2 run`` would: its answer and
-    status (201 created, 200 resumed)."""
-    config = parse_experiment(parse_config_text(text, "the request body"))
+    status (201 created, 200 resumed). A config that names code (a loader, a factory, a loop)
+    is refused (403) unless its modules are under ``allow_code``; a data file must lie under
+    ``data_root`` (a relative path is read from there)."""
+    document = parse_config_text(text, "the request body")
+    problem = code_problem(document, allow_code)
+    if problem is not None:
+        raise BadRequest(403, f"this server refuses the experiment: {problem}")
+    if files_named(document) and data_root is None:
+        raise BadRequest(
+            403, "this server reads no data files (data.path): start it with --data-root FOLDER"
+        )
+    root = os.path.realpath(data_root or os.getcwd())
+    document = resolve_paths(document, root)
+    for path in files_named(document):
+        inside = os.path.realpath(path)
+        if os.path.commonpath([inside, root]) != root:
+            raise BadRequest(403, f"data.path {path!r} lies outside the server's --data-root")
+    config = inspected(parse_experiment(document))
     with writer.lock(f"dynl2:submit:{config.name}"):
         with reading(config.name):  # a stored config it cannot read is the store's (503)
             try:

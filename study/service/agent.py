@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -32,6 +32,7 @@ import storage as storage_layer
 from storage import Store
 from study.config import env
 from study.config.experiment import ExperimentConfig, ExperimentConfigError, require_device
+from study.config.own import code_problem
 from study.errors import StudyError, UsageError
 from study.run.files import default_report_path
 from study.run.progress import arm_counts
@@ -89,14 +90,19 @@ def next_work(
     store: Store,
     skip: Container[str] = (),
     refuse: Callable[[str, str], None] | None = None,
+    allow_code: Sequence[str] = (),
 ) -> tuple[Work, ExperimentConfig] | None:
     """The oldest experiment (not in ``skip``) with work left, and that work. One this agent
-    cannot serve is passed to ``refuse(name, why)`` and passed over."""
+    cannot serve (a device it lacks, code outside ``allow_code``, data that hashes differently
+    here) is passed to ``refuse(name, why)`` and passed over."""
     for name in store.experiments()["name"]:
         if name in skip:
             continue
         try:
             config = stored_experiment(store, name)
+            problem = code_problem(config.to_dict(), allow_code)
+            if problem is not None:
+                raise UsageError(problem)
             require_device(config)
         except (UsageError, ExperimentConfigError) as exc:
             if refuse is not None:
@@ -116,8 +122,11 @@ def run_agent(
     poll: float = DEFAULT_POLL_S,
     once: bool = False,
     say: Callable[[str], None] = lambda line: None,
+    allow_code: Sequence[str] = (),
 ) -> AgentSummary:
-    """Serve the store's experiments until stopped (or, ``once``, until none has work left)."""
+    """Serve the store's experiments until stopped (or, ``once``, until none has work left).
+    An experiment that names code runs only if its modules are under ``allow_code``
+    (module-name prefixes: ``--allow-code``)."""
     import torch
 
     from study.run.evaluate import evaluate
@@ -149,7 +158,9 @@ def run_agent(
             now = time.monotonic()
             skip = set(refused) | {name for name, at in later.items() if at > now}
             found = retrying(
-                functools.partial(next_work, store, skip, refuse), "looking for work", note=say
+                functools.partial(next_work, store, skip, refuse, allow_code),
+                "looking for work",
+                note=say,
             )
             if found is None:
                 if once and not any(at > now for at in later.values()):

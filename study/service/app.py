@@ -36,7 +36,7 @@ import logging
 import re
 import threading
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -125,16 +125,24 @@ class _State:
             self._writer.close()
 
 
-def make_app(storage_url: str | None = None, *, token: str | None = None) -> Starlette:
+def make_app(
+    storage_url: str | None = None,
+    *,
+    token: str | None = None,
+    allow_code: Sequence[str] = (),
+    data_root: str | None = None,
+) -> Starlette:
     """The app over the store at ``storage_url`` (resolved as ``--storage`` is), opened
     read-only now: a missing or unreachable store raises its :class:`storage.StorageError`
     here, before any request. With ``token``, ``POST /api/experiments`` accepts experiments
     from requests that carry it (and a missing store is created); without, the server only
-    reads."""
+    reads. A submission that names code is accepted only from the modules of ``allow_code``
+    (module-name prefixes), and one that reads a data file only from under ``data_root``."""
     if token is not None and not token:
         raise UsageError("token: empty; a token is a non-empty string")
     url = storage.resolve_url(storage_url)
     state = _State(url, token)
+    allow = tuple(allow_code)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -151,7 +159,9 @@ def make_app(storage_url: str | None = None, *, token: str | None = None) -> Sta
             authorize(request, state.token)
             text = await toml_body(request)
             answer, status = await run_in_threadpool(
-                lambda: submit(state.writer(), state.reads, text)  # opens the writer once
+                lambda: submit(  # opens the writer once
+                    state.writer(), state.reads, text, allow_code=allow, data_root=data_root
+                )
             )
             return _json(answer, status)
         except Exception as exc:

@@ -64,6 +64,9 @@ PARTS = {"The experiment file": "experiment", "The suite file": "suite"}
 _SECTION = re.compile(r"`\[\[?([A-Za-z_]+)(?:\.[A-Za-z_]+)?\]\]?`")
 _CHOICE = re.compile(r'`(?:dataset|kind|scheme) = "([a-z0-9_]+)"`')
 _CODE = re.compile(r"`([^`]+)`")
+_OWN = re.compile(r"with `(path|loader|factory)`")
+# a value that selects each table of a user's own data or model
+OWN_BASE = {"path": "/data/d.npz", "loader": "lab.data:load", "factory": "lab.models:make"}
 
 
 def _cells(line: str) -> list[str]:
@@ -76,6 +79,9 @@ def _heading_scope(part: str, heading: str) -> Scope | None:
     section = _SECTION.search(heading)
     if section is None:
         return None
+    own = _OWN.search(heading)  # a user's own data or model: `[data]` with `path`
+    if own is not None:
+        return (part, section[1], own[1])
     choice = _CHOICE.search(heading)
     return (part, section[1]) if choice is None else (part, section[1], choice[1])
 
@@ -191,11 +197,18 @@ def accepted_keys() -> dict[Scope, list[str]]:
     }
     for name, cls in DATASETS.items():
         out[("experiment", "data", name)] = [f.name for f in dataclasses.fields(cls)]
+    for form in ("path", "loader"):
+        out[("experiment", "data", form)] = list(data_to_dict(data_from_dict(_own(form))))
+    out[("experiment", "model", "factory")] = list(model_to_dict(model_from_dict(_own("factory"))))
     for name, cls in MODELS.items():
         out[("experiment", "model", name)] = [f.name for f in dataclasses.fields(cls)]
     for name in SCHEMES:
         out[("experiment", "arms", name)] = list(scheme_fields(name))
     return out
+
+
+def _own(form: str) -> dict[str, Any]:
+    return {form: OWN_BASE[form]}
 
 
 def _experiment(**sections: Any) -> Any:
@@ -227,11 +240,13 @@ def _reader(scope: Scope) -> tuple[dict[str, Any], Callable[[dict[str, Any]], ob
         return READERS[scope]
     part, section, *choice = scope
     if (part, section) == ("experiment", "data"):
-        base = {"dataset": choice[0]} if choice else {}
+        base = _own(choice[0]) if choice and choice[0] in OWN_BASE else {}
+        base = {"dataset": choice[0]} if choice and not base else base
         loss = {"metric": "val_loss"}  # which any dataset takes, a regression's too
         return base, lambda t: _experiment(data=t, search=loss).to_dict()["data"]
     if (part, section) == ("experiment", "model"):
-        base = {"kind": choice[0]} if choice else {}
+        base = _own(choice[0]) if choice and choice[0] in OWN_BASE else {}
+        base = {"kind": choice[0]} if choice and not base else base
         return base, lambda t: _experiment(model=t).to_dict()["model"]
     if (part, section) == ("experiment", "arms"):
         base = {"scheme": choice[0] if choice else "none"}

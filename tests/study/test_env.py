@@ -43,6 +43,8 @@ BAD: list[tuple[str, str, str]] = [
     ("DYNL2_DB_PATIENCE", "nan", "got 'nan'"),
     ("DYNL2_DB_PATIENCE", "inf", "got 'inf'"),
     ("DYNL2_DB_PATIENCE", "soon", "got 'soon'"),
+    ("DYNL2_LOADER_SECONDS", "0", "seconds above 0"),
+    ("DYNL2_LOADER_SECONDS", "nan", "got 'nan'"),
     ("DYNL2_CACHE", "{p}/a-file", "is a file"),
     ("DYNL2_CACHE", "{p}/a-file/below", "a-file is a file"),
     ("DYNL2_STORAGE", "dynl2.db", "must be a database URL"),
