@@ -20,13 +20,14 @@ def smoothed(ctx, smoothing: float = 0.1) -> None:
         model.train()
         total = torch.zeros((), device=ctx.device)
         for idx in torch.randperm(n, device=ctx.device, generator=generator).split(ctx.batch_size):
-            loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx],
-                                   label_smoothing=smoothing)
+            loss = F.cross_entropy(
+                model(data.x_train[idx]), data.y_train[idx], label_smoothing=smoothing
+            )
             opt.zero_grad()
             loss.backward()
-            reg.step(loss)           # the arm's λ_t from this loss (coupled: into the gradients)
+            reg.step(loss)  # the arm's λ_t from this loss (coupled: into the gradients)
             opt.step()
-            reg.after_step(ctx.lr)   # decoupled schemes shrink the weights here
+            reg.after_step(ctx.lr)  # decoupled schemes shrink the weights here
             total += loss.detach() * len(idx)
         model.eval()
         with torch.no_grad():

@@ -91,20 +91,25 @@ SCENARIOS = {
         f, "own-npz", '[data]\npath = "digits.npz"', '[model]\nkind = "mlp"\nhidden = [16]'
     ),
     "csv-regression-factory": lambda f: _write(
-        f, "own-csv",
+        f,
+        "own-csv",
         '[data]\npath = "diabetes.csv"\ntarget = "progression"\ntask = "regression"',
         '[model]\nfactory = "models:residual_mlp"\n[model.args]\nwidth = 8\nblocks = 1',
         metric="val_loss",
-    ),  # fmt: skip
+    ),
     "bn-cnn-fused": lambda f: _write(
-        f, "own-cnn", '[data]\nloader = "data:digits_images"\n[data.args]\nlimit = 400',
+        f,
+        "own-cnn",
+        '[data]\nloader = "data:digits_images"\n[data.args]\nlimit = 400',
         '[model]\nfactory = "models:bn_cnn"\n[model.args]\nchannels = 4',
-    ),  # fmt: skip
+    ),
     "custom-loop": lambda f: _write(
-        f, "own-loop", '[data]\npath = "digits.npz"',
+        f,
+        "own-loop",
+        '[data]\npath = "digits.npz"',
         '[model]\nfactory = "models:bn_cnn"\n[model.args]\nchannels = 4\ndropout = 0.0',
         train='loop = "loops:smoothed"',
-    ),  # fmt: skip
+    ),
 }
 
 

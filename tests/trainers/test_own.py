@@ -66,7 +66,7 @@ def test_the_fingerprint_follows_the_arrays_not_the_file(tmp_path):
     c = inspect_data(FileData(path=str(tmp_path / "c.npz")))
     assert c.fingerprint != a.fingerprint
     stale = dataclasses.replace(c, fingerprint=a.fingerprint)  # a store made on other data
-    with pytest.raises(ConfigError, match="data.fingerprint") as caught:
+    with pytest.raises(ConfigError, match=r"data\.fingerprint") as caught:
         load_dataset(stale, CPU)
     assert a.fingerprint in str(caught.value) and c.fingerprint in str(caught.value)
 
@@ -74,9 +74,7 @@ def test_the_fingerprint_follows_the_arrays_not_the_file(tmp_path):
 def test_a_csv_regression_with_named_features(tmp_path):
     rows = "".join(f"{i},{i % 4},{2.5 * i}\n" for i in range(60))
     (tmp_path / "t.csv").write_text("a,b,target\n" + rows)
-    config = inspect_data(
-        FileData(path=str(tmp_path / "t.csv"), target="target", features=("b",))
-    )
+    config = inspect_data(FileData(path=str(tmp_path / "t.csv"), target="target", features=("b",)))
     assert (config.task, config.shape, config.n_outputs) == ("regression", (1,), 1)
     arrays, _ = read_arrays(config)
     assert arrays["x"].shape == (60, 1) and arrays["y"][3] == 7.5
@@ -133,9 +131,9 @@ def test_configs_of_own_data_and_models_read_back():
     model = model_from_dict({"factory": "lab.models:make", "args": {"width": 32, "act": "relu"}})
     assert isinstance(model, FactoryModel)
     assert model_from_dict(model_to_dict(model)) == model
-    with pytest.raises(ConfigError, match="model.args.bad-name"):
+    with pytest.raises(ConfigError, match=r"model\.args\.bad-name"):
         model_from_dict({"factory": "a:b", "args": {"bad-name": 1}})
-    with pytest.raises(ConfigError, match="data.loader"):
+    with pytest.raises(ConfigError, match=r"data\.loader"):
         data_from_dict({"loader": "a:b", "path": "x.npz"})
 
 
