@@ -25,6 +25,7 @@ from .models import (
 from .schemes import NoneScheme, Scheme, scheme_from_dict
 
 OPTIMIZERS = ("sgd", "adam")
+PENALIZE = ("weights", "all")  # which parameters a scheme's penalty covers
 MAX_EPOCHS = 1_000_000
 MAX_BATCH_SIZE = 10_000_000
 # The whole string, ASCII digits only: re's $ would let "cpu\n" through and \d "cuda:\u0663".
@@ -49,6 +50,8 @@ class TrainConfig:
     order_seed: int | None = None  # batch order seed when it differs from ``seed``: the trials
     # of a fused search group share one batch order (see trainers.fused); None = ``seed``
     device: str = "auto"  # "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N", "mps"
+    penalize: str = "weights"  # "weights": parameters of >= 2 dimensions; "all": biases and
+    # normalization parameters too (the same as every arm's ``biases = true``)
     loop: str = ""  # a user's own training loop, "module:function" (trainers.custom); "": dynl2's
     loop_root: str = ""  # the folder the loop's module is imported from
 
@@ -104,6 +107,13 @@ class TrainConfig:
                 f"the model would have {weights} parameters on {self.data.name!r}; at most "
                 f"{MAX_WEIGHTS}",
             )
+        if self.penalize not in PENALIZE:
+            raise ConfigError(
+                "penalize",
+                f"must be one of {', '.join(PENALIZE)}, got {describe(self.penalize)}",
+            )
+        if self.penalize == "all" and not self.scheme.biases:  # one rule: scheme.covers
+            object.__setattr__(self, "scheme", replace(self.scheme, biases=True))
         if self.loop:
             check_spec("loop", self.loop)
         if not isinstance(self.loop_root, str) or "\x00" in self.loop_root:
@@ -128,7 +138,9 @@ class TrainConfig:
         scalars = {k: getattr(self, k) for k in _SCALARS}
         if self.order_seed is None:
             del scalars["order_seed"]
-        if not self.loop:  # configs stored before loops existed read back the same
+        if self.penalize == "weights":  # configs stored before it existed read back the same
+            del scalars["penalize"]
+        if not self.loop:
             del scalars["loop"]
         if not self.loop_root:
             del scalars["loop_root"]
@@ -206,6 +218,7 @@ _SCALARS: dict[str, Any] = {
     "seed": int,
     "order_seed": int | None,
     "device": str,
+    "penalize": str,
     "loop": str,
     "loop_root": str,
 }

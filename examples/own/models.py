@@ -1,11 +1,13 @@
 """Small models for your own data, each built as ``f(in_shape, n_outputs, **args)``.
 
-Name one in an experiment file's ``[model]`` table, the folder holding this file as ``root``::
+Name one in an experiment file's ``[model]`` table (this file's folder is where the module is
+imported from when the experiment file sits beside it, as ``examples/own/cnn.toml`` does)::
 
     [model]
     factory = "models:bn_cnn"
-    root = "examples/own"
-    args = { channels = 8, dropout = 0.1 }
+    [model.args]
+    channels = 8
+    dropout = 0.1
 
 ``in_shape`` is one example's input shape: ``(1, 8, 8)`` for 8x8 grey images, ``(40,)`` for a
 signal of 40 steps.

@@ -39,7 +39,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from study.config.arms import ArmConfig, check_name
-from study.config.own import check_model, inspected_data, own_data, resolve_paths
+from study.config.own import check_loop, check_model, inspected_data, own_data, resolve_paths
 from study.config.ranges import Range, bounded, distribution, field_types, split_params
 from study.config.reader import ExperimentConfigError, read_config
 from study.config.search import (
@@ -336,13 +336,15 @@ def require_device(config: ExperimentConfig) -> None:
 
 
 def inspected(config: ExperimentConfig) -> ExperimentConfig:
-    """``config`` with a user's data read, checked and fingerprinted, and a factory model built
-    once on two examples (:mod:`study.config.own`); the same config when there is nothing to
-    read. Data whose fingerprint differs from a stored one is refused, naming both."""
+    """``config`` with a user's data read, checked and fingerprinted, a factory model built
+    once on two examples and a loop imported (:mod:`study.config.own`); the same config when
+    there is nothing to read. Data whose fingerprint differs from a stored one is refused,
+    naming both."""
     doc = config.to_dict()
     if own_data(doc["data"]):
         doc["data"] = inspected_data(doc["data"])
     check_model(doc["model"], doc["data"])
+    check_loop(doc["train"])
     return config if doc == config.to_dict() else parse_experiment(doc)
 
 

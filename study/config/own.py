@@ -150,6 +150,16 @@ def _check_one(model: Mapping[str, object], data: Mapping[str, object]) -> None:
         _trainer(lambda: check(config, None, (n_in,), n_out))
 
 
+def check_loop(train: Mapping[str, object]) -> None:
+    """Import a ``[train] loop`` (its module must import here, its function exist)."""
+    loop, root = train.get("loop"), train.get("loop_root", "")
+    if not isinstance(loop, str) or not loop:
+        return
+    from trainers.own import import_function  # imports the user's module
+
+    _trainer(lambda: import_function(loop, str(root or ""), "train.loop"))
+
+
 def _trainer(make: Any) -> Any:
     try:
         return make()

@@ -186,6 +186,15 @@ CASES: list[tuple[str, Callable[[Path, str], None], str, str, str, str]] = [
      "model.factory", "fails on a batch of shape (2, 1, 8, 8)"),
     ("factory with kind", _factory("    pass"), NPZ, FACT + 'kind = "mlp"\n', "model.kind",
      "takes no 'kind'"),
+    # loops, and [train] penalize ("||" adds lines to [train])
+    ("loop without colon", _with(_good_npz), NPZ, MODEL + '||loop = "a.b"\n', "train.loop",
+     "module:function"),
+    ("loop module missing", _with(_good_npz), NPZ, MODEL + '||loop = "{mod}:loop"\n',
+     "train.loop", "cannot import module"),
+    ("loop function missing", _factory("    pass"), NPZ, MODEL + '||loop = "{mod}:loop"\n',
+     "train.loop", "no function 'loop'"),
+    ("penalize unknown", _with(_good_npz), NPZ, MODEL + '||penalize = "biases"\n',
+     "train.penalize", "weights, all"),
     ("factory args not plain", _factory("    pass"), NPZ,
      FACT + "[model.args]\nwhen = 1979-05-27T07:32:00Z\n", "model.args", "plain values"),
 ]
@@ -216,7 +225,9 @@ def test_own_data_and_model_mistakes(tmp_path, monkeypatch, capsys, request, set
     monkeypatch.setattr("sys.path", list(__import__("sys").path))
     setup(tmp_path, module)
     text = tiny_config("own", epochs=1, n_trials=1, seeds=1, arms=["fixed"])
+    model, _, train = model.partition("||")
     text = text.replace(DATA, data.format(mod=module)).replace(MODEL, model.format(mod=module))
+    text = text.replace("[train]\n", "[train]\n" + train.format(mod=module))
     (tmp_path / "case.toml").write_text(text)
     before = _snapshot(tmp_path)
     argv = ["run", str(tmp_path / "case.toml"), "--storage", f"sqlite:///{tmp_path}/s/store.db"]

@@ -49,3 +49,16 @@ def test_bad_settings_name_their_key(data, key):
     with pytest.raises(ConfigError) as info:
         TrainConfig.from_dict(data)
     assert info.value.key == key
+
+
+def test_penalize_all_covers_every_parameter_and_reads_back():
+    from trainers.schemes import FixedScheme
+
+    weights = TrainConfig(scheme=FixedScheme(lam=0.1))
+    assert "penalize" not in weights.to_dict()  # stored configs from before read back the same
+    assert not weights.scheme.covers(1) and weights.scheme.covers(2)
+    every = TrainConfig(scheme=FixedScheme(lam=0.1), penalize="all")
+    assert every.scheme.covers(1) and every.scheme.biases
+    assert TrainConfig.from_dict(every.to_dict()) == every
+    with pytest.raises(ConfigError, match="penalize"):
+        TrainConfig(penalize="biases")
