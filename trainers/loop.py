@@ -220,6 +220,12 @@ def train(
     Raises :class:`DivergenceError` at the end of the first epoch with a non-finite loss or
     weight. ``data`` lets a caller reuse tensors already on the device.
     """
+    if config.loop:
+        raise ConfigError(
+            "loop",
+            f"this config trains with its own loop {config.loop!r}: use trainers.train_fused "
+            "or trainers.custom.train_custom, which run it",
+        )
     started = time.perf_counter()
     device = resolve_device(config.device)
     if data is None:

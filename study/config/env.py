@@ -105,31 +105,29 @@ def heartbeat() -> tuple[int, int] | None:
 
 def db_patience() -> float | None:
     """``$DYNL2_DB_PATIENCE``: seconds a worker waits for a database that stopped answering."""
-    text = _raw(DB_PATIENCE)
-    if text is None:
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not 0 <= seconds <= MAX_SECONDS:  # also refuses NaN
-        raise _refuse(DB_PATIENCE, f"seconds between 0 and {MAX_SECONDS}", text)
-    return seconds
+    return _seconds(DB_PATIENCE, zero=True)
 
 
 def loader_seconds() -> float | None:
     """``$DYNL2_LOADER_SECONDS``: how long a ``[data] loader`` may run before the experiment is
     refused. (``trainers.own.loader_seconds`` reads it: the trainer layer does not import this
     one.)"""
-    text = _raw(LOADER_SECONDS)
+    return _seconds(LOADER_SECONDS, zero=False)
+
+
+def _seconds(name: str, zero: bool) -> float | None:
+    """A number of seconds up to :data:`MAX_SECONDS` (from 0 when ``zero``, else above 0)."""
+    text = _raw(name)
     if text is None:
         return None
     try:
         seconds = float(text)
     except ValueError:
         seconds = math.nan
-    if not 0 < seconds <= MAX_SECONDS:  # also refuses NaN
-        raise _refuse(LOADER_SECONDS, f"seconds above 0, at most {MAX_SECONDS}", text)
+    low_ok = seconds >= 0 if zero else seconds > 0
+    if not (low_ok and seconds <= MAX_SECONDS):  # also refuses NaN
+        expected = "between 0 and" if zero else "above 0, at most"
+        raise _refuse(name, f"seconds {expected} {MAX_SECONDS}", text)
     return seconds
 
 

@@ -58,7 +58,7 @@ from trainers._fields import describe
 from trainers.config import TrainConfig, device_problem
 from trainers.data import data_from_dict, data_to_dict
 from trainers.errors import ConfigError
-from trainers.models import model_from_dict, model_to_dict
+from trainers.models import model_from_dict, model_to_dict, plain
 
 __all__ = [
     "MAX_ARMS",
@@ -228,8 +228,8 @@ class ExperimentConfig:
         """The canonical JSON-ready form, shaped like the TOML file."""
         return {
             "experiment": {"name": self.name, "seed": self.seed},
-            "data": _thaw(self.data),
-            "model": _thaw(self.model),
+            "data": plain(self.data),
+            "model": plain(self.model),
             "train": {
                 **self.train_fixed,
                 **{name: r.to_dict() for name, r in self.train_ranges.items()},
@@ -454,15 +454,6 @@ def _freeze(value: object) -> Any:
         return types.MappingProxyType({k: _freeze(v) for k, v in value.items()})
     if isinstance(value, (list, tuple)):
         return tuple(_freeze(v) for v in value)
-    return value
-
-
-def _thaw(value: object) -> Any:
-    """The plain JSON-ready form of a :func:`_freeze` copy."""
-    if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_thaw(v) for v in value]
     return value
 
 

@@ -132,3 +132,10 @@ def test_a_group_with_a_loop_trains_each_member_alone(loops, tmp_path):
         assert not isinstance(fused, Exception)
         assert fused.test_loss == single.test_loss
         assert torch.isfinite(torch.tensor(fused.history[-1].val_loss))
+
+
+def test_dynl2s_own_trainer_never_runs_a_config_that_names_a_loop(loops, tmp_path):
+    from trainers import ConfigError, train
+
+    with pytest.raises(ConfigError, match="its own loop"):
+        train(_config(loops, tmp_path))
