@@ -100,10 +100,7 @@ def next_work(
             continue
         try:
             config = stored_experiment(store, name)
-            problem = code_problem(config.to_dict(), allow_code)
-            if problem is not None:
-                raise UsageError(problem)
-            require_device(config)
+            _require_servable(config, tuple(allow_code))
         except (UsageError, ExperimentConfigError) as exc:
             if refuse is not None:
                 refuse(name, str(exc))
@@ -112,6 +109,19 @@ def next_work(
         if kind is not None:
             return Work(name, kind), config
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _require_servable(config: ExperimentConfig, allow_code: tuple[str, ...]) -> None:
+    """Refuse a config this agent may not or cannot run: code outside ``allow_code``, a device
+    it lacks, code that does not import here, data that hashes differently here. Remembered
+    when it passes (an agent looks every few seconds; reading a user's data and building their
+    model each time would cost more than the look), never when it raises; the data's
+    fingerprint is checked again whenever it is loaded to train."""
+    problem = code_problem(config.to_dict(), allow_code)
+    if problem is not None:
+        raise UsageError(problem)
+    require_device(config)
 
 
 def run_agent(
