@@ -89,8 +89,20 @@ def said(exc: BaseException) -> str:
 
 def read_arrays(config: OwnData) -> tuple[Arrays, str]:
     """The checked arrays (read-only) and their fingerprint, read once per process and then
-    remembered: what is read depends on the file or loader alone, not on the splits."""
-    return _read(replace(config, **_NEUTRAL))  # type: ignore[arg-type]
+    remembered: what is read depends on the file or loader alone, not on the splits. A file is
+    read again when it changes (its size, modification time or inode), so a long-running
+    process (an agent, the server) never goes on with a copy the file no longer holds."""
+    return _read(replace(config, **_NEUTRAL), _file_state(config))  # type: ignore[arg-type]
+
+
+def _file_state(config: OwnData) -> tuple[int, ...]:
+    if not isinstance(config, FileData):
+        return ()
+    try:
+        info = os.stat(config.path)
+    except OSError:
+        return ()  # reading it says what is wrong
+    return (info.st_size, info.st_mtime_ns, info.st_ino, info.st_dev)
 
 
 _NEUTRAL: dict[str, object] = {
@@ -100,7 +112,7 @@ _NEUTRAL: dict[str, object] = {
 
 
 @functools.lru_cache(maxsize=2)
-def _read(source: OwnData) -> tuple[Arrays, str]:
+def _read(source: OwnData, state: tuple[int, ...]) -> tuple[Arrays, str]:
     if isinstance(source, LoaderData):
         arrays = _checked(_from_loader(source), "data.loader")
         spec: tuple[object, ...] | None = (source.loader, plain(source.args))

@@ -176,7 +176,7 @@ def _dynl2(*argv: str, timeout: float = 300, **env: str) -> tuple[int, str, str]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_worker_with_other_data_is_refused_before_it_claims(backend, tmp_path):
+def test_a_worker_with_other_data_is_refused_before_it_claims(backend, tmp_path, capsys):
     _digits_npz(tmp_path / "digits.npz")
     path = _write(tmp_path, "own-fp", '[data]\npath = "digits.npz"',
                   '[model]\nkind = "mlp"\nhidden = [8]')  # fmt: skip
@@ -186,8 +186,14 @@ def test_a_worker_with_other_data_is_refused_before_it_claims(backend, tmp_path)
             store.create_experiment(config.name, config.to_dict())
         stored = config.data["fingerprint"]
         _digits_npz(tmp_path / "digits.npz", limit=399)  # another copy of the data
-        for argv in (["worker", "own-fp"], ["evaluate", "own-fp"], ["run", str(path)]):
-            code, _, err = _dynl2(*argv, "--storage", url)
+        # a worker as a real process (as on another machine); evaluate and a resumed run
+        # in this one (the same check, without the cost of starting torch twice more)
+        code, _, err = _dynl2("worker", "own-fp", "--storage", url)
+        answers = [(code, err)]
+        for argv in (["evaluate", "own-fp"], ["run", str(path)]):
+            capsys.readouterr()
+            answers.append((main([*argv, "--storage", url]), capsys.readouterr().err))
+        for code, err in answers:
             lines = err.strip().splitlines()
             assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
             assert stored in lines[0] and "sha256:" in lines[0].replace(stored, ""), lines[0]

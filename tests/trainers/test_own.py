@@ -155,3 +155,12 @@ def test_a_factory_model_is_built_seeded_and_checked(tmp_path, monkeypatch):
     wrong = FactoryModel("own_models_a:make", {"out": 2}, str(tmp_path))
     with pytest.raises(ConfigError, match=r"must return \[batch, 3\]"):
         check_model(wrong, None, (2, 3), 3)
+
+
+def test_a_file_that_changes_is_read_again(tmp_path):
+    x, y = _arrays()
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    before = inspect_data(FileData(path=str(tmp_path / "d.npz"))).fingerprint
+    np.savez(tmp_path / "d.npz", x=x[:-1], y=y[:-1])  # the same name, other data
+    after = inspect_data(FileData(path=str(tmp_path / "d.npz"))).fingerprint
+    assert after != before
