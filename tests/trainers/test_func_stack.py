@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.trainers.histories import result_of, same_history
 from trainers import (
     AWDScheme,
     Dataset,
@@ -22,7 +23,6 @@ from trainers import (
     DivergenceError,
     DynamicL1Scheme,
     DynamicScheme,
-    EpochRecord,
     FixedScheme,
     MLPModel,
     Mnist1dData,
@@ -30,7 +30,6 @@ from trainers import (
     Scheme,
     SWDScheme,
     TrainConfig,
-    TrainResult,
     build_model,
     load_dataset,
     train,
@@ -80,32 +79,14 @@ def sequences() -> Dataset:
     )
 
 
-def _same(a: Sequence[EpochRecord], b: Sequence[EpochRecord], n_val: int) -> None:
-    """Histories equal up to float rounding; an accuracy may differ by one borderline example."""
-    assert len(a) == len(b)
-    for x, y in zip(a, b, strict=True):
-        for name in ("train_loss", "val_loss", "lam_mean", "lam_min", "lam_max", "weight_norm"):
-            assert getattr(y, name) == pytest.approx(getattr(x, name), rel=1e-4, abs=1e-6), (
-                f"epoch {x.epoch} {name}"
-            )
-        if x.val_acc is not None:
-            assert y.val_acc is not None
-            assert abs(x.val_acc - y.val_acc) <= 1.5 / n_val
-
-
-def _result(outcome: FusedOutcome) -> TrainResult:
-    assert isinstance(outcome, TrainResult), outcome
-    return outcome
-
-
 def _matches_solo(
     configs: Sequence[TrainConfig], outcomes: Sequence[FusedOutcome], data: Dataset
 ) -> None:
     """Every member's history and test numbers are its configuration's unfused run's."""
     n_val, n_test = len(data.y_val), len(data.y_test)
     for config, outcome in zip(configs, outcomes, strict=True):
-        fused, alone = _result(outcome), train(config, data=data)
-        _same(alone.history, fused.history, n_val)
+        fused, alone = result_of(outcome), train(config, data=data)
+        same_history(alone.history, fused.history, n_val)
         assert fused.config == config and not fused.stopped
         assert fused.test_loss == pytest.approx(alone.test_loss, rel=1e-4, abs=1e-6)
         assert fused.test_acc is not None and alone.test_acc is not None
@@ -203,9 +184,9 @@ def test_members_stopping_early_leave_the_others_unchanged(images: Dataset) -> N
     )
     _matches_solo([configs[0], configs[2]], [outcomes[0], outcomes[2]], images)
     for k, epochs in stops.items():
-        stopped = _result(outcomes[k])
+        stopped = result_of(outcomes[k])
         assert stopped.stopped and stopped.test_loss is None
-        _same(train(configs[k], data=images).history[:epochs], stopped.history, 360)
+        same_history(train(configs[k], data=images).history[:epochs], stopped.history, 360)
 
 
 def test_a_stack_starts_where_each_member_starts_and_keeps_its_buffers() -> None:
@@ -240,13 +221,13 @@ def test_with_dropout_a_group_trains_members_differ_and_a_group_repeats(
     """Identical members differ only by their dropout masks, drawn from the group's stream;
     the stream is seeded, so the same group trains the same numbers again."""
     config = BASE.with_(model=_factory("bn_cnn", channels=4, dropout=0.3), seed=3, epochs=2)
-    twins = [_result(o) for o in train_fused([config, config], data=images, shared_order=8)]
+    twins = [result_of(o) for o in train_fused([config, config], data=images, shared_order=8)]
     for result in twins:
         assert all(math.isfinite(r.train_loss) for r in result.history)
         assert result.history[-1].train_loss < result.history[0].train_loss
         assert result.test_acc is not None and result.test_acc > 0.5
     assert twins[0].history[0].train_loss != twins[1].history[0].train_loss
-    once, again = (_result(train_fused([config], data=images)[0]) for _ in range(2))
+    once, again = (result_of(train_fused([config], data=images)[0]) for _ in range(2))
     assert [r.train_loss for r in once.history] == [r.train_loss for r in again.history]
     assert (once.test_loss, once.test_acc) == (again.test_loss, again.test_acc)
     before = torch.get_rng_state()
@@ -316,13 +297,13 @@ def test_a_model_that_cannot_be_vmapped_trains_each_member_alone(
     assert isinstance(outcomes[3], DivergenceError)
     assert heard[:6] == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (2, 1)]
     solo = [train(c.with_(order_seed=5), data=images) for c in configs[:3]]
-    stopped = _result(outcomes[1])
+    stopped = result_of(outcomes[1])
     assert stopped.stopped and stopped.config == configs[1] and len(stopped.history) == 2
-    _same(solo[1].history[:2], stopped.history, 360)
+    same_history(solo[1].history[:2], stopped.history, 360)
     for k in (0, 2):
-        result = _result(outcomes[k])
+        result = result_of(outcomes[k])
         assert result.config == configs[k]
-        _same(solo[k].history, result.history, 360)
+        same_history(solo[k].history, result.history, 360)
         assert result.test_loss == solo[k].test_loss
 
 

@@ -4,11 +4,11 @@ touch one member only, and groups that cannot fuse are refused with the reason."
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import pytest
 import torch
 
+from tests.trainers.histories import result_of, same_history
 from trainers import (
     AWDScheme,
     CNNModel,
@@ -28,13 +28,12 @@ from trainers import (
     Scheme,
     SWDScheme,
     TrainConfig,
-    TrainResult,
     fuse_problem,
     load_dataset,
     train,
     train_fused,
 )
-from trainers.fused import FusedOutcome, FusedTrainer
+from trainers.fused import FusedTrainer
 from trainers.stacked import StackedModel
 
 CPU = torch.device("cpu")
@@ -90,24 +89,6 @@ def _varied(scheme: Scheme, k: int) -> Scheme:
     return scheme
 
 
-def _same(a: Sequence[EpochRecord], b: Sequence[EpochRecord], n_val: int) -> None:
-    """Histories equal up to float rounding; an accuracy may differ by one borderline example."""
-    assert len(a) == len(b)
-    for x, y in zip(a, b, strict=True):
-        for name in ("train_loss", "val_loss", "lam_mean", "lam_min", "lam_max", "weight_norm"):
-            assert getattr(y, name) == pytest.approx(getattr(x, name), rel=1e-4, abs=1e-6), (
-                f"epoch {x.epoch} {name}"
-            )
-        if x.val_acc is not None:
-            assert y.val_acc is not None
-            assert abs(x.val_acc - y.val_acc) <= 1.5 / n_val
-
-
-def _result(outcome: FusedOutcome) -> TrainResult:
-    assert isinstance(outcome, TrainResult), outcome
-    return outcome
-
-
 @pytest.fixture(scope="module")
 def digits() -> object:
     return load_dataset(SMALL.data, CPU)
@@ -129,8 +110,8 @@ def test_one_member_equals_the_unfused_run(scheme: Scheme, opt: dict, digits: ob
     config = SMALL.with_(scheme=scheme, seed=7, **opt)
     unfused = train(config, data=digits)  # type: ignore[arg-type]
     (fused,) = train_fused([config], data=digits)  # type: ignore[arg-type]
-    fused = _result(fused)
-    _same(unfused.history, fused.history, len(digits.y_val))  # type: ignore[attr-defined]
+    fused = result_of(fused)
+    same_history(unfused.history, fused.history, len(digits.y_val))  # type: ignore[attr-defined]
     assert fused.test_acc == pytest.approx(unfused.test_acc, abs=1.5 / 360)
     assert fused.test_loss == pytest.approx(unfused.test_loss, rel=1e-4)
     assert (fused.config, fused.stopped, fused.device) == (config, False, unfused.device)
@@ -151,11 +132,11 @@ def test_one_member_stopped_by_its_callback_is_the_stopped_run(digits: object) -
     heard_fused: list[EpochRecord] = []
     unfused = train(config, on_epoch=stop_at_3(heard_run), data=digits)  # type: ignore[arg-type]
     (outcome,) = train_fused([config], on_epoch=[stop_at_3(heard_fused)], data=digits)  # type: ignore[arg-type]
-    fused = _result(outcome)
+    fused = result_of(outcome)
     assert [r.epoch for r in heard_fused] == [r.epoch for r in heard_run] == [1, 2, 3]
     assert fused.stopped and unfused.stopped
     assert fused.test_loss is None and fused.test_acc is None
-    _same(unfused.history, fused.history, 360)
+    same_history(unfused.history, fused.history, 360)
     assert list(fused.history) == heard_fused  # the callback heard what the result holds
 
 
@@ -195,7 +176,7 @@ def test_eight_members_with_a_shared_order_each_equal_their_unfused_run(
     fused = train_fused(configs, data=digits, shared_order=42)  # type: ignore[arg-type]
     for config, outcome in zip(configs, fused, strict=True):
         unfused = train(config, data=digits)  # type: ignore[arg-type]
-        _same(unfused.history, _result(outcome).history, 360)
+        same_history(unfused.history, result_of(outcome).history, 360)
 
 
 def test_members_without_a_shared_order_each_get_their_seeds_order(digits: object) -> None:
@@ -203,9 +184,9 @@ def test_members_without_a_shared_order_each_get_their_seeds_order(digits: objec
     configs = [SMALL.with_(scheme=DynamicScheme(alpha=1e-2), seed=s) for s in (3, 11, 12, 500)]
     fused = train_fused(configs, data=digits)  # type: ignore[arg-type]
     for config, outcome in zip(configs, fused, strict=True):
-        _same(train(config, data=digits).history, _result(outcome).history, 360)  # type: ignore[arg-type]
+        same_history(train(config, data=digits).history, result_of(outcome).history, 360)  # type: ignore[arg-type]
     # and the orders differ: two seeds trained alike would give identical first epochs
-    losses = {_result(o).history[0].train_loss for o in fused}
+    losses = {result_of(o).history[0].train_loss for o in fused}
     assert len(losses) == len(configs)
 
 
@@ -230,7 +211,7 @@ def test_every_model_fuses(model: object) -> None:
     ]
     fused = train_fused(configs, data=data, shared_order=9)
     for config, outcome in zip(configs, fused, strict=True):
-        _same(train(config, data=data).history, _result(outcome).history, 500)
+        same_history(train(config, data=data).history, result_of(outcome).history, 500)
 
 
 def test_regression_fuses() -> None:
@@ -247,9 +228,9 @@ def test_regression_fuses() -> None:
     configs = [config.with_(seed=s) for s in (1, 2)]
     fused = train_fused(configs)
     for c, outcome in zip(configs, fused, strict=True):
-        result = _result(outcome)
+        result = result_of(outcome)
         assert result.test_acc is None and result.history[0].val_acc is None
-        _same(train(c).history, result.history, 500)
+        same_history(train(c).history, result.history, 500)
 
 
 def test_a_stopped_member_leaves_alone_and_the_others_are_unaffected(digits: object) -> None:
@@ -276,14 +257,14 @@ def test_a_stopped_member_leaves_alone_and_the_others_are_unaffected(digits: obj
     )
     assert seen == {0: [1, 2, 3, 4, 5], 1: [1, 2], 2: [1, 2, 3, 4, 5], 3: [1, 2, 3, 4]}
     assert ended == [[1], [3], [0, 2]]  # as they ended, those that ended together at once
-    stopped = _result(fused[1])
+    stopped = result_of(fused[1])
     assert stopped.stopped and stopped.test_acc is None and len(stopped.history) == 2
     for k in (0, 2):
-        result = _result(fused[k])
+        result = result_of(fused[k])
         assert not result.stopped and result.test_acc is not None
-        _same(train(configs[k], data=digits).history, result.history, 360)  # type: ignore[arg-type]
+        same_history(train(configs[k], data=digits).history, result.history, 360)  # type: ignore[arg-type]
     # the stopped member's epochs before it left are its unfused run's
-    _same(train(configs[1], data=digits).history[:2], stopped.history, 360)  # type: ignore[arg-type]
+    same_history(train(configs[1], data=digits).history[:2], stopped.history, 360)  # type: ignore[arg-type]
 
 
 def test_a_diverging_member_fails_alone(digits: object) -> None:
@@ -296,9 +277,9 @@ def test_a_diverging_member_fails_alone(digits: object) -> None:
         train(configs[1], data=digits)  # type: ignore[arg-type]
     assert failure.epoch == unfused_failure.value.epoch
     for k in (0, 2):
-        result = _result(fused[k])
+        result = result_of(fused[k])
         assert all(math.isfinite(e.train_loss) for e in result.history)
-        _same(train(configs[k], data=digits).history, result.history, 360)  # type: ignore[arg-type]
+        same_history(train(configs[k], data=digits).history, result.history, 360)  # type: ignore[arg-type]
 
 
 def test_all_members_leaving_ends_the_group_early(digits: object) -> None:
@@ -311,7 +292,7 @@ def test_all_members_leaving_ends_the_group_early(digits: object) -> None:
 
     fused = train_fused(configs, on_epoch=[stop] * 3, data=digits)  # type: ignore[arg-type]
     assert epochs == [1, 1, 1]
-    assert all(_result(o).stopped for o in fused)
+    assert all(result_of(o).stopped for o in fused)
 
 
 @pytest.mark.parametrize(
@@ -420,4 +401,4 @@ def test_on_a_gpu_members_match_unfused_runs_without_syncs() -> None:  # pragma:
         torch.cuda.set_sync_debug_mode("default")
     fused = train_fused(configs, data=data, shared_order=4)
     for config, outcome in zip(configs, fused, strict=True):
-        _same(train(config, data=data).history, _result(outcome).history, 360)
+        same_history(train(config, data=data).history, result_of(outcome).history, 360)
