@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,13 @@ def _create(url: str, directory: Path, name: str, **sizes: int) -> None:
 
 def _agent(url: str, *flags: str, **env: str) -> subprocess.Popen[str]:
     return spawn(["agent", "--storage", url, "--poll", "0.2", *flags], group=True, **env)
+
+
+def _read_lines(proc: subprocess.Popen[str], lines: list[str]) -> None:
+    """Append each line ``proc`` writes to its stdout, until it closes it."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
 
 
 def _done(url: str, name: str) -> bool:
@@ -93,10 +101,23 @@ def test_an_idle_agent_picks_up_new_work_and_stops_on_sigterm(
         agent = _agent(url)
         assert agent.stdout is not None
         assert agent.stdout.readline().strip() == "agent: no work left; waiting for more"
+        lines: list[str] = []  # the agent's lines as they come
+        reader = threading.Thread(target=_read_lines, args=(agent, lines), daemon=True)
+        reader.start()
         _create(url, tmp_path, "later", epochs=2, n_trials=3, seeds=1)
         wait_until(lambda: _done(url, "later"), WAIT_S, "the agent to finish 'later'")
+        # The report is in the store before the agent says so: wait for its line, not on the
+        # store alone, or the stop can land between the two (seen on a busy machine).
+        wait_until(
+            lambda: any(line.startswith("agent: later: report") for line in lines),
+            WAIT_S,
+            "the agent's line for the report",
+        )
         agent.send_signal(signal.SIGTERM)
-        code, out, err = finish(agent, 60)
+        code = agent.wait(timeout=60)  # stdout is the reader's: not communicate()
+        reader.join(60)
+        assert agent.stderr is not None
+        err, out = agent.stderr.read(), "".join(lines)
         assert code == 143 and err.strip().endswith("terminated (SIGTERM)"), err[-2000:]
         assert "agent: later: searching" in out and "agent: later: report" in out
         assert_exact_results(url, "later", 3, 2)
