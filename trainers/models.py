@@ -87,8 +87,8 @@ ModelConfig = LinearModel | MLPModel | CNNModel | FactoryModel
 
 MODELS: dict[str, type[ModelConfig]] = {c.name: c for c in (LinearModel, MLPModel, CNNModel)}
 
-# "module:function": dotted Python identifiers on both sides of one colon
-_SPEC = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*", re.ASCII)
+# a module (or function) name: dotted Python identifiers; "module:function" joins two
+MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*", re.ASCII)
 MAX_ARGS_TEXT = 65536  # [model.args] / [data.args] as JSON: a config, not a data channel
 
 
@@ -98,7 +98,7 @@ def check_spec(key: str, spec: object) -> str:
     if not isinstance(spec, str):
         raise ConfigError(key, f"expected {rule}, got {describe(spec)}")
     module, colon, function = spec.partition(":")
-    if not (colon and _SPEC.fullmatch(module) and _SPEC.fullmatch(function)):
+    if not (colon and MODULE_NAME.fullmatch(module) and MODULE_NAME.fullmatch(function)):
         raise ConfigError(key, f"expected {rule}, got {describe(spec)}")
     return spec
 

@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 
 from study.config.experiment import MAX_BATCH, MAX_WORKERS
+from trainers.models import MODULE_NAME
 
 
 def storage_flag(p: argparse.ArgumentParser) -> None:
@@ -19,9 +20,6 @@ def storage_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
-_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*", re.ASCII)
-
-
 def code_flag(p: argparse.ArgumentParser, what: str) -> None:
     """``--allow-code PREFIX`` (repeatable): module-name prefixes whose code may run."""
     p.add_argument(
@@ -30,7 +28,7 @@ def code_flag(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def _module(text: str) -> str:
-    if not _MODULE.fullmatch(text):
+    if not MODULE_NAME.fullmatch(text):
         raise argparse.ArgumentTypeError(
             f"expected a module name (dotted Python identifiers, e.g. lab.models), got {text!r}"
         )
