@@ -93,6 +93,16 @@ def code_problem(config: Mapping[str, Any], prefixes: Sequence[str]) -> str | No
     )
 
 
+def roots_named(config: Mapping[str, Any]) -> dict[str, str]:
+    """The folders a config imports its code from, by TOML key (``data.root``, ...)."""
+    found = {}
+    for section, name in (("data", "root"), ("model", "root"), ("train", "loop_root")):
+        table = config.get(section)
+        if isinstance(table, Mapping) and isinstance(table.get(name), str):
+            found[f"{section}.{name}"] = table[name]
+    return found
+
+
 def files_named(config: Mapping[str, Any]) -> list[str]:
     """The data file a config reads, if any."""
     data = config.get("data")

@@ -15,7 +15,7 @@ from starlette.requests import Request
 
 from storage import ExperimentNotFound, Store
 from study.config.experiment import inspected, parse_experiment
-from study.config.own import code_problem, files_named, resolve_paths
+from study.config.own import code_problem, files_named, resolve_paths, roots_named
 from study.config.reader import MAX_CONFIG_BYTES, parse_config_text
 from study.run.runs import create_or_resume, resume_problem
 from study.service.data import reading
@@ -75,6 +75,10 @@ async def toml_body(request: Request) -> str:
         raise BadRequest(400, "the body is not UTF-8 text") from None
 
 
+def _inside(path: str, root: str) -> bool:
+    return os.path.commonpath([os.path.realpath(path), root]) == root
+
+
 def submit(
     writer: Store,
     reads: Reads,
@@ -85,7 +89,8 @@ def submit(
 ) -> tuple[dict[str, Any], int]:
     """Create (or resume) the experiment in ``text`` as ``dynl2 run`` would: its answer and
     status (201 created, 200 resumed). A config that names code (a loader, a factory, a loop)
-    is refused (403) unless its modules are under ``allow_code``; a data file must lie under
+    is refused (403) unless its modules are under ``allow_code``, and imported from a folder
+    outside ``data_root`` (else the working directory) never; a data file must lie under
     ``data_root`` (a relative path is read from there)."""
     document = parse_config_text(text, "the request body")
     problem = code_problem(document, allow_code)
@@ -98,9 +103,15 @@ def submit(
     root = os.path.realpath(data_root or os.getcwd())
     document = resolve_paths(document, root)
     for path in files_named(document):
-        inside = os.path.realpath(path)
-        if os.path.commonpath([inside, root]) != root:
+        if not _inside(path, root):
             raise BadRequest(403, f"data.path {path!r} lies outside the server's --data-root")
+    for key, folder in roots_named(document).items():  # the allowed modules, from here only
+        if not _inside(folder, root):
+            raise BadRequest(
+                403,
+                f"{key} {folder!r} lies outside the folder this server imports code from "
+                "(--data-root, else its working directory)",
+            )
     config = inspected(parse_experiment(document))
     with writer.lock(f"dynl2:submit:{config.name}"):
         with reading(config.name):  # a stored config it cannot read is the store's (503)

@@ -229,6 +229,11 @@ def test_serve_and_agent_run_only_the_code_they_allow(tmp_path):
     opened = start_server(url, "--token-file", str(tmp_path / "token"), "--allow-code", "data",
                           "--allow-code", "models", PYTHONPATH=str(folder))  # fmt: skip
     try:
+        loader = 'loader = "data:digits_images"\n'
+        elsewhere = text.replace(loader, f'{loader}root = "{tmp_path}"\n', 1)
+        answer = opened.request("/api/experiments", method="POST", body=elsewhere.encode(),
+                                headers=auth)  # fmt: skip
+        assert answer.status == 403 and "data.root" in answer.error, answer.body
         answer = opened.request("/api/experiments", method="POST", body=text.encode(),
                                 headers=auth)  # fmt: skip
         assert answer.status == 201, answer.body
