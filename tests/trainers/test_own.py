@@ -164,3 +164,24 @@ def test_a_file_that_changes_is_read_again(tmp_path):
     np.savez(tmp_path / "d.npz", x=x[:-1], y=y[:-1])  # the same name, other data
     after = inspect_data(FileData(path=str(tmp_path / "d.npz"))).fingerprint
     assert after != before
+
+
+def test_a_parquet_table_reads_as_the_same_csv(tmp_path, monkeypatch):
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {"a": np.arange(60) % 7, "b": np.arange(60) * 0.5, "label": np.arange(60) % 2}
+    )
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    frame.to_parquet(tmp_path / "t.parquet", index=False)
+    csv = inspect_data(FileData(path=str(tmp_path / "t.csv"), target="label"))
+    parquet = inspect_data(FileData(path=str(tmp_path / "t.parquet"), target="label"))
+    assert parquet.fingerprint == csv.fingerprint and parquet.classes == 2
+
+    def no_engine(*args: object, **kwargs: object) -> None:
+        raise ImportError("Unable to find a usable engine")
+
+    monkeypatch.setattr(pd, "read_parquet", no_engine)
+    (tmp_path / "u.parquet").write_bytes((tmp_path / "t.parquet").read_bytes())
+    with pytest.raises(ConfigError, match="needs pyarrow"):
+        inspect_data(FileData(path=str(tmp_path / "u.parquet"), target="label"))
