@@ -169,6 +169,7 @@ def test_a_file_that_changes_is_read_again(tmp_path):
 def test_a_parquet_table_reads_as_the_same_csv(tmp_path, monkeypatch):
     import pandas as pd
 
+    pytest.importorskip("pyarrow")  # the 'parquet' extra
     frame = pd.DataFrame(
         {"a": np.arange(60) % 7, "b": np.arange(60) * 0.5, "label": np.arange(60) % 2}
     )
