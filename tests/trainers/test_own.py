@@ -179,10 +179,14 @@ def test_a_parquet_table_reads_as_the_same_csv(tmp_path, monkeypatch):
     parquet = inspect_data(FileData(path=str(tmp_path / "t.parquet"), target="label"))
     assert parquet.fingerprint == csv.fingerprint and parquet.classes == 2
 
+
+def test_a_parquet_table_without_an_engine_is_one_line(tmp_path, monkeypatch):
+    import pandas as pd
+
     def no_engine(*args: object, **kwargs: object) -> None:
         raise ImportError("Unable to find a usable engine")
 
     monkeypatch.setattr(pd, "read_parquet", no_engine)
-    (tmp_path / "u.parquet").write_bytes((tmp_path / "t.parquet").read_bytes())
+    (tmp_path / "u.parquet").write_bytes(b"PAR1")  # never read: no engine
     with pytest.raises(ConfigError, match="needs pyarrow"):
         inspect_data(FileData(path=str(tmp_path / "u.parquet"), target="label"))
