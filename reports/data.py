@@ -97,7 +97,8 @@ def _read(store: Store, config: ExperimentSpec) -> _Read:
 def _verdict(config: ExperimentSpec, read: _Read) -> Verdict:
     return build_verdict(
         read.arms, read.trials, read.evals, config.accuracy, read.unfinished, read.stale,
-        config.search.replicates, read.searched,
+        config.search.replicates, read.searched, margin=config.evaluate.margin,
+        sequential=config.search.sequential,
     )  # fmt: skip
 
 

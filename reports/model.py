@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reports.budget import BudgetPoint
+from reports.decision import Decision
 from reports.replicates import Components
 from reports.stats import MeanCI, Paired
 
@@ -54,6 +55,10 @@ class Verdict:
     seeds: int = 0  # distinct evaluation seeds the main comparison pairs
     components: Components | None = None  # of the main difference: search and seed sd
     method: str = "seeds only"
+    # One decision per comparison (reports.decision), and the main comparison's.
+    decisions: tuple[Decision, ...] = ()
+    decision: Decision | None = None
+    margin: float | None = None  # [evaluate] margin, in the verdict's unit
 
 
 @dataclass(frozen=True)

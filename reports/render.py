@@ -54,9 +54,8 @@ def render_html(data: ReportData) -> str:
         "dynamics": [_safe(f) for f in dynamics_figures(data)],
     }
     v = data.verdict
-    answer_class = ""
-    if v.main is not None and v.main.winner is not None:
-        answer_class = "win" if v.main.winner == v.dynamic_arm else "loss"
+    decision = v.decision.decision if v.decision is not None else ""
+    answer_class = {"better": "win", "worse": "loss", "equivalent": "even"}.get(decision, "")
     return (
         _env()
         .from_string(REPORT)

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
@@ -73,6 +73,8 @@ class Replicated:
     seeds: int  # distinct seeds among the pairs
     components: Components
     method: str  # "replicate means" or "seeds only"
+    # The paired differences by replicate (what P(better) and a sequential stage read).
+    by_replicate: Mapping[int, tuple[float, ...]] = field(default_factory=dict, compare=False)
 
 
 def _pairs(
@@ -125,12 +127,13 @@ def replicated(
     n_pairs = sum(len(v) for v in by_replicate.values())
     seeds = len({key[1] for key in set(arm_values) & set(baseline_values)})
     parts = components(by_replicate)
+    kept = {r: tuple(v) for r, v in by_replicate.items()}
     if len(by_replicate) < 2:
         (only,) = by_replicate or {0: []}
         first = {s: v for (r, s), v in arm_values.items() if r == only}
         second = {s: v for (r, s), v in baseline_values.items() if r == only}
         comparison = paired(arm, baseline, first, second, higher_is_better=higher_is_better)
-        return Replicated(comparison, len(by_replicate), seeds, parts, "seeds only")
+        return Replicated(comparison, len(by_replicate), seeds, parts, "seeds only", kept)
     means = np.array([float(np.mean(v)) for v in by_replicate.values()])
     r = len(means)
     mean = float(means.mean())
@@ -146,4 +149,4 @@ def replicated(
     diff = MeanCI(mean, half, r)
     significant, winner = decide(arm, baseline, diff, p_value, higher_is_better=higher_is_better)
     comparison = Paired(arm, baseline, n_pairs, diff, p_value, dz, significant, winner)
-    return Replicated(comparison, r, seeds, parts, "replicate means")
+    return Replicated(comparison, r, seeds, parts, "replicate means", kept)

@@ -54,13 +54,17 @@ class SearchSpec(Protocol):
     @property
     def metric(self) -> str: ...  # the validation metric searched
     @property
-    def replicates(self) -> int: ...  # independent searches of every arm
+    def replicates(self) -> int: ...  # independent searches of every arm (at this stage)
+    @property
+    def sequential(self) -> tuple[int, int, int] | None: ...  # (min, max, step) of stages
 
 
 @runtime_checkable
 class EvaluateSpec(Protocol):
     @property
     def seeds(self) -> int: ...  # evaluation seeds asked for
+    @property
+    def margin(self) -> float | None: ...  # the smallest difference worth having, or None
 
 
 @runtime_checkable

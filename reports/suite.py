@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reports.common import plural
+from reports.decision import tost_p
 from reports.meta import Pooled, pool, standard_error
-from reports.stats import MeanCI, p_text, signed
+from reports.stats import ALPHA, MeanCI, p_text, signed
 
 __all__ = [
     "BASELINE",
@@ -61,6 +62,8 @@ class SuiteEntry:
     # display units (points for accuracy); None when not available
     href: str | None  # the experiment's own report (a relative file name), or None
     note: str | None = None  # e.g. "not evaluated yet"
+    # arm -> its own report's decision (reports.decision): better, worse, equivalent, ...
+    decisions: Mapping[str, str] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class SuiteInput:
     higher_is_better: bool = True
     generated: str = ""  # timestamp text
     baseline: str = BASELINE  # the experiments' fixed arm's name, every difference's reference
+    margin: float | None = None  # [evaluate] margin of the experiments: the pooled TOST's
 
 
 # ------------------------------------------------------------------------------- results
@@ -90,6 +94,7 @@ class SuiteRow:
     se: float | None  # the standard error behind the interval; None without one
     n: int  # paired seeds (0 without a comparison)
     reason: str | None  # why the row is not pooled; None when it is
+    decision: str | None = None  # the experiment's own decision (its report's)
 
     @property
     def pooled(self) -> bool:
@@ -121,6 +126,9 @@ class ArmSummary:
     pooled: Pooled | None  # None when no experiment has an interval
     direction: str | None  # "better" / "worse" when the pooled interval excludes 0
     when: tuple[WhenTable, ...]  # one per factor of the suite, in order
+    # The pooled decision (reports.decision's four, with the pooled TOST against the margin)
+    decision: str = "inconclusive"
+    tost_p: float | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +145,7 @@ class SuiteReportData:
     arms: tuple[ArmSummary, ...]  # the main arm first, then the others as the entries name them
     headline: str  # the paragraph's answer in a few words
     sentence: str  # the paragraph on the main arm
+    margin: float | None = None  # the experiments' [evaluate] margin
 
     @property
     def main(self) -> ArmSummary:
@@ -167,6 +176,7 @@ def build_suite_data(inp: SuiteInput) -> SuiteReportData:
         arms=summaries,
         headline=_headline(inp, summaries[0], digits),
         sentence=_paragraph(inp, summaries[0], digits),
+        margin=inp.margin,
     )
 
 
@@ -191,9 +201,12 @@ def _validate(inp: SuiteInput) -> None:
 
 def _row(entry: SuiteEntry, arm: str, baseline: str) -> SuiteRow:
     ci = entry.comparisons.get(arm)
+    decided = entry.decisions.get(arm)
     if ci is None:
         reason = entry.note or f"no {arm} − {baseline} comparison"
-        return SuiteRow(entry.experiment, entry.factors, None, None, None, None, 0, reason)
+        return SuiteRow(
+            entry.experiment, entry.factors, None, None, None, None, 0, reason, decided
+        )
     diff = ci.mean if math.isfinite(ci.mean) else None
     if diff is None:
         reason = "the difference is not a finite number"
@@ -205,8 +218,10 @@ def _row(entry: SuiteEntry, arm: str, baseline: str) -> SuiteRow:
         reason = "a zero-width interval (every seed moved alike) cannot be weighted"
     else:
         se = standard_error(ci)
-        return SuiteRow(entry.experiment, entry.factors, diff, ci.low, ci.high, se, ci.n, None)
-    return SuiteRow(entry.experiment, entry.factors, diff, None, None, None, ci.n, reason)
+        return SuiteRow(
+            entry.experiment, entry.factors, diff, ci.low, ci.high, se, ci.n, None, decided
+        )
+    return SuiteRow(entry.experiment, entry.factors, diff, None, None, None, ci.n, reason, decided)
 
 
 def _pool(rows: Sequence[SuiteRow]) -> Pooled | None:
@@ -239,7 +254,24 @@ def _arm(inp: SuiteInput, arm: str) -> ArmSummary:
     rows = tuple(_row(entry, arm, inp.baseline) for entry in inp.entries)
     pooled = _pool(rows)
     when = tuple(_when(inp, factor, rows) for factor in inp.factors)
-    return ArmSummary(arm, rows, pooled, _direction(pooled, rows, inp.higher_is_better), when)
+    direction = _direction(pooled, rows, inp.higher_is_better)
+    decision, tost = _pooled_decision(pooled, direction, inp.margin)
+    return ArmSummary(arm, rows, pooled, direction, when, decision, tost)
+
+
+def _pooled_decision(
+    pooled: Pooled | None, direction: str | None, margin: float | None
+) -> tuple[str, float | None]:
+    """The pooled estimate's decision: equivalent when the pooled TOST against ±margin
+    rejects at 5% (its 90% interval, on the pooled t's degrees of freedom, inside ±margin),
+    else better or worse when its 95% interval excludes 0, else inconclusive
+    (reports.decision's rule, on the pooled estimate)."""
+    if pooled is None:
+        return "inconclusive", None
+    tost = None if margin is None else tost_p(pooled.mean, pooled.se, pooled.df, margin)
+    if tost is not None and tost < ALPHA:
+        return "equivalent", tost
+    return direction or "inconclusive", tost
 
 
 def _when(inp: SuiteInput, factor: str, rows: Sequence[SuiteRow]) -> WhenTable:
@@ -284,10 +316,20 @@ def _headline(inp: SuiteInput, arm: ArmSummary, digits: int) -> str:
     p = arm.pooled
     if p is None:
         return f"Nothing to pool yet for {arm.arm} − {inp.baseline}."
-    size = f"{signed(p.mean, digits)}{' ' + inp.unit if inp.unit else ''}, 95% CI {_ci(p, digits)}"
+    unit = " " + inp.unit if inp.unit else ""
+    size = f"{signed(p.mean, digits)}{unit}, 95% CI {_ci(p, digits)}"
+    if arm.decision == "equivalent" and inp.margin is not None:
+        return (
+            f"Equivalent within ±{inp.margin:g}{unit}: {arm.arm} − {inp.baseline} = {size} "
+            f"(pooled TOST {p_text(arm.tost_p)})."
+        )
     if arm.direction is None:
-        return f"No detectable difference between {arm.arm} and {inp.baseline} ({size})."
-    return f"{arm.arm} did {arm.direction} than {inp.baseline}: {size}."
+        return (
+            f"Inconclusive: no detectable difference between {arm.arm} and {inp.baseline} "
+            f"({size}); effects beyond that interval are ruled out."
+        )
+    verdict = f"{arm.arm} did {arm.direction} than {inp.baseline}"
+    return f"{arm.direction.capitalize()}: {verdict}: {size}."
 
 
 def _paragraph(inp: SuiteInput, arm: ArmSummary, digits: int) -> str:
@@ -323,6 +365,23 @@ def _paragraph(inp: SuiteInput, arm: ArmSummary, digits: int) -> str:
         parts.append(
             f"Only one experiment is pooled and its own interval (over its seeds) covers 0: "
             f"no detectable difference between {arm.arm} and {inp.baseline}, a null result."
+        )
+    if inp.margin is not None:
+        parts.append(
+            f"Against the margin ±{inp.margin:g}{unit} (pooled TOST {p_text(arm.tost_p)}): "
+            + (
+                "the pooled difference is equivalent to none, within the margin."
+                if arm.decision == "equivalent"
+                else "equivalence is not shown."
+            )
+        )
+    decided = [r.decision for r in arm.rows if r.decision]
+    if decided:
+        counts = {d: decided.count(d) for d in ("better", "worse", "equivalent", "inconclusive")}
+        parts.append(
+            "Each experiment's own decision: "
+            + ", ".join(f"{n} {d}" for d, n in counts.items() if n)
+            + "."
         )
     parts.append(_heterogeneity(p))
     parts.append(_settings(arm, digits, inp.baseline))
@@ -411,15 +470,18 @@ def _rows_json(arm: ArmSummary) -> list[dict[str, Any]]:
             "diff": _float(r.diff),
             "low": _float(r.low),
             "high": _float(r.high),
+            "decision": r.decision,
         }
         for r in arm.rows
     ]
 
 
-def _pooled_json(p: Pooled | None) -> dict[str, float | None]:
+def _pooled_json(arm: ArmSummary, margin: float | None) -> dict[str, Any]:
+    p = arm.pooled
+    decided = {"decision": arm.decision, "margin": _float(margin), "tost_p": _float(arm.tost_p)}
     if p is None:
-        return dict.fromkeys(("mean", "low", "high", "i2", "tau2", "p_value", "k"))
-    return {
+        return dict.fromkeys(("mean", "low", "high", "i2", "tau2", "p_value", "k")) | decided
+    return decided | {
         "mean": _float(p.mean),
         "low": _float(p.low),
         "high": _float(p.high),
@@ -439,9 +501,9 @@ def suite_json(data: SuiteReportData) -> dict[str, Any]:
         "suite": data.name,
         "main_arm": data.main_arm,
         "experiments": _rows_json(main),
-        "pooled": _pooled_json(main.pooled),
+        "pooled": _pooled_json(main, data.margin),
         "arms": {
-            a.arm: {"experiments": _rows_json(a), "pooled": _pooled_json(a.pooled)}
+            a.arm: {"experiments": _rows_json(a), "pooled": _pooled_json(a, data.margin)}
             for a in data.arms
         },
         "when": {

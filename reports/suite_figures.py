@@ -30,7 +30,11 @@ def forest_figure(data: SuiteReportData) -> Figure | None:
     if not any(r.diff is not None for r in arm.rows):
         return None
     n = len(arm.rows)
-    ticks = [esc(r.experiment) for r in arm.rows]
+    # Each experiment's own decision beside its name: the forest shows where each one landed.
+    ticks = [
+        esc(r.experiment) + (f" · <i>{esc(r.decision)}</i>" if r.decision else "")
+        for r in arm.rows
+    ]
     fig = go.Figure()
     with_ci = [
         (i, r.diff, r.low, r.high)
@@ -93,8 +97,11 @@ def forest_figure(data: SuiteReportData) -> Figure | None:
             )
         )
         tickvals.append(n + 0.5)
-        ticks.append(f"<b>pooled (k = {p.k})</b>")
+        ticks.append(f"<b>pooled (k = {p.k}) · {esc(arm.decision)}</b>")
     fig.add_vline(x=0, line=_ZERO)
+    if data.margin is not None:  # the equivalence margin ±δ, dotted
+        for edge in (-data.margin, data.margin):
+            fig.add_vline(x=edge, line={"color": "#888", "width": 1, "dash": "dot"})
     fig.update_yaxes(
         tickmode="array",
         tickvals=tickvals,

@@ -74,8 +74,9 @@ SUITE = (
 <td class="num">{{ g(p.tau2) }}</td><td class="num">{{ pct(p.i2) }}</td>
 {% else %}<td class="num">–</td><td class="num">–</td><td class="num">–</td>
 <td class="num">–</td><td class="num">–</td>{% endif %}
-<td>{% if a.direction %}{{ a.arm if a.direction == "better" else d.baseline }} better
-{%- elif p %}no detectable difference{% else %}nothing to pool{% endif %}</td></tr>
+<td>{{ a.decision }}{% if a.direction %}: {{ a.arm if a.direction == "better" else
+ d.baseline }} better{%- elif a.decision == "equivalent" %} within ±{{ "%g"|format(d.margin)
+ }}{% elif p %}: no detectable difference{% else %}: nothing to pool{% endif %}</td></tr>
 {% endfor %}
 </table>
 </section>
@@ -118,7 +119,8 @@ SUITE = (
 <td class="num"{% if r.reason %} title="not pooled: {{ r.reason }}"{% endif %}>
 {%- if r.diff is none %}–{% else %}{{ signed(r.diff, digits) }}
 {%- if r.low is not none %} {{ ci(r.low, r.high) }}{% endif %}
-<span class="note">n = {{ r.n }}</span>{% endif %}</td>
+<span class="note">n = {{ r.n }}</span>{% endif %}
+{%- if r.decision %}<br><span class="decision">{{ r.decision }}</span>{% endif %}</td>
 {% endfor %}
 <td>{% if e.note %}{{ e.note }}{% endif %}
 {%- for a in d.arms %}{% set r = a.rows[i] %}{% if r.reason and r.reason != e.note %}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from reports.decision import Decision
 from reports.model import ReportData, Verdict
 from reports.stats import MeanCI, Paired
 
@@ -56,8 +57,13 @@ def summary_json(data: ReportData) -> dict[str, Any]:
         "replicates": v.replicates,
         "seeds": v.seeds,
         "method": v.method,
-        "main": None if v.main is None else _paired(v.main) | {"components": _components(v)},
-        "comparisons": [_paired(c) for c in v.comparisons],
+        "main": None
+        if v.main is None
+        else _paired(v.main) | _decided(v.decision) | {"components": _components(v)},
+        "comparisons": [
+            _paired(c) | _decided(d) for c, d in zip(v.comparisons, _decisions(v), strict=True)
+        ],
+        "margin": _float(v.margin),
         "sentence": v.sentence,
         "basis": v.basis,
         "warnings": list(v.warnings),
@@ -72,6 +78,44 @@ def summary_json(data: ReportData) -> dict[str, Any]:
             for arm, curve in data.search.budget.items()
         },
         "budget_sentence": data.search.budget_sentence,
+    }
+
+
+def _decisions(v: Verdict) -> tuple[Decision | None, ...]:
+    return v.decisions if v.decisions else (None,) * len(v.comparisons)
+
+
+def _decided(d: Decision | None) -> dict[str, Any]:
+    """A comparison's decision keys (reports.decision): ``decision`` is one of better, worse,
+    equivalent, inconclusive; ``sequential`` is None unless replicates come in stages."""
+    if d is None:
+        return {"decision": None, "margin": None, "tost_p": None, "prob_better": None,
+                "ruled_out": None, "sequential": None}  # fmt: skip
+    chance = d.prob_better
+    return {
+        "decision": d.decision,
+        "margin": _float(d.margin),
+        "tost_p": _float(d.tost_p),
+        "prob_better": None
+        if chance is None
+        else {
+            "mean": _float(chance.mean),
+            "low": _float(chance.low),
+            "high": _float(chance.high),
+            "over": chance.over,
+        },
+        "ruled_out": None
+        if d.ruled_out is None
+        else {"low": _float(d.ruled_out[0]), "high": _float(d.ruled_out[1])},
+        "sequential": None
+        if d.stage is None
+        else {
+            "stage": d.stage,
+            "stages": d.stages,
+            "replicates": d.replicates,
+            "level": _float(d.level),
+            "continues": d.continues,
+        },
     }
 
 

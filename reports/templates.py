@@ -89,16 +89,27 @@ REPORT = (
 <table>
 <tr><th>arm − {{ v.fixed_arm }}</th>
 <th class="num">paired {{ "seeds" if v.replicates == 1 else "runs" }}</th>
-<th class="num">difference ± 95% CI</th><th class="num">95% CI</th><th class="num">p</th>
-<th class="num">Cohen's d<sub>z</sub></th><th>reading</th></tr>
+<th class="num">difference ± 95% CI</th><th class="num">95% CI</th>
+<th class="num">P(better) [95% CI]</th><th class="num">p</th>
+<th class="num">Cohen's d<sub>z</sub></th><th>decision</th><th>reading</th></tr>
 {% for c in v.comparisons %}
+{% set dd = v.decisions[loop.index0] if v.decisions else none %}
 <tr><td>{{ c.arm }}</td><td class="num">{{ c.n_pairs }}</td>
 <td class="num">{{ mean_ci(c.diff, digits, true) }}</td>
 <td class="num">{{ interval(c.diff, digits) }}</td>
+<td class="num">{% if dd and dd.prob_better %}{{ "%.0f%%"|format(100 * dd.prob_better.mean) }}
+ [{{ "%.0f"|format(100 * dd.prob_better.low) }}, {{ "%.0f"|format(100 * dd.prob_better.high)
+ }}]{% else %}–{% endif %}</td>
 <td class="num">{{ pval(c.p_value) }}</td><td class="num">{{ num(c.cohen_dz, 2) }}</td>
+<td class="decision">{{ dd.decision if dd else "–" }}</td>
 <td>{{ v.comparison_sentences[loop.index0] }}</td></tr>
 {% endfor %}
 </table>
+<p class="note">Decision: better or worse when the 95% interval excludes 0; equivalent when,
+with a margin ({% if v.margin %}±{{ "%g"|format(v.margin) }}{% else %}none set:
+<code>[evaluate] margin</code>{% endif %}), the 90% interval lies inside it (two one-sided
+tests); inconclusive otherwise. P(better): the share of paired runs the arm won, the chance
+it beats {{ v.fixed_arm }} on a fresh search and seed.</p>
 {% endif %}
 {% for f in figs.verdict %}{{ figure(f) }}{% endfor %}
 </section>

@@ -9,9 +9,10 @@ from collections.abc import Collection, Mapping
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from reports.common import finite, label, plural
+from reports.decision import Decision, decide_comparison, decision_sentence
 from reports.model import ArmResult, Verdict
 from reports.replicates import Replicated, replicated
-from reports.stats import FEW_SEEDS, mean_ci, sentence
+from reports.stats import FEW_SEEDS, mean_ci
 
 __all__ = ["build_verdict"]
 
@@ -25,11 +26,16 @@ def build_verdict(
     stale: pd.DataFrame,
     replicates: int,
     searched: Collection[str],
+    *,
+    margin: float | None = None,
+    sequential: tuple[int, int, int] | None = None,
 ) -> Verdict:
     """The verdict: each arm's test metric, and every arm against the fixed one paired by
     (replicate, seed) (:func:`reports.replicates.replicated`). An arm with nothing to search
     trains one configuration, the same in every replicate: its evaluations (of replicate 1)
-    pair with every replicate's."""
+    pair with every replicate's. Each comparison gets a decision (:mod:`reports.decision`)
+    against ``margin``, with the stages' boundaries when ``sequential`` is the experiment's
+    ``(min, max, step)``."""
     metric = "test_acc" if accuracy else "test_loss"
     scale = 100.0 if accuracy else 1.0
     digits = 2 if accuracy else 4
@@ -70,9 +76,17 @@ def build_verdict(
                 replicated(arm, fixed, keyed[arm], keyed[fixed], higher_is_better=higher)
             )
     comparisons = [c.comparison for c in compared]
+    decisions = [
+        decide_comparison(c, higher_is_better=higher, margin=margin, sequential=sequential)
+        for c in compared
+    ]
     main_r = next((c for c in compared if c.comparison.arm == dynamic), None)
     main = None if main_r is None else main_r.comparison
-    sentences = tuple(_compared_sentence(c, accuracy=accuracy, digits=digits) for c in compared)
+    main_d = None if main_r is None else decisions[compared.index(main_r)]
+    sentences = tuple(
+        _compared_sentence(c, d, accuracy=accuracy, digits=digits)
+        for c, d in zip(compared, decisions, strict=True)
+    )
 
     warnings_: list[str] = []
     if evals.empty:
@@ -115,7 +129,7 @@ def build_verdict(
             "[experiment] seed) before reading this as a verdict about the schemes."
         )
     if unfinished and not evals.empty:
-        text = f"Provisional, the search is unfinished ({', '.join(unfinished)} trials): {text}"
+        text = f"Provisional, the search is unfinished ({', '.join(unfinished)} trials). {text}"
         warnings_.append(
             "The search is unfinished, so each arm's best configuration may still change; "
             "finish it (dynl2 run) and evaluate again for a final verdict."
@@ -163,16 +177,19 @@ def build_verdict(
         seeds=main_r.seeds if main_r is not None else 0,
         components=None if main_r is None else main_r.components,
         method=main_r.method if main_r is not None else "seeds only",
+        decisions=tuple(decisions),
+        decision=main_d,
+        margin=margin,
     )
 
 
-def _compared_sentence(c: Replicated, *, accuracy: bool, digits: int) -> str:
-    """The comparison's sentence: over seeds (one search; about these two configurations) or
-    over replicates × seeds."""
+def _compared_sentence(c: Replicated, d: Decision, *, accuracy: bool, digits: int) -> str:
+    """The comparison's sentence, opening with its decision: over seeds (one search; about
+    these two configurations) or over replicates × seeds."""
     if c.method == "replicate means":
         over = f"{c.replicates} searches × {plural(c.seeds, 'seed')}"
-        return sentence(c.comparison, accuracy=accuracy, digits=digits, over=over)
-    text = sentence(c.comparison, accuracy=accuracy, digits=digits)
+        return decision_sentence(c, d, accuracy=accuracy, digits=digits, over=over)
+    text = decision_sentence(c, d, accuracy=accuracy, digits=digits, over=None)
     if c.comparison.diff is None or c.comparison.diff.half_width is None:
         return text
     return text + " This is about the two configurations one search chose; a rerun may disagree."

@@ -187,6 +187,7 @@ def suite_input(store: Store, name: str, report_path: Path) -> SuiteInput:
     names = set(store.experiments()["name"])
     entries = []
     unit, higher, main, baseline = "points", True, "dynamic", "fixed"
+    margin: float | None = None  # the members share the base's [evaluate] margin
     for member in info.members:
         if member.experiment not in names:
             entries.append(SuiteEntry(member.experiment, member.factors, {}, None, "not started"))
@@ -204,8 +205,13 @@ def suite_input(store: Store, name: str, report_path: Path) -> SuiteInput:
                 {c.arm: c.diff for c in verdict.comparisons},
                 os.path.relpath(own, report_path.parent) if own.exists() else None,
                 None if verdict.comparisons else "no comparison against a fixed arm yet",
+                {
+                    c.arm: d.decision
+                    for c, d in zip(verdict.comparisons, verdict.decisions, strict=True)
+                },
             )
         )
+        margin = config.evaluate.margin if margin is None else margin
     return SuiteInput(
         name=info.name,
         factors=tuple(info.definition.get("factors", ())),
@@ -214,6 +220,7 @@ def suite_input(store: Store, name: str, report_path: Path) -> SuiteInput:
         unit=unit,
         higher_is_better=higher,
         baseline=baseline,
+        margin=margin,
         generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     )
 

@@ -143,6 +143,13 @@ class ExperimentConfig:
                 f"{self.search.replicates} replicates of a search, but no arm searches "
                 "anything (no ranges in [train] or in an arm); give ranges, or replicates = 1",
             )
+        margin = self.evaluate.margin
+        if margin is not None and self.task == "classification" and margin >= 100:
+            raise ExperimentConfigError(
+                "evaluate.margin",
+                f"is in accuracy points for a classification (a difference of at most 100), "
+                f"got {margin!r}; write e.g. margin = 0.5 for half a point",
+            )
 
     # -- queries ------------------------------------------------------------------------------
 

@@ -125,7 +125,8 @@ def resume_problem(store: Store, config: ExperimentConfig) -> str | None:
 
 # Settings a stored experiment may take a larger value of: a rerun adds searches or seeds.
 _RAISABLE: dict[str, Callable[[ExperimentConfig], int]] = {
-    "search.replicates": lambda c: c.search.replicates,
+    "search.replicates": lambda c: c.search.most,  # a count, or the sequential form's max
+    "search.replicates.max": lambda c: c.search.most,
     "evaluate.seeds": lambda c: c.evaluate.seeds,
 }
 

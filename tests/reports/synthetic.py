@@ -96,11 +96,13 @@ class Search:
     pruner: str
     metric: str
     replicates: int = 1
+    sequential: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True)
 class Evaluate:
     seeds: int
+    margin: float | None = None
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ def test_a_clear_win_on_many_seeds(store):
     syn.add_evaluations(store, "win", "dynamic", [0.87 - n / 2 for n in noise])
     data, html = report(store, "win")
     v = data.verdict
-    assert v.sentence.startswith("Dynamic beat fixed by 1.99 ± 0.27 points")
+    assert v.sentence.startswith("Better: dynamic beat fixed by 1.99 ± 0.27 points")
     assert "10 seeds" in v.sentence
     # One search per arm: the sentence and the one warning say the verdict is about these
     # two configurations, and that a rerun of the search may disagree (issue 11).
@@ -120,7 +120,7 @@ def test_a_loss_metric_lower_is_better(store):
     data, _ = report(store, "reg")
     v = data.verdict
     assert (v.metric, v.higher_is_better) == ("test_loss", False)
-    assert v.sentence.startswith("Fixed beat dynamic with a test loss lower by 0.1983 ± ")
+    assert v.sentence.startswith("Worse: fixed beat dynamic with a test loss lower by 0.1983 ± ")
     summary = reports.summary_json(data)
     assert summary["main"]["winner"] == "fixed"
 

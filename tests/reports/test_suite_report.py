@@ -176,7 +176,7 @@ def test_a_clear_win() -> None:
     assert "dynamic did better than fixed" in s
     assert "null result" not in s and "did worse" not in s
     assert "Heterogeneity is low" in s
-    assert data.headline.startswith("dynamic did better than fixed: +1.05 points")
+    assert data.headline.startswith("Better: dynamic did better than fixed: +1.05 points")
     assert 'class="answer win"' in render_suite_html(data)
 
 
@@ -213,7 +213,7 @@ def test_a_null_result_says_so_and_claims_nothing() -> None:
     assert "a null result" in s
     assert "did better" not in s and "did worse" not in s and "excludes 0:" not in s
     assert "No single setting of data.dataset, train.epochs" in s
-    assert data.headline.startswith("No detectable difference")
+    assert data.headline.startswith("Inconclusive: no detectable difference")
     assert 'class="answer "' in render_suite_html(data)
 
 
@@ -281,8 +281,9 @@ def test_json_has_exactly_the_promised_shape() -> None:
     assert set(out) == {"suite", "main_arm", "experiments", "pooled", "arms", "when", "sentence"}
     assert out["suite"] == "when" and out["main_arm"] == "dynamic"
     assert out["sentence"] == data.sentence
-    row_keys = {"experiment", "factors", "diff", "low", "high"}
-    pooled_keys = {"mean", "low", "high", "i2", "tau2", "p_value", "k"}
+    row_keys = {"experiment", "factors", "diff", "low", "high", "decision"}
+    pooled_keys = {"mean", "low", "high", "i2", "tau2", "p_value", "k", "decision", "margin",
+                   "tost_p"}  # fmt: skip
     assert [set(r) for r in out["experiments"]] == [row_keys] * 3
     assert out["experiments"][0] == {
         "experiment": "a",
@@ -290,6 +291,7 @@ def test_json_has_exactly_the_promised_shape() -> None:
         "diff": 1.0,
         "low": 0.5,
         "high": 1.5,
+        "decision": None,
     }
     assert out["experiments"][1]["diff"] is None  # NaN becomes None
     assert out["experiments"][2]["low"] is None
@@ -298,7 +300,7 @@ def test_json_has_exactly_the_promised_shape() -> None:
     assert p is not None
     assert out["pooled"] == {
         "mean": p.mean, "low": p.low, "high": p.high, "i2": p.i2, "tau2": 0,
-        "p_value": p.p_value, "k": p.k,
+        "p_value": p.p_value, "k": p.k, "decision": "better", "margin": None, "tost_p": None,
     }  # fmt: skip
     assert list(out["arms"]) == ["dynamic", "swd"]
     for arm in out["arms"].values():
@@ -316,7 +318,9 @@ def test_json_has_exactly_the_promised_shape() -> None:
 def test_json_of_a_suite_without_the_main_arm() -> None:
     inp = suite(entry("a", "digits", 30, None, swd=MeanCI(0.1, 0.3, 10)))
     out = suite_json(build_suite_data(inp))
-    assert out["pooled"] == dict.fromkeys(("mean", "low", "high", "i2", "tau2", "p_value", "k"))
+    assert out["pooled"] == dict.fromkeys(
+        ("mean", "low", "high", "i2", "tau2", "p_value", "k", "margin", "tost_p")
+    ) | {"decision": "inconclusive"}
     assert out["arms"]["swd"]["pooled"]["mean"] == pytest.approx(0.1)
 
 

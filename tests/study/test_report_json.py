@@ -60,6 +60,17 @@ def test_json_is_the_stored_summary_with_the_new_keys(url, tmp_path, capsys):
     sd = (sum((d - mean) ** 2 for d in diffs) / 4) ** 0.5
     assert main["components"]["seed_sd"] == pytest.approx(sd)
     assert any(w.startswith("One search per arm") for w in summary["warnings"])
+    # the decision keys, on main and on every comparison
+    for entry in (main, *summary["comparisons"]):
+        assert {"decision", "margin", "tost_p", "prob_better", "ruled_out"} <= set(entry)
+        assert entry["decision"] in ("better", "worse", "equivalent", "inconclusive")
+    assert main["margin"] is None and main["tost_p"] is None  # no [evaluate] margin
+    assert main["ruled_out"] == {"low": main["diff"]["low"], "high": main["diff"]["high"]}
+    wins = sum(1 if d > 0 else 0.5 if d == 0 else 0 for d in diffs) / 5
+    assert main["prob_better"]["mean"] == pytest.approx(wins)
+    assert main["prob_better"]["over"] == "seeds"  # one search: Wilson over its seeds
+    assert main["prob_better"]["low"] <= wins <= main["prob_better"]["high"]
+    assert summary["sentence"].split(":")[0] == main["decision"].capitalize()
     curves = summary["budget_curves"]
     assert set(curves) == {"dynamic", "fixed", "none"}  # "none" searches lr
     dynamic = [0.70, 0.74, 0.71, 0.78, None, 0.80]  # the pruned trial counts, never best
