@@ -22,8 +22,8 @@ from reports.suite import (
     SuiteInput,
     SuiteReportData,
     build_suite_data,
-    suite_json,
 )
+from reports.suite_json import suite_json
 from reports.summary import summary_json
 
 __all__ = [

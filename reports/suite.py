@@ -39,7 +39,8 @@ __all__ = [
     "WhenTable",
     "build_suite_data",
     "factor_text",
-    "suite_json",
+    "json_float",
+    "jsonable",
 ]
 
 BASELINE = "fixed"  # every comparison of a suite entry is ``arm − fixed``
@@ -291,7 +292,7 @@ def _when(inp: SuiteInput, factor: str, rows: Sequence[SuiteRow]) -> WhenTable:
 
 def _key(value: object) -> str:
     # Dicts (a whole section) are unhashable: group by their canonical JSON.
-    return json.dumps(_jsonable(value), sort_keys=True)
+    return json.dumps(jsonable(value), sort_keys=True)
 
 
 def factor_text(value: object) -> str:
@@ -446,78 +447,17 @@ def _settings(arm: ArmSummary, digits: int, baseline: str) -> str:
 # ------------------------------------------------------------------------------- JSON
 
 
-def _float(x: float | None) -> float | None:
+def json_float(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
-def _jsonable(value: object) -> Any:
+def jsonable(value: object) -> Any:
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, float):
-        return _float(value)
+        return json_float(value)
     if value is None or isinstance(value, str | int | bool):
         return value
     return str(value)
-
-
-def _rows_json(arm: ArmSummary) -> list[dict[str, Any]]:
-    return [
-        {
-            "experiment": r.experiment,
-            "factors": _jsonable(r.factors),
-            "diff": _float(r.diff),
-            "low": _float(r.low),
-            "high": _float(r.high),
-            "decision": r.decision,
-        }
-        for r in arm.rows
-    ]
-
-
-def _pooled_json(arm: ArmSummary, margin: float | None) -> dict[str, Any]:
-    p = arm.pooled
-    decided = {"decision": arm.decision, "margin": _float(margin), "tost_p": _float(arm.tost_p)}
-    if p is None:
-        return dict.fromkeys(("mean", "low", "high", "i2", "tau2", "p_value", "k")) | decided
-    return decided | {
-        "mean": _float(p.mean),
-        "low": _float(p.low),
-        "high": _float(p.high),
-        "i2": _float(p.i2),
-        "tau2": _float(p.tau2),
-        "p_value": _float(p.p_value),
-        "k": p.k,
-    }
-
-
-def suite_json(data: SuiteReportData) -> dict[str, Any]:
-    """The suite's numbers as JSON-ready data (``json.dumps(..., allow_nan=False)`` takes it):
-    the main arm at the top level, every arm (the main one included) under ``arms``, and the
-    main arm's "when" tables. A missing pooled estimate is a dict of None."""
-    main = data.main
-    return {
-        "suite": data.name,
-        "main_arm": data.main_arm,
-        "experiments": _rows_json(main),
-        "pooled": _pooled_json(main, data.margin),
-        "arms": {
-            a.arm: {"experiments": _rows_json(a), "pooled": _pooled_json(a, data.margin)}
-            for a in data.arms
-        },
-        "when": {
-            t.factor: [
-                {
-                    "value": _jsonable(r.value),
-                    "mean": _float(r.pooled.mean) if r.pooled else None,
-                    "low": _float(r.pooled.low) if r.pooled else None,
-                    "high": _float(r.pooled.high) if r.pooled else None,
-                    "k": r.pooled.k if r.pooled else 0,
-                }
-                for r in t.rows
-            ]
-            for t in main.when
-        },
-        "sentence": data.sentence,
-    }

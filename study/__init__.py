@@ -49,6 +49,9 @@ if TYPE_CHECKING:  # the public API, listed once: read by _homes() below and by 
         experiment_trials as experiment_trials,
     )
     from study.api.experiments import (
+        experiment_verdict as experiment_verdict,
+    )
+    from study.api.experiments import (
         join_experiment as join_experiment,
     )
     from study.api.experiments import (
@@ -62,6 +65,9 @@ if TYPE_CHECKING:  # the public API, listed once: read by _homes() below and by 
     )
     from study.api.experiments import (
         run_experiment as run_experiment,
+    )
+    from study.api.plan import (
+        make_plan as make_plan,
     )
     from study.api.suites import (
         SuiteReportResult as SuiteReportResult,

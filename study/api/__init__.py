@@ -2,6 +2,7 @@
 
 - ``experiments`` — run, resume, join, evaluate, report, status and trials of one experiment
 - ``suites`` — run, status and report of a suite of experiments
+- ``plan`` — how many replicates and seeds the next run of an experiment or suite needs
 
 May import :mod:`study.errors`, :mod:`study.config`, :mod:`study.search`, :mod:`study.run` and
 the layers below :mod:`study`.

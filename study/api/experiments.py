@@ -39,7 +39,7 @@ from study.config.experiment import (
 from study.errors import UsageError
 from study.run.files import check_target, default_report_path, target_path
 from study.run.progress import ArmSummary, arm_counts, evaluation_summary
-from study.run.reporting import ReportResult, write_report
+from study.run.reporting import ReportResult, verdict_summary, write_report
 from study.run.runs import (
     SearchOutcome,
     create_or_resume,
@@ -50,6 +50,7 @@ from study.run.runs import (
     search,
     stored_experiment,
 )
+from study.run.stages import Stage, next_stage, reached
 from study.search.resilience import Patience, retrying
 from study.search.studies import ArmCounts, SearchKey, open_studies
 
@@ -110,21 +111,33 @@ def run_experiment(
     url = storage_url(storage)
     with _open(url) as store:
         create_or_resume(store, config)
-        open_studies(store, config, heartbeat)
-        replicates = config.search.replicates
-        say(
-            f"dynl2 run: experiment {config.name!r} in {store.display_url}: "
-            f"{len(config.arms)} arms, {config.search.n_trials} trials per searched arm"
-            + (f" in each of {replicates} replicates" if replicates > 1 else "")
-            + f", {workers} worker(s)"
-        )
+        config = reached(store, config)  # a sequential run resumes at its stage
         groups = group_line(config, batch, note)
-        if groups is not None:
-            say(f"dynl2 run: {groups}")
-        outcome = search(store, config, url, workers, say, batch, heartbeat)
-        if not outcome.complete:
-            return RunResult(config.name, outcome)
-        evaluate_searches(store, config, config.evaluate.seeds, workers, say, batch)
+        while True:
+            open_studies(store, config, heartbeat)  # a new stage: its studies, before workers
+            replicates = config.search.replicates
+            staged = f" ({Stage(config)})" if config.search.sequential is not None else ""
+            say(
+                f"dynl2 run: experiment {config.name!r} in {store.display_url}: "
+                f"{len(config.arms)} arms, {config.search.n_trials} trials per searched arm"
+                + (f" in each of {replicates} replicates" if replicates > 1 else "")
+                + f"{staged}, {workers} worker(s)"
+            )
+            if groups is not None:
+                say(f"dynl2 run: {groups}")
+                groups = None
+            outcome = search(store, config, url, workers, say, batch, heartbeat)
+            if not outcome.complete:
+                return RunResult(config.name, outcome)
+            evaluate_searches(store, config, config.evaluate.seeds, workers, say, batch)
+            following = next_stage(store, config)
+            if following is None:
+                break
+            say(
+                f"dynl2 run: undecided at {Stage(config)}; adding "
+                f"{following.search.replicates - replicates} replicates: {Stage(following)}"
+            )
+            config = following
         summary = tuple(evaluation_summary(store, config))
         written = write_report(store, config.name, report)
     return RunResult(config.name, outcome, summary, written)
@@ -216,6 +229,14 @@ def evaluate_experiment(
             store, config, seeds or config.evaluate.seeds, workers, say, provisional=provisional
         )
         return tuple(evaluation_summary(store, config))
+
+
+def experiment_verdict(name: str, *, storage: str | None = None) -> dict[str, Any]:
+    """The verdict of experiment ``name`` as its report would give it (the report's JSON:
+    each arm's interval, the comparisons and their decisions, the headline in ``sentence``),
+    computed from the store and written nowhere."""
+    with _open(storage_url(storage), create=False) as store:
+        return verdict_summary(store, name)
 
 
 def make_report(

@@ -5,6 +5,7 @@
 - ``args`` — the flags verbs share
 - ``experiments`` — run, worker, evaluate, status, trials, sql
 - ``reports`` — report, reports
+- ``plan`` — plan: replicates and seeds for the next run
 - ``suites`` — suite run | status | report
 - ``train`` — train: one training run without a store
 - ``sql_setup`` — sql-setup: the read-only role on PostgreSQL

@@ -34,6 +34,7 @@ import storage
 from study.cli import agent as agent_cmd
 from study.cli import demo
 from study.cli import experiments as study_cmds
+from study.cli import plan as plan_cmd
 from study.cli import reports as report_cmds
 from study.cli import serve as serve_cmd
 from study.cli import sql_setup as sql_setup_cmd
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     study_cmds.add_parsers(verbs)
     sql_setup_cmd.add_parser(verbs)
     report_cmds.add_parsers(verbs)
+    plan_cmd.add_parser(verbs)
     suite_cmds.add_parser(verbs)
     serve_cmd.add_parsers(verbs)
     agent_cmd.add_parser(verbs)

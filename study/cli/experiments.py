@@ -20,7 +20,7 @@ from study.api import experiments as api
 from study.cli.args import batch_flag, storage_flag, up_to, workers_flag
 from study.config import env
 from study.config.experiment import MAX_SEEDS
-from study.run.progress import ProgressPrinter, format_summary
+from study.run.progress import ProgressPrinter, format_summary, format_verdict
 from study.run.queries import frame_csv, frame_json, json_cells
 from study.search.studies import label
 
@@ -174,7 +174,7 @@ def print_run(result: api.RunResult) -> int:
             file=sys.stderr,
         )
         return 1
-    print(format_summary(list(result.summary)))
+    print(format_verdict(result.report.summary))
     print(f"report: {result.report.path}  ({result.report.seconds:.1f} s)")
     return 0
 
@@ -215,7 +215,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         provisional=args.provisional,
         say=say_line(False),
     )
-    print(format_summary(list(summary)))
+    del summary  # each arm's runs; the verdict below is what the report will say of them
+    print(format_verdict(api.experiment_verdict(args.experiment, storage=args.storage)))
     return 0
 
 

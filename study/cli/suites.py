@@ -84,6 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    print(result.report.summary.get("headline", ""))  # the pooled decision
     print(result.report.summary.get("sentence", ""))
     print(f"suite report: {result.report.path}  ({result.report.seconds:.1f} s)")
     return 0

@@ -143,6 +143,15 @@ class ExperimentConfig:
                 f"{self.search.replicates} replicates of a search, but no arm searches "
                 "anything (no ranges in [train] or in an arm); give ranges, or replicates = 1",
             )
+        if self.search.sequential is not None:
+            schemes = {arm.scheme for arm in self.arms}
+            if not {"dynamic", "fixed"} <= schemes:
+                raise ExperimentConfigError(
+                    "search.replicates",
+                    "the sequential form { min, max } adds replicates until dynamic against "
+                    "fixed is decided, so it needs a dynamic and a fixed arm; give both, or a "
+                    "whole number of replicates",
+                )
         margin = self.evaluate.margin
         if margin is not None and self.task == "classification" and margin >= 100:
             raise ExperimentConfigError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 from study.config.ranges import bounded, number
@@ -89,6 +89,9 @@ class SearchConfig:
         return self.replicates if self.sequential is None else self.sequential[1]
 
 
+# The keys a [search] table may hold: ``sequential`` is what the table form of ``replicates``
+# becomes, not a key of its own.
+SEARCH_KEYS = tuple(f.name for f in fields(SearchConfig) if f.name != "sequential")
 SEQUENTIAL_KEYS = ("min", "max", "step")
 DEFAULT_STEP = 2  # replicates added per stage of the sequential form
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from study.config.arms import NAME_RULE, ArmConfig
 from study.config.reader import ExperimentConfigError
-from study.config.search import EvaluateConfig, SearchConfig
+from study.config.search import SEARCH_KEYS, EvaluateConfig, SearchConfig
 from trainers._fields import describe
 from trainers.schemes import SCHEMES
 
@@ -44,9 +44,11 @@ def experiment_fields(mapping: Mapping[str, Any]) -> dict[str, Any]:
         "model": _section(mapping, "model"),
         "train_fixed": train_fixed,
         "train_ranges": train_ranges,
-        "search": SearchConfig(**_settings(mapping, "search", SearchConfig)),
+        "search": SearchConfig(**_settings(mapping, "search", SEARCH_KEYS)),
         "arms": _arms(mapping),
-        "evaluate": EvaluateConfig(**_settings(mapping, "evaluate", EvaluateConfig)),
+        "evaluate": EvaluateConfig(
+            **_settings(mapping, "evaluate", tuple(f.name for f in fields(EvaluateConfig)))
+        ),
     }
 
 
@@ -91,9 +93,9 @@ def _section(mapping: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     return value
 
 
-def _settings(mapping: Mapping[str, Any], name: str, cls: type) -> dict[str, Any]:
+def _settings(mapping: Mapping[str, Any], name: str, keys: tuple[str, ...]) -> dict[str, Any]:
     table = _section(mapping, name)
-    _no_unknown(name, table, tuple(f.name for f in fields(cls)), "setting")
+    _no_unknown(name, table, keys, "setting")
     return dict(table)
 
 

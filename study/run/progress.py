@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -151,6 +152,31 @@ def evaluation_summary(store: Store, config: ExperimentConfig) -> list[ArmSummar
         mean, half = mean_ci(values) if values else (None, None)
         out.append(ArmSummary(arm.name, len(rows), diverged, mean, half, column))
     return out
+
+
+def format_verdict(summary: Mapping[str, Any]) -> str:
+    """The end of ``run``, ``demo`` and ``evaluate``: each arm's test metric with the interval
+    the report gives it (over the replicates' means when there are replicates, over the seeds
+    of one search otherwise), then the report's headline, which opens with its decision.
+    ``summary`` is the report's JSON (:func:`reports.summary_json`), in its display units."""
+    accuracy = summary.get("metric") == "test_acc"
+    unit, digits = ("%", 2) if accuracy else ("", 4)
+    replicates = int(summary.get("replicates") or 1)
+    over = f"over the means of {replicates} replicates" if replicates > 1 else "over the seeds"
+    lines = [f"verdict (test split, mean ± 95% CI {over}, as the report computes them):"]
+    metric = str(summary.get("metric", ""))
+    for arm, body in (summary.get("arms") or {}).items():
+        test = body.get("test") if isinstance(body, Mapping) else None
+        if not isinstance(test, Mapping) or test.get("mean") is None:
+            lines.append(f"  {arm:<12} not evaluated yet")
+            continue
+        half = test.get("half_width")
+        ci = "" if half is None else f" ± {half:.{digits}f}"
+        n = int(test.get("n") or 0)
+        what = f"{n} replicates" if 1 < replicates == n else f"{n} runs"
+        lines.append(f"  {arm:<12} {metric} {test['mean']:.{digits}f}{ci}{unit}  ({what})")
+    lines.append(str(summary.get("sentence", "")))
+    return "\n".join(lines)
 
 
 def format_summary(summaries: list[ArmSummary]) -> str:

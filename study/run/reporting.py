@@ -24,6 +24,14 @@ class ReportResult:
     summary: dict[str, Any]  # the verdict's numbers (what `dynl2 report --json` prints)
 
 
+def verdict_summary(store: Store, experiment: str) -> dict[str, Any]:
+    """The report's numbers of ``experiment`` (what ``dynl2 report --json`` prints), computed
+    and not written: what ``dynl2 evaluate`` ends with."""
+    from reports import build_report_data, summary_json
+
+    return summary_json(build_report_data(store, stored_experiment(store, experiment)))
+
+
 def write_report(store: Store, experiment: str, path: Path) -> ReportResult:
     """Build, record and write the report of ``experiment`` to ``path``.
 

@@ -25,6 +25,7 @@ from study.config import env
 from study.config.experiment import ExperimentConfig, parse_experiment
 from study.errors import UsageError
 from study.run.progress import ProgressPrinter, arm_counts
+from study.run.stages import reached
 from study.search import signals
 from study.search.resilience import is_transient, retrying
 from study.search.studies import ForeignStudy, Heartbeat, check_studies, label
@@ -44,7 +45,9 @@ def prepare_training() -> None:
 def stored_experiment(store: Store, name: str) -> ExperimentConfig:
     """The stored config of experiment ``name``. One that is no experiment's config at all
     (no ``[experiment]`` table of that name) is a damaged store (exit 1); one that an older
-    dynl2 accepted and this one refuses fails as the config would (exit 2, naming the key)."""
+    dynl2 accepted and this one refuses fails as the config would (exit 2, naming the key).
+    A sequential experiment's config comes at the stage the store has reached
+    (:func:`study.run.stages.reached`)."""
     stored = store.get_experiment(name).config
     head = stored.get("experiment") if isinstance(stored, dict) else None
     if not isinstance(head, dict) or head.get("name") != name:
@@ -53,7 +56,7 @@ def stored_experiment(store: Store, name: str) -> ExperimentConfig:
             "experiment's config (no [experiment] table with its name); restore the database "
             "from a backup"
         )
-    return parse_experiment(stored)
+    return reached(store, parse_experiment(stored))
 
 
 def heartbeat_from_env() -> Heartbeat:

@@ -38,12 +38,14 @@ from study.run.files import default_report_path
 from study.run.progress import arm_counts
 from study.run.reporting import write_report
 from study.run.runs import heartbeat_from_env, prepare_training, stored_experiment
+from study.run.stages import Stage, next_stage
 from study.search import signals
 from study.search.resilience import Patience, retrying
+from study.search.studies import open_studies
 
 __all__ = ["AgentSummary", "Work", "next_work", "run_agent", "work_left"]
 
-WorkKind = Literal["search", "evaluate", "report"]
+WorkKind = Literal["search", "evaluate", "stage", "report"]
 DEFAULT_POLL_S = 5.0
 
 
@@ -81,6 +83,8 @@ def work_left(store: Store, config: ExperimentConfig) -> WorkKind | None:
         return "search"
     if pending_tasks(store, config, config.evaluate.seeds):
         return "evaluate"
+    if next_stage(store, config) is not None:  # undecided: replicates come in another stage
+        return "stage"
     if _report_stale(store, config.name):
         return "report"
     return None
@@ -197,6 +201,12 @@ def run_agent(
                 summary.trials += done.total
                 if done.waiting:  # the last trials are others': look again later
                     later[work.experiment] = time.monotonic() + poll
+            elif work.kind == "stage":
+                following = next_stage(store, config)
+                if following is not None:  # another agent may have opened it: idempotent
+                    say(f"agent: {work.experiment}: undecided at {Stage(config)}; opening "
+                        f"{Stage(following)}")  # fmt: skip
+                    open_studies(store, following, heartbeat)
             elif work.kind == "evaluate":
                 with store.try_lock(f"evaluate:{work.experiment}") as mine:
                     if not mine:  # another agent evaluates it

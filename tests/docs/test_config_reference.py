@@ -35,7 +35,7 @@ from study.config import suite as suite_config
 from study.config.arms import scheme_fields
 from study.config.experiment import ExperimentConfigError, parse_experiment
 from study.config.ranges import Range
-from study.config.search import EvaluateConfig, SearchConfig
+from study.config.search import SEARCH_KEYS, EvaluateConfig
 from trainers.data import DATASETS, data_from_dict, data_to_dict
 from trainers.errors import ConfigError
 from trainers.models import MODELS, model_from_dict, model_to_dict
@@ -182,7 +182,7 @@ def accepted_keys() -> dict[Scope, list[str]]:
         ("experiment", "train"): listed_in_refusal(
             lambda: parse_experiment(minimal(train={PROBE: 1}))
         ),
-        ("experiment", "search"): [f.name for f in dataclasses.fields(SearchConfig)],
+        ("experiment", "search"): list(SEARCH_KEYS),
         ("experiment", "evaluate"): [f.name for f in dataclasses.fields(EvaluateConfig)],
         ("experiment", "arms"): [_tag(scheme.to_dict(), scheme)],
         ("experiment", "range"): listed_in_refusal(

@@ -278,7 +278,10 @@ def test_json_has_exactly_the_promised_shape() -> None:
     data = build_suite_data(inp)
     out = suite_json(data)
     json.dumps(out, allow_nan=False)  # no NaN anywhere
-    assert set(out) == {"suite", "main_arm", "experiments", "pooled", "arms", "when", "sentence"}
+    assert set(out) == {
+        "suite", "main_arm", "experiments", "pooled", "arms", "when", "headline", "sentence"
+    }  # fmt: skip
+    assert out["headline"] == data.headline
     assert out["suite"] == "when" and out["main_arm"] == "dynamic"
     assert out["sentence"] == data.sentence
     row_keys = {"experiment", "factors", "diff", "low", "high", "decision"}

@@ -22,9 +22,9 @@ PUBLIC = {
     "ExperimentConfig", "ExperimentConfigError", "ExperimentOverview", "ExperimentStatus",
     "ReportResult", "RunResult", "StudyError", "Suite", "SuiteConfigError", "SuiteReportResult",
     "SuiteRunResult", "SuiteStatus", "UsageError", "evaluate_experiment", "experiment_status",
-    "experiment_trials", "join_experiment", "list_experiments", "load_experiment", "load_suite",
-    "main", "make_report", "make_suite_report", "parse_experiment", "resume_experiment",
-    "run_experiment", "run_suite", "suite_status",
+    "experiment_trials", "experiment_verdict", "join_experiment", "list_experiments",
+    "load_experiment", "load_suite", "main", "make_plan", "make_report", "make_suite_report",
+    "parse_experiment", "resume_experiment", "run_experiment", "run_suite", "suite_status",
 }  # fmt: skip
 
 

@@ -120,6 +120,38 @@ def test_round_trip_through_json_with_sorted_keys():
         assert again.diff(config) == []
 
 
+def test_sequential_replicates_and_a_margin_round_trip_and_resume():
+    """``replicates = { min, max }`` reads as the first stage's count plus the stages; the
+    stored form keeps the table, whatever stage a run reached; a margin is kept as given."""
+    from dataclasses import replace
+
+    from study.run.runs import _RAISABLE
+
+    doc = _with(("search.replicates", {"min": 3, "max": 12}), ("evaluate.margin", 0.5))
+    config = parse_experiment(doc)
+    assert config.search.replicates == 3 and config.search.sequential == (3, 12, 2)
+    assert config.search.most == 12 and config.evaluate.margin == 0.5
+    stored = config.to_dict()
+    assert stored["search"]["replicates"] == {"min": 3, "max": 12, "step": 2}
+    assert stored["evaluate"]["margin"] == 0.5
+    assert parse_experiment(json.loads(json.dumps(stored))) == config
+    later = replace(config, search=replace(config.search, replicates=7))  # stage 3 reached
+    assert later.to_dict() == stored and later.diff(config) == []
+    with pytest.raises(ExperimentConfigError, match="outside min 3 .. max 12"):
+        replace(config, search=replace(config.search, replicates=13))
+    raised = parse_experiment(_with(("search.replicates", {"min": 3, "max": 16}),
+                                    ("evaluate.margin", 0.5)))  # fmt: skip
+    assert raised.diff(config) == ["search.replicates.max"]
+    assert _RAISABLE["search.replicates.max"](raised) > _RAISABLE["search.replicates.max"](config)
+    assert parse_experiment(BASE).to_dict()["evaluate"] == {"seeds": 2}  # no margin: as before
+    with pytest.raises(ExperimentConfigError, match="needs a dynamic and a fixed arm"):
+        parse_experiment(
+            _with(("search.replicates", {"min": 3, "max": 5}), ("arms.fixed", DELETE))
+        )
+    with pytest.raises(ExperimentConfigError, match="search.sequential|no setting"):
+        parse_experiment(_with(("search.sequential", [3, 12, 2])))
+
+
 def test_canonical_form():
     doc = _with(
         ("arms", {"zeta": {"scheme": "none"}, **BASE["arms"]}),

@@ -83,7 +83,7 @@ def test_run_resume_evaluate_and_query(backend, tmp_path, monkeypatch, torch_thr
     with empty_url(backend, tmp_path) as url:
         done = dynl2("run", str(config), "--workers", "2", "--storage", url)
         assert done.returncode == 0, done.stderr
-        assert "final evaluation" in done.stdout
+        assert "verdict (test split" in done.stdout
         check_counts(url, "e2e", n_trials=3, epochs=2)
         with storage.open(url, create=False) as store:
             evals = store.evaluations("e2e")
@@ -169,7 +169,7 @@ def test_one_worker_searches_in_the_run_process(tmp_path, monkeypatch, torch_thr
     with empty_url("sqlite", tmp_path) as url:
         done = dynl2_here("run", str(config), "--storage", url)
         assert done.returncode == 0, done.stderr
-        assert "1 worker(s)" in done.stdout and "final evaluation" in done.stdout
+        assert "1 worker(s)" in done.stdout and "verdict (test split" in done.stdout
         assert "3 done (3 complete" in done.stdout  # the progress line, at the end
         check_counts(url, "e2e", n_trials=3, epochs=2)
         with storage.open(url, create=False) as store:

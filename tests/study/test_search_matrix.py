@@ -111,7 +111,7 @@ def test_every_sampler_and_pruner_runs_end_to_end(sampler, pruner, here):
     url = f"sqlite:///{here / 'dynl2.db'}"
     done = run_here("run", str(config), "--quiet", "--storage", url)
     assert done.returncode == 0, done.stderr
-    assert "failed" not in done.stderr and "final evaluation" in done.stdout
+    assert "failed" not in done.stderr and "verdict (test split" in done.stdout
     check_run(url, name, ("fixed", "none"), n_trials=3, epochs=2, pruner=pruner)
 
 

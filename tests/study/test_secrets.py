@@ -191,7 +191,7 @@ def test_worker_processes_show_no_password_in_the_process_list(tmp_path: Path) -
         assert SECRET.encode() not in cmdline
         assert b"--storage" not in cmdline
     assert SECRET not in stdout + stderr
-    assert "final evaluation" in stdout
+    assert "verdict (test split" in stdout
 
 
 @pytest.mark.parametrize(
