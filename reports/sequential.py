@@ -71,9 +71,9 @@ With a margin δ (in the comparison's unit) a look also tries to show that the d
 inside ``(−δ, +δ)``: the two one-sided tests (TOST, Schuirmann 1987) of ``mean ≤ −δ`` and
 ``mean ≥ +δ``, each at the look's level ``ℓ_k``, i.e. the ``(1 − 2ℓ_k)`` interval lies inside
 the margin. With one look ``ℓ = alpha`` and this is the ordinary TOST at 5% (the 90% interval).
-Difference comes first: a look that rejects ``mean = 0`` says better or worse even if the
-interval is also inside the margin (the difference is then real but small; the interval says
-how small).
+Equivalence comes first, as in :mod:`reports.decision`: a look whose interval lies inside the
+margin says equivalent even if it also rejects ``mean = 0`` (the difference is then real but
+smaller than worth having, and the report's sentence says so).
 
 Pure functions over plain sequences; no store, no pandas.
 """
@@ -327,10 +327,10 @@ def look(
 ) -> Look:
     """Decide at the look ``len(means)`` replicates reach (:meth:`Stages.stage_of`).
 
+    With a ``margin``, ``"equivalent"`` when the TOST p-value is below ``level``; otherwise
     ``p < level`` → ``"better"`` when the mean difference favours the arm (positive when
-    ``higher_is_better``, negative otherwise), else ``"worse"``; otherwise, with a ``margin``,
-    ``"equivalent"`` when the TOST p-value is below ``level``; otherwise ``"inconclusive"`` once
-    ``max`` replicates have run and ``"continue"`` before.
+    ``higher_is_better``, negative otherwise), else ``"worse"``; otherwise ``"inconclusive"``
+    once ``max`` replicates have run and ``"continue"`` before.
 
     All replicate means equal (sd 0): the t test is undefined; as in
     :func:`reports.replicates.replicated`, ``p = 1`` when they are all 0 and ``p = 0``
@@ -368,11 +368,11 @@ def look(
         half = 0.0
         if margin is not None:
             tost_p = 0.0 if abs(mean) < margin else 1.0
-    if p_value < level:
+    if tost_p is not None and tost_p < level:
+        decision = "equivalent"
+    elif p_value < level:
         favours_arm = mean > 0 if higher_is_better else mean < 0
         decision = "better" if favours_arm else "worse"
-    elif tost_p is not None and tost_p < level:
-        decision = "equivalent"
     else:
         decision = "inconclusive" if final else "continue"
     return Look(stage, of, r, decision, level, p_value, tost_p, mean - half, mean + half)

@@ -116,7 +116,8 @@ def run_experiment(
         while True:
             open_studies(store, config, heartbeat)  # a new stage: its studies, before workers
             replicates = config.search.replicates
-            staged = f" ({Stage(config)})" if config.search.sequential is not None else ""
+            stage = Stage(config)
+            staged = f" (stage {stage.index} of {stage.of})" if config.search.sequential else ""
             say(
                 f"dynl2 run: experiment {config.name!r} in {store.display_url}: "
                 f"{len(config.arms)} arms, {config.search.n_trials} trials per searched arm"

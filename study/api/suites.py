@@ -127,11 +127,12 @@ def run_suite(
     runs: list[api.RunResult] = []
     for i, member in enumerate(suite.experiments, start=1):
         say(f"dynl2 suite: experiment {i}/{len(suite.experiments)}: {member.name}")
-        runs.append(
-            api.run_experiment(
-                member.config, storage=url, workers=workers, batch=batch, say=say, note=note
-            )
+        run = api.run_experiment(
+            member.config, storage=url, workers=workers, batch=batch, say=say, note=note
         )
+        runs.append(run)
+        if run.report is not None:  # each experiment's own headline, as it ends
+            say(f"dynl2 suite: {member.name}: {run.report.summary.get('sentence', '')}")
     if not all(run.complete for run in runs):
         return SuiteRunResult(suite.name, tuple(runs), None)
     return SuiteRunResult(suite.name, tuple(runs), make_suite_report(suite.name, storage=url))

@@ -211,9 +211,10 @@ def test_one_look_is_the_t_test_and_the_ordinary_tost():
         assert (result.low, result.high) == pytest.approx((low, high), rel=1e-9, abs=1e-12)
         low90, high90 = stats.t.interval(0.90, 7, loc=means.mean(), scale=sem)
         inside = low90 > -1.0 and high90 < 1.0
-        if result.p_value >= 0.05:
-            assert (result.decision == "equivalent") == inside
-            assert result.decision in ("equivalent", "inconclusive")
+        if inside:  # equivalence first: a real difference smaller than the margin too
+            assert result.decision == "equivalent"
+        elif result.p_value >= 0.05:
+            assert result.decision == "inconclusive"
         else:
             assert result.decision == ("better" if means.mean() > 0 else "worse")
         seen.add(result.decision)
@@ -246,7 +247,10 @@ def test_all_replicate_means_equal():
     assert (shifted.decision, shifted.p_value, shifted.low, shifted.high) == (
         "better", 0.0, 0.4, 0.4,
     )  # fmt: skip
-    assert look([0.4] * 3, STAGES, margin=1.0, higher_is_better=False).decision == "worse"
+    assert look([0.4] * 3, STAGES, margin=None, higher_is_better=False).decision == "worse"
+    # inside the margin: equivalent first, though the shift is real
+    assert look([0.4] * 3, STAGES, margin=1.0, higher_is_better=False).decision == "equivalent"
+    assert look([1.4] * 3, STAGES, margin=1.0, higher_is_better=False).decision == "worse"
     zero = look([0.0] * 3, STAGES, margin=1.0, higher_is_better=True)
     assert (zero.decision, zero.p_value, zero.tost_p) == ("equivalent", 1.0, 0.0)
     assert look([0.0] * 3, STAGES, margin=None, higher_is_better=True).decision == "continue"
@@ -294,15 +298,15 @@ def _sequential(
         se = x.std(axis=1, ddof=1) / math.sqrt(count)
         p = 2 * special.stdtr(count - 1, -np.abs(mean) / se)
         now = np.full(len(m), "continue", dtype=object)
-        if margin is not None:
+        if not equivalence_only:
+            now[(p < level) & (mean > 0)] = "better"
+            now[(p < level) & (mean < 0)] = "worse"
+        if margin is not None:  # equivalence first: it overrides a real but small difference
             tost = np.maximum(
                 special.stdtr(count - 1, -(mean + margin) / se),
                 special.stdtr(count - 1, (mean - margin) / se),
             )
             now[tost < level] = "equivalent"
-        if not equivalence_only:
-            now[(p < level) & (mean > 0)] = "better"
-            now[(p < level) & (mean < 0)] = "worse"
         if count == STAGES.counts[-1]:
             now[now == "continue"] = "inconclusive"
         fresh = (decision == "continue") & (now != "continue")
