@@ -137,7 +137,7 @@ def test_sequential_replicates_and_a_margin_round_trip_and_resume():
     assert parse_experiment(json.loads(json.dumps(stored))) == config
     later = replace(config, search=replace(config.search, replicates=7))  # stage 3 reached
     assert later.to_dict() == stored and later.diff(config) == []
-    with pytest.raises(ExperimentConfigError, match="outside min 3 .. max 12"):
+    with pytest.raises(ExperimentConfigError, match=r"outside min 3 \.\. max 12"):
         replace(config, search=replace(config.search, replicates=13))
     raised = parse_experiment(_with(("search.replicates", {"min": 3, "max": 16}),
                                     ("evaluate.margin", 0.5)))  # fmt: skip
@@ -148,7 +148,7 @@ def test_sequential_replicates_and_a_margin_round_trip_and_resume():
         parse_experiment(
             _with(("search.replicates", {"min": 3, "max": 5}), ("arms.fixed", DELETE))
         )
-    with pytest.raises(ExperimentConfigError, match="search.sequential|no setting"):
+    with pytest.raises(ExperimentConfigError, match=r"search\.sequential|no setting"):
         parse_experiment(_with(("search.sequential", [3, 12, 2])))
 
 
