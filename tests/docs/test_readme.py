@@ -36,7 +36,7 @@ OPENING = (
     "pip install -e . && dynl2 demo",
     "pip install -e '.[dev]' && ruff check . && ruff format --check . && mypy && pytest",
 )
-TOUR_VERBS = {"run", "status", "trials", "sql", "report", "suite", "serve"}
+TOUR_VERBS = {"run", "status", "trials", "sql", "report", "suite", "plan", "serve"}
 
 
 def _ids(path: Path) -> str:
@@ -294,6 +294,8 @@ def _check(argv: list[str], out: str, cwd: Path) -> None:
         assert rows, out
     elif verb == "sql":
         assert len(out.splitlines()) > 1, out
+    elif verb == "plan":
+        assert "power (%)" in out and ("recommended" in out or "no (R, S)" in out), out
     elif verb == "report" and "-o" in argv:
         page = cwd / argv[argv.index("-o") + 1]
         assert "<html" in page.read_text(encoding="utf-8")[:2000].lower()
