@@ -59,6 +59,8 @@ class Verdict:
     decisions: tuple[Decision, ...] = ()
     decision: Decision | None = None
     margin: float | None = None  # [evaluate] margin, in the verdict's unit
+    # The main comparison's paired differences by replicate (what dynl2 plan reads)
+    differences: Mapping[int, tuple[float, ...]] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)

@@ -52,9 +52,9 @@ import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 from scipy import optimize, special, stats
 
 from reports.common import finite
-from reports.data import _read
+from reports.data import build_report_verdict
 from reports.meta import pool
-from reports.replicates import _pairs, components
+from reports.replicates import components
 from reports.spec import ExperimentSpec
 from reports.stats import ALPHA
 from storage import Store
@@ -437,53 +437,21 @@ class PlanInput:
     costs: Costs | None = None
 
 
-def keyed_values(
-    evals: pd.DataFrame, arm: str, *, accuracy: bool, searched: bool, replicates: int
-) -> dict[Key, float]:
-    """``arm``'s test metric by (replicate, seed) in the verdict's unit, as
-    :func:`reports.verdict.build_verdict` keys it: finite values only, and an arm with
-    nothing to search (one configuration, evaluated as replicate 1) under every replicate."""
-    metric, scale = ("test_acc", 100.0) if accuracy else ("test_loss", 1.0)
-    rows = evals[evals["arm"] == arm] if not evals.empty else evals
-    out: dict[Key, float] = {}
-    if rows.empty:
-        return out
-    for r, seed, value in zip(rows["replicate"], rows["seed"], rows[metric], strict=True):
-        number = finite(value)
-        if number is not None:
-            out[(int(r), int(seed))] = scale * number
-    if not searched:
-        once = {seed: v for (r, seed), v in out.items() if r == 1}
-        out = {(r, seed): v for r in range(1, replicates + 1) for seed, v in once.items()}
-    return out
-
-
 def _mean_seconds(values: pd.Series) -> float | None:
     numbers = [x for x in (finite(v) for v in values) if x is not None and x >= 0]
     return math.fsum(numbers) / len(numbers) if numbers else None
 
 
 def plan_input(store: Store, config: ExperimentSpec) -> PlanInput:
-    """The paired differences ``dynamic − fixed`` of the experiment ``config`` names, over the
-    evaluations the verdict counts (each search's current best), and its costs."""
-    read = _read(store, config)
-    arms = {a.name: a.scheme for a in config.arms}
-    dynamic = next((a for a, s in arms.items() if s == "dynamic"), None)
-    fixed = next((a for a, s in arms.items() if s == "fixed"), None)
-    replicates = config.search.replicates
-    differences: dict[int, tuple[float, ...]] = {}
-    if dynamic is not None and fixed is not None:
-        first, second = (
-            keyed_values(read.evals, arm, accuracy=config.accuracy,
-                         searched=arm in read.searched, replicates=replicates)
-            for arm in (dynamic, fixed)
-        )  # fmt: skip
-        differences = {r: tuple(v) for r, v in _pairs(first, second).items()}
+    """The paired differences ``dynamic − fixed`` of the experiment ``config`` names, exactly
+    as its verdict pairs them (:attr:`reports.model.Verdict.differences`: the evaluations of
+    each search's current best, in the verdict's unit), and its costs."""
+    verdict = build_report_verdict(store, config)
     searched = sum(1 for a in config.arms if config.searched(a.name))
-    trials = read.trials
+    trials = store.trials(config.name)
     ended = ("COMPLETE", "PRUNED", "FAIL")  # trials that ran to an end and took their time
     done = trials[trials["state"].isin(ended)] if not trials.empty else trials
-    stored = pd.concat([read.evals, read.stale]) if not read.stale.empty else read.evals
+    stored = store.evaluations(config.name)
     costs = Costs(
         arms=len(config.arms),
         searched=searched,
@@ -491,4 +459,7 @@ def plan_input(store: Store, config: ExperimentSpec) -> PlanInput:
         trial_seconds=_mean_seconds(done["duration_s"]) if not done.empty else None,
         eval_seconds=_mean_seconds(stored["seconds"]) if not stored.empty else None,
     )
-    return PlanInput(config.name, config.accuracy, dynamic, fixed, differences, costs)
+    return PlanInput(
+        config.name, config.accuracy, verdict.dynamic_arm, verdict.fixed_arm,
+        dict(verdict.differences), costs,
+    )  # fmt: skip

@@ -180,6 +180,7 @@ def build_verdict(
         decisions=tuple(decisions),
         decision=main_d,
         margin=margin,
+        differences={} if main_r is None else dict(main_r.by_replicate),
     )
 
 

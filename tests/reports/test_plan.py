@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import integrate, stats
 
@@ -22,7 +21,6 @@ from reports.plan import (
     build_plan,
     build_suite_plan,
     estimate_components,
-    keyed_values,
     known_components,
     power_equivalence,
     power_test,
@@ -275,28 +273,3 @@ def test_a_suite_pools_with_k_minus_1_degrees_of_freedom_and_its_heterogeneity()
     assert cell.seconds == pytest.approx(3 * (COSTS.seconds(5, 10) or 0))
     with pytest.raises(ValueError, match="no experiment"):
         build_suite_plan("s", "points", goal, [SuiteMember("e", None, None, "not started")])
-
-
-def test_keyed_values_are_the_verdicts_units_and_pairs() -> None:
-    """Accuracy in points, test loss as it is, NaN left out, and an arm with nothing to search
-    (evaluated once, as replicate 1) under every replicate."""
-    evals = pd.DataFrame(
-        {
-            "arm": ["a", "a", "a", "b"],
-            "replicate": [1, 1, 2, 1],
-            "seed": [0, 1, 0, 0],
-            "test_acc": [0.5, math.nan, 0.7, 0.9],
-            "test_loss": [1.5, 2.0, 0.25, 0.125],
-        }
-    )
-    assert keyed_values(evals, "a", accuracy=True, searched=True, replicates=2) == {
-        (1, 0): 50.0,
-        (2, 0): pytest.approx(70.0),
-    }
-    assert keyed_values(evals, "a", accuracy=False, searched=True, replicates=2) == {
-        (1, 0): 1.5, (1, 1): 2.0, (2, 0): 0.25,
-    }  # fmt: skip
-    assert keyed_values(evals, "b", accuracy=False, searched=False, replicates=3) == {
-        (1, 0): 0.125, (2, 0): 0.125, (3, 0): 0.125,
-    }  # fmt: skip
-    assert keyed_values(evals, "c", accuracy=True, searched=True, replicates=2) == {}
