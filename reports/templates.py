@@ -22,6 +22,7 @@ h3 { font-size: 1rem; margin: 1.25rem 0 .5rem; }
 .warn { background: var(--warn-bg); color: var(--warn); border-radius: 6px;
         padding: .5rem .75rem; margin: .5rem 0; list-style: none; }
 .message { color: var(--muted); font-style: italic; }
+td.decision { font-weight: 600; } tr.reading td { color: var(--muted); padding-top: 0; }
 table { border-collapse: collapse; width: 100%; margin: .5rem 0 1rem; font-size: .9rem; }
 th, td { text-align: left; padding: .3rem .6rem; border-bottom: 1px solid var(--line);
          vertical-align: top; }
@@ -91,7 +92,7 @@ REPORT = (
 <th class="num">paired {{ "seeds" if v.replicates == 1 else "runs" }}</th>
 <th class="num">difference ± 95% CI</th><th class="num">95% CI</th>
 <th class="num">P(better) [95% CI]</th><th class="num">p</th>
-<th class="num">Cohen's d<sub>z</sub></th><th>decision</th><th>reading</th></tr>
+<th class="num">Cohen's d<sub>z</sub></th><th>decision</th></tr>
 {% for c in v.comparisons %}
 {% set dd = v.decisions[loop.index0] if v.decisions else none %}
 <tr><td>{{ c.arm }}</td><td class="num">{{ c.n_pairs }}</td>
@@ -101,8 +102,8 @@ REPORT = (
  [{{ "%.0f"|format(100 * dd.prob_better.low) }}, {{ "%.0f"|format(100 * dd.prob_better.high)
  }}]{% else %}–{% endif %}</td>
 <td class="num">{{ pval(c.p_value) }}</td><td class="num">{{ num(c.cohen_dz, 2) }}</td>
-<td class="decision">{{ dd.decision if dd else "–" }}</td>
-<td>{{ v.comparison_sentences[loop.index0] }}</td></tr>
+<td class="decision">{{ dd.decision if dd else "–" }}</td></tr>
+<tr class="reading"><td></td><td colspan="7">{{ v.comparison_sentences[loop.index0] }}</td></tr>
 {% endfor %}
 </table>
 <p class="note">Decision: better or worse when the 95% interval excludes 0; equivalent when,
