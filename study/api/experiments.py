@@ -50,7 +50,7 @@ from study.run.runs import (
     search,
     stored_experiment,
 )
-from study.run.stages import Stage, next_stage, reached
+from study.run.stages import next_stage, reached, stage_of
 from study.search.resilience import Patience, retrying
 from study.search.studies import ArmCounts, SearchKey, open_studies
 
@@ -116,7 +116,7 @@ def run_experiment(
         while True:
             open_studies(store, config, heartbeat)  # a new stage: its studies, before workers
             replicates = config.search.replicates
-            stage = Stage(config)
+            stage = stage_of(config)
             staged = f" (stage {stage.index} of {stage.of})" if config.search.sequential else ""
             say(
                 f"dynl2 run: experiment {config.name!r} in {store.display_url}: "
@@ -135,8 +135,8 @@ def run_experiment(
             if following is None:
                 break
             say(
-                f"dynl2 run: undecided at {Stage(config)}; adding "
-                f"{following.search.replicates - replicates} replicates: {Stage(following)}"
+                f"dynl2 run: undecided at {stage_of(config)}; adding "
+                f"{following.search.replicates - replicates} replicates: {stage_of(following)}"
             )
             config = following
         summary = tuple(evaluation_summary(store, config))

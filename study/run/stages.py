@@ -13,12 +13,12 @@ replicates as the run that opened them.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from storage import Store, split_study_name
 from study.config.experiment import ExperimentConfig
 
-__all__ = ["Stage", "next_stage", "reached", "stage_counts_of"]
+__all__ = ["Stage", "next_stage", "reached", "stage_counts_of", "stage_of"]
 
 
 def stage_counts_of(config: ExperimentConfig) -> tuple[int, ...]:
@@ -52,18 +52,24 @@ def reached(store: Store, config: ExperimentConfig) -> ExperimentConfig:
     return replace(config, search=replace(config.search, replicates=count))
 
 
+@dataclass(frozen=True)
 class Stage:
-    """Where a sequential run stands: ``index`` (1-based) of ``of`` stages, at ``count``
-    replicates."""
+    """Where a sequential run stands: stage ``index`` (1-based) of ``of``, at ``count``
+    replicates (:func:`stage_of`)."""
 
-    def __init__(self, config: ExperimentConfig) -> None:
-        counts = stage_counts_of(config)
-        self.count = config.search.replicates
-        self.index = counts.index(self.count) + 1 if self.count in counts else 1
-        self.of = len(counts)
+    index: int
+    of: int
+    count: int
 
     def __str__(self) -> str:
         return f"stage {self.index} of {self.of} ({self.count} replicates)"
+
+
+def stage_of(config: ExperimentConfig) -> Stage:
+    """The stage ``config``'s replicate count is (the first when it is no stage's count)."""
+    counts = stage_counts_of(config)
+    count = config.search.replicates
+    return Stage(counts.index(count) + 1 if count in counts else 1, len(counts), count)
 
 
 def next_stage(store: Store, config: ExperimentConfig) -> ExperimentConfig | None:

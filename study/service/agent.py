@@ -38,7 +38,7 @@ from study.run.files import default_report_path
 from study.run.progress import arm_counts
 from study.run.reporting import write_report
 from study.run.runs import heartbeat_from_env, prepare_training, stored_experiment
-from study.run.stages import Stage, next_stage
+from study.run.stages import next_stage, stage_of
 from study.search import signals
 from study.search.resilience import Patience, retrying
 from study.search.studies import open_studies
@@ -204,8 +204,8 @@ def run_agent(
             elif work.kind == "stage":
                 following = next_stage(store, config)
                 if following is not None:  # another agent may have opened it: idempotent
-                    say(f"agent: {work.experiment}: undecided at {Stage(config)}; opening "
-                        f"{Stage(following)}")  # fmt: skip
+                    say(f"agent: {work.experiment}: undecided at {stage_of(config)}; opening "
+                        f"{stage_of(following)}")  # fmt: skip
                     open_studies(store, following, heartbeat)
             elif work.kind == "evaluate":
                 with store.try_lock(f"evaluate:{work.experiment}") as mine:
