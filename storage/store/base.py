@@ -114,8 +114,19 @@ class StoreBase:
     def _remember_file(self) -> None:
         path = sqlite_path(self._url)
         if path is not None:
-            found = os.stat(path)
+            try:
+                found = os.stat(path)
+            except FileNotFoundError:  # deleted between the connection and this look
+                raise self._vanished(str(path)) from None
             self._file = (str(path), (found.st_dev, found.st_ino))
+
+    @staticmethod
+    def _vanished(path: str) -> StoreVanished:
+        return StoreVanished(
+            f"the SQLite file {path} was deleted or replaced while dynl2 used it: what "
+            "was written to it since is lost; stop anything else still using it, then "
+            "restore the file from a backup or start the experiment again"
+        )
 
     def check_file(self) -> None:
         """SQLite: raise :class:`StoreVanished` if the file this store opened is gone or is
@@ -132,11 +143,7 @@ class StoreBase:
         except OSError:
             return  # cannot tell (a permission changed): the database itself will say
         if found is None or (found.st_dev, found.st_ino) != identity:
-            raise StoreVanished(
-                f"the SQLite file {path} was deleted or replaced while dynl2 used it: what "
-                "was written to it since is lost; stop anything else still using it, then "
-                "restore the file from a backup or start the experiment again"
-            )
+            raise self._vanished(path)
 
     def __enter__(self) -> Self:
         return self

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import types
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -12,6 +15,7 @@ from optuna.trial import TrialState
 
 import storage
 from storage import EPOCH_COLUMNS, EVALUATION_COLUMNS, EXPERIMENT_COLUMNS, TRIAL_COLUMNS
+from storage.store import StoreVanished
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -422,3 +426,32 @@ def test_reads_of_an_unknown_experiment_say_so(sqlite_store: storage.Store, meth
     sqlite_store.create_experiment("exp", CONFIG)
     with pytest.raises(storage.ExperimentNotFound, match="known experiments: exp"):
         getattr(sqlite_store, method)("expp")
+
+
+def test_a_sqlite_file_deleted_while_it_is_opened_is_a_vanished_store(tmp_path, monkeypatch):
+    """The file deleted between the connection and the look at its identity (a worker that
+    starts as the user deletes the store): StoreVanished, which the run says in one line, not
+    a FileNotFoundError traceback; and deleted after opening, the same from check_file."""
+    from storage.store import base
+
+    path = tmp_path / "gone.db"
+    storage.open(f"sqlite:///{path}").close()
+    real = os.stat
+
+    def stat_after_unlink(target, *args, **kwargs):  # the deletion lands at this instant
+        if str(target) == str(path):
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return real(target, *args, **kwargs)
+
+    monkeypatch.setattr(base, "os", types.SimpleNamespace(stat=stat_after_unlink))
+    with pytest.raises(StoreVanished, match="was deleted or replaced"):
+        storage.open(f"sqlite:///{path}", create=False)
+    monkeypatch.undo()
+    store = storage.open(f"sqlite:///{path}")
+    try:
+        path.unlink()
+        with pytest.raises(StoreVanished, match="was deleted or replaced"):
+            store.check_file()
+    finally:
+        store.close()
