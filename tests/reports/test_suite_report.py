@@ -443,3 +443,52 @@ def test_the_baseline_is_called_by_its_arm_name() -> None:
     assert "dynamic − l2" in data.sentence and "fixed" not in data.sentence
     assert data.main.rows[1].reason == "no dynamic − l2 comparison"
     assert "dynamic − l2" in render_suite_html(data)
+
+
+# ------------------------------------------------------------------------------- decisions
+
+
+def test_the_pooled_decision_is_a_tost_against_the_margin_and_each_experiment_keeps_its_own():
+    """Four experiments that agree on +0.1 with narrow intervals: with a margin of 1 point the
+    pooled estimate is equivalent (its 90% interval inside ±1: the TOST on the pooled t), and
+    with a margin of 0.05 it is not; each experiment's own decision is kept in the JSON, the
+    paragraph and the forest plot's labels."""
+    from dataclasses import replace
+
+    from scipy import stats
+
+    from reports.decision import tost_p
+    from reports.suite_figures import forest_figure
+
+    entries = tuple(
+        replace(
+            entry(f"e{i}", "digits", 30, MeanCI(0.1 + 0.01 * i, 0.2, 10)),
+            decisions={"dynamic": "equivalent" if i % 2 else "inconclusive"},
+        )
+        for i in range(4)
+    )
+    wide = build_suite_data(replace(suite(*entries), margin=1.0))
+    p = wide.main.pooled
+    assert p is not None
+    t90 = float(stats.t.ppf(0.95, p.df))
+    assert p.mean - t90 * p.se > -1.0 and p.mean + t90 * p.se < 1.0  # the 90% interval inside
+    assert wide.main.decision == "equivalent"
+    assert wide.main.tost_p == pytest.approx(tost_p(p.mean, p.se, p.df, 1.0))
+    assert wide.headline.startswith("Equivalent within ±1 points")
+    assert "Each experiment's own decision: 2 equivalent, 2 inconclusive." in wide.sentence
+    out = suite_json(wide)
+    assert [e["decision"] for e in out["experiments"]] == [
+        "inconclusive", "equivalent", "inconclusive", "equivalent",
+    ]  # fmt: skip
+    assert out["pooled"]["decision"] == "equivalent" and out["pooled"]["margin"] == 1.0
+    figure = forest_figure(wide)
+    assert figure is not None  # its labels, as the page's JSON carries them
+    ticks = json.loads(figure.html.split('"ticktext":', 1)[1].split("]", 1)[0] + "]")
+    assert ticks[1] == "e1 · <i>equivalent</i>" and ticks[0] == "e0 · <i>inconclusive</i>"
+    assert ticks[-1] == "<b>pooled (k = 4) · equivalent</b>"
+    assert '"dash":"dot"' in figure.html  # the margin, drawn
+    narrow = build_suite_data(replace(suite(*entries), margin=0.05))
+    assert narrow.main.decision != "equivalent"
+    assert narrow.main.tost_p is not None and narrow.main.tost_p >= 0.05
+    none = build_suite_data(suite(*entries))  # no margin: better, worse or inconclusive only
+    assert none.main.decision in ("better", "inconclusive") and none.main.tost_p is None
