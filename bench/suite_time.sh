@@ -31,6 +31,11 @@ one() {  # one() COMMIT: prints "SECONDS" last
     rc=$?
     e=$(date +%s)
     echo "$1: $(tail -n 1 "$tmp/pytest.log") (exit $rc)" >&2
+    if [ "$rc" -ne 0 ]; then  # keep what failed: the clone and its log go away below
+      cp "$tmp/pytest.log" "${TMPDIR:-/tmp}/suite_time-$1.log"
+      grep -E '^(FAILED|ERROR) ' "$tmp/pytest.log" >&2
+      echo "$1: the whole log: ${TMPDIR:-/tmp}/suite_time-$1.log" >&2
+    fi
     echo $((e - s))
   )
   rc=$?
