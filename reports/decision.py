@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from scipy import stats
 
 from reports.replicates import Replicated
-from reports.stats import ALPHA, CONFIDENCE, p_text, sentence, signed
+from reports.stats import ALPHA, CONFIDENCE, p_text, sentence, signed, tost_p
 
 __all__ = [
     "DECISIONS",
@@ -88,16 +88,6 @@ class Decision:
     replicates: int = 1
     continues: bool = False
     level: float | None = None  # the stage's nominal two-sided level (sequential only)
-
-
-def tost_p(mean: float, se: float, dof: float, margin: float) -> float:
-    """Two one-sided t-tests of ``mean`` (standard error ``se``, ``dof`` degrees of freedom)
-    against ±``margin``: the larger of the two p-values (equivalence at level a when < a)."""
-    if se <= 0:
-        return 0.0 if abs(mean) < margin else 1.0
-    p_low = float(stats.t.sf((mean + margin) / se, dof))  # H0: difference <= −margin
-    p_high = float(stats.t.cdf((mean - margin) / se, dof))  # H0: difference >= +margin
-    return max(p_low, p_high)
 
 
 def _beats(d: float, higher_is_better: bool) -> float:

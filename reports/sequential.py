@@ -91,6 +91,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special, stats
 
+from reports.stats import tost_p as tost
+
 __all__ = [
     "DECISIONS",
     "Look",
@@ -359,15 +361,11 @@ def look(
         se = sd / math.sqrt(r)
         p_value = float(2 * special.stdtr(dof, -abs(mean) / se))
         half = float(-special.stdtrit(dof, level / 2)) * se
-        if margin is not None:
-            above_low = float(special.stdtr(dof, -(mean + margin) / se))  # H0: mean ≤ −δ
-            below_high = float(special.stdtr(dof, (mean - margin) / se))  # H0: mean ≥ +δ
-            tost_p = max(above_low, below_high)
     else:
         p_value = 1.0 if mean == 0 else 0.0
         half = 0.0
-        if margin is not None:
-            tost_p = 0.0 if abs(mean) < margin else 1.0
+    if margin is not None:  # the one TOST of reports.stats (it handles sd 0 as above)
+        tost_p = tost(mean, sd / math.sqrt(r), dof, margin)
     if tost_p is not None and tost_p < level:
         decision = "equivalent"
     elif p_value < level:

@@ -103,6 +103,16 @@ def decide(
     return True, arm if arm_better else baseline
 
 
+def tost_p(mean: float, se: float, dof: float, margin: float) -> float:
+    """Two one-sided t-tests of ``mean`` (standard error ``se``, ``dof`` degrees of freedom)
+    against ±``margin``: the larger of the two p-values (equivalence at level a when < a)."""
+    if se <= 0:
+        return 0.0 if abs(mean) < margin else 1.0
+    p_low = float(stats.t.sf((mean + margin) / se, dof))  # H0: difference <= −margin
+    p_high = float(stats.t.cdf((mean - margin) / se, dof))  # H0: difference >= +margin
+    return max(p_low, p_high)
+
+
 def p_text(p: float | None) -> str:
     """``p = 0.003``, ``p < 0.001`` or ``p n/a``."""
     if p is None:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from reports.common import plural
+from reports.suite import json_float
 from study.cli.args import storage_flag
 
 if TYPE_CHECKING:
@@ -229,19 +230,15 @@ def _duration(seconds: float) -> str:
 # ------------------------------------------------------------------------------ JSON
 
 
-def _float(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) else None
-
-
 def _components_json(p: PlanComponents) -> dict[str, Any]:
     return {
         "replicates": p.replicates,
-        "seeds": _float(p.seeds),
-        "mean": _float(p.mean),
-        "search_sd": _float(p.search_sd),
-        "seed_sd": _float(p.seed_sd),
-        "search_sd_upper": _float(p.search_sd_upper),
-        "seed_sd_upper": _float(p.seed_sd_upper),
+        "seeds": json_float(p.seeds),
+        "mean": json_float(p.mean),
+        "search_sd": json_float(p.search_sd),
+        "seed_sd": json_float(p.seed_sd),
+        "search_sd_upper": json_float(p.search_sd_upper),
+        "seed_sd_upper": json_float(p.seed_sd_upper),
         "level": p.level,
     }
 
@@ -255,7 +252,7 @@ def _cell_json(c: Cell | None) -> dict[str, Any] | None:
         "power": c.power,
         "trials": c.trials,
         "runs": c.runs,
-        "seconds": _float(c.seconds),
+        "seconds": json_float(c.seconds),
     }
 
 
@@ -264,8 +261,8 @@ def _costs_json(c: Costs) -> dict[str, Any]:
         "arms": c.arms,
         "searched_arms": c.searched,
         "n_trials": c.n_trials,
-        "trial_seconds": _float(c.trial_seconds),
-        "eval_seconds": _float(c.eval_seconds),
+        "trial_seconds": json_float(c.trial_seconds),
+        "eval_seconds": json_float(c.eval_seconds),
     }
 
 
