@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if figure is None:
         print(f"forest_png: suite {args.suite!r} has no difference to plot yet", file=sys.stderr)
         return 2
-    height = 160 + 32 * (len(data.main.rows) + 2) + 20
+    height = 32 + 160 + 32 * (len(data.main.rows) + 2) + 20  # the modebar strip, then the figure
     page = (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<script>{get_plotlyjs()}</script>"

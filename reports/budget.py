@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
-from reports.stats import CONFIDENCE
+from reports.stats import CONFIDENCE, MIN_UNITS, UNBOUNDED
 
 __all__ = ["BudgetPoint", "budget_curve", "crossing", "expected_best", "points"]
 
@@ -45,7 +45,7 @@ MAX_POINTS = 200  # a curve over more trials than this is evaluated at this many
 class BudgetPoint:
     n: int
     mean: float
-    low: float | None  # None with one replicate
+    low: float | None  # None below MIN_UNITS replicates
     high: float | None
 
 
@@ -88,11 +88,15 @@ def expected_best(
 
 
 def budget_curve(
-    replicates: Mapping[int, Sequence[float | None]], *, higher_is_better: bool
+    replicates: Mapping[int, Sequence[float | None]],
+    *,
+    higher_is_better: bool,
+    bounds: tuple[float, float] = UNBOUNDED,
 ) -> list[BudgetPoint]:
     """The mean curve over replicates (each a list of its results' values, ``None`` for those
     that cannot be the best), up to the smallest replicate's number of results, with a 95%
-    t-band over replicates when there are 2 or more."""
+    t-band over replicates when there are :data:`reports.stats.MIN_UNITS` or more, cut at
+    ``bounds`` (what the metric can be)."""
     curves: list[list[float]] = []
     sizes = [len(v) for v in replicates.values() if any(x is not None for x in v)]
     if not sizes:
@@ -107,13 +111,14 @@ def budget_curve(
     r = len(curves)
     out = []
     for j, n in enumerate(budgets):
-        if r < 2:
+        if r < MIN_UNITS:
             out.append(BudgetPoint(n, float(means[j]), None, None))
             continue
         half = float(
             stats.t.ppf(0.5 + CONFIDENCE / 2, r - 1) * table[:, j].std(ddof=1) / math.sqrt(r)
         )
-        out.append(BudgetPoint(n, float(means[j]), float(means[j]) - half, float(means[j]) + half))
+        mean = float(means[j])
+        out.append(BudgetPoint(n, mean, max(bounds[0], mean - half), min(bounds[1], mean + half)))
     return out
 
 

@@ -98,7 +98,7 @@ def _verdict(config: ExperimentSpec, read: _Read) -> Verdict:
     return build_verdict(
         read.arms, read.trials, read.evals, config.accuracy, read.unfinished, read.stale,
         config.search.replicates, read.searched, margin=config.evaluate.margin,
-        sequential=config.search.sequential,
+        sequential=config.search.sequential, n_trials=config.search.n_trials,
     )  # fmt: skip
 
 

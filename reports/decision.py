@@ -18,6 +18,10 @@ one search, labelled as such):
 - **inconclusive** — neither. Without a margin the sentence says what the data rule out (the
   ends of the 95% interval: "effects above +3.2 or below −1.7 points are ruled out"), never
   "no difference".
+- **inconclusive for lack of replicates** (or of seeds, with one search) — fewer than
+  :data:`reports.stats.MIN_UNITS` units, so no interval and no p-value (why three:
+  :mod:`reports.stats`): the sentence names how many there are and how many an interval needs,
+  and gives each replicate's own difference instead (``Decision.too_few``).
 
 An experiment whose replicates are added in stages (``[search] replicates = { min, max }``)
 decides with group-sequential boundaries instead (:mod:`reports.sequential`): the test at
@@ -45,7 +49,7 @@ from dataclasses import dataclass
 from scipy import stats
 
 from reports.replicates import Replicated
-from reports.stats import ALPHA, CONFIDENCE, p_text, sentence, signed, tost_p
+from reports.stats import ALPHA, CONFIDENCE, MIN_UNITS, p_text, sentence, signed, tost_p
 
 __all__ = [
     "DECISIONS",
@@ -65,8 +69,8 @@ class ProbBetter:
     """P(arm beats the baseline on a fresh search and seed), with its 95% interval."""
 
     mean: float
-    low: float
-    high: float
+    low: float | None  # None below MIN_UNITS replicates: no interval on one degree of freedom
+    high: float | None
     over: str  # "replicates" (t over the replicates' shares) or "seeds" (Wilson, one search)
 
 
@@ -88,6 +92,9 @@ class Decision:
     replicates: int = 1
     continues: bool = False
     level: float | None = None  # the stage's nominal two-sided level (sequential only)
+    # Fewer units (replicates; seeds of one search) than an interval needs (MIN_UNITS): no
+    # interval, no test, only the units' own differences.
+    too_few: bool = False
 
 
 def _beats(d: float, higher_is_better: bool) -> float:
@@ -111,6 +118,8 @@ def prob_better(
     shares = [sum(_beats(d, higher_is_better) for d in g) / len(g) for g in groups]
     r = len(shares)
     mean = sum(shares) / r
+    if r < MIN_UNITS:
+        return ProbBetter(mean, None, None, "replicates")
     sd = math.sqrt(sum((s - mean) ** 2 for s in shares) / (r - 1))
     half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, r - 1)) * sd / math.sqrt(r)
     return ProbBetter(mean, max(0.0, mean - half), min(1.0, mean + half), "replicates")
@@ -137,7 +146,21 @@ def decide_comparison(
     chance = prob_better(c.by_replicate, higher_is_better=higher_is_better)
     diff = c.comparison.diff
     if diff is None or diff.half_width is None or diff.low is None or diff.high is None:
-        return Decision("inconclusive", margin, None, None, chance, replicates=c.replicates)
+        too_few = diff is not None and diff.n < MIN_UNITS
+        if sequential is not None and c.method == "replicate means":
+            from reports.sequential import Stages, stage_counts
+
+            stages = Stages(stage_counts(*sequential))
+            stage = stages.stage_of(c.replicates)
+            final = c.replicates >= stages.counts[-1]
+            return Decision(
+                "inconclusive", margin, None, None, chance, stage=stage,
+                stages=len(stages.counts), replicates=c.replicates, continues=not final,
+                level=stages.levels[stage - 1], too_few=too_few,
+            )  # fmt: skip
+        return Decision(
+            "inconclusive", margin, None, None, chance, replicates=c.replicates, too_few=too_few
+        )
     if sequential is not None and c.method == "replicate means":
         return _sequential(c, chance, higher_is_better, margin, sequential)
     dof = diff.n - 1
@@ -197,6 +220,8 @@ def decision_sentence(
     """The comparison in one sentence that opens with its decision."""
     p = c.comparison
     unit = " points" if accuracy else " in test loss"
+    if d.too_few and p.diff is not None:
+        return _too_few(c, d, unit=unit, digits=digits)
     text = sentence(p, accuracy=accuracy, digits=digits, over=over)
     if p.diff is None or p.diff.half_width is None:
         return f"Inconclusive: {text}"
@@ -251,6 +276,39 @@ def decision_sentence(
     return (
         f"Inconclusive: no significant difference at {seeds} ({pair} = {mean}{unit}, "
         f"{p_text(p.p_value)}){tail}{stage}"
+    )
+
+
+def _too_few(c: Replicated, d: Decision, *, unit: str, digits: int) -> str:
+    """Inconclusive for lack of replicates (or seeds): how many there are, how many an
+    interval needs, and the units' own differences in place of an interval."""
+    p = c.comparison
+    assert p.diff is not None
+    pair = f"{p.arm} − {p.baseline}"
+    mean = signed(p.diff.mean, digits)
+    if c.method == "replicate means":
+        what, has = (
+            "replicates",
+            f"{c.replicates} searches × {c.seeds} seed" + ("s" if c.seeds != 1 else ""),
+        )
+        own = [sum(v) / len(v) for _, v in sorted(c.by_replicate.items()) if v]
+        each = "each search's own difference"
+        run = "more replicates ([search] replicates)"
+    else:
+        what, has = "seeds", f"one search × {p.n_pairs} seed{'s' if p.n_pairs != 1 else ''}"
+        own = [x for _, v in sorted(c.by_replicate.items()) for x in v]
+        each = "each seed's difference"
+        run = "more seeds ([evaluate] seeds) and replicates ([search] replicates)"
+    values = ", ".join(signed(x, digits) for x in own)
+    stage = ""
+    if d.stage is not None and d.stages is not None and d.continues:
+        stage = f" Stage {d.stage} of {d.stages}: the run adds replicates."
+    return (
+        f"Inconclusive for lack of {what}: {has}, and an interval needs at least {MIN_UNITS} "
+        f"{what} (with {p.diff.n}, the t test has {max(p.diff.n - 1, 0)} degree"
+        f"{'' if p.diff.n - 1 == 1 else 's'} of freedom and no claim can rest on it). "
+        f"{pair} = {mean}{unit} on average; {each}: {values}. Run {run} for a "
+        f"verdict.{stage}"
     )
 
 

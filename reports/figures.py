@@ -17,6 +17,7 @@ import plotly.graph_objects as go  # type: ignore[import-untyped, unused-ignore]
 from plotly.subplots import make_subplots  # type: ignore[import-untyped, unused-ignore]
 
 from reports.model import ReportData
+from reports.stats import MeanCI
 
 PALETTE = (
     "#1f77b4",
@@ -59,15 +60,51 @@ def _colors(data: ReportData) -> dict[str, str]:
     return {a.arm: PALETTE[i % len(PALETTE)] for i, a in enumerate(data.setup.arms)}
 
 
+# Plotly draws each figure's toolbar (the modebar) over the figure's top right corner, whatever
+# lies there: 2 px from the top, 25 px tall. Every figure keeps a strip this tall at its top for
+# it alone and draws its title and plots below, so the modebar covers neither at any width where
+# it fits on one row (from about 240 px), shown on hover (a mouse) or always (a touch screen).
+_MODEBAR_STRIP = 32  # px added above the figure; the title starts 6 px below the modebar
+_TITLE_ROOM = 50  # px above the plot area for the title (the template's margin.t)
+_CONFIG = {
+    "displaylogo": False,
+    "responsive": True,
+    "showSendToCloud": False,  # "Share chart...": an upload to Plotly Cloud, in an offline page
+    "modeBarButtonsToRemove": ["select2d", "lasso2d"],  # nothing here acts on a selection
+}
+
+
 def _finish(fig: go.Figure, fig_id: str, title: str, height: int = 380) -> Figure:
-    fig.update_layout(template=_TEMPLATE, title={"text": title}, height=height)
+    """Style ``fig``, place its title and modebar, and render it; ``height`` excludes the
+    modebar's strip. A figure that set its own top margin (room for subplot titles) keeps it,
+    below the strip."""
+    top = fig.layout.margin.t if fig.layout.margin.t is not None else _TITLE_ROOM
+    fig.update_layout(
+        template=_TEMPLATE,
+        title={
+            "text": title,
+            "yref": "container",
+            "y": 1,
+            "yanchor": "top",
+            "pad": {"t": _MODEBAR_STRIP + 6},
+        },
+        margin={"t": _MODEBAR_STRIP + top},
+        height=_MODEBAR_STRIP + height,
+    )
     body = fig.to_html(
-        full_html=False,
-        include_plotlyjs=False,
-        div_id=f"plot-{fig_id}",
-        config={"displaylogo": False, "responsive": True},
+        full_html=False, include_plotlyjs=False, div_id=f"plot-{fig_id}", config=_CONFIG
     )
     return Figure(f"fig-{fig_id}", body)
+
+
+def _error(ci: MeanCI) -> dict[str, Any]:
+    """Error bars of ``ci``: to its ends as shown (cut at what the metric can be), none
+    without an interval."""
+    low, high = ci.low, ci.high
+    if low is None or high is None:
+        return {"visible": False}
+    return {"type": "data", "symmetric": False, "array": [high - ci.mean],
+            "arrayminus": [ci.mean - low], "thickness": 2}  # fmt: skip
 
 
 def _clean(values: Sequence[float]) -> list[float | None]:
@@ -100,7 +137,7 @@ def verdict_figures(data: ReportData) -> list[Figure]:
                 y=[esc(a.arm)],
                 mode="markers",
                 marker={"color": colors.get(a.arm), "size": 13, "symbol": "diamond"},
-                error_x={"type": "data", "array": [a.ci.half_width or 0.0], "thickness": 2},
+                error_x=_error(a.ci),
                 name=esc(a.arm),
                 hovertemplate="mean %{x:.4g}<extra></extra>",
             )

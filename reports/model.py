@@ -15,7 +15,7 @@ from typing import Any
 from reports.budget import BudgetPoint
 from reports.decision import Decision
 from reports.replicates import Components
-from reports.stats import MeanCI, Paired
+from reports.stats import MeanCI, Paired, ci_text, units_text
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,18 @@ class ArmResult:
     by_seed: Mapping[int, float] = field(hash=False)  # seed -> test metric (display unit),
     # of replicate 1
     runs: tuple[float, ...] = ()  # every run's test metric: each replicate's seeds
+    # Each replicate's mean, when there are 2 or more (the interval is over them): what the
+    # verdict shows in place of an interval when they are too few for one.
+    means: tuple[float, ...] = ()
+
+    def text(self, digits: int) -> str:
+        """The arm's result as the report, the terminal and the service show it: the mean
+        and its interval (:func:`reports.stats.ci_text`), or, with too few replicates for an
+        interval, the mean and each replicate's own."""
+        shown = ci_text(self.ci, digits)
+        if self.ci is not None and self.ci.low is None and self.means:
+            shown += " " + units_text(self.means, digits)
+        return shown
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,14 @@ class Verdict:
     margin: float | None = None  # [evaluate] margin, in the verdict's unit
     # The main comparison's paired differences by replicate (what dynl2 plan reads)
     differences: Mapping[int, tuple[float, ...]] = field(default_factory=dict, hash=False)
+    # Each comparison's replicate means of the difference, by replicate (what stands in for
+    # an interval below MIN_UNITS replicates); empty with one search.
+    replicate_differences: tuple[tuple[float, ...], ...] = ()
+
+    @property
+    def digits(self) -> int:
+        """Decimals the verdict's numbers are shown with: 2 for accuracy points, 4 for a loss."""
+        return 2 if self.metric == "test_acc" else 4
 
 
 @dataclass(frozen=True)

@@ -38,29 +38,26 @@ bounds, ``τ²`` at its 80% Q-profile upper bound (Viechtbauer 2007) beside the 
 estimate, and the pooled test on k − 1 degrees of freedom (Hartung–Knapp; its ``max(1, q)`` is
 left out, so the real test is a little more conservative than the plan).
 
-Pure functions, but for :func:`plan_input`, which reads one experiment from the store.
+Pure functions over plain numbers: :mod:`reports.plan_store` reads what they plan from the
+store (:func:`reports.plan_store.plan_input`), and the verdict asks :func:`advice` what to run
+when it has too few replicates for an interval.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 from scipy import optimize, special, stats
 
-from reports.common import finite
-from reports.data import build_report_verdict
 from reports.meta import pool
 from reports.replicates import components
-from reports.spec import ExperimentSpec
-from reports.stats import ALPHA
-from storage import Store
+from reports.stats import ALPHA, MIN_UNITS
 
 PLAN_CONFIDENCE = 0.80  # one-sided level of the upper bounds planned with
-REPLICATES = tuple(range(2, 21))  # the grid's rows
+REPLICATES = tuple(range(MIN_UNITS, 21))  # the grid's rows: an interval needs MIN_UNITS
 SEEDS = (3, 5, 10, 20, 40)  # the grid's columns
 MODES = ("effect", "equivalence")
 
@@ -269,7 +266,7 @@ class Plan:
     goal: Goal
     components: PlanComponents
     costs: Costs
-    cells: tuple[Cell, ...]  # R-major: every S of R = 2, then of R = 3, ...
+    cells: tuple[Cell, ...]  # R-major: every S of R = 3, then of R = 4, ...
     recommended: Cell | None  # the cheapest cell reaching the power; None: none does
 
 
@@ -422,44 +419,21 @@ def build_suite_plan(
     )
 
 
-# ------------------------------------------------------------------------------ the store
+# ------------------------------------------------------------------------------ advice
 
 
-@dataclass(frozen=True)
-class PlanInput:
-    """What a plan reads of one stored experiment."""
-
-    experiment: str
-    accuracy: bool  # the unit: accuracy points (× 100), else test loss
-    dynamic: str | None  # the first arm of scheme "dynamic", as the verdict takes it
-    fixed: str | None  # the first arm of scheme "fixed"
-    differences: Mapping[int, tuple[float, ...]] = field(hash=False)  # replicate -> d[r, ·]
-    costs: Costs | None = None
-
-
-def _mean_seconds(values: pd.Series) -> float | None:
-    numbers = [x for x in (finite(v) for v in values) if x is not None and x >= 0]
-    return math.fsum(numbers) / len(numbers) if numbers else None
-
-
-def plan_input(store: Store, config: ExperimentSpec) -> PlanInput:
-    """The paired differences ``dynamic − fixed`` of the experiment ``config`` names, exactly
-    as its verdict pairs them (:attr:`reports.model.Verdict.differences`: the evaluations of
-    each search's current best, in the verdict's unit), and its costs."""
-    verdict = build_report_verdict(store, config)
-    searched = sum(1 for a in config.arms if config.searched(a.name))
-    trials = store.trials(config.name)
-    ended = ("COMPLETE", "PRUNED", "FAIL")  # trials that ran to an end and took their time
-    done = trials[trials["state"].isin(ended)] if not trials.empty else trials
-    stored = store.evaluations(config.name)
-    costs = Costs(
-        arms=len(config.arms),
-        searched=searched,
-        n_trials=config.search.n_trials,
-        trial_seconds=_mean_seconds(done["duration_s"]) if not done.empty else None,
-        eval_seconds=_mean_seconds(stored["seconds"]) if not stored.empty else None,
-    )
-    return PlanInput(
-        config.name, config.accuracy, verdict.dynamic_arm, verdict.fixed_arm,
-        dict(verdict.differences), costs,
-    )  # fmt: skip
+def advice(
+    differences: Mapping[int, Sequence[float]],
+    costs: Costs,
+    effect: float,
+    power: float = 0.8,
+) -> Plan | None:
+    """The plan for detecting ``effect`` with ``power`` from the paired differences by
+    replicate, as ``dynl2 plan --effect`` gives it; None when it cannot be planned (fewer than
+    2 replicates, or an effect that is not a positive number)."""
+    if sum(1 for v in differences.values() if len(v) > 0) < 2:
+        return None
+    if not (math.isfinite(effect) and effect > 0):
+        return None
+    parts = estimate_components(differences)
+    return build_plan("", "", Goal("effect", effect, power), parts, costs)

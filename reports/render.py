@@ -8,15 +8,14 @@ figure fragments Plotly generates (whose JSON escapes ``<``, ``>`` and ``/``).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
 
 import jinja2
 from markupsafe import Markup
 from plotly.offline import get_plotlyjs  # type: ignore[import-untyped, unused-ignore]
 
+from reports.common import kv_text
 from reports.figures import (
     Figure,
     dynamics_figures,
@@ -25,7 +24,7 @@ from reports.figures import (
     verdict_figures,
 )
 from reports.model import ReportData
-from reports.stats import MeanCI, Paired, p_text, signed
+from reports.stats import CUT, MeanCI, Paired, ci_text, p_text, signed, units_text
 from reports.suite import SuiteReportData, factor_text
 from reports.suite_figures import forest_figure, when_figure
 from reports.suite_templates import SUITE, SUITE_CSS, SUITE_SECTIONS
@@ -76,6 +75,12 @@ def render_html(data: ReportData) -> str:
             figs=figs,
             digits=_digits(data),
             answer_class=answer_class,
+            any_cut=any(
+                ci is not None and ci.truncated
+                for ci in [a.ci for a in v.arms] + [c.diff for c in v.comparisons]
+            ),
+            too_few=any(d.too_few for d in v.decisions)
+            or any(a.ci is not None and a.ci.low is None and a.means for a in v.arms),
         )
     )
 
@@ -164,7 +169,7 @@ def _safe(figure: Figure) -> Figure:
 
 
 def _digits(data: ReportData) -> int:
-    return 2 if data.accuracy else 4
+    return data.verdict.digits
 
 
 def _num(x: float | int | None, digits: int = 2) -> str:
@@ -188,23 +193,18 @@ def _pval(p: float | None) -> str:
     return text.removeprefix("p = ").removeprefix("p ")
 
 
-def _value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, Mapping):
-        return "{" + _kv(value) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    return str(value)
-
-
-def _kv(mapping: Mapping[str, Any]) -> str:
-    """``key=value, ...`` as plain text (the template escapes it)."""
-    return ", ".join(f"{k}={_value(v)}" for k, v in mapping.items())
-
-
 @cache
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    env.globals.update(num=_num, g=_g, pct=_pct, pval=_pval, kv=_kv, signed=signed)
+    env.globals.update(
+        num=_num,
+        g=_g,
+        pct=_pct,
+        pval=_pval,
+        kv=kv_text,
+        signed=signed,
+        ci_text=ci_text,
+        units_text=units_text,
+        cut=CUT,
+    )
     return env

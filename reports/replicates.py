@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from reports.stats import CONFIDENCE, MeanCI, Paired, decide, paired
+from reports.stats import CONFIDENCE, MIN_UNITS, UNBOUNDED, MeanCI, Paired, decide, paired
 
 __all__ = ["Components", "Replicated", "components", "replicated"]
 
@@ -119,10 +119,14 @@ def replicated(
     baseline_values: Mapping[Key, float],
     *,
     higher_is_better: bool,
+    bounds: tuple[float, float] = UNBOUNDED,
 ) -> Replicated:
     """Compare two arms over replicates and seeds (keys ``(replicate, seed)``, only keys both
     arms have). With 2 or more replicates that share a seed: the t on replicate means (see the
-    module's docstring); with one: the paired t over its seeds (:func:`reports.stats.paired`)."""
+    module's docstring), which needs :data:`reports.stats.MIN_UNITS` replicates for an interval
+    and a p-value (with 2, the comparison has the mean and the replicates' own differences
+    only); with one: the paired t over its seeds (:func:`reports.stats.paired`). The interval
+    is cut at ``bounds``, what a difference of the metric can be."""
     by_replicate = _pairs(arm_values, baseline_values)
     n_pairs = sum(len(v) for v in by_replicate.values())
     seeds = len({key[1] for key in set(arm_values) & set(baseline_values)})
@@ -132,11 +136,17 @@ def replicated(
         (only,) = by_replicate or {0: []}
         first = {s: v for (r, s), v in arm_values.items() if r == only}
         second = {s: v for (r, s), v in baseline_values.items() if r == only}
-        comparison = paired(arm, baseline, first, second, higher_is_better=higher_is_better)
+        comparison = paired(
+            arm, baseline, first, second, higher_is_better=higher_is_better, bounds=bounds
+        )
         return Replicated(comparison, len(by_replicate), seeds, parts, "seeds only", kept)
     means = np.array([float(np.mean(v)) for v in by_replicate.values()])
     r = len(means)
     mean = float(means.mean())
+    if r < MIN_UNITS:  # one degree of freedom: no interval, no p-value (reports.stats)
+        none = Paired(arm, baseline, n_pairs, MeanCI(mean, None, r, bounds), None, None, False,
+                      None)  # fmt: skip
+        return Replicated(none, r, seeds, parts, "replicate means", kept)
     sd = float(means.std(ddof=1))
     t = float(stats.t.ppf(0.5 + CONFIDENCE / 2, r - 1))
     half = t * sd / math.sqrt(r)
@@ -146,7 +156,7 @@ def replicated(
     else:  # every replicate moved by exactly the same amount: the test is undefined
         p_value = 1.0 if mean == 0 else 0.0
         dz = None
-    diff = MeanCI(mean, half, r)
+    diff = MeanCI(mean, half, r, bounds)
     significant, winner = decide(arm, baseline, diff, p_value, higher_is_better=higher_is_better)
     comparison = Paired(arm, baseline, n_pairs, diff, p_value, dz, significant, winner)
     return Replicated(comparison, r, seeds, parts, "replicate means", kept)

@@ -11,6 +11,7 @@ import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 from reports.budget import BudgetPoint, budget_curve, crossing
 from reports.common import RESULT_ATTR, finite, label, plural
 from reports.model import ArmSearch, Failure, Search
+from reports.stats import LOSS
 
 __all__ = ["build_search"]
 
@@ -30,6 +31,11 @@ def _results(study: optuna.Study) -> list[float | None]:
     return out
 
 
+def _bounds(metric: str) -> tuple[float, float]:
+    """What a search metric can be: an accuracy (a fraction) in [0, 1], a loss at least 0."""
+    return (0.0, 1.0) if metric.endswith("acc") else LOSS
+
+
 def _budget(
     arms: Mapping[str, str],
     studies: Mapping[tuple[str, int], optuna.Study],
@@ -41,7 +47,11 @@ def _budget(
     curves: dict[str, tuple[BudgetPoint, ...]] = {}
     for arm in arms:
         mine = {r: _results(study) for (a, r), study in studies.items() if a == arm}
-        curve = budget_curve(mine, higher_is_better=direction == "maximize") if mine else []
+        curve = (
+            budget_curve(mine, higher_is_better=direction == "maximize", bounds=_bounds(metric))
+            if mine
+            else []
+        )
         if curve:
             curves[arm] = tuple(curve)
     dynamic = next((a for a, s in arms.items() if s == "dynamic" and a in curves), None)

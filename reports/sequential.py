@@ -91,6 +91,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special, stats
 
+from reports.stats import MIN_UNITS
 from reports.stats import tost_p as tost
 
 __all__ = [
@@ -348,7 +349,7 @@ def look(
     of = len(stages.counts)
     level = stages.levels[stage - 1]
     final = r >= stages.counts[-1]
-    if r < 2:
+    if r < MIN_UNITS:  # no test on one degree of freedom (reports.stats)
         decision = "inconclusive" if final else "continue"
         return Look(stage, of, r, decision, level, None, None, -math.inf, math.inf)
     if (m == m[0]).all():  # exactly: a mean and sd in floating point need not be

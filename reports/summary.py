@@ -7,14 +7,17 @@ from typing import Any
 
 from reports.decision import Decision
 from reports.model import ReportData, Verdict
-from reports.stats import MeanCI, Paired
+from reports.stats import MeanCI, Paired, ci_text
 
 
 def _float(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
-def _ci(ci: MeanCI | None) -> dict[str, Any] | None:
+def _ci(ci: MeanCI | None, digits: int, *, sign: bool = False) -> dict[str, Any] | None:
+    """A mean and its interval: ``low``/``high`` cut at what the metric can be
+    (``truncated`` when the Student-t interval reached past it), ``half_width`` the t
+    interval's, ``text`` as every page and the terminal show it (reports.stats.ci_text)."""
     if ci is None:
         return None
     return {
@@ -23,15 +26,18 @@ def _ci(ci: MeanCI | None) -> dict[str, Any] | None:
         "low": _float(ci.low),
         "high": _float(ci.high),
         "n": ci.n,
+        "truncated": ci.truncated,
+        "text": ci_text(ci, digits, sign=sign),
     }
 
 
-def _paired(c: Paired) -> dict[str, Any]:
+def _paired(c: Paired, digits: int, own: tuple[float, ...] = ()) -> dict[str, Any]:
     return {
         "arm": c.arm,
         "baseline": c.baseline,
         "n_pairs": c.n_pairs,
-        "diff": _ci(c.diff),
+        "diff": _ci(c.diff, digits, sign=True),
+        "replicate_differences": [_float(x) for x in own],
         "p_value": _float(c.p_value),
         "cohen_dz": _float(c.cohen_dz),
         "significant": c.significant,
@@ -43,6 +49,9 @@ def summary_json(data: ReportData) -> dict[str, Any]:
     """The verdict as JSON-ready data: only dicts, lists, str, int, bool, None and finite
     floats (``json.dumps(..., allow_nan=False)`` accepts it)."""
     v = data.verdict
+    digits = v.digits
+    own = v.replicate_differences or ((),) * len(v.comparisons)
+    main_own = own[v.comparisons.index(v.main)] if v.main in v.comparisons else ()
     return {
         "experiment": data.experiment,
         "generated": data.generated,
@@ -52,16 +61,26 @@ def summary_json(data: ReportData) -> dict[str, Any]:
         "dynamic_arm": v.dynamic_arm,
         "fixed_arm": v.fixed_arm,
         "arms": {
-            a.arm: {"scheme": a.scheme, "test": _ci(a.ci), "failed": a.n_failed} for a in v.arms
+            a.arm: {
+                "scheme": a.scheme,
+                "test": _ci(a.ci, digits),
+                "text": a.text(digits),
+                "failed": a.n_failed,
+                "replicate_means": [_float(x) for x in a.means],
+            }
+            for a in v.arms
         },
         "replicates": v.replicates,
         "seeds": v.seeds,
         "method": v.method,
         "main": None
         if v.main is None
-        else _paired(v.main) | _decided(v.decision) | {"components": _components(v)},
+        else _paired(v.main, digits, main_own)
+        | _decided(v.decision)
+        | {"components": _components(v)},
         "comparisons": [
-            _paired(c) | _decided(d) for c, d in zip(v.comparisons, _decisions(v), strict=True)
+            _paired(c, digits, o) | _decided(d)
+            for c, d, o in zip(v.comparisons, _decisions(v), own, strict=True)
         ],
         "margin": _float(v.margin),
         "sentence": v.sentence,
@@ -89,13 +108,14 @@ def _decided(d: Decision | None) -> dict[str, Any]:
     """A comparison's decision keys (reports.decision): ``decision`` is one of better, worse,
     equivalent, inconclusive; ``sequential`` is None unless replicates come in stages."""
     if d is None:
-        return {"decision": None, "margin": None, "tost_p": None, "prob_better": None,
-                "ruled_out": None, "sequential": None}  # fmt: skip
+        return {"decision": None, "margin": None, "tost_p": None, "too_few": False,
+                "prob_better": None, "ruled_out": None, "sequential": None}  # fmt: skip
     chance = d.prob_better
     return {
         "decision": d.decision,
         "margin": _float(d.margin),
         "tost_p": _float(d.tost_p),
+        "too_few": d.too_few,
         "prob_better": None
         if chance is None
         else {

@@ -49,12 +49,18 @@ _HEAD = """<!doctype html>
 _MACROS = """
 {% macro figure(f) %}<div class="figure" id="{{ f.id }}">{{ f.html }}</div>{% endmacro %}
 {% macro message(text) %}{% if text %}<p class="message">{{ text }}</p>{% endif %}{% endmacro %}
-{% macro mean_ci(ci, digits, sign=false) %}{% if ci is none %}–{% else -%}
-{{ signed(ci.mean, digits) if sign else num(ci.mean, digits) }}
-{%- if ci.half_width is not none %} ± {{ num(ci.half_width, digits) }}{% endif %}
-{%- endif %}{% endmacro %}
-{% macro interval(ci, digits) %}{% if ci is none or ci.half_width is none %}–{% else -%}
-[{{ signed(ci.low, digits) }}, {{ signed(ci.high, digits) }}]{% endif %}{% endmacro %}
+{% macro mean_ci(ci, digits, sign=false) %}{{ ci_text(ci, digits, sign=sign) }}{% endmacro %}
+{% macro interval(ci, digits) %}{% if ci is none or ci.low is none %}–{% else -%}
+[{{ signed(ci.low, digits) }}, {{ signed(ci.high, digits) }}]{{ cut if ci.truncated }}{% endif %}
+{%- endmacro %}
+{% macro interval_notes(any_cut, units) %}
+{%- if any_cut %}<p class="note">{{ cut }} The Student-t interval reached
+past what the metric can be (an accuracy lies in 0–100 points, a difference of two in ±100, a
+loss at or above 0) and is shown cut there; the cut interval covers the true value whenever
+the uncut one does.</p>{% endif %}
+{%- if units %}<p class="note">No interval below 3 replicates (with 2, the Student t has one
+degree of freedom): each search's own value is shown instead, and no comparison is decided on
+them.</p>{% endif %}{% endmacro %}
 """
 
 REPORT = (
@@ -80,7 +86,7 @@ REPORT = (
 <tr><th>arm</th><th>scheme</th><th class="num">{{ v.metric }} mean ± 95% CI</th>
 <th class="num">{{ "seeds" if v.replicates == 1 else "runs" }}</th><th class="num">failed</th></tr>
 {% for a in v.arms %}
-<tr><td>{{ a.arm }}</td><td>{{ a.scheme }}</td><td class="num">{{ mean_ci(a.ci, digits) }}</td>
+<tr><td>{{ a.arm }}</td><td>{{ a.scheme }}</td><td class="num">{{ a.text(digits) }}</td>
 <td class="num">{{ a.runs|length }}</td><td class="num">{{ a.n_failed }}</td></tr>
 {% endfor %}
 </table>
@@ -96,16 +102,20 @@ REPORT = (
 {% for c in v.comparisons %}
 {% set dd = v.decisions[loop.index0] if v.decisions else none %}
 <tr><td>{{ c.arm }}</td><td class="num">{{ c.n_pairs }}</td>
-<td class="num">{{ mean_ci(c.diff, digits, true) }}</td>
+<td class="num">{{ mean_ci(c.diff, digits, true) }}
+{%- set own = v.replicate_differences[loop.index0] if v.replicate_differences else () %}
+{%- if c.diff and c.diff.low is none and own %} {{ units_text(own, digits, sign=true) }}
+{%- endif %}</td>
 <td class="num">{{ interval(c.diff, digits) }}</td>
 <td class="num">{% if dd and dd.prob_better %}{{ "%.0f%%"|format(100 * dd.prob_better.mean) }}
- [{{ "%.0f"|format(100 * dd.prob_better.low) }}, {{ "%.0f"|format(100 * dd.prob_better.high)
- }}]{% else %}–{% endif %}</td>
+{%- if dd.prob_better.low is not none %} [{{ "%.0f"|format(100 * dd.prob_better.low) }},
+ {{ "%.0f"|format(100 * dd.prob_better.high) }}]{% endif %}{% else %}–{% endif %}</td>
 <td class="num">{{ pval(c.p_value) }}</td><td class="num">{{ num(c.cohen_dz, 2) }}</td>
 <td class="decision">{{ dd.decision if dd else "–" }}</td></tr>
 <tr class="reading"><td></td><td colspan="7">{{ v.comparison_sentences[loop.index0] }}</td></tr>
 {% endfor %}
 </table>
+{{ interval_notes(any_cut, too_few) }}
 <p class="note">Decision: better or worse when the 95% interval excludes 0; equivalent when,
 with a margin ({% if v.margin %}±{{ "%g"|format(v.margin) }}{% else %}none set:
 <code>[evaluate] margin</code>{% endif %}), the 90% interval lies inside it (two one-sided

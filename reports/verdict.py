@@ -8,11 +8,19 @@ from collections.abc import Collection, Mapping
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
-from reports.common import finite, label, plural
+from reports.common import duration_text, finite, label, mean_seconds, plural
 from reports.decision import Decision, decide_comparison, decision_sentence
 from reports.model import ArmResult, Verdict
+from reports.plan import REPLICATES, SEEDS, Costs, advice
 from reports.replicates import Replicated, replicated
-from reports.stats import FEW_SEEDS, mean_ci
+from reports.stats import (
+    ACCURACY_DIFFERENCE,
+    ACCURACY_POINTS,
+    FEW_SEEDS,
+    LOSS,
+    UNBOUNDED,
+    mean_ci,
+)
 
 __all__ = ["build_verdict"]
 
@@ -29,17 +37,22 @@ def build_verdict(
     *,
     margin: float | None = None,
     sequential: tuple[int, int, int] | None = None,
+    n_trials: int | None = None,
 ) -> Verdict:
     """The verdict: each arm's test metric, and every arm against the fixed one paired by
     (replicate, seed) (:func:`reports.replicates.replicated`). An arm with nothing to search
     trains one configuration, the same in every replicate: its evaluations (of replicate 1)
     pair with every replicate's. Each comparison gets a decision (:mod:`reports.decision`)
     against ``margin``, with the stages' boundaries when ``sequential`` is the experiment's
-    ``(min, max, step)``."""
+    ``(min, max, step)``. With too few replicates for an interval, the headline says what
+    ``dynl2 plan`` would ask for, costed at ``n_trials`` per search (when given)."""
     metric = "test_acc" if accuracy else "test_loss"
     scale = 100.0 if accuracy else 1.0
     digits = 2 if accuracy else 4
     higher = accuracy
+    # What the numbers can be: an interval is cut there (reports.stats).
+    level_bounds = ACCURACY_POINTS if accuracy else LOSS
+    diff_bounds = ACCURACY_DIFFERENCE if accuracy else UNBOUNDED
     results = []
     keyed: dict[str, dict[tuple[int, int], float]] = {}
     for arm, scheme in arms.items():
@@ -62,8 +75,14 @@ def build_verdict(
         # With replicates the arm's interval, like the comparisons', is over its replicates'
         # means: the runs of one search are not independent draws of the scheme's level.
         means = [statistics.fmean(v) for _, v in sorted(by_replicate.items())]
-        ci = (mean_ci(means) if len(means) > 1 else mean_ci(values)) if values else None
-        results.append(ArmResult(arm, scheme, ci, len(rows) - len(values), by_seed, tuple(values)))
+        over = means if len(means) > 1 else values
+        ci = mean_ci(over, level_bounds) if values else None
+        results.append(
+            ArmResult(
+                arm, scheme, ci, len(rows) - len(values), by_seed, tuple(values),
+                tuple(means) if len(means) > 1 else (),
+            )
+        )  # fmt: skip
     dynamic = next((a for a, s in arms.items() if s == "dynamic"), None)
     fixed = next((a for a, s in arms.items() if s == "fixed"), None)
 
@@ -73,7 +92,14 @@ def build_verdict(
         others.sort(key=lambda a: a != dynamic)  # the dynamic arm's row first
         for arm in others:
             compared.append(
-                replicated(arm, fixed, keyed[arm], keyed[fixed], higher_is_better=higher)
+                replicated(
+                    arm,
+                    fixed,
+                    keyed[arm],
+                    keyed[fixed],
+                    higher_is_better=higher,
+                    bounds=diff_bounds,
+                )
             )
     comparisons = [c.comparison for c in compared]
     decisions = [
@@ -87,6 +113,11 @@ def build_verdict(
         _compared_sentence(c, d, accuracy=accuracy, digits=digits)
         for c, d in zip(compared, decisions, strict=True)
     )
+    if main_r is not None and main_d is not None and main_d.too_few:
+        costs = _costs(trials, evals, len(arms), len(searched), n_trials)
+        told = _plan_sentence(main_r, margin, costs, accuracy=accuracy, digits=digits)
+        at = compared.index(main_r)
+        sentences = (*sentences[:at], f"{sentences[at]} {told}", *sentences[at + 1 :])
 
     warnings_: list[str] = []
     if evals.empty:
@@ -149,13 +180,13 @@ def build_verdict(
                 "(diverged), left out of the statistics."
             )
 
-    def n_trials(arm: str | None) -> int:
+    def complete(arm: str | None) -> int:
         if arm is None or trials.empty:
             return 0
         return int(((trials["arm"] == arm) & (trials["state"] == "COMPLETE")).sum())
 
     if dynamic is not None and fixed is not None:
-        basis = _basis(main_r, dynamic, fixed, n_trials(dynamic), n_trials(fixed), digits)
+        basis = _basis(main_r, dynamic, fixed, complete(dynamic), complete(fixed), digits)
     else:
         basis = f"{plural(len(evals), 'evaluation')} and {plural(len(trials), 'trial')} stored."
     return Verdict(
@@ -181,6 +212,7 @@ def build_verdict(
         decision=main_d,
         margin=margin,
         differences={} if main_r is None else dict(main_r.by_replicate),
+        replicate_differences=tuple(_replicate_means(c) for c in compared),
     )
 
 
@@ -194,6 +226,54 @@ def _compared_sentence(c: Replicated, d: Decision, *, accuracy: bool, digits: in
     if c.comparison.diff is None or c.comparison.diff.half_width is None:
         return text
     return text + " This is about the two configurations one search chose; a rerun may disagree."
+
+
+def _replicate_means(c: Replicated) -> tuple[float, ...]:
+    """The comparison's difference averaged within each replicate; empty with one search."""
+    if c.method != "replicate means":
+        return ()
+    return tuple(statistics.fmean(v) for _, v in sorted(c.by_replicate.items()) if v)
+
+
+def _costs(
+    trials: pd.DataFrame, evals: pd.DataFrame, arms: int, searched: int, n_trials: int | None
+) -> Costs | None:
+    """What a run costs, timed at the stored trials and evaluations; None without a budget."""
+    if n_trials is None:
+        return None
+    ended = trials[trials["state"].isin(("COMPLETE", "PRUNED", "FAIL"))] if len(trials) else trials
+    trial_s = mean_seconds(ended["duration_s"]) if "duration_s" in ended and len(ended) else None
+    eval_s = mean_seconds(evals["seconds"]) if "seconds" in evals and len(evals) else None
+    return Costs(arms, searched, n_trials, trial_s, eval_s)
+
+
+def _plan_sentence(
+    c: Replicated, margin: float | None, costs: Costs | None, *, accuracy: bool, digits: int
+) -> str:
+    """What ``dynl2 plan`` would ask for, from the replicates there are: to detect the margin
+    when one is set, else a difference the size of the one seen."""
+    unit = " points" if accuracy else " in test loss"
+    if c.replicates < 2:
+        return "dynl2 plan needs 2 replicates to size the next run from their spread."
+    diff = c.comparison.diff
+    effect = margin if margin is not None else abs(diff.mean) if diff is not None else 0.0
+    what = "the margin" if margin is not None else "the size seen here"
+    plan = None if costs is None else advice(c.by_replicate, costs, effect)
+    if plan is None:
+        return "dynl2 plan EXPERIMENT --effect DELTA sizes the next run."
+    size = f"{effect:.{digits}f}{unit} ({what})"
+    best = plan.recommended
+    if best is None:
+        return (
+            f"dynl2 plan finds no run up to {REPLICATES[-1]} searches × {SEEDS[-1]} seeds that "
+            f"would detect a difference of {size} with 80% power: the spread of {c.replicates} "
+            "replicates bounds it only loosely, or the difference is small against it."
+        )
+    cost = "" if best.seconds is None else f", about {duration_text(best.seconds)} of compute"
+    return (
+        f"dynl2 plan would ask for {best.replicates} searches × {best.seeds} seeds to detect a "
+        f"difference of {size} with 80% power{cost}."
+    )
 
 
 def _basis(

@@ -16,14 +16,13 @@ import storage as storage_layer
 from reports.plan import (
     Goal,
     Plan,
-    PlanInput,
     SuiteMember,
     SuitePlan,
     build_plan,
     build_suite_plan,
     estimate_components,
-    plan_input,
 )
+from reports.plan_store import PlanInput, plan_input
 from storage import Store
 from study.api.experiments import storage_url
 from study.errors import UsageError

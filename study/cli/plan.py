@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from reports.common import plural
+from reports.common import duration_text, plural
 from reports.suite import json_float
 from study.cli.args import storage_flag
 
@@ -206,25 +205,11 @@ def _answer(cells: tuple[Cell, ...], best: Cell | None, target: float) -> str:
         )
     cost = f"{best.trials:,} trials, {best.runs:,} training runs in all"
     if best.seconds is not None:
-        cost += f", about {_duration(best.seconds)} of compute (one worker, stored timings)"
+        cost += f", about {duration_text(best.seconds)} of compute (one worker, stored timings)"
     return (
         f"recommended: R = {best.replicates}, S = {best.seeds} (power "
         f"{_percent(best.power)}%): {cost}"
     )
-
-
-_UNITS: tuple[tuple[float, str, Callable[[float], str]], ...] = (
-    (86400.0, "days", lambda x: f"{x:.1f}"),
-    (3600.0, "h", lambda x: f"{x:.1f}"),
-    (60.0, "min", lambda x: f"{x:.0f}"),
-)
-
-
-def _duration(seconds: float) -> str:
-    for size, name, shown in _UNITS:
-        if seconds >= 2 * size or (size == 60.0 and seconds >= size):
-            return f"{shown(seconds / size)} {name}"
-    return f"{seconds:.0f} s"
 
 
 # ------------------------------------------------------------------------------ JSON

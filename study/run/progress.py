@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -119,79 +117,99 @@ def unfinished_arms(store: Store, config: ExperimentConfig) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class ArmSummary:
+    """One arm's test result as the report's verdict computes it (:mod:`reports.verdict`): in
+    its unit (accuracy points, or test loss), with its interval over the replicates' means
+    (over the runs of one search without replicates), cut at what the metric can be."""
+
     arm: str
-    seeds: int  # evaluation runs: seeds × replicates evaluated
+    seeds: int  # evaluation runs stored: seeds × replicates, diverged ones included
     diverged: int
-    mean: float | None  # test metric mean over the seeds (accuracy, or loss for regression)
-    half_width: float | None  # 95% CI half width (Student t), None with < 2 seeds
-    metric: str
-
-
-def mean_ci(values: list[float]) -> tuple[float, float | None]:
-    """Mean and the half width of its 95% confidence interval (Student t)."""
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, None
-    from scipy import stats
-
-    sem = statistics.stdev(values) / math.sqrt(len(values))
-    return mean, float(stats.t.ppf(0.975, len(values) - 1)) * sem
+    mean: float | None  # None before any finite evaluation
+    half_width: float | None  # the Student-t half width; None without an interval
+    metric: str  # "test_acc" or "test_loss"
+    low: float | None = None  # the interval, cut at the metric's bounds; None without one
+    high: float | None = None
+    n: int = 0  # what the interval is over: replicate means, or runs of one search
+    truncated: bool = False  # the t interval reached past a bound and is cut there
+    text: str = "–"  # as the report shows it (reports.model.ArmResult.text)
+    unit: str = ""  # "points" (accuracy) or "" (test loss)
+    means: tuple[float, ...] = ()  # each replicate's mean, with 2 or more replicates
 
 
 def evaluation_summary(store: Store, config: ExperimentConfig) -> list[ArmSummary]:
-    """Per arm, the evaluations of its current best configuration (see
-    :func:`current_evaluations`)."""
-    evals, _ = current_evaluations(store, config)
+    """Per arm of ``config``, its test result exactly as the report's verdict gives it (the
+    evaluations of its current best configuration: see :func:`current_evaluations`)."""
+    from reports import build_report_verdict
+
+    verdict = build_report_verdict(store, config)
+    by_arm = {a.arm: a for a in verdict.arms}
     out = []
     for arm in config.arms:
-        rows = evals[evals["arm"] == arm.name] if not evals.empty else evals
-        use_acc = not rows.empty and rows["test_acc"].notna().any()
-        column = "test_acc" if use_acc else "test_loss"
-        values = [float(v) for v in rows[column].dropna()] if not rows.empty else []
-        diverged = len(rows) - len(values)
-        mean, half = mean_ci(values) if values else (None, None)
-        out.append(ArmSummary(arm.name, len(rows), diverged, mean, half, column))
+        a = by_arm.get(arm.name)
+        if a is None:
+            out.append(ArmSummary(arm.name, 0, 0, None, None, verdict.metric, unit=verdict.unit))
+            continue
+        ci = a.ci
+        out.append(
+            ArmSummary(
+                arm=a.arm,
+                seeds=len(a.runs) + a.n_failed,
+                diverged=a.n_failed,
+                mean=None if ci is None else ci.mean,
+                half_width=None if ci is None else ci.half_width,
+                metric=verdict.metric,
+                low=None if ci is None else ci.low,
+                high=None if ci is None else ci.high,
+                n=0 if ci is None else ci.n,
+                truncated=ci is not None and ci.truncated,
+                text=a.text(verdict.digits),
+                unit=verdict.unit,
+                means=a.means,
+            )
+        )
     return out
 
 
 def format_verdict(summary: Mapping[str, Any]) -> str:
     """The end of ``run``, ``demo`` and ``evaluate``: each arm's test metric with the interval
     the report gives it (over the replicates' means when there are replicates, over the seeds
-    of one search otherwise), then the report's headline, which opens with its decision.
-    ``summary`` is the report's JSON (:func:`reports.summary_json`), in its display units."""
-    accuracy = summary.get("metric") == "test_acc"
-    unit, digits = ("%", 2) if accuracy else ("", 4)
+    of one search otherwise), in the report's words (``text``), then the report's headline,
+    which opens with its decision. ``summary`` is the report's JSON
+    (:func:`reports.summary_json`)."""
     replicates = int(summary.get("replicates") or 1)
     over = f"over the means of {replicates} replicates" if replicates > 1 else "over the seeds"
-    lines = [f"verdict (test split, mean ± 95% CI {over}, as the report computes them):"]
     metric = str(summary.get("metric", ""))
+    unit = " in accuracy points" if summary.get("unit") == "points" else ""
+    lines = [
+        f"verdict (test split, {metric}{unit}: mean ± 95% CI {over}, as the report gives it):"
+    ]
     for arm, body in (summary.get("arms") or {}).items():
         test = body.get("test") if isinstance(body, Mapping) else None
         if not isinstance(test, Mapping) or test.get("mean") is None:
             lines.append(f"  {arm:<12} not evaluated yet")
             continue
-        half = test.get("half_width")
-        ci = "" if half is None else f" ± {half:.{digits}f}"
         n = int(test.get("n") or 0)
         what = f"{n} replicates" if 1 < replicates == n else f"{n} runs"
-        lines.append(f"  {arm:<12} {metric} {test['mean']:.{digits}f}{ci}{unit}  ({what})")
+        lines.append(f"  {arm:<12} {body.get('text', '')}  ({what})")
+    if any(isinstance(b, Mapping) and (b.get("test") or {}).get("truncated")
+           for b in (summary.get("arms") or {}).values()):  # fmt: skip
+        lines.append("  † the interval is cut at what the metric can be")
     lines.append(str(summary.get("sentence", "")))
     return "\n".join(lines)
 
 
 def format_summary(summaries: list[ArmSummary]) -> str:
+    """Each arm's result as the report gives it (``dynl2 status NAME``)."""
+    metric = summaries[0].metric if summaries else ""
+    unit = " in accuracy points" if summaries and summaries[0].unit == "points" else ""
     lines = [
-        "final evaluation (test split, mean ± 95% CI over the runs of every seed and "
-        "replicate; the report compares arms):"
+        f"final evaluation (test split, {metric}{unit}: mean ± 95% CI, as the report gives it; "
+        "the report compares arms):"
     ]
     for s in summaries:
         if s.mean is None:
             lines.append(f"  {s.arm:<12} not evaluated yet")
             continue
-        scale, unit = (100.0, "%") if s.metric == "test_acc" else (1.0, "")
-        ci = "" if s.half_width is None else f" ± {scale * s.half_width:.2f}"
         extra = f", {s.diverged} diverged" if s.diverged else ""
-        lines.append(
-            f"  {s.arm:<12} {s.metric} {scale * s.mean:.2f}{ci}{unit}  ({s.seeds} runs{extra})"
-        )
+        lines.append(f"  {s.arm:<12} {s.text}  ({s.seeds} runs{extra})")
     return "\n".join(lines)

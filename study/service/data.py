@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from reports.common import param_lines
 from storage import (
     ExperimentNotFound,
     StorageError,
@@ -214,6 +215,8 @@ def _detail(store: Store, name: str) -> dict[str, Any]:
                 "waiting": c.waiting,
                 "best": _number(c.best),
                 "best_params": dict(best[key]["params"]) if key in best else None,
+                # one parameter a line, rounded as the report rounds them
+                "best_params_text": param_lines(best[key]["params"]) if key in best else None,
             }
         )
     reports = _reports(store, name)
@@ -225,14 +228,24 @@ def _detail(store: Store, name: str) -> dict[str, Any]:
         "seeds": config.evaluate.seeds,
         **_standing(config, progress),
         "searches": rows,
+        # Each arm's result as the report's verdict gives it (study.run.progress.ArmSummary):
+        # in its unit (accuracy points, or test loss), the interval over the replicates'
+        # means, cut at what the metric can be; ``text`` is the report's own wording.
         "evaluation": [
             {
                 "arm": s.arm,
                 "metric": s.metric,
+                "unit": s.unit,
                 "runs": s.seeds,
                 "diverged": s.diverged,
                 "mean": _number(s.mean),
                 "half_width": _number(s.half_width),
+                "low": _number(s.low),
+                "high": _number(s.high),
+                "n": s.n,
+                "truncated": s.truncated,
+                "replicate_means": [_number(x) for x in s.means],
+                "text": s.text,
             }
             for s in progress.summary
         ],

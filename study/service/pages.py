@@ -29,6 +29,7 @@ table { border-collapse: collapse; background: #fff; margin: .5em 0 1em; }
 th, td { border: 1px solid #ddd; padding: .3em .6em; text-align: left; vertical-align: top; }
 th { background: #f1f5f9; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.params { font-size: 0.9em; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .verdict { background: #fff; border-left: 4px solid #2563eb; padding: .5em .8em; }
 .muted { color: #666; }
 .error { border-left: 4px solid #b91c1c; background: #fff; padding: .5em .8em; }
@@ -99,20 +100,25 @@ _EXPERIMENT = """{% extends "base" %}
 {% for f in ["complete", "pruned", "diverged", "lost", "running", "waiting"] %}
 <td class="num" data-field="{{ f }}">{{ s[f] }}</td>{% endfor %}
 <td class="num" data-field="best">{{ "–" if s.best is none else "%.4f"|format(s.best) }}</td>
-<td data-field="best_params">{{ "–" if s.best_params is none else s.best_params|tojson }}</td>
+<td data-field="best_params" class="params">{% if s.best_params_text is none %}–{% else %}
+{%- for line in s.best_params_text %}<div>{{ line }}</div>{% endfor %}{% endif %}</td>
 </tr>
 {% endfor %}
 </table>
 <h2>Evaluation</h2>
 <table id="evaluation">
-<tr><th>arm</th><th>metric</th><th>runs</th><th>diverged</th><th>mean</th><th>95% CI ±</th></tr>
+<tr><th>arm</th><th>runs</th><th>diverged</th>
+<th>{{ e.evaluation[0].metric if e.evaluation else "test" }}
+{%- if e.evaluation and e.evaluation[0].unit %} ({{ e.evaluation[0].unit }}){% endif %}: mean ±
+ 95% CI, as the report gives it</th></tr>
 {% for a in e.evaluation %}
-<tr><td>{{ a.arm }}</td><td>{{ a.metric }}</td><td class="num">{{ a.runs }}</td>
+<tr data-arm="{{ a.arm }}"><td>{{ a.arm }}</td><td class="num">{{ a.runs }}</td>
 <td class="num">{{ a.diverged }}</td>
-<td class="num">{{ "–" if a.mean is none else "%.4f"|format(a.mean) }}</td>
-<td class="num">{{ "–" if a.half_width is none else "%.4f"|format(a.half_width) }}</td></tr>
+<td class="num" data-field="result">{{ "–" if a.mean is none else a.text }}</td></tr>
 {% endfor %}
 </table>
+{% if e.evaluation|selectattr("truncated")|list %}<p class="muted">† the interval is cut at what
+ the metric can be.</p>{% endif %}
 <p><a href="/experiments/{{ e.name|urlencode }}/trials">Trials</a> ·
  JSON: <a href="/api/experiments/{{ e.name|urlencode }}">status</a>,
  <a href="/api/experiments/{{ e.name|urlencode }}/trials?format=json">trials</a> ·
@@ -209,7 +215,16 @@ LIVE_JS = """'use strict';
         set(cell(f), String(s[f]));
       }
       set(cell('best'), fixed(s.best));
-      set(cell('best_params'), s.best_params === null ? '–' : JSON.stringify(s.best_params));
+      const params = cell('best_params');
+      const lines = s.best_params_text === null ? ['–'] : s.best_params_text;
+      if (params && params.dataset.lines !== JSON.stringify(lines)) {
+        params.dataset.lines = JSON.stringify(lines);
+        params.replaceChildren(...lines.map((line) => {
+          const div = document.createElement('div');
+          div.textContent = line;
+          return div;
+        }));
+      }
     }
     const busy = e.state !== 'done' || e.searches.some((s) => s.running + s.waiting > 0);
     set(document.getElementById('live'), busy ? '· live' : '');

@@ -224,7 +224,7 @@ def test_one_look_is_the_t_test_and_the_ordinary_tost():
 def test_the_interval_excludes_zero_exactly_when_the_look_rejects():
     rng = np.random.default_rng(8)
     for _ in range(300):
-        r = int(rng.integers(2, 13))
+        r = int(rng.integers(3, 13))
         means = list(rng.normal(1.0, 1.5, r))
         result = look(means, STAGES, margin=None, higher_is_better=False)
         assert result.p_value is not None

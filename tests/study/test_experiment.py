@@ -15,6 +15,7 @@ import pytest
 import torch
 from optuna.distributions import FloatDistribution, IntDistribution
 
+from reports.stats import MIN_UNITS
 from study.config import experiment
 from study.config.experiment import (
     ArmConfig,
@@ -104,6 +105,8 @@ def test_example_parses():
 def test_tiny_example_builds_a_cpu_trainer_config():
     config = load_experiment(TINY)
     assert config.search.n_trials == 4 and config.evaluate.seeds == 2
+    # what people copy: the fewest replicates whose verdict has an interval (reports.stats)
+    assert config.search.replicates == MIN_UNITS
     assert (config.search.sampler, config.search.pruner) == ("random", "none")
     assert sorted(a.name for a in config.arms) == ["dynamic", "fixed", "none"]
     tc = config.train_config("none", {"lr": 0.01}, seed=1)

@@ -21,10 +21,10 @@ from reports.plan import (
     REPLICATES,
     SEEDS,
     estimate_components,
-    plan_input,
     power_equivalence,
     power_test,
 )
+from reports.plan_store import plan_input
 from study.run.runs import stored_experiment
 from tests.reports import synthetic as syn
 

@@ -109,7 +109,7 @@ def served(
     whose verdict sentence is hostile markup, served read-only."""
     directory = tmp_path_factory.mktemp(f"serve-{request.param}")
     with empty_url(request.param, directory) as url:
-        config = write_tiny(directory, NAME, epochs=2, n_trials=3, seeds=2, arms=ARMS)
+        config = write_tiny(directory, NAME, epochs=2, n_trials=3, seeds=3, arms=ARMS)
         with pytest.MonkeyPatch.context() as patch:
             patch.chdir(directory)  # the report goes to ./dynl2-workspace/reports/
             assert main(["run", str(config), "--storage", url, "--quiet"]) == 0
@@ -136,7 +136,7 @@ def test_healthz_and_the_experiment_list(served: Server) -> None:
     (entry,) = listing["experiments"]
     assert entry["name"] == NAME and entry["state"] == "done"
     assert entry["results"] == entry["budget"] == 3 * 3  # three searched arms (lr in "none")
-    assert entry["evaluations"] == entry["planned"] == 2 * len(ARMS)
+    assert entry["evaluations"] == entry["planned"] == 3 * len(ARMS)
     assert {a["arm"]: (a["results"], a["budget"]) for a in entry["arms"]} == {
         arm: (3, 3) for arm in ARMS
     }
@@ -163,6 +163,54 @@ def test_one_experiment_is_what_status_shows(served: Server) -> None:
     reports = detail["reports"]
     assert len(reports) == 2 and reports[0]["verdict"] == HOSTILE  # newest first
     assert served.request(f"/api/experiments/{NAME}/reports").json() == {"reports": reports}
+
+
+def test_each_arm_reads_the_same_in_the_page_the_api_the_terminal_and_the_report(
+    served: Server,
+) -> None:
+    """One number everywhere: each arm's mean and interval, in the report's unit, from the
+    service's JSON, its page, ``dynl2 status`` and the report (its JSON and its HTML)."""
+    import html
+
+    from reports import build_report_data, render_html, summary_json
+    from study import experiment_status
+    from study.run.runs import stored_experiment
+
+    detail = served.request(f"/api/experiments/{NAME}").json()
+    assert isinstance(detail, dict)
+    page = served.request(f"/experiments/{NAME}").body.decode()
+    with storage.open(served.url, create=False) as store:
+        data = build_report_data(store, stored_experiment(store, NAME))
+    summary, report = summary_json(data), render_html(data)
+    status = {s.arm: s for s in experiment_status(NAME, storage=served.url).summary}
+    assert [e["arm"] for e in detail["evaluation"]] == list(ARMS)
+    for e in detail["evaluation"]:
+        arm = summary["arms"][e["arm"]]
+        test = arm["test"]
+        assert test["n"] == 3 and test["low"] is not None  # 3 seeds of one search: an interval
+        assert (e["mean"], e["low"], e["high"], e["n"]) == (
+            pytest.approx(test["mean"]), pytest.approx(test["low"]),
+            pytest.approx(test["high"]), test["n"],
+        )  # fmt: skip
+        assert e["unit"] == summary["unit"] == "points" and 0 <= e["low"] <= e["high"] <= 100
+        assert e["text"] == arm["text"] == status[e["arm"]].text
+        assert " ± " in e["text"] or "]†" in e["text"]
+        cell = f'<td class="num" data-field="result">{html.escape(e["text"])}</td>'
+        assert cell in page
+        assert f'<td class="num">{html.escape(e["text"])}</td>' in report
+
+
+def test_best_parameters_read_one_a_line_rounded_as_the_report_rounds(served: Server) -> None:
+    detail = served.request(f"/api/experiments/{NAME}").json()
+    assert isinstance(detail, dict)
+    page = served.request(f"/experiments/{NAME}").body.decode()
+    for row in detail["searches"]:
+        lines = row["best_params_text"]
+        assert len(lines) == len(row["best_params"])
+        for line, (key, value) in zip(lines, row["best_params"].items(), strict=True):
+            assert line == f"{key}={value:.4g}"
+        cell = "".join(f"<div>{line}</div>" for line in lines)
+        assert f'class="params">{cell}</td>' in page
 
 
 def test_trials_page_sort_and_download(served: Server) -> None:

@@ -51,7 +51,7 @@ scheme = "dynamic"
 alpha = {{ low = 1e-4, high = 1.0, log = true }}
 
 [base.evaluate]
-seeds = 2
+seeds = 3                 # one search each: an interval over seeds needs 3 (reports.stats)
 """
 
 
