@@ -7,7 +7,7 @@ import json
 import os
 import platform
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 
 import optuna
@@ -63,6 +63,7 @@ def build_setup(
                 trial_seconds=float(mine["duration_s"].sum()) if not mine.empty else 0.0,
                 eval_seconds=float(evs["seconds"].sum()) if not evs.empty else 0.0,
                 devices=tuple(sorted(devices)),
+                reading=reading(scheme, fixed.get(arm, {}), [sp.name for sp in searched]),
             )
         )
     hardware = {
@@ -90,6 +91,29 @@ def build_setup(
         config_toml=to_toml(shown),
         command=f"dynl2 run {shlex.quote(config.name + '.toml')}",
     )
+
+
+DYNAMIC_SCHEMES = ("dynamic", "dynamic_l1")
+LITERAL = (
+    "the source's literal reading: α is the learning rate, λ = max(½·lr / L, floor), so the "
+    "scheme adds no hyperparameter of its own"
+)
+GENEROUS = "the generous reading: α is a hyperparameter of its own, searched"
+
+
+def reading(scheme: str, settings: Mapping[str, object], searched: Sequence[str]) -> str | None:
+    """Which reading of the dynamic scheme's source an arm tests: the literal one (``alpha =
+    "lr"``: the source's code uses the learning rate for α), the generous one (α searched), or
+    α held at a number; None for any other scheme."""
+    if scheme not in DYNAMIC_SCHEMES:
+        return None
+    if settings.get("alpha") == "lr":
+        return LITERAL
+    if "alpha" in searched:
+        return GENEROUS
+    alpha = settings.get("alpha")
+    held = "its default" if alpha is None else str(alpha)
+    return f"α held at {held}, neither searched nor the learning rate"
 
 
 def _versions() -> dict[str, str]:

@@ -103,6 +103,9 @@ class ArmSetup:
     trial_seconds: float = 0.0  # sum of trial durations
     eval_seconds: float = 0.0  # sum of evaluation seconds
     devices: tuple[str, ...] = ()  # from the trials' resolved `config` user attribute
+    # Which reading of the dynamic scheme's source the arm tests (dynamic schemes only):
+    # reports.experiment_setup.reading
+    reading: str | None = None
 
     @property
     def compute_seconds(self) -> float:

@@ -42,8 +42,8 @@ def _budget(
     metric: str,
     direction: str,
 ) -> tuple[dict[str, tuple[BudgetPoint, ...]], str | None]:
-    """Each arm's budget curve (over its replicates), and one sentence on the dynamic and
-    fixed ones."""
+    """Each arm's budget curve (over its replicates), and one sentence per dynamic arm against
+    the fixed one."""
     curves: dict[str, tuple[BudgetPoint, ...]] = {}
     for arm in arms:
         mine = {r: _results(study) for (a, r), study in studies.items() if a == arm}
@@ -54,13 +54,25 @@ def _budget(
         )
         if curve:
             curves[arm] = tuple(curve)
-    dynamic = next((a for a, s in arms.items() if s == "dynamic" and a in curves), None)
+    # Every dynamic arm against fixed (the generous reading first, then the literal one,
+    # alpha = "lr", as the config lists them): where its curve and tuned fixed λ's cross.
+    dynamics = [a for a, s in arms.items() if s in ("dynamic", "dynamic_l1") and a in curves]
     fixed = next((a for a, s in arms.items() if s == "fixed" and a in curves), None)
-    if dynamic is None or fixed is None:
+    if not dynamics or fixed is None:
         return curves, None
+    said = [_against(curves, dynamic, fixed, metric) for dynamic in dynamics]
+    text = " ".join(t for t in said if t)
+    return curves, text or None
+
+
+def _against(
+    curves: Mapping[str, tuple[BudgetPoint, ...]], dynamic: str, fixed: str, metric: str
+) -> str | None:
+    """One arm's budget curve against fixed's: their expected best at a small budget, and
+    where the curves cross."""
     common = sorted({p.n for p in curves[dynamic]} & {p.n for p in curves[fixed]})
     if not common:
-        return curves, None
+        return None
     at = max(n for n in common if n <= 10) if common[0] <= 10 else common[0]
     value = {arm: next(p.mean for p in curves[arm] if p.n == at) for arm in (dynamic, fixed)}
     where = crossing(curves[dynamic], curves[fixed])
@@ -69,11 +81,10 @@ def _budget(
         if where is not None
         else f"the curves do not cross within {common[-1]} trials"
     )
-    text = (
+    return (
         f"At {plural(at, 'trial')}, {dynamic}'s expected best {metric} is "
         f"{value[dynamic]:.4g} vs {fixed}'s {value[fixed]:.4g}; {cross}."
     )
-    return curves, text
 
 
 def build_search(

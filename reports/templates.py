@@ -143,7 +143,8 @@ it beats {{ v.fixed_arm }} on a fresh search and seed.</p>
 <tr><th>arm</th><th>scheme</th><th>settings</th><th>search space</th><th class="num">budget</th>
 <th class="num">trials</th><th>device</th><th class="num">compute (s)</th></tr>
 {% for a in s.arms %}
-<tr><td>{{ a.arm }}</td><td>{{ a.scheme }}</td><td>{{ kv(a.settings) or "–" }}</td>
+<tr><td>{{ a.arm }}</td><td>{{ a.scheme }}</td><td>{{ kv(a.settings) or "–" }}
+{%- if a.reading %}<br><span class="note">{{ a.reading }}</span>{% endif %}</td>
 <td>{% for sp in a.spaces %}{{ sp.name }} ∈ [{{ g(sp.low) }}, {{ g(sp.high) }}]
 {%- if sp.log %} log{% endif %}{% if sp.step %} step {{ sp.step }}{% endif %}
 {%- if not loop.last %}<br>{% endif %}

@@ -36,6 +36,8 @@ ARM_BLOCKS = {
     "dynamic": (
         '\n[arms.dynamic]\nscheme = "dynamic"\nalpha = { low = 1e-4, high = 1.0, log = true }\n'
     ),
+    # the scheme as its source's code runs it: alpha is the learning rate
+    "dynamic_as_written": '\n[arms.dynamic_as_written]\nscheme = "dynamic"\nalpha = "lr"\n',
     "fixed": '\n[arms.fixed]\nscheme = "fixed"\nlam = { low = 1e-6, high = 1e-1, log = true }\n',
     "none": '\n[arms.none]\nscheme = "none"\n',
     "swd": '\n[arms.swd]\nscheme = "swd"\nlam = { low = 1e-5, high = 1e-1, log = true }\n',

@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time __getattr__ 
     from .networks import build_model
     from .regularizers import Regularizer, make_regularizer
     from .schemes import (
+        ALPHA_LR,
         SCHEMES,
         SHAPES,
         AWDScheme,
@@ -104,6 +105,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "networks": ("build_model",),
     "regularizers": ("Regularizer", "make_regularizer"),
     "schemes": (
+        "ALPHA_LR",
         "SCHEMES",
         "SHAPES",
         "AWDScheme",
@@ -135,6 +137,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "ALPHA_LR",
     "AWD",
     "DATASETS",
     "MODELS",

@@ -38,6 +38,16 @@ def convert(key: str, value: object, annotation: Any) -> object:
         inner = [o for o in options if o is not type(None)]
         if len(inner) == 1:
             return convert(key, value, inner[0])
+        literal = [o for o in inner if typing.get_origin(o) is typing.Literal]
+        numeric = [o for o in inner if o not in literal]
+        if literal and numeric in ([float], [int]):  # float | Literal["lr"]: a number or a word
+            words = [w for o in literal for w in typing.get_args(o)]
+            if isinstance(value, str) and value in words:
+                return value
+            if isinstance(value, str | bool) or not isinstance(value, int | float):
+                allowed = " or ".join(f'"{w}"' for w in words)
+                raise ConfigError(key, f"expected a number or {allowed}, got {describe(value)}")
+            return convert(key, value, numeric[0])
         raise TypeError(f"unsupported annotation {annotation!r}")  # internal: never user input
     if annotation is bool:
         if isinstance(value, bool):

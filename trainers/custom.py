@@ -4,7 +4,8 @@ store, the report); the loop trains one trial.
 
 The function is called with one :class:`LoopContext` and trains ``ctx.model`` on
 ``ctx.data`` (the splits, already on ``ctx.device``), with the trial's learning rate, seed and
-regularizer (a :mod:`trainers.dropin` object for the arm's scheme, at the trial's values)::
+regularizer (a :mod:`trainers.dropin` object for the arm's scheme, at the trial's values; a
+dynamic scheme's ``alpha = "lr"`` is ``ctx.lr`` there, whatever rate the loop's optimizer uses)::
 
     def my_loop(ctx):
         opt = torch.optim.Adam(ctx.model.parameters(), lr=ctx.lr)
@@ -82,7 +83,10 @@ def train_custom(
     function = import_function(config.loop, config.loop_root, "train.loop")
     trainer = Trainer(config, data, device)  # the model, as dynl2's own loop builds it
     regularizer = from_scheme(
-        trainer.model, config.scheme, planned_steps(config, len(trainer.data.x_train))
+        trainer.model,
+        config.scheme,
+        planned_steps(config, len(trainer.data.x_train)),
+        lr=config.lr,  # a dynamic alpha "lr" is the trial's rate, ctx.lr
     )
     history: list[EpochRecord] = []
     state = {"stopped": False, "last": time.perf_counter()}

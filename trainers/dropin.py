@@ -20,7 +20,15 @@ The call order, once per update::
 ``step`` must come after ``backward`` (coupled schemes add to the gradients, AWD and SWD read
 them) and before the optimizer's step; ``after_step`` after it, with the learning rate that
 step used. Neither reads a tensor back to the host: ``reg.lam`` does (the last λ_t as a
-float), so read it when logging, not every step. A 15-line example on random data::
+float), so read it when logging, not every step.
+
+``alpha="lr"`` (dynamic L2 and L1) makes α the learning rate, as the scheme's source does:
+λ_t = clamp(0.5·η_t / L̂_t, floor, ceiling). It needs the optimizer
+(``DynamicL2(model, alpha="lr", optimizer=opt)``): each ``step`` reads the rate of the
+optimizer's parameter groups that hold the penalized parameters (host floats, so an LR
+scheduler's change is seen at the next step, with no device sync). Those groups must share
+one rate, a Python number: otherwise building the object, or the first step that finds them
+otherwise, raises :class:`~trainers.errors.ConfigError`. A 15-line example on random data::
 
     import torch
     from torch import nn
@@ -31,7 +39,7 @@ float), so read it when logging, not every step. A 15-line example on random dat
     x, y = torch.randn(256, 20), torch.randint(0, 3, (256,))
     model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 3))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    reg = DynamicL2(model, alpha=0.01, floor=1e-4)
+    reg = DynamicL2(model, alpha="lr", optimizer=opt, floor=1e-4)  # α: the rate, 1e-2
     seen = []  # (loss, λ) per step
     for _ in range(60):
         loss = F.cross_entropy(model(x), y)
@@ -42,9 +50,13 @@ float), so read it when logging, not every step. A 15-line example on random dat
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 
+from ._fields import describe
+from .errors import ConfigError
 from .regularizers import Regularizer, make_regularizer
 from .schemes import (
     AWDScheme,
@@ -62,10 +74,20 @@ class DropIn:
     bracket the optimizer's step (the module docstring gives the order).
 
     ``total_steps`` (the updates the run will make) is needed by a schedule only. The
-    penalized parameters are ``params``; λ_t lives on their device.
+    penalized parameters are ``params``; λ_t lives on their device. A dynamic scheme whose
+    alpha is "lr" needs the learning rate: ``optimizer`` (its rate read at every step) or
+    ``lr`` (a constant rate); either is ignored by other schemes.
     """
 
-    def __init__(self, model: nn.Module, scheme: Scheme, total_steps: int | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        scheme: Scheme,
+        total_steps: int | None = None,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        lr: float | None = None,
+    ) -> None:
         self.scheme = scheme
         self.params = [p for p in model.parameters() if p.requires_grad and scheme.covers(p.ndim)]
         if not self.params:
@@ -78,7 +100,21 @@ class DropIn:
         if len(devices) > 1:
             raise ValueError(f"the penalized parameters must share one device, got {devices}")
         self._decoupled = scheme.apply == "decoupled"
-        self._reg: Regularizer = make_regularizer(scheme, devices.pop(), total_steps)
+        # alpha "lr": the optimizer's groups that set the penalized parameters' rate, read per step
+        self._groups: list[dict[str, object]] = []
+        if isinstance(scheme, DynamicScheme) and scheme.follows_lr:
+            if (optimizer is None) == (lr is None):
+                given = "both" if lr is not None else "neither"
+                raise ConfigError(
+                    "alpha",
+                    "'lr' takes alpha from the learning rate, so it needs one of optimizer=opt "
+                    f"(its rate read at every step) or lr=RATE (a constant rate); got {given}",
+                )
+            if optimizer is not None:
+                self._groups = _groups_of(optimizer, self.params)
+                lr = _rate(self._groups)
+        self._lr = lr  # the rate α follows, as last read
+        self._reg: Regularizer = make_regularizer(scheme, devices.pop(), total_steps, lr)
         self._last: Tensor | None = None  # λ_t of the last step
         self._pending = False  # decoupled: a λ_t that after_step has not applied yet
 
@@ -91,6 +127,11 @@ class DropIn:
             raise ValueError(f"step needs the mean data loss, a 0-d tensor; got {loss.shape}")
         if self._pending:
             raise RuntimeError("after_step(lr) was not called after the last step(loss)")
+        if self._groups:  # alpha "lr": the rate this update will use (host floats: no sync)
+            rate = _rate(self._groups)
+            if rate != self._lr:
+                self._reg.set_lr(rate)
+                self._lr = rate
         with_grad = [p for p in self.params if p.grad is not None]
         grads = [p.grad for p in with_grad if p.grad is not None]
         with torch.no_grad():  # λ_t carries no graph (AWD's would grow one across steps)
@@ -120,10 +161,59 @@ class DropIn:
         return f"{type(self).__name__}({self.scheme!r}, {len(self.params)} parameters)"
 
 
-def from_scheme(model: nn.Module, scheme: Scheme, total_steps: int | None = None) -> DropIn:
+def from_scheme(
+    model: nn.Module,
+    scheme: Scheme,
+    total_steps: int | None = None,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    lr: float | None = None,
+) -> DropIn:
     """The drop-in for any scheme config (``none`` included: λ_t = 0); ``total_steps`` is
-    needed by a schedule only."""
-    return DropIn(model, scheme, total_steps)
+    needed by a schedule only, ``optimizer`` or ``lr`` by a dynamic alpha "lr" only."""
+    return DropIn(model, scheme, total_steps, optimizer=optimizer, lr=lr)
+
+
+def _groups_of(optimizer: object, params: list[nn.Parameter]) -> list[dict[str, object]]:
+    """The optimizer's parameter groups that hold any of ``params`` (kept by reference: a
+    scheduler writes each group's ``"lr"`` in place)."""
+    groups = getattr(optimizer, "param_groups", None)
+    if not isinstance(groups, list):
+        raise ConfigError(
+            "alpha",
+            f"'lr' follows the optimizer's learning rate, but {describe(optimizer)} is not a "
+            "torch optimizer (it has no param_groups)",
+        )
+    held = {id(p) for p in params}
+    mine = [g for g in groups if any(id(p) in held for p in g.get("params", ()))]
+    if not mine:
+        raise ConfigError(
+            "alpha",
+            "'lr' follows the optimizer's learning rate, but the optimizer holds none of the "
+            "penalized parameters",
+        )
+    return mine
+
+
+def _rate(groups: list[dict[str, object]]) -> float:
+    """The one learning rate of ``groups``: host numbers, so no device sync."""
+    rates: list[float] = []
+    for group in groups:
+        rate = group.get("lr")
+        if isinstance(rate, bool) or not isinstance(rate, int | float):
+            raise ConfigError(
+                "alpha",
+                "'lr' needs the optimizer's learning rate as a Python number, got "
+                f"{type(rate).__name__}",
+            )
+        rates.append(float(rate))
+    if len(set(rates)) > 1:
+        raise ConfigError(
+            "alpha",
+            "'lr' needs one learning rate for the penalized parameters, but their optimizer "
+            f"groups have {sorted(set(rates))}",
+        )
+    return rates[0]
 
 
 # The named classes: each keyword argument is its scheme's field, defaulting to the field's
@@ -132,13 +222,16 @@ def from_scheme(model: nn.Module, scheme: Scheme, total_steps: int | None = None
 
 class DynamicL2(DropIn):
     """Dynamic L2, the scheme under study (:class:`~trainers.schemes.DynamicScheme`):
-    λ_t = clamp(0.5·alpha / L̂_t, floor, ceiling), L̂_t the minibatch loss or its EMA."""
+    λ_t = clamp(0.5·alpha / L̂_t, floor, ceiling), L̂_t the minibatch loss or its EMA.
+    ``alpha="lr"`` takes α from ``optimizer``'s current learning rate at every step (the
+    module docstring says how); a numeric alpha never reads ``optimizer``."""
 
     def __init__(
         self,
         model: nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
         *,
-        alpha: float = DynamicScheme.alpha,
+        alpha: float | Literal["lr"] = DynamicScheme.alpha,
         floor: float = DynamicScheme.floor,
         ceiling: float | None = DynamicScheme.ceiling,
         loss_ema: float = DynamicScheme.loss_ema,
@@ -153,7 +246,7 @@ class DynamicL2(DropIn):
             apply=apply,
             biases=biases,
         )
-        super().__init__(model, scheme)
+        super().__init__(model, scheme, optimizer=optimizer)
 
 
 class DynamicL1(DropIn):
@@ -163,8 +256,9 @@ class DynamicL1(DropIn):
     def __init__(
         self,
         model: nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
         *,
-        alpha: float = DynamicL1Scheme.alpha,
+        alpha: float | Literal["lr"] = DynamicL1Scheme.alpha,
         floor: float = DynamicL1Scheme.floor,
         ceiling: float | None = DynamicL1Scheme.ceiling,
         loss_ema: float = DynamicL1Scheme.loss_ema,
@@ -179,7 +273,7 @@ class DynamicL1(DropIn):
             apply=apply,
             biases=biases,
         )
-        super().__init__(model, scheme)
+        super().__init__(model, scheme, optimizer=optimizer)
 
 
 class FixedL2(DropIn):

@@ -9,6 +9,8 @@ stacked parameters (:mod:`trainers.stacked`), per-member optimizers
 computes exactly what an unfused run of ``configs[k]`` computes, up to floating-point rounding:
 
 * its own initialization (``seed``) and, unless the group shares one, its own batch order;
+* a dynamic scheme's ``alpha = "lr"`` is its own ``lr`` (members with a numeric alpha and with
+  "lr" may share a group: α is per member either way);
 * with ``shared_order`` every member sees the same batches, those of an unfused run whose
   ``order_seed`` is ``shared_order`` (common random numbers for search trials);
 * its epochs go to its own callback; returning True stops (prunes) that member alone;
@@ -130,7 +132,10 @@ class FusedTrainer:
         # per stacked parameter, whether the penalty covers it (each member's own ndim)
         self.mask = [first.scheme.covers(p.ndim - 1) for p in self.model.params]
         self.regularizer: Regularizer = make_stacked_regularizer(
-            [c.scheme for c in configs], device, planned_steps(first, len(data.x_train))
+            [c.scheme for c in configs],
+            device,
+            planned_steps(first, len(data.x_train)),
+            [c.lr for c in configs],  # each member's α where its alpha is "lr"
         )
         lr = torch.tensor([c.lr for c in configs], device=device)
         self.optimizer: StackedOptimizer

@@ -147,8 +147,8 @@ class Trainer:
         ).to(device)
         self.penalized = [p for p in self.model.parameters() if config.scheme.covers(p.ndim)]
         self.regularizer: Regularizer = make_regularizer(
-            config.scheme, device, planned_steps(config, len(data.x_train))
-        )
+            config.scheme, device, planned_steps(config, len(data.x_train)), config.lr
+        )  # config.lr: α of a dynamic scheme whose alpha is "lr" (the rate is constant)
         self.optimizer = make_optimizer(config, list(self.model.parameters()))
 
     def step(self, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:

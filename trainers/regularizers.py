@@ -115,6 +115,10 @@ class Regularizer:
         parameters), shaped like ``loss``."""
         return self._zero
 
+    def set_lr(self, lr: float) -> None:
+        """A run's learning rate for its next steps; only a dynamic scheme whose alpha is "lr"
+        reads it."""
+
     @torch.no_grad()
     def before_step(self, lam: Tensor, grads: Sequence[Tensor], params: Sequence[Tensor]) -> None:
         """Coupled: add ∇R (λ·w for L2, λ·sign(w) for L1) to the data gradients, in place."""
@@ -160,17 +164,41 @@ class _Fixed(Regularizer):
 
 
 class _Dynamic(Regularizer):
+    """λ_t = clamp(0.5·α / L̂_t, floor, ceiling). A member whose alpha is "lr" takes α from
+    ``lr``, its learning rate (one per member), when built; :meth:`set_lr` changes it for the
+    steps after (a run whose rate a schedule moves: the drop-in's)."""
+
     def __init__(
-        self, schemes: Sequence[DynamicScheme], device: torch.device, stacked: bool
+        self,
+        schemes: Sequence[DynamicScheme],
+        device: torch.device,
+        stacked: bool,
+        lr: Sequence[float] | None,
     ) -> None:
         super().__init__(schemes, device, stacked)
-        self._half_alpha = self._values([0.5 * s.alpha for s in schemes])
+        follows = [s.follows_lr for s in schemes]
+        if any(follows) and (lr is None or len(lr) != len(schemes)):
+            raise ValueError(
+                f"alpha 'lr' stands for the learning rate: pass lr= (one rate per member, "
+                f"{len(schemes)}), got {lr!r}"
+            )
+        rates = lr if lr is not None else [math.nan] * len(schemes)  # unread: numeric alphas
+        half = [0.5 * s.alpha_at(r) for s, r in zip(schemes, rates, strict=True)]
+        self._half_alpha = self._values(half)
+        self._follows_lr = not stacked and follows[0]  # a run of alpha "lr": set_lr moves it
         self._floor = self._values([s.floor for s in schemes])
         inf = float("inf")
         self._ceiling = self._values([inf if s.ceiling is None else s.ceiling for s in schemes])
         self._ema_weight = self._values([1.0 - s.loss_ema for s in schemes])
         self._smooths = any(s.loss_ema > 0 for s in schemes)  # else no EMA is kept at all
         self._ema: Tensor | None = None
+
+    def set_lr(self, lr: float) -> None:
+        """A run's learning rate for its next steps, when its alpha is "lr": a host float
+        written into the device's α (a fill, no sync)."""
+        assert not self.stacked
+        if self._follows_lr:
+            self._half_alpha.fill_(0.5 * lr)
 
     def lam(self, loss: Tensor, grads: Sequence[Tensor], params: Sequence[Tensor]) -> Tensor:
         if self._smooths:
@@ -232,23 +260,36 @@ class _Schedule(Regularizer):
 
 
 def make_regularizer(
-    scheme: Scheme, device: torch.device, total_steps: int | None = None
+    scheme: Scheme,
+    device: torch.device,
+    total_steps: int | None = None,
+    lr: float | None = None,
 ) -> Regularizer:
     """One run's regularizer for ``scheme``: λ_t is a 0-d tensor. ``total_steps`` (the run's
-    planned updates, epochs × steps per epoch) is what a schedule runs over; the trainers
-    always pass it."""
-    return _build([scheme], device, stacked=False, total_steps=total_steps)
+    planned updates, epochs × steps per epoch) is what a schedule runs over, and ``lr`` (the
+    run's learning rate) what a dynamic scheme's alpha "lr" stands for; the trainers always
+    pass both."""
+    rates = None if lr is None else [lr]
+    return _build([scheme], device, stacked=False, total_steps=total_steps, lr=rates)
 
 
 def make_stacked_regularizer(
-    schemes: Sequence[Scheme], device: torch.device, total_steps: int | None = None
+    schemes: Sequence[Scheme],
+    device: torch.device,
+    total_steps: int | None = None,
+    lr: Sequence[float] | None = None,
 ) -> Regularizer:
-    """A stack's regularizer, one scheme per member (all of one kind): λ_t is ``[K]``."""
-    return _build(schemes, device, stacked=True, total_steps=total_steps)
+    """A stack's regularizer, one scheme per member (all of one kind): λ_t is ``[K]``;
+    ``lr`` holds each member's learning rate."""
+    return _build(schemes, device, stacked=True, total_steps=total_steps, lr=lr)
 
 
 def _build(
-    schemes: Sequence[Scheme], device: torch.device, stacked: bool, total_steps: int | None
+    schemes: Sequence[Scheme],
+    device: torch.device,
+    stacked: bool,
+    total_steps: int | None,
+    lr: Sequence[float] | None,
 ) -> Regularizer:
     first = schemes[0]
     if isinstance(first, ScheduleScheme):
@@ -263,7 +304,7 @@ def _build(
         return _Fixed(fixed, device, stacked)
     if isinstance(first, DynamicScheme):  # DynamicL1Scheme too: same λ_t, L1 penalty
         dynamic = [s for s in schemes if isinstance(s, DynamicScheme)]
-        return _Dynamic(dynamic, device, stacked)
+        return _Dynamic(dynamic, device, stacked, lr)
     if isinstance(first, AWDScheme):
         return _AWD([s for s in schemes if isinstance(s, AWDScheme)], device, stacked)
     return Regularizer(schemes, device, stacked)

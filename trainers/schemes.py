@@ -18,12 +18,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar, Final, Literal
 
 from ._fields import describe, from_tagged, to_mapping
 from .errors import ConfigError
 
 APPLY_MODES = ("coupled", "decoupled")
+ALPHA_LR: Final = "lr"  # a dynamic scheme's alpha that stands for the run's learning rate
+ALPHA_RULE = 'a number > 0 or "lr" (the learning rate)'
 SHAPES = ("linear", "cosine")  # the time-only control's schedules
 
 
@@ -89,20 +91,30 @@ class DynamicScheme(_SchemeBase):
 
     and R(w) = ½·λ_t·‖w‖². λ_t is detached. As the loss falls λ_t grows (λ·L ≈ alpha/2), so a
     run that fits its data towards L → 0 drives λ_t up; ``ceiling`` bounds it.
+
+    ``alpha = "lr"`` (:data:`ALPHA_LR`) uses the learning rate η_t of the step for alpha:
+    λ_t = clamp(0.5·η_t / L̂_t, floor, ceiling). It is the scheme's source read literally: it
+    writes λ = ½·α / L(w), and its only code takes α to be the learning rate
+    (``w -= alpha*grad``, ``lambda_ = max(0.5*alpha/L, 1e-8)``), so the scheme then has no
+    hyperparameter beyond the learning rate (``floor``'s default 1e-8 is the source's too).
+    dynl2's own trainers use the run's ``lr`` (each fused member its own); the drop-in
+    regularizer reads the optimizer's current rate every step, so an LR schedule moves it.
     """
 
     name: ClassVar[str] = "dynamic"
     penalty: ClassVar[Literal["l2", "l1", "none"]] = "l2"
 
-    alpha: float = 1e-2  # λ·L̂ ≈ alpha/2 at equilibrium (> 0)
+    alpha: float | Literal["lr"] = 1e-2  # λ·L̂ ≈ alpha/2 at equilibrium (> 0); "lr": the rate
     floor: float = 1e-8  # lower clamp on λ_t (≥ 0)
     ceiling: float | None = None  # upper clamp on λ_t; None = unbounded
     loss_ema: float = 0.0  # EMA factor of the loss in [0, 1); 0 = the raw minibatch loss
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.alpha > 0:
-            raise ConfigError("alpha", f"must be > 0, got {self.alpha!r}")
+        alpha = self.alpha
+        numeric = isinstance(alpha, int | float) and not isinstance(alpha, bool)
+        if not (alpha == ALPHA_LR if isinstance(alpha, str) else numeric and alpha > 0):
+            raise ConfigError("alpha", f"must be {ALPHA_RULE}, got {describe(alpha)}")
         _non_negative("floor", self.floor)
         if self.ceiling is not None:
             if not self.ceiling > 0:
@@ -113,6 +125,15 @@ class DynamicScheme(_SchemeBase):
                 )
         if not 0.0 <= self.loss_ema < 1.0:
             raise ConfigError("loss_ema", f"must be in [0, 1), got {self.loss_ema!r}")
+
+    @property
+    def follows_lr(self) -> bool:
+        """Whether alpha is the learning rate (``alpha = "lr"``)."""
+        return self.alpha == ALPHA_LR
+
+    def alpha_at(self, lr: float) -> float:
+        """The α of a step taken at learning rate ``lr``: ``lr`` itself when alpha is "lr"."""
+        return lr if isinstance(self.alpha, str) else self.alpha
 
 
 @dataclass(frozen=True)

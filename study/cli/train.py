@@ -65,7 +65,11 @@ def add_parser(verbs: Any) -> None:
     g = p.add_argument_group("regularization")
     g.add_argument("--scheme", default="none", help=f"one of {', '.join(SCHEMES)}")
     g.add_argument("--lam", type=_real, help="fixed: the constant lambda; swd: its factor")
-    g.add_argument("--alpha", type=_real, help="dynamic, dynamic_l1: lambda = 0.5*alpha/L")
+    g.add_argument(
+        "--alpha", type=_alpha,
+        help="dynamic, dynamic_l1: lambda = 0.5*alpha/L; a number, or lr: the learning rate "
+        "(the scheme as its source wrote it)",
+    )  # fmt: skip
     g.add_argument("--floor", type=_real, help="dynamic, dynamic_l1: lower clamp (default 1e-8)")
     g.add_argument("--ceiling", type=_real, help="dynamic, dynamic_l1: upper clamp (default none)")
     g.add_argument("--loss-ema", type=_real, help="dynamic, dynamic_l1: loss EMA factor in [0,1)")
@@ -98,6 +102,18 @@ def _whole(text: str) -> int:
     if not _WHOLE.fullmatch(text):
         raise argparse.ArgumentTypeError(f"expected a whole number, got {_shown(text)}")
     return int(text)
+
+
+def _alpha(text: str) -> float | str:
+    """``--alpha``: a number, or ``lr`` (α is the learning rate)."""
+    if text == "lr":
+        return text
+    try:
+        return _real(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f'expected a number or "lr" (the learning rate), got {_shown(text)}'
+        ) from None
 
 
 def _real(text: str) -> float:

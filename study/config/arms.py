@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from study.config.ranges import Range, Unknown, field_types, split_params
+from study.config.ranges import Range, Unknown, field_types, field_words, split_params
 from study.config.reader import ExperimentConfigError
 from trainers._fields import describe
 from trainers.schemes import SCHEMES, scheme_parameters
@@ -46,7 +46,11 @@ class ArmConfig:
                 f"{prefix}.{both[0]}", "given both as a fixed value and as a range"
             )
         fixed, ranges = split_params(
-            prefix, {**self.fixed, **self.ranges}, scheme_fields(scheme), _not_taken(scheme)
+            prefix,
+            {**self.fixed, **self.ranges},
+            scheme_fields(scheme),
+            _not_taken(scheme),
+            scheme_words(scheme),
         )
         object.__setattr__(self, "fixed", types.MappingProxyType(fixed))
         object.__setattr__(self, "ranges", types.MappingProxyType(ranges))
@@ -69,6 +73,13 @@ def scheme_fields(scheme: str) -> Mapping[str, type]:
     settings (apply, biases, and a schedule's shape)."""
     cls = SCHEMES[scheme]
     return field_types(cls, (*scheme_parameters(scheme), *cls.settings))
+
+
+@functools.cache
+def scheme_words(scheme: str) -> Mapping[str, tuple[str, ...]]:
+    """The words a scheme's numeric settings take in place of a number: ``alpha = "lr"``."""
+    cls = SCHEMES[scheme]
+    return field_words(cls, (*scheme_parameters(scheme), *cls.settings))
 
 
 def check_name(key: str, value: object, what: str) -> None:

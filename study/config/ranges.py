@@ -111,22 +111,60 @@ def distribution(r: Range) -> BaseDistribution:
 def field_types(cls: type, names: Iterable[str]) -> Mapping[str, type]:
     """The scalar type (bool, int, float or str) of each named field of dataclass ``cls``, read
     from its annotations. ``X | None`` counts as ``X``: TOML has no null, and an absent
-    setting keeps the trainer's default."""
+    setting keeps the trainer's default. ``float | Literal["lr"]`` counts as ``float``: its
+    words are :func:`field_words`'."""
     hints = typing.get_type_hints(cls)
     out: dict[str, type] = {}
     for name in names:
-        options = [a for a in typing.get_args(hints[name]) if a is not type(None)]
+        options = [
+            a
+            for a in typing.get_args(hints[name])
+            if a is not type(None) and typing.get_origin(a) is not typing.Literal
+        ]
         kind = options[0] if len(options) == 1 else hints[name]
         assert kind in _SCALARS, (cls, name, hints[name])  # the trainers' settings are scalars
         out[name] = kind
     return types.MappingProxyType(out)
 
 
+# What a word a numeric setting takes in place of a number means, for its one-line errors.
+WORD_MEANINGS = types.MappingProxyType({"lr": "the learning rate"})
+
+
+def field_words(cls: type, names: Iterable[str]) -> Mapping[str, tuple[str, ...]]:
+    """The words a numeric field of ``cls`` takes in place of a number (``alpha = "lr"``: the
+    ``Literal`` of its annotation), for the fields that take any."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, tuple[str, ...]] = {}
+    for name in names:
+        words = tuple(
+            str(word)
+            for a in typing.get_args(hints[name])
+            if typing.get_origin(a) is typing.Literal
+            for word in typing.get_args(a)
+        )
+        if words:
+            out[name] = words
+    return types.MappingProxyType(out)
+
+
+def words_text(words: Iterable[str]) -> str:
+    """``"lr" (the learning rate)``: the words a setting takes, for an error's line."""
+    return " or ".join(
+        f'"{w}" ({WORD_MEANINGS[w]})' if w in WORD_MEANINGS else f'"{w}"' for w in words
+    )
+
+
 def split_params(
-    prefix: str, items: Mapping[str, object], kinds: Mapping[str, type], unknown: Unknown
+    prefix: str,
+    items: Mapping[str, object],
+    kinds: Mapping[str, type],
+    unknown: Unknown,
+    words: Mapping[str, tuple[str, ...]] | None = None,
 ) -> tuple[dict[str, object], dict[str, Range]]:
     """Canonical fixed values and ranges (a :class:`Range` or its table) of the settings
-    ``items``, each of the type ``kinds`` gives; a name ``kinds`` lacks raises ``unknown``."""
+    ``items``, each of the type ``kinds`` gives; a name ``kinds`` lacks raises ``unknown``.
+    A numeric setting that ``words`` lists also takes those words as fixed values."""
     fixed: dict[str, object] = {}
     ranges: dict[str, Range] = {}
     for name, value in items.items():
@@ -134,6 +172,16 @@ def split_params(
         if name not in kinds:
             raise unknown(key, name)
         kind = kinds[name]
+        allowed = (words or {}).get(name, ())
+        if allowed and isinstance(value, str):
+            if value not in allowed:
+                raise ExperimentConfigError(
+                    key,
+                    f"expected a number, a range {{ low, high }} or {words_text(allowed)}, "
+                    f"got {describe(value)}",
+                )
+            fixed[name] = value
+            continue
         if isinstance(value, (Range, Mapping)):
             if kind not in (int, float):
                 wanted = "true or false" if kind is bool else "a string"

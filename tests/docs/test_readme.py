@@ -220,8 +220,9 @@ def test_the_readme_opens_with_its_two_commands() -> None:
 
 def test_the_demo_is_the_study_the_readme_describes(tmp_path: Path) -> None:
     """``dynl2 demo`` trains for minutes: its help runs, and its built-in config parses into
-    the study the README describes (MNIST-1D, an MLP, arms dynamic / fixed / none, 3 searches
-    of 20 trials each, 10 evaluation seeds)."""
+    the study the README describes (MNIST-1D, an MLP, arms dynamic (α searched) /
+    dynamic_as_written (α the learning rate) / fixed / none, 3 searches of 20 trials each, 10
+    evaluation seeds)."""
     from study.cli.demo import DEMO_TOML
     from study.config.experiment import parse_experiment
 
@@ -231,8 +232,10 @@ def test_the_demo_is_the_study_the_readme_describes(tmp_path: Path) -> None:
     assert config.name == "demo" and config.data["dataset"] == "mnist1d"
     assert config.model["kind"] == "mlp"
     assert {arm.name: arm.scheme for arm in config.arms} == {
-        "dynamic": "dynamic", "fixed": "fixed", "none": "none",
+        "dynamic": "dynamic", "dynamic_as_written": "dynamic", "fixed": "fixed", "none": "none",
     }  # fmt: skip
+    literal = next(arm for arm in config.arms if arm.name == "dynamic_as_written")
+    assert dict(literal.fixed) == {"alpha": "lr"} and not literal.ranges
     assert (config.search.replicates, config.search.n_trials) == (3, 20)
     assert config.evaluate.seeds == 10
     assert "lr" in config.train_ranges  # the learning rate tuned in every arm

@@ -71,6 +71,11 @@ CONFIGS: list[tuple[str, list[tuple[str, str]], str]] = [
     ("negative trials", [("n_trials = 2", "n_trials = -1")], "search.n_trials"),
     ("zero seeds", [("seeds = 1", "seeds = 0")], "evaluate.seeds"),
     ("negative alpha", [(ALPHA, "alpha = -1.0")], "arms.dynamic.alpha"),
+    # alpha = "lr", the scheme as its source wrote it (issue 31): that word only, dynamic only
+    ("alpha is another word", [(ALPHA, 'alpha = "learning rate"')], "arms.dynamic.alpha"),
+    ("alpha is LR", [(ALPHA, 'alpha = "LR"')], "arms.dynamic.alpha"),
+    ("lr as a fixed lambda", [(LAM, 'lam = "lr"')], "arms.fixed.lam"),
+    ("alpha = lr in fixed", [(LAM, 'lam = 1e-4\nalpha = "lr"')], "arms.fixed.alpha"),
     ("negative lr range", [(LR, "lr = { low = -0.1, high = 0.1 }")], "train.lr"),
     # huge values
     ("a billion trials", [("n_trials = 2", "n_trials = 1_000_000_000")], "search.n_trials"),
@@ -298,6 +303,10 @@ COMMANDS: list[tuple[str, list[str], int, str, dict[str, str]]] = [
     ("train: nan lr", ["train", "--lr", "nan"], 2, "--lr", {}),
     ("train: unknown scheme", ["train", "--scheme", "l3"], 2, "--scheme", {}),
     ("train: negative alpha", ["train", "--scheme", "dynamic", "--alpha", "-1"], 2, "alpha", {}),
+    ("train: alpha a word", ["train", "--scheme", "dynamic", "--alpha", "rate"], 2,
+     '"lr" (the learning rate)', {}),
+    ("train: alpha lr in fixed", ["train", "--scheme", "fixed", "--alpha", "lr"], 2, "--alpha",
+     {}),
     # the environment variables the verbs read
     ("bad $DYNL2_HEARTBEAT", ["run", "{p}/bad.toml", "--storage", "sqlite:///{p}/new.db"], 2,
      "DYNL2_HEARTBEAT", {"DYNL2_HEARTBEAT": "fast"}),

@@ -159,7 +159,7 @@ def test_the_module_example_runs_and_lambda_grows_as_the_loss_falls() -> None:
     assert isinstance(seen, list) and len(seen) == 60
     (first_loss, first_lam), (last_loss, last_lam) = seen[0], seen[-1]
     assert last_loss < first_loss / 2 and last_lam > 2 * first_lam
-    for loss, lam in seen:  # λ_t = max(0.5·alpha / L_t, floor), step by step
+    for loss, lam in seen:  # λ_t = max(0.5·lr / L_t, floor) (alpha "lr", lr 1e-2), step by step
         assert lam == pytest.approx(max(0.005 / loss, 1e-4), rel=1e-5)
 
 
