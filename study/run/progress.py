@@ -183,16 +183,18 @@ def format_verdict(summary: Mapping[str, Any]) -> str:
     lines = [
         f"verdict (test split, {metric}{unit}: mean ± 95% CI {over}, as the report gives it):"
     ]
-    for arm, body in (summary.get("arms") or {}).items():
+    arms = summary.get("arms") or {}
+    width = max([12, *(len(str(arm)) for arm in arms)])
+    for arm, body in arms.items():
         test = body.get("test") if isinstance(body, Mapping) else None
         if not isinstance(test, Mapping) or test.get("mean") is None:
-            lines.append(f"  {arm:<12} not evaluated yet")
+            lines.append(f"  {arm:<{width}} not evaluated yet")
             continue
         n = int(test.get("n") or 0)
         what = f"{n} replicates" if 1 < replicates == n else f"{n} runs"
-        lines.append(f"  {arm:<12} {body.get('text', '')}  ({what})")
+        lines.append(f"  {arm:<{width}} {body.get('text', '')}  ({what})")
     if any(isinstance(b, Mapping) and (b.get("test") or {}).get("truncated")
-           for b in (summary.get("arms") or {}).values()):  # fmt: skip
+           for b in arms.values()):  # fmt: skip
         lines.append("  † the interval is cut at what the metric can be")
     lines.append(str(summary.get("sentence", "")))
     return "\n".join(lines)
@@ -206,10 +208,11 @@ def format_summary(summaries: list[ArmSummary]) -> str:
         f"final evaluation (test split, {metric}{unit}: mean ± 95% CI, as the report gives it; "
         "the report compares arms):"
     ]
+    width = max([12, *(len(s.arm) for s in summaries)])
     for s in summaries:
         if s.mean is None:
-            lines.append(f"  {s.arm:<12} not evaluated yet")
+            lines.append(f"  {s.arm:<{width}} not evaluated yet")
             continue
         extra = f", {s.diverged} diverged" if s.diverged else ""
-        lines.append(f"  {s.arm:<12} {s.text}  ({s.seeds} runs{extra})")
+        lines.append(f"  {s.arm:<{width}} {s.text}  ({s.seeds} runs{extra})")
     return "\n".join(lines)
