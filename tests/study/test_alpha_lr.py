@@ -64,3 +64,16 @@ def test_the_literal_arm_runs_end_to_end_with_two_workers_and_replicates(
     assert summary["main"]["arm"] == "dynamic"  # the verdict's headline stays the generous one
     assert escape(LITERAL) in html and escape(GENEROUS) in html  # each arm's reading named
     assert "dynamic_as_written's expected best" in (summary["budget_sentence"] or "")
+
+
+@pytest.mark.parametrize("example", ["when.toml", "when-mnist1d.toml"])
+def test_the_published_suites_carry_the_literal_arm_in_every_experiment(example: str) -> None:
+    from study.config.suite import load_suite
+
+    root = Path(__file__).resolve().parents[2]
+    suite = load_suite(root / "examples" / example, confirmed=True)
+    assert suite.experiments
+    for member in suite.experiments:
+        literal = next(a for a in member.config.arms if a.name == "dynamic_as_written")
+        assert dict(literal.fixed) == {"alpha": "lr"} and not literal.ranges
+        assert set(member.config.searched("dynamic_as_written")) == {"lr"}
