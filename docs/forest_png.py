@@ -12,13 +12,11 @@ and has headless Chromium screenshot that page. Needs Chromium (``apt-get instal
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+from chromium_shot import find_browser, screenshot  # docs/, this script's folder
+
 WIDTH = 1100
 
 
@@ -28,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage", default=None, help="store URL (default: dynl2's default)")
     parser.add_argument("-o", "--output", default="docs/findings-forest.png", type=Path)
     args = parser.parse_args(argv)
-    browser = next((b for b in map(shutil.which, BROWSERS) if b), None)
+    browser = find_browser()
     if browser is None:
         print("forest_png: no Chromium found (apt-get install chromium)", file=sys.stderr)
         return 2
@@ -62,29 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         "<style>body{margin:0;background:#fff}.modebar{display:none!important}</style></head>"
         f"<body>{figure.html}</body></html>"
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        html = Path(tmp) / "forest.html"
-        html.write_text(page, encoding="utf-8")
-        shot = Path(tmp) / "forest.png"
-        subprocess.run(
-            [
-                browser,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--hide-scrollbars",
-                f"--user-data-dir={Path(tmp) / 'profile'}",
-                f"--window-size={WIDTH},{height}",
-                "--virtual-time-budget=10000",
-                f"--screenshot={shot}",
-                html.as_uri(),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, args.output)
+    screenshot(browser, page, args.output, WIDTH, height)
     print(f"forest plot of suite {args.suite}: {args.output}")
     return 0
 

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from chromium_shot import find_browser, screenshot  # docs/, this script's folder
+
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: runs without dynl2 installed
-BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 WINDOW = (1280, 800)  # px: a laptop's screen, as the README shows it
 
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", default="demo", help="the experiment (default: demo)")
     parser.add_argument("-o", "--output", default="docs/report.png", type=Path)
     args = parser.parse_args(argv)
-    browser = next((b for b in map(shutil.which, BROWSERS) if b), None)
+    browser = find_browser()
     if browser is None:
         print("report_png: no Chromium found (apt-get install chromium)", file=sys.stderr)
         return 2
@@ -80,29 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         except (StudyError, storage.StorageError) as exc:
             print(f"report_png: {exc}", file=sys.stderr)
             return 2
-        html = folder / "report.html"
-        html.write_text(page, encoding="utf-8")
-        shot = folder / "report.png"
-        subprocess.run(
-            [
-                browser,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--hide-scrollbars",
-                "--force-device-scale-factor=1",
-                f"--user-data-dir={folder / 'profile'}",
-                f"--window-size={WINDOW[0]},{WINDOW[1]}",
-                "--virtual-time-budget=10000",
-                f"--screenshot={shot}",
-                html.as_uri(),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, args.output)
+        screenshot(browser, page, args.output, *WINDOW)
     print(f"first screen of the {args.experiment} report ({WINDOW[0]}x{WINDOW[1]}): {args.output}")
     return 0
 

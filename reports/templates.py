@@ -14,7 +14,7 @@ header h1 { font-size: 1.5rem; margin: 0 0 .25rem; }
 nav { margin: .75rem 0 1.25rem; font-size: .9rem; }
 nav a { color: var(--accent); margin-right: 1rem; text-decoration: none; }
 section { background: white; border: 1px solid var(--line); border-radius: 8px;
-          padding: 1rem 1.25rem; margin: 0 0 1.25rem; }
+          padding: 1rem 1.25rem; margin: 0 0 1.25rem; overflow-x: auto; }
 section h2 { font-size: 1.2rem; margin: 0 0 .75rem; }
 h3 { font-size: 1rem; margin: 1.25rem 0 .5rem; }
 .answer { font-size: 1.35rem; font-weight: 600; margin: .25rem 0 .5rem; }
@@ -27,7 +27,8 @@ table { border-collapse: collapse; width: 100%; margin: .5rem 0 1rem; font-size:
 th, td { text-align: left; padding: .3rem .6rem; border-bottom: 1px solid var(--line);
          vertical-align: top; }
 th { background: #f4f4f4; font-weight: 600; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { white-space: nowrap; }  /* numbers stay whole; their headers may wrap */
 code, pre { font: .85rem/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
 pre { background: #f6f8fa; border: 1px solid var(--line); border-radius: 6px; padding: .75rem;
       overflow-x: auto; }
