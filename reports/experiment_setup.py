@@ -17,7 +17,7 @@ from reports.model import ArmSetup, SearchSpace, Setup
 from reports.spec import ExperimentSpec, RangeSpec
 from reports.toml_text import to_toml
 
-__all__ = ["build_setup"]
+__all__ = ["build_setup", "reproducibility"]
 
 
 def build_setup(
@@ -75,6 +75,7 @@ def build_setup(
     # Plain data shaped like the TOML file, keys sorted at every level as the store keeps it
     # (JSON with sorted keys), so the page shows the config exactly as the store holds it.
     shown = json.loads(json.dumps(config.to_dict(), sort_keys=True))
+    versions = _versions()
     return Setup(
         data=shown["data"],
         model=shown["model"],
@@ -87,10 +88,91 @@ def build_setup(
         seeds=config.evaluate.seeds,
         arms=tuple(arm_setups),
         hardware=hardware,
-        versions=_versions(),
+        versions=versions,
         config_toml=to_toml(shown),
         command=f"dynl2 run {shlex.quote(config.name + '.toml')}",
+        reproducibility=reproducibility(
+            config.search.sampler,
+            bool(getattr(config.search, "reproducible", False)),  # absent before issue 33
+            config.search.pruner,
+            versions,
+        ),
     )
+
+
+# Trials each model-based sampler draws at random before it models (Optuna's defaults, which
+# study/search/samplers.py keeps): their parameters repeat in any rerun.
+STARTUP = {"tpe": 10, "gp": 10, "cmaes": 1}
+
+
+def reproducibility(
+    sampler: str,
+    reproducible: bool,
+    pruner: str = "none",
+    versions: Mapping[str, str] | None = None,
+) -> str:
+    """What a rerun of the config reproduces exactly and what it does not, for ``sampler``
+    (``[search] reproducible`` and the pruner as given), with the versions that made the
+    report (dynl2, torch, Optuna). One paragraph, for the report's Reproduce section."""
+    versions = versions or {}
+    made = ", ".join(
+        f"{name} {versions[key]}"
+        for key, name in (("dynl2", "dynl2"), ("torch", "torch"), ("optuna", "Optuna"))
+        if key in versions
+    )
+    said = [
+        f"A rerun with the same versions ({made})" if made else "A rerun with the same versions",
+        " reproduces, with any number of workers, any --batch and after a resume: ",
+    ]
+    by_number = (
+        "trial k of each search (arm and replicate) draws from a seed made of the experiment "
+        "seed, the replicate and k"
+    )
+    if sampler == "random" or (sampler == "tpe" and reproducible):
+        said.append(f"the parameters of every trial ({by_number}")
+        if sampler == "tpe":
+            said.append(
+                ", and TPE models only the trials numbered a fixed lag below k, waiting for "
+                "them to end: [search] reproducible"
+            )
+        said.append(").")
+    elif sampler == "qmc":
+        said.append(
+            "the parameters of every trial (one scrambled Sobol sequence per search, its points "
+            "taken in trial order)."
+        )
+    else:
+        startup = STARTUP.get(sampler, 0)
+        said.append(
+            f"the parameters of the first {startup} trial(s) of each search, the sampler's "
+            f"random start-up ({by_number}). Later ones are proposed from the trials that have "
+            "ended when they are asked, so with more than one worker, another --batch or "
+            "other timings they and the best configurations can differ"
+        )
+        said.append(
+            "; [search] reproducible = true fixes each trial's history (slower)."
+            if sampler == "tpe"
+            else f"; [search] reproducible is not implemented for {sampler}."
+        )
+    if pruner != "none" and not reproducible:
+        said.append(
+            f" Which trials the {pruner} pruner stops depends on the trials that have ended "
+            "before them, so it can differ between runs with more than one worker or another "
+            "--batch."
+        )
+    elif pruner != "none":
+        said.append(f" The {pruner} pruner judges each trial against that same history.")
+    said.append(
+        " Each trial's and each evaluation's metrics are a function of its parameters and "
+        "seed, alone or in a fused group of any size and position, up to float32 rounding "
+        "(about 1e-6 relative: a fused group sums the same products in another order), so an "
+        "accuracy can differ by one borderline example and, rarely, a near tie for the best "
+        "configuration go the other way. Not reproduced: results on another device type, "
+        "or with other torch or Optuna versions; and a stopped or crashed run retrains its "
+        "interrupted trials under new numbers, so the later trial numbers of that search "
+        "shift by one for each."
+    )
+    return "".join(said)
 
 
 DYNAMIC_SCHEMES = ("dynamic", "dynamic_l1")

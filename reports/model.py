@@ -128,6 +128,7 @@ class Setup:
     versions: Mapping[str, str] = field(default_factory=dict, hash=False)
     config_toml: str = ""
     command: str = ""
+    reproducibility: str = ""  # what a rerun of the config reproduces, and what it does not
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,7 @@ it beats {{ v.fixed_arm }} on a fresh search and seed.</p>
 <h3>Reproduce</h3>
 <p>Save the config below as <code>{{ d.experiment }}.toml</code> and run
 <code>{{ s.command }}</code>.</p>
+{% if s.reproducibility %}<p>{{ s.reproducibility }}</p>{% endif %}
 <pre>{{ s.config_toml }}</pre>
 </section>
 

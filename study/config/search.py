@@ -39,6 +39,10 @@ class SearchConfig:
     # first, and the store says how far a run has come (study.run.stages).
     replicates: int = 1
     sequential: tuple[int, int, int] | None = None  # (min, max, step); None: a fixed count
+    # Each trial's parameters a function of its number even for a model-based sampler: trial k
+    # sees only the results of trials numbered k - lag or lower, waiting for them if needed
+    # (study.search.samplers.reproducible_lag); slower with many workers. tpe, random, qmc.
+    reproducible: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -67,6 +71,7 @@ class SearchConfig:
         _choice("search.metric", self.metric, tuple(METRICS))
         if self.batch is not None:
             object.__setattr__(self, "batch", bounded("search.batch", self.batch, 1, MAX_BATCH))
+        _reproducible(self)
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -81,6 +86,8 @@ class SearchConfig:
             out["replicates"] = _stage_table(self.sequential)
         elif self.replicates != 1:  # absent means 1: a store from before replicates reads equal
             out["replicates"] = self.replicates
+        if self.reproducible:  # absent means false: older stores read equal
+            out["reproducible"] = True
         return out
 
     @property
@@ -94,6 +101,31 @@ class SearchConfig:
 SEARCH_KEYS = tuple(f.name for f in fields(SearchConfig) if f.name != "sequential")
 SEQUENTIAL_KEYS = ("min", "max", "step")
 DEFAULT_STEP = 2  # replicates added per stage of the sequential form
+
+
+REPRODUCIBLE_SAMPLERS = ("tpe", "random", "qmc")
+REPRODUCIBLE_PRUNERS = ("none", "median")
+
+
+def _reproducible(search: SearchConfig) -> None:
+    """``reproducible`` is true or false, and only where it is implemented."""
+    value = search.reproducible
+    if not isinstance(value, bool):
+        raise ExperimentConfigError(
+            "search.reproducible", f"must be true or false, got {describe(value)}"
+        )
+    if value and search.sampler not in REPRODUCIBLE_SAMPLERS:
+        raise ExperimentConfigError(
+            "search.reproducible",
+            f"is implemented for the {', '.join(REPRODUCIBLE_SAMPLERS)} samplers, not "
+            f"{search.sampler}; set it to false or choose one of those samplers",
+        )
+    if value and search.pruner not in REPRODUCIBLE_PRUNERS:
+        raise ExperimentConfigError(
+            "search.reproducible",
+            f"is implemented with the {' and '.join(REPRODUCIBLE_PRUNERS)} pruners, not "
+            f"{search.pruner}; set it to false or choose one of those pruners",
+        )
 
 
 def _stage_table(stages: object) -> dict[str, int]:

@@ -3,10 +3,11 @@
 Optuna has no batch ask: the worker asks K trials in a row under the claim lock, trains them as
 one stacked model, and tells each result as that member ends (a pruned member is told at the end
 of its epoch, not when the group finishes). Each member is exactly the trial an unfused worker
-would train, except that the group shares one batch order: the trainer seed of the group's first
-trial, recorded as ``order_seed`` in every member's stored config, so ``dynl2 train`` replays any
-trial. Groups are formed by trial number, so the same-numbered groups of every arm share their
-batch orders and initializations (common random numbers across arms).
+would train (up to float rounding): its own initialization (its trainer seed), and the batch
+order every search trial shares (:func:`studies.search_order_seed`, recorded as ``order_seed``
+in its stored config, so ``dynl2 train`` replays any trial). So a trial's result does not depend
+on which trials share its group, and trial k of every arm shares its initialization and batch
+order (common random numbers across arms).
 
 How many trials a group holds (``[search] batch``, ``--batch``) trades speed for search quality:
 the sampler proposes a whole group before it hears any of its results. :func:`default_batch`
@@ -27,7 +28,7 @@ from storage import Store
 from study.config.experiment import ExperimentConfig
 from study.search.optuna_adapter import latest_trial, report_many, trial_id_of
 from study.search.resilience import DatabaseAway, retrying
-from study.search.studies import CONFIG_ATTR, trial_seed
+from study.search.studies import CONFIG_ATTR, search_order_seed, trial_seed
 from study.search.trials import ABANDONED, conclude_many, fail_trial, metric_of
 from trainers import (
     PER_MEMBER,
@@ -108,7 +109,7 @@ def run_trials(
     belongs to whoever picks it up). Any other failure marks the trials that had not ended
     FAIL with its reason and raises :class:`trials.WorkerFailed`."""
     data = dataset
-    shared_order = trial_seed(config, trials[0].number)
+    shared_order = search_order_seed(config)
     try:
         configs = [
             config.train_config(arm, t.params, trial_seed(config, t.number)).with_(

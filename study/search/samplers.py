@@ -1,18 +1,42 @@
 """Optuna samplers and pruners built from an experiment's ``[search]`` section.
 
 Every arm's study gets the same sampler kind and seed, so no arm is searched better than another.
+
+A search's sampler (:func:`search_sampler`) draws trial k's parameters from a sampler seeded
+with a hash of (search seed, k), built afresh for that trial: whichever worker, group, machine
+or resumed run asks for trial k, a sampler whose draws ignore earlier results (random, and the
+start-up trials of TPE, GP and CMA-ES) draws the same point. QMC is Optuna's own, with one seed
+for everyone: it numbers its points with a counter in the study that advances once per new
+trial, under the claim lock, so in the order of trial numbers.
+
+What a model-based sampler proposes after its start-up depends on which trials have finished
+when it is asked. With ``[search] reproducible`` (TPE; random and QMC need no history) trial k
+sees a fixed history instead (:class:`History`): the trials numbered k - lag or lower as they
+ended, those in between as still running; the worker's claim waits until the ones at k - lag or
+lower have ended (:func:`reproducible_lag`). The median pruner judges trial k against the same
+history, so whether a trial is pruned is a function of its number too.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Container, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.exceptions import ExperimentalWarning
+from optuna.samplers import BaseSampler
+from optuna.trial import FrozenTrial, TrialState
 
 from study.config.search import SearchConfig
+
+LAG_CAP = 32  # the most trials in flight per search that reproducible = true allows by default
+LAG_ROUNDS = 4  # ... and no more than n_trials / this, as the CPU's default group size
 
 
 def make_sampler(search: SearchConfig, seed: int | None) -> optuna.samplers.BaseSampler:
@@ -40,6 +64,166 @@ def make_sampler(search: SearchConfig, seed: int | None) -> optuna.samplers.Base
     raise ValueError(f"`search.sampler` must be one of tpe, random, qmc, cmaes, gp, got {name!r}")
 
 
+def search_sampler(search: SearchConfig, seed: int) -> BaseSampler:
+    """The sampler of one search (an arm's replicate) seeded with ``seed``: trial k's draws are
+    a function of (``seed``, k), and with ``search.reproducible`` so is its history."""
+    if search.sampler == "qmc":
+        return make_sampler(search, seed)  # indexed by trial already (see the module's doc)
+    lag = reproducible_lag(search) if search.reproducible else None
+    return TrialSeeded(lambda s: make_sampler(search, s), seed, lag)
+
+
+def reproducible_lag(search: SearchConfig) -> int:
+    """With ``reproducible``: trial k sees the results of trials numbered k - lag or lower, and
+    at most ``lag`` trials of a search train at once. ``[search] batch`` when given, else the
+    CPU's default group size (n_trials / 4, at most 32): never ``--batch`` nor the device, so
+    that the history of trial k is the same on every machine."""
+    return search.batch or max(1, min(LAG_CAP, math.ceil(search.n_trials / LAG_ROUNDS)))
+
+
+def trial_draw_seed(seed: int, number: int) -> int:
+    """The seed of the sampler that draws trial ``number`` of a search seeded with ``seed``."""
+    digest = hashlib.sha256(f"dynl2-trial:{seed}:{number}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 2**31
+
+
+class TrialSeeded(BaseSampler):
+    """Trial k's parameters drawn by ``build(trial_draw_seed(seed, k))``, a sampler made for
+    that trial alone (cheap: Optuna's samplers keep nothing a fresh one would miss but caches),
+    through :class:`History` when ``lag`` is given. Optuna asks one trial at a time, in one
+    thread (the claim lock), so one sampler is kept: the latest trial's."""
+
+    def __init__(self, build: Callable[[int], BaseSampler], seed: int, lag: int | None) -> None:
+        self._build = build
+        self._seed = seed
+        self._lag = lag
+        self._number: int | None = None
+        self._inner: BaseSampler | None = None
+        self._seen: History | None = None
+
+    def _of(self, study: optuna.Study, trial: FrozenTrial) -> tuple[BaseSampler, optuna.Study]:
+        """The sampler of ``trial``, and the study as it sees it."""
+        if self._inner is None or self._number != trial.number:
+            self._number = trial.number
+            self._inner = self._build(trial_draw_seed(self._seed, trial.number))
+            self._seen = None
+            if self._lag is not None:
+                self._seen = History(study, trial.number, self._lag)
+        seen = self._seen if self._seen is not None else study
+        return self._inner, seen  # type: ignore[return-value]
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        inner, seen = self._of(study, trial)
+        return inner.infer_relative_search_space(seen, trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        inner, seen = self._of(study, trial)
+        return inner.sample_relative(seen, trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        inner, seen = self._of(study, trial)
+        return inner.sample_independent(seen, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        inner, seen = self._of(study, trial)
+        inner.before_trial(seen, trial)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        # Told by whichever worker trains the trial: its own sampler for it, not the latest.
+        if self._inner is not None and self._number == trial.number:
+            self._inner.after_trial(study, trial, state, values)
+        else:
+            self._build(trial_draw_seed(self._seed, trial.number)).after_trial(
+                study, trial, state, values
+            )
+
+    def reseed_rng(self) -> None:
+        """Nothing to reseed: every trial's sampler is seeded from its number."""
+
+
+class History:
+    """``study`` as trial ``number`` sees it under ``lag``: the trials numbered ``number - lag``
+    or lower as stored (the claim has waited for them to end), the ones after them as RUNNING
+    with their parameters and nothing else, the trial itself, and no later trial. Read once,
+    at the first read; every other attribute is the study's.
+
+    Optuna's samplers read the study through ``_get_trials`` (a private method, listed in
+    ``optuna_adapter.PRIVATE_NAMES`` and checked there against the installed Optuna), so this
+    view answers it too; ``tests/study/test_reproducible.py`` fails if TPE reads past it."""
+
+    def __init__(self, study: optuna.Study, number: int, lag: int) -> None:
+        self._study = study
+        self._number = number
+        self._lag = lag
+        self._trials: list[FrozenTrial] | None = None
+
+    def get_trials(
+        self, deepcopy: bool = True, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        if self._trials is None:
+            self._trials = lagged(self._study.get_trials(deepcopy=False), self._number, self._lag)
+        trials = [t for t in self._trials if states is None or t.state in states]
+        return copy.deepcopy(trials) if deepcopy else trials
+
+    def _get_trials(
+        self,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+        use_cache: bool = False,
+    ) -> list[FrozenTrial]:
+        return self.get_trials(deepcopy=deepcopy, states=states)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+
+def lagged(trials: Sequence[FrozenTrial], number: int, lag: int) -> list[FrozenTrial]:
+    """``trials`` as trial ``number`` sees them under ``lag`` (see :class:`History`)."""
+    out = []
+    for trial in trials:
+        if trial.number > number:
+            continue
+        if trial.number <= number - lag or trial.number == number:
+            out.append(trial)
+            continue
+        running = copy.copy(trial)  # its ending, if it has one, is not seen
+        running.state = TrialState.RUNNING
+        running.values = None
+        running.intermediate_values = {}
+        running.datetime_complete = None
+        out.append(running)
+    return out
+
+
+class LaggedMedianPruner(optuna.pruners.MedianPruner):
+    """Optuna's median pruner judging trial k against :class:`History`'s view of the study:
+    the trials numbered k - lag or lower, which had all ended when k was asked."""
+
+    def __init__(self, lag: int, **settings: Any) -> None:
+        super().__init__(**settings)
+        self._lag = lag
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        seen = History(study, trial.number, self._lag)
+        return super().prune(seen, trial)  # type: ignore[arg-type]
+
+
 MEDIAN_STARTUP = 5  # complete trials before the median pruner prunes anything
 
 
@@ -63,9 +247,14 @@ def make_pruner(search: SearchConfig, epochs: int) -> optuna.pruners.BasePruner:
         # Five complete trials before any pruning: a median of fewer is mostly noise. No pruning
         # in the first epochs either, where curves of good and bad settings still cross; capped
         # at 5 and at a fifth of the run so short runs can be pruned at all.
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=MEDIAN_STARTUP, n_warmup_steps=min(5, epochs // 5), interval_steps=1
-        )
+        settings: dict[str, Any] = {
+            "n_startup_trials": MEDIAN_STARTUP,
+            "n_warmup_steps": min(5, epochs // 5),
+            "interval_steps": 1,
+        }
+        if search.reproducible:
+            return LaggedMedianPruner(reproducible_lag(search), **settings)
+        return optuna.pruners.MedianPruner(**settings)
     if name == "hyperband":
         # Resources are epochs: the smallest rung is one epoch, the largest a full run.
         return optuna.pruners.HyperbandPruner(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -30,7 +30,7 @@ from study.config.experiment import ArmConfig, ExperimentConfig
 from study.config.ranges import distribution
 from study.errors import UsageError
 from study.search.optuna_adapter import record_heartbeat, trial_id_of
-from study.search.samplers import make_pruner, make_sampler
+from study.search.samplers import make_pruner, search_sampler
 
 try:  # renamed in optuna 4.9
     from optuna.storages import RetryHeartbeatStaleTrialCallback as _RetryCallback
@@ -65,6 +65,10 @@ class ArmCounts:
     running: int
     waiting: int  # retries queued for any worker
     best: float | None
+    # What the claim reads for [search] reproducible (worker._free), from the study's trials;
+    # not counts: left out of equality, so study.run.progress's SQL counts compare equal.
+    asked: int = field(default=0, compare=False)  # trials so far: the next one is numbered this
+    first_open: int | None = field(default=None, compare=False)  # lowest RUNNING/WAITING number
 
     @property
     def results(self) -> int:
@@ -114,21 +118,12 @@ def optuna_storage(store: Store, heartbeat: Heartbeat) -> RDBStorage:
     return storage
 
 
-def sampler_seed(config: ExperimentConfig, worker: int | None, replicate: int = 1) -> int | None:
-    """Each worker's sampler gets its own seed: with one seed shared, parallel workers would
-    draw the same random (or TPE start-up) points. Worker 0 alone reproduces a run exactly;
-    ``None`` (a worker joined by hand without an index) draws a fresh seed. QMC keeps one seed
-    for everyone: its points are indexed by trial number, so all workers walk one sequence.
-
-    Each replicate is an independent search: replicate 1 keeps the seeds an experiment had
-    before replicates existed (its runs reproduce), replicate R >= 2 derives its own from the
-    experiment seed and R."""
-    base = config.seed if replicate == 1 else _derived(f"replicate:{config.seed}:{replicate}")
-    if config.search.sampler == "qmc":
-        return base
-    if worker is None:
-        return None
-    return (base * 1_000_003 + worker) % 2**31
+def search_seed(config: ExperimentConfig, replicate: int = 1) -> int:
+    """The seed of a search: every worker's sampler for it, first start or resumed, draws trial
+    k from a hash of this seed and k (:func:`samplers.search_sampler`), so trial k's draws do
+    not depend on who asks for it. Replicate 1 searches with the experiment seed, replicate
+    R >= 2 with one derived from it and R."""
+    return config.seed if replicate == 1 else _derived(f"replicate:{config.seed}:{replicate}")
 
 
 def _derived(text: str) -> int:
@@ -268,7 +263,8 @@ def open_studies(
     store: Store, config: ExperimentConfig, heartbeat: Heartbeat, worker: int | None = 0
 ) -> dict[SearchKey, optuna.Study]:
     """Create (or load) the study of every search (each searched arm, once per replicate),
-    each with worker ``worker``'s sampler for that replicate.
+    each with its replicate's sampler. ``worker`` is kept for callers: every worker's sampler
+    is the same (:func:`search_seed`).
 
     Under the experiment's lock, so that no worker sees a study between its creation and its
     mark: every existing study is checked first (:func:`check_studies`), then the missing ones
@@ -287,27 +283,13 @@ def open_studies(
                 )
     studies = {}
     for arm, replicate in searches(config):
-        seed = sampler_seed(config, worker, replicate)
-        study = optuna.load_study(
+        studies[(arm, replicate)] = optuna.load_study(
             storage=storage,
             study_name=study_name(config.name, arm, replicate),
-            sampler=make_sampler(config.search, seed),
+            sampler=search_sampler(config.search, search_seed(config, replicate)),
             pruner=make_pruner(config.search, config.max_epochs),
         )
-        if seed is not None and config.search.sampler != "qmc":
-            seen = len(study.get_trials(deepcopy=False))
-            if seen:
-                # A resumed study (a run restarted, a worker rejoining with its --index): a
-                # sampler seeded as at the first start would replay its draws (random search,
-                # TPE's start-up trials), trying and counting the same parameters again.
-                study.sampler = make_sampler(config.search, resume_seed(seed, seen))
-        studies[(arm, replicate)] = study
     return studies
-
-
-def resume_seed(seed: int, seen: int) -> int:
-    """The sampler seed of a worker that joins a study already holding ``seen`` trials."""
-    return _derived(f"resume:{seed}:{seen}")
 
 
 def adopt_silent_claims(store: Store, study: optuna.Study) -> list[int]:
@@ -350,6 +332,11 @@ def count(study: optuna.Study, direction: str) -> ArmCounts:
         running=by_state[TrialState.RUNNING],
         waiting=by_state[TrialState.WAITING],
         best=best,
+        asked=len(trials),
+        first_open=min(
+            (t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)),
+            default=None,
+        ),
     )
 
 
@@ -357,6 +344,14 @@ def trial_seed(config: ExperimentConfig, number: int) -> int:
     """Search trial ``number`` gets the same trainer seed in every arm and every replicate
     (common random numbers: the replicates differ by their samplers' draws)."""
     return (config.seed * 1_000_003 + number) % 2**63
+
+
+def search_order_seed(config: ExperimentConfig) -> int:
+    """The batch order of every search trial, in every arm and replicate (common random
+    numbers), whichever trials share its fused group: so a trial's result depends on its own
+    config alone, not on ``--batch`` or the number of workers. Trial 0's seed: the order a
+    group starting at trial 0 always had."""
+    return trial_seed(config, 0)
 
 
 def evaluation_seed(config: ExperimentConfig, index: int) -> int:

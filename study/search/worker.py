@@ -37,9 +37,10 @@ from study.search.optuna_adapter import (
     trial_id_of,
 )
 from study.search.resilience import retrying
-from study.search.samplers import pruning_startup
+from study.search.samplers import pruning_startup, reproducible_lag
 from study.search.studies import (
     WORKER_ATTR,
+    ArmCounts,
     Heartbeat,
     SearchKey,
     adopt_silent_claims,
@@ -77,7 +78,8 @@ def run_worker(
     last ones others are training are theirs: :func:`study.service.agent.run_agent` moves on to
     other work and comes back to retry any of them that fails).
 
-    ``worker`` (0, 1, ...) seeds this worker's samplers; see :func:`studies.sampler_seed`.
+    ``worker`` (0, 1, ...) names the worker; every worker draws trial k alike
+    (:func:`studies.search_seed`).
     Each claim takes up to ``batch`` trials of one arm and trains them fused (default:
     ``[search] batch``, else :func:`fused_trials.default_batch` for the device).
     A database that stops answering is waited for (see :mod:`study.search.resilience`); ``note``
@@ -199,6 +201,7 @@ def _claim(
     claim would otherwise leave the trial RUNNING forever.
     """
     n = config.search.n_trials
+    lag = reproducible_lag(config.search) if config.search.reproducible else None
     with store.lock(f"claim:{config.name}"), _quiet_optuna():
         pending = False
         best: tuple[float, SearchKey] | None = None
@@ -210,8 +213,8 @@ def _claim(
             if counts.results >= n:
                 continue
             pending = True
-            if counts.waiting == 0 and counts.results + counts.running >= n:
-                continue  # all of its remaining slots are being trained right now
+            if _free(counts, n, lag) <= 0:
+                continue  # its remaining slots are being trained, or wait for earlier trials
             progress = (counts.results + counts.running) / n
             if best is None or progress < best[0]:
                 best = (progress, key)
@@ -220,7 +223,7 @@ def _claim(
         key = best[1]
         arm = key[0]
         counts = by_key[key]  # as read under this lock: nothing has changed it since
-        free = max(n - counts.results - counts.running, counts.waiting)
+        free = _free(counts, n, lag)
         size = (sizes or {}).get(arm, 1)
         startup = pruning_startup(config.search)
         if counts.complete < startup:  # the pruner's reference trials come first
@@ -242,6 +245,17 @@ def _claim(
             then=first_heartbeat,
         )
     return _Claim(key, tuple(trials))
+
+
+def _free(counts: ArmCounts, n: int, lag: int | None) -> int:
+    """How many trials a search may be asked for now: its retries waiting, or as many new
+    ones as its budget has room for. With ``[search] reproducible``, new trial k only once
+    every trial numbered ``k - lag`` or lower has ended (:mod:`study.search.samplers`)."""
+    free = max(n - counts.results - counts.running, counts.waiting)
+    if lag is None:
+        return free
+    first_open = counts.asked if counts.first_open is None else counts.first_open
+    return min(free, counts.waiting + max(0, first_open + lag - counts.asked))
 
 
 def _record_worker(study: optuna.Study, trials: Sequence[optuna.trial.Trial]) -> None:
