@@ -56,7 +56,8 @@ def add_parsers(verbs: Any) -> None:
     p.add_argument(
         "--index",
         type=int,
-        help="this worker's number, which seeds its samplers (default: a fresh random seed)",
+        help="this worker's number; changes nothing (trial k of a search draws the same "
+        "parameters whichever worker asks for it), kept for scripts that pass it",
     )
     p.set_defaults(handler=cmd_worker)
 
