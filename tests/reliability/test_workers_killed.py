@@ -91,10 +91,6 @@ def _ended(run: subprocess.Popen[str]) -> bool:
     return run.poll() is not None or len(_workers_of(run)) == 0
 
 
-def _failed(url: str, experiment: str) -> int:
-    return int((trials(url, experiment)["state"] == "FAIL").sum())
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_run_with_four_workers_loses_three_of_them(backend, tmp_path):
     """``dynl2 run --workers 4``; one worker after another is killed with SIGKILL at a random
@@ -123,15 +119,13 @@ def test_a_run_with_four_workers_loses_three_of_them(backend, tmp_path):
             )
             assert not _ended(run), "the search ended before the three kills"
             time.sleep(rng.uniform(0.0, 0.5))  # a random point of that trial
-            failed = _failed(url, "four")
             training = sorted(_training(url, "four", searched) & set(alive))
             victim = rng.choice(training or alive)  # it may just have finished: another claim
             os.kill(victim, signal.SIGKILL)
             alive.remove(victim)
-            # the victim's trial goes stale (grace 2 s) before the next count of trials in
-            # flight; a victim caught inside its claim may leave none, hence no failure here
-            with contextlib.suppress(pytest.fail.Exception):
-                wait_until(lambda f=failed: _failed(url, "four") > f, 15, "a stale trial")
+            # No wait for the victim's trial to go stale: the next victim is chosen among the
+            # workers still alive, and waiting (up to the grace period and more on a busy
+            # machine, three times) let the survivors use up the budget before the third kill.
         code, _, err = finish(run, 300)
         assert code == 0, err
         assert "Traceback" not in err
