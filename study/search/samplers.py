@@ -19,11 +19,10 @@ history, so whether a trial is pruned is a function of its number too.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import math
 import warnings
-from collections.abc import Callable, Container, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -34,6 +33,7 @@ from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from study.config.search import SearchConfig
+from study.search.optuna_adapter import History
 
 LAG_CAP = 32  # the most trials in flight per search that reproducible = true allows by default
 LAG_ROUNDS = 4  # ... and no more than n_trials / this, as the CPU's default group size
@@ -155,60 +155,6 @@ class TrialSeeded(BaseSampler):
 
     def reseed_rng(self) -> None:
         """Nothing to reseed: every trial's sampler is seeded from its number."""
-
-
-class History:
-    """``study`` as trial ``number`` sees it under ``lag``: the trials numbered ``number - lag``
-    or lower as stored (the claim has waited for them to end), the ones after them as RUNNING
-    with their parameters and nothing else, the trial itself, and no later trial. Read once,
-    at the first read; every other attribute is the study's.
-
-    Optuna's samplers read the study through ``_get_trials`` (a private method, listed in
-    ``optuna_adapter.PRIVATE_NAMES`` and checked there against the installed Optuna), so this
-    view answers it too; ``tests/study/test_reproducible.py`` fails if TPE reads past it."""
-
-    def __init__(self, study: optuna.Study, number: int, lag: int) -> None:
-        self._study = study
-        self._number = number
-        self._lag = lag
-        self._trials: list[FrozenTrial] | None = None
-
-    def get_trials(
-        self, deepcopy: bool = True, states: Container[TrialState] | None = None
-    ) -> list[FrozenTrial]:
-        if self._trials is None:
-            self._trials = lagged(self._study.get_trials(deepcopy=False), self._number, self._lag)
-        trials = [t for t in self._trials if states is None or t.state in states]
-        return copy.deepcopy(trials) if deepcopy else trials
-
-    def _get_trials(
-        self,
-        deepcopy: bool = True,
-        states: Container[TrialState] | None = None,
-        use_cache: bool = False,
-    ) -> list[FrozenTrial]:
-        return self.get_trials(deepcopy=deepcopy, states=states)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._study, name)
-
-
-def lagged(trials: Sequence[FrozenTrial], number: int, lag: int) -> list[FrozenTrial]:
-    """``trials`` as trial ``number`` sees them under ``lag`` (see :class:`History`)."""
-    out = []
-    for trial in trials:
-        if trial.number > number:
-            continue
-        if trial.number <= number - lag or trial.number == number:
-            out.append(trial)
-            continue
-        running = copy.copy(trial)  # its ending, if it has one, is not seen
-        running.state = TrialState.RUNNING
-        running.values = None
-        running.intermediate_values = {}
-        running.datetime_complete = None
-        out.append(running)
-    return out
 
 
 class LaggedMedianPruner(optuna.pruners.MedianPruner):

@@ -260,11 +260,10 @@ def _check_studies(
 
 
 def open_studies(
-    store: Store, config: ExperimentConfig, heartbeat: Heartbeat, worker: int | None = 0
+    store: Store, config: ExperimentConfig, heartbeat: Heartbeat
 ) -> dict[SearchKey, optuna.Study]:
     """Create (or load) the study of every search (each searched arm, once per replicate),
-    each with its replicate's sampler. ``worker`` is kept for callers: every worker's sampler
-    is the same (:func:`search_seed`).
+    each with its replicate's sampler: the same in every worker (:func:`search_seed`).
 
     Under the experiment's lock, so that no worker sees a study between its creation and its
     mark: every existing study is checked first (:func:`check_studies`), then the missing ones

@@ -86,7 +86,7 @@ def run_worker(
     hears when it goes and comes back.
     """
     studies = retrying(
-        lambda: open_studies(store, config, heartbeat or Heartbeat(), worker),
+        lambda: open_studies(store, config, heartbeat or Heartbeat()),
         "opening the studies",
         note=note,
     )

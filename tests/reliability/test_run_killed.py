@@ -122,7 +122,7 @@ def test_a_restarted_worker_does_not_replay_its_draws(tmp_path):
         store.create_experiment(config.name, config.to_dict())
         drawn = []
         for _ in range(2):  # a first start, then a restart (new study objects, same --index)
-            study = open_studies(store, config, Heartbeat(), worker=0)[("fixed", 1)]
+            study = open_studies(store, config, Heartbeat())[("fixed", 1)]
             for _ in range(2):
                 trial = study.ask(distributions(config, "fixed"))
                 study.tell(trial, 0.5)

@@ -21,8 +21,8 @@ import torch
 import storage
 from study.config.experiment import ExperimentConfigError, SearchConfig
 from study.search import signals, worker
+from study.search.optuna_adapter import History
 from study.search.samplers import (
-    History,
     make_pruner,
     reproducible_lag,
     search_sampler,

@@ -4,6 +4,7 @@ for all its trials at once: reports, asks and tells.
 - ``names`` — :data:`PRIVATE_NAMES`, each private name with what it is used for, and the
   accessors other modules read a trial's id, a study's storage or its heartbeats through
   (:func:`trial_id_of`, :func:`storage_of`, :func:`record_heartbeat`, ...)
+- ``history`` — :class:`History`, the study as trial k sees it under ``[search] reproducible``
 - ``batch`` — :func:`report_many`, :func:`ask_many`, :func:`tell_many`: several trials' reports,
   asks and tells in one transaction each, storing what Optuna's one-at-a-time calls store
 
@@ -13,6 +14,7 @@ version), that this package uses no other, and that no module outside it touches
 """
 
 from study.search.optuna_adapter.batch import Report, Tell, ask_many, report_many, tell_many
+from study.search.optuna_adapter.history import History, lagged
 from study.search.optuna_adapter.names import (
     PRIVATE_NAMES,
     PrivateName,
@@ -25,11 +27,13 @@ from study.search.optuna_adapter.names import (
 
 __all__ = [
     "PRIVATE_NAMES",
+    "History",
     "PrivateName",
     "Report",
     "Tell",
     "ask_many",
     "heartbeat_interval",
+    "lagged",
     "latest_trial",
     "record_heartbeat",
     "report_many",

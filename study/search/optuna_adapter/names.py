@@ -82,7 +82,8 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
     PrivateName(
         "optuna.Study",
         "_get_trials",
-        "serving TPE's constant-liar read of the study from ask_many's view",
+        "serving TPE's constant-liar read of the study from ask_many's view, and samplers' "
+        "and pruners' reads from History's lagged view",
         parameters=("deepcopy", "states", "use_cache"),
     ),
     PrivateName("optuna.trial.Trial", "_trial_id", "naming a trial to the storage", instance=True),
