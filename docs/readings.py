@@ -28,6 +28,7 @@ from reports.meta import pool, standard_error  # noqa: E402
 from reports.replicates import replicated  # noqa: E402
 from reports.stats import ACCURACY_DIFFERENCE, signed  # noqa: E402
 from study.api.experiments import storage_url  # noqa: E402
+from study.errors import StudyError  # noqa: E402
 from study.run.runs import stored_experiment  # noqa: E402
 
 
@@ -51,6 +52,14 @@ def values(
 
 
 def main() -> int:
+    try:
+        return compare()
+    except (StudyError, storage.StorageError) as exc:  # a missing store or suite: one line
+        print(f"readings: {exc}", file=sys.stderr)
+        return 2
+
+
+def compare() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("suite")
     parser.add_argument("--storage", metavar="URL", help="database URL (default: $DYNL2_STORAGE)")
