@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from storage import Store
 from study.config.experiment import ExperimentConfig
+from study.search import signals
 from study.search.optuna_adapter import latest_trial, report_many, trial_id_of
 from study.search.resilience import DatabaseAway, retrying
 from study.search.studies import CONFIG_ATTR, search_order_seed, trial_seed
@@ -176,7 +177,11 @@ class _Group:
         self._snapshot: _Snapshot | None = None
 
     def report(self, records: Sequence[tuple[int, EpochRecord]]) -> None:
-        """Report one epoch of every member still training, in one transaction."""
+        """Report one epoch of every member still training, in one transaction. Each epoch is
+        also a safe point for a stop whose first raise was lost (a signal that landed in a
+        garbage-collection callback, which Python drops): the group stops within an epoch, its
+        trials handed back, instead of training to its end (:func:`signals.check`)."""
+        signals.check()
         metric = self.config.search.metric
         reports = []
         for k, record in records:

@@ -162,7 +162,7 @@ def test_one_agent_with_two_worker_processes(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sigterm_mid_trial_hands_the_trial_back(backend: str, tmp_path: Path) -> None:
-    epochs = 200
+    epochs = 1000  # seconds of margin between the look and the signal; the stop ends it early
     with empty_url(backend, tmp_path) as url:
         _create(url, tmp_path, "stopped", epochs=epochs, n_trials=2, seeds=1)
         with storage.open(url, create=False) as store:

@@ -3,6 +3,8 @@ configs that replay, fused evaluation equal to unfused, the group-size defaults 
 
 from __future__ import annotations
 
+import signal
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -11,6 +13,7 @@ import storage
 from study.config.experiment import load_experiment, parse_experiment
 from study.run.evaluate import EvalTask, run_group
 from study.search import fused as fused_trials
+from study.search import signals
 from study.search import worker as worker_module
 from study.search.studies import Heartbeat, open_studies, search_order_seed, trial_seed
 from study.search.trials import ABANDONED
@@ -143,6 +146,40 @@ def test_a_member_declared_stale_stops_alone(tmp_path, monkeypatch):
     for trial in (claim.trials[0], claim.trials[2]):
         assert frozen[trial.number].state == TrialState.COMPLETE
         assert sorted(frozen[trial.number].intermediate_values) == [1, 2, 3]
+    store.close()
+
+
+def test_a_stop_whose_raise_was_lost_ends_the_group_at_the_next_epoch(tmp_path, monkeypatch):
+    """A stop signal that landed where Python drops the raise (a garbage-collection callback)
+    is only recorded: the group must not train on to its end, but stop at the next epoch, so
+    the worker hands the trials back instead of telling them complete."""
+    store, config, studies = _open(tmp_path, n_trials=2, epochs=4)
+    claim = worker_module._claim(store, config, studies, _sizes(studies, 2))
+    assert not isinstance(claim, str)
+    study = studies[claim.key]
+    original_report = fused_trials.report_many
+    monkeypatch.setattr(signals, "_requested", None)  # restored after the test
+    monkeypatch.setattr(signals, "_stopping", False)
+
+    def report(study_, reports):  # type: ignore[no-untyped-def]
+        finished = original_report(study_, reports)
+        if reports[0][1] == 1:
+            signals._handle(signal.SIGTERM, None)  # raised here: where the raise is lost
+        return finished
+
+    def lost(study_, reports):  # type: ignore[no-untyped-def]
+        try:
+            return report(study_, reports)
+        except signals.Stopped:
+            return set()
+
+    monkeypatch.setattr(fused_trials, "report_many", lost)
+    data = load_dataset(TrainConfig.from_dict({"data": dict(config.data)}).data, _cpu())
+    with pytest.raises(signals.Stopped):
+        fused_trials.run_trials(store, config, claim.arm, study, claim.trials, lambda: data)
+    for frozen in study.get_trials():
+        assert frozen.state == TrialState.RUNNING  # left for the worker to hand back
+        assert sorted(frozen.intermediate_values) == [1]  # epoch 2 not written: the stop first
     store.close()
 
 
