@@ -9,8 +9,9 @@ against the generous one (α searched, default arm ``dynamic``), beside each aga
 Each difference is paired by (replicate, seed) over the evaluations of each search's current
 best configuration, exactly as the verdict pairs them (:func:`reports.replicates.replicated`),
 and decided against the experiment's ``[evaluate] margin`` (:func:`reports.decision`); the
-pooled line is the suite report's random-effects estimate (:func:`reports.meta.pool`). It only
-reads the store.
+pooled line is the suite report's random-effects estimate (:func:`reports.meta.pool`). Every
+interval is cut at ±100 points, what a difference of accuracies can be, and a cut one is marked
+† as in the reports (the p value is the uncut t test's). It only reads the store.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import storage  # noqa: E402
 from reports.decision import decide_comparison  # noqa: E402
 from reports.meta import pool, standard_error  # noqa: E402
 from reports.replicates import replicated  # noqa: E402
-from reports.stats import ACCURACY_DIFFERENCE, signed  # noqa: E402
+from reports.stats import ACCURACY_DIFFERENCE, CUT, signed  # noqa: E402
 from study.api.experiments import storage_url  # noqa: E402
 from study.errors import StudyError  # noqa: E402
 from study.run.runs import stored_experiment  # noqa: E402
@@ -51,6 +52,18 @@ def values(
     return out, config.evaluate.margin
 
 
+def pooled_line(arm: str, base: str, rows: list[tuple[float, float, int]]) -> tuple[str, bool]:
+    """The pooled ``arm − base`` line over (mean, standard error, degrees of freedom) rows, as
+    the suite report pools them, and whether its interval is cut at ±100 points."""
+    p = pool([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], ACCURACY_DIFFERENCE)
+    line = (
+        f"pooled {arm} − {base} over {p.k}: {signed(p.mean, 2)} points, 95% CI "
+        f"[{signed(p.low, 2)}, {signed(p.high, 2)}]{CUT if p.truncated else ''}, "
+        f"p = {p.p_value:.3f}"
+    )
+    return line, p.truncated
+
+
 def main() -> int:
     try:
         return compare()
@@ -68,6 +81,7 @@ def compare() -> int:
     args = parser.parse_args()
     pairs = ((args.literal, "fixed"), (args.literal, args.generous), (args.generous, "fixed"))
     pooled: dict[tuple[str, str], list[tuple[float, float, int]]] = {p: [] for p in pairs}
+    any_cut = False
     with storage.open(storage_url(args.storage), create=False) as store:
         members = [m.experiment for m in store.suite(args.suite).members]
         for name in members:
@@ -86,7 +100,9 @@ def compare() -> int:
                     "no interval"
                     if diff.low is None or diff.high is None
                     else f"[{signed(diff.low, 2)}, {signed(diff.high, 2)}]"
+                    + (CUT if diff.truncated else "")
                 )
+                any_cut |= diff.truncated
                 shown = f"{signed(diff.mean, 2)} {interval} {d.decision}"
                 cells.append(f"{arm} − {base} {shown} (R = {c.replicates})")
                 if diff.half_width is not None and diff.half_width > 0:
@@ -96,11 +112,11 @@ def compare() -> int:
         if not rows:
             print(f"pooled {arm} − {base}: nothing to pool")
             continue
-        p = pool([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
-        print(
-            f"pooled {arm} − {base} over {p.k}: {signed(p.mean, 2)} points, 95% CI "
-            f"[{signed(p.low, 2)}, {signed(p.high, 2)}], p = {p.p_value:.3f}"
-        )
+        line, cut = pooled_line(arm, base, rows)
+        print(line)
+        any_cut |= cut
+    if any_cut:
+        print(f"{CUT} the 95% interval reached past ±100 points and is shown cut there.")
     return 0
 
 

@@ -26,7 +26,13 @@ convention of metafor's ``rma(method="DL")``). One experiment is its own estimat
 interval: its Student t on the degrees of freedom it was estimated with (``dfs``), normal when
 none are given. Heterogeneity: I² = max(0, (Q − df) / Q) (Higgins and Thompson, Statistics in
 Medicine 21, 2002), the share of the spread that is not sampling error; with one experiment
-there is none to measure and I² = τ² = 0. Pure functions, no store.
+there is none to measure and I² = τ² = 0.
+
+The interval shown and stored is cut at what the difference can be (``bounds``: ±100 for
+accuracy points), as every interval of :mod:`reports.stats` is, and flagged ``truncated``: with
+few experiments t(k − 1) is wide (12.7 at k = 2) and μ̂ ± t·se_HK can reach past ±100. The
+p value and the suite's decisions read the t statistic, the uncut interval's; ``half_width``
+stays the t interval's. Pure functions, no store.
 """
 
 from __future__ import annotations
@@ -37,16 +43,17 @@ from dataclasses import dataclass
 
 from scipy import stats
 
-from .stats import CONFIDENCE, MeanCI
+from .stats import CONFIDENCE, UNBOUNDED, MeanCI, cut
 
 
 @dataclass(frozen=True)
 class Pooled:
-    """The random-effects estimate of the mean difference, and the heterogeneity around it."""
+    """The random-effects estimate of the mean difference, and the heterogeneity around it;
+    its interval cut at what the difference can be (``bounds``): ``low``/``high`` are the
+    interval shown and stored, ``truncated`` says whether the t interval reached past a bound."""
 
     mean: float  # μ̂
-    low: float  # the interval's ends (CONFIDENCE, modified Hartung–Knapp: Student t)
-    high: float
+    half_width: float  # t(df)·se: the uncut interval's half width (CONFIDENCE, Student t)
     se: float  # se_HK: se(μ̂) widened by √max(1, q_HK); one experiment: its own
     p_value: float  # two-sided, H0: μ = 0 (Student t on ``df``)
     tau2: float  # between-experiment variance τ²
@@ -54,6 +61,20 @@ class Pooled:
     q: float  # Cochran's Q
     k: int  # experiments pooled
     df: float  # the t distribution's degrees of freedom: k − 1 (one experiment: its own; inf)
+    bounds: tuple[float, float] = UNBOUNDED  # what the difference can be
+
+    @property
+    def low(self) -> float:
+        return cut(self.mean, self.half_width, self.bounds)[0]
+
+    @property
+    def high(self) -> float:
+        return cut(self.mean, self.half_width, self.bounds)[1]
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the t interval reached past a bound and was cut there."""
+        return cut(self.mean, self.half_width, self.bounds)[2]
 
 
 def standard_error(diff: MeanCI) -> float:
@@ -65,11 +86,15 @@ def standard_error(diff: MeanCI) -> float:
 
 
 def pool(
-    estimates: Sequence[float], errors: Sequence[float], dfs: Sequence[float] | None = None
+    estimates: Sequence[float],
+    errors: Sequence[float],
+    dfs: Sequence[float] | None = None,
+    bounds: tuple[float, float] = UNBOUNDED,
 ) -> Pooled:
     """DerSimonian–Laird random-effects pooling of ``estimates`` with standard ``errors``, and
-    the modified Hartung–Knapp interval; ``dfs``, the degrees of freedom behind each error,
-    serve one experiment alone (its own Student t interval)."""
+    the modified Hartung–Knapp interval, cut at ``bounds`` (what the difference can be; the p
+    value is the uncut t test's); ``dfs``, the degrees of freedom behind each error, serve one
+    experiment alone (its own Student t interval)."""
     if len(estimates) != len(errors):
         raise ValueError(f"{len(estimates)} estimates but {len(errors)} standard errors")
     if dfs is not None and len(dfs) != len(errors):
@@ -105,6 +130,4 @@ def pool(
     quantile = float(stats.t.ppf(0.5 + CONFIDENCE / 2, t_df))
     p_value = float(2 * stats.t.sf(abs(mean) / se, t_df))
     i2 = max(0.0, (q - df) / q) if df > 0 and q > 0 else 0.0
-    return Pooled(
-        mean, mean - quantile * se, mean + quantile * se, se, p_value, tau2, i2, q, k, t_df
-    )
+    return Pooled(mean, quantile * se, se, p_value, tau2, i2, q, k, t_df, bounds)

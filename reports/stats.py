@@ -60,23 +60,34 @@ class MeanCI:
     def low(self) -> float | None:
         if self.half_width is None:
             return None
-        return max(self.bounds[0], self.mean - self.half_width)
+        return cut(self.mean, self.half_width, self.bounds)[0]
 
     @property
     def high(self) -> float | None:
         if self.half_width is None:
             return None
-        return min(self.bounds[1], self.mean + self.half_width)
+        return cut(self.mean, self.half_width, self.bounds)[1]
 
     @property
     def truncated(self) -> bool:
         """Whether the t interval reached past a bound and was cut there."""
         if self.half_width is None:
             return False
-        return (
-            self.mean - self.half_width < self.bounds[0]
-            or self.mean + self.half_width > self.bounds[1]
-        )
+        return cut(self.mean, self.half_width, self.bounds)[2]
+
+
+def cut(mean: float, half_width: float, bounds: tuple[float, float]) -> tuple[float, float, bool]:
+    """The interval ``mean ± half_width`` cut at ``bounds``: its shown ends and whether it
+    reached past one (``truncated``). Every interval shown or stored is cut here: a verdict's
+    (:class:`MeanCI`) and a suite's pooled one (:class:`reports.meta.Pooled`)."""
+    low, high = mean - half_width, mean + half_width
+    return max(bounds[0], low), min(bounds[1], high), low < bounds[0] or high > bounds[1]
+
+
+def difference_bounds(accuracy: bool) -> tuple[float, float]:
+    """What a difference of the test metric can be: of two accuracies (points), ±100; of two
+    losses, anything."""
+    return ACCURACY_DIFFERENCE if accuracy else UNBOUNDED
 
 
 @dataclass(frozen=True)

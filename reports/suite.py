@@ -11,7 +11,9 @@ and, for the main arm, one paragraph saying what the evidence shows and how stro
 Pure: no store, no study. A claim that an arm did better or worse is made only where the
 interval shown excludes 0. The pooled interval is the modified Hartung–Knapp one (Student t
 on k − 1 degrees of freedom, :mod:`reports.meta`); one experiment pooled alone keeps its own
-Student-t interval.
+Student-t interval. Like every interval of the experiments' reports it is cut at what the
+difference can be (:func:`reports.stats.difference_bounds`, ±100 accuracy points) and a cut
+one is marked † (:data:`reports.stats.CUT`) wherever it is written.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 from reports.common import plural
 from reports.decision import tost_p
 from reports.meta import Pooled, pool, standard_error
-from reports.stats import ALPHA, MeanCI, p_text, signed
+from reports.stats import ALPHA, CUT, MeanCI, difference_bounds, p_text, signed
 
 __all__ = [
     "BASELINE",
@@ -79,6 +81,12 @@ class SuiteInput:
     baseline: str = BASELINE  # the experiments' fixed arm's name, every difference's reference
     margin: float | None = None  # [evaluate] margin of the experiments: the pooled TOST's
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """What a difference can be, as each experiment's verdict bounds its own (its unit is
+        "points" for accuracy): the pooled intervals are cut there."""
+        return difference_bounds(self.unit == "points")
+
 
 # ------------------------------------------------------------------------------- results
 
@@ -96,6 +104,7 @@ class SuiteRow:
     n: int  # paired seeds (0 without a comparison)
     reason: str | None  # why the row is not pooled; None when it is
     decision: str | None = None  # the experiment's own decision (its report's)
+    truncated: bool = False  # its interval is cut at what the difference can be
 
     @property
     def pooled(self) -> bool:
@@ -151,6 +160,14 @@ class SuiteReportData:
     @property
     def main(self) -> ArmSummary:
         return self.arms[0]
+
+    @property
+    def any_cut(self) -> bool:
+        """Whether any interval of the report is cut at what the difference can be."""
+        pooled = [a.pooled for a in self.arms]
+        pooled += [r.pooled for t in self.main.when for r in t.rows]
+        rows = [r.truncated for a in self.arms for r in a.rows]
+        return any(rows) or any(p is not None and p.truncated for p in pooled)
 
 
 # ------------------------------------------------------------------------------- building
@@ -220,12 +237,13 @@ def _row(entry: SuiteEntry, arm: str, baseline: str) -> SuiteRow:
     else:
         se = standard_error(ci)
         return SuiteRow(
-            entry.experiment, entry.factors, diff, ci.low, ci.high, se, ci.n, None, decided
-        )
+            entry.experiment, entry.factors, diff, ci.low, ci.high, se, ci.n, None, decided,
+            ci.truncated,
+        )  # fmt: skip
     return SuiteRow(entry.experiment, entry.factors, diff, None, None, None, ci.n, reason, decided)
 
 
-def _pool(rows: Sequence[SuiteRow]) -> Pooled | None:
+def _pool(rows: Sequence[SuiteRow], bounds: tuple[float, float]) -> Pooled | None:
     used = [r for r in rows if r.pooled]
     if not used:
         return None
@@ -233,14 +251,16 @@ def _pool(rows: Sequence[SuiteRow]) -> Pooled | None:
         [r.diff for r in used],  # type: ignore[misc]
         [r.se for r in used],  # type: ignore[misc]
         [r.n - 1 for r in used],
+        bounds,
     )
 
 
 def _direction(
     pooled: Pooled | None, rows: Sequence[SuiteRow], higher_is_better: bool
 ) -> str | None:
-    """The arm against fixed, "better" or "worse", when the interval excludes 0; else None."""
-    if pooled is None or pooled.low <= 0 <= pooled.high:
+    """The arm against fixed, "better" or "worse", when the interval excludes 0; else None.
+    Read on the uncut t interval, as the p value (the cut one, whose bounds hold 0, agrees)."""
+    if pooled is None or pooled.mean - pooled.half_width <= 0 <= pooled.mean + pooled.half_width:
         return None
     used = [r for r in rows if r.pooled]
     if len(used) == 1:  # one experiment: its own Student-t interval must agree
@@ -253,7 +273,7 @@ def _direction(
 
 def _arm(inp: SuiteInput, arm: str) -> ArmSummary:
     rows = tuple(_row(entry, arm, inp.baseline) for entry in inp.entries)
-    pooled = _pool(rows)
+    pooled = _pool(rows, inp.bounds)
     when = tuple(_when(inp, factor, rows) for factor in inp.factors)
     direction = _direction(pooled, rows, inp.higher_is_better)
     decision, tost = _pooled_decision(pooled, direction, inp.margin)
@@ -284,7 +304,7 @@ def _when(inp: SuiteInput, factor: str, rows: Sequence[SuiteRow]) -> WhenTable:
             groups.setdefault(_key(value), (value, []))[1].append(row)
     out = []
     for value, members in groups.values():
-        pooled = _pool(members)
+        pooled = _pool(members, inp.bounds)
         direction = _direction(pooled, members, inp.higher_is_better)
         out.append(WhenRow(value, factor_text(value), len(members), pooled, direction))
     return WhenTable(factor, tuple(out))
@@ -359,7 +379,7 @@ def _paragraph(inp: SuiteInput, arm: ArmSummary, digits: int) -> str:
         parts.append(
             f"The interval covers 0: no detectable difference between {arm.arm} and "
             f"{inp.baseline}, a null result. The data are consistent with anything from "
-            f"{signed(p.low, digits)} to {signed(p.high, digits)}{unit}, so they show "
+            f"{signed(p.low, digits)} to {signed(p.high, digits)}{unit}{_cut(p)}, so they show "
             f"neither that {arm.arm} helps nor that it hurts."
         )
     else:  # one experiment: the pooled interval excludes 0, its own Student-t one does not
@@ -412,7 +432,12 @@ def _heterogeneity(p: Pooled) -> str:
 
 
 def _ci(p: Pooled, digits: int) -> str:
-    return f"[{signed(p.low, digits)}, {signed(p.high, digits)}]"
+    return f"[{signed(p.low, digits)}, {signed(p.high, digits)}]{_cut(p)}"
+
+
+def _cut(p: Pooled) -> str:
+    """† after an interval cut at what the difference can be, as the experiments' reports."""
+    return CUT if p.truncated else ""
 
 
 def _settings(arm: ArmSummary, digits: int, baseline: str) -> str:

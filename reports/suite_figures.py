@@ -2,7 +2,8 @@
 
 As in :mod:`reports.figures`, every user string (experiment names, factor names and values,
 arm names) is HTML-escaped before plotly.js sees it, and positions on the axes are numbers
-with escaped tick labels, so two names that escape alike never share a row.
+with escaped tick labels, so two names that escape alike never share a row. Error bars end
+where the intervals shown end, cut at what the difference can be; a cut one's label carries †.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import plotly.graph_objects as go  # type: ignore[import-untyped, unused-ignore]
 from plotly.subplots import make_subplots  # type: ignore[import-untyped, unused-ignore]
 
 from reports.figures import PALETTE, Figure, _finish, esc
+from reports.stats import CUT
 from reports.suite import SuiteReportData
 
 __all__ = ["forest_figure", "when_figure"]
@@ -32,7 +34,9 @@ def forest_figure(data: SuiteReportData) -> Figure | None:
     n = len(arm.rows)
     # Each experiment's own decision beside its name: the forest shows where each one landed.
     ticks = [
-        esc(r.experiment) + (f" · <i>{esc(r.decision)}</i>" if r.decision else "")
+        esc(r.experiment)
+        + (f" · <i>{esc(r.decision)}</i>" if r.decision else "")
+        + (CUT if r.truncated else "")
         for r in arm.rows
     ]
     fig = go.Figure()
@@ -97,7 +101,9 @@ def forest_figure(data: SuiteReportData) -> Figure | None:
             )
         )
         tickvals.append(n + 0.5)
-        ticks.append(f"<b>pooled (k = {p.k}) · {esc(arm.decision)}</b>")
+        ticks.append(
+            f"<b>pooled (k = {p.k}) · {esc(arm.decision)}</b>{CUT if p.truncated else ''}"
+        )
     fig.add_vline(x=0, line=_ZERO)
     if data.margin is not None:  # the equivalence margin ±δ, dotted
         for edge in (-data.margin, data.margin):
@@ -146,7 +152,9 @@ def when_figure(data: SuiteReportData) -> Figure | None:
                     "arrayminus": [p.mean - p.low for _, _, p in points],
                     "thickness": 2,
                 },
-                text=[f"{esc(text)} (k = {p.k})" for _, text, p in points],
+                text=[
+                    f"{esc(text)} (k = {p.k}){CUT if p.truncated else ''}" for _, text, p in points
+                ],
                 name=esc(table.factor),
                 showlegend=False,
                 hovertemplate="%{text}: %{y:.4g}<extra></extra>",

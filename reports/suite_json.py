@@ -1,6 +1,8 @@
 """The suite report's numbers as JSON-ready data (``dynl2 suite report --json``, and what
 ``dynl2_reports`` keeps of a suite): the main arm at the top level, every arm under ``arms``,
-each experiment's own decision, and the pooled decision against the experiments' margin."""
+each experiment's own decision, and the pooled decision against the experiments' margin.
+Every ``low``/``high`` is the interval as shown, cut at what the difference can be, with
+``truncated`` beside it (true where the t interval reached past a bound)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ def _rows_json(arm: ArmSummary) -> list[dict[str, Any]]:
             "diff": json_float(r.diff),
             "low": json_float(r.low),
             "high": json_float(r.high),
+            "truncated": r.truncated,
             "decision": r.decision,
         }
         for r in arm.rows
@@ -33,11 +36,13 @@ def _pooled_json(arm: ArmSummary, margin: float | None) -> dict[str, Any]:
         "tost_p": json_float(arm.tost_p),
     }
     if p is None:
-        return dict.fromkeys(("mean", "low", "high", "i2", "tau2", "p_value", "k")) | decided
+        none = dict.fromkeys(("mean", "low", "high", "i2", "tau2", "p_value", "k"))
+        return none | {"truncated": False} | decided
     return decided | {
         "mean": json_float(p.mean),
         "low": json_float(p.low),
         "high": json_float(p.high),
+        "truncated": p.truncated,
         "i2": json_float(p.i2),
         "tau2": json_float(p.tau2),
         "p_value": json_float(p.p_value),
@@ -66,6 +71,7 @@ def suite_json(data: SuiteReportData) -> dict[str, Any]:
                     "mean": json_float(r.pooled.mean) if r.pooled else None,
                     "low": json_float(r.pooled.low) if r.pooled else None,
                     "high": json_float(r.pooled.high) if r.pooled else None,
+                    "truncated": r.pooled.truncated if r.pooled else False,
                     "k": r.pooled.k if r.pooled else 0,
                 }
                 for r in t.rows

@@ -24,8 +24,9 @@ SUITE = (
     _HEAD
     + _MACROS
     + """
-{% macro ci(low, high) %}{% if low is none or high is none %}–{% else -%}
-[{{ signed(low, digits) }}, {{ signed(high, digits) }}]{% endif %}{% endmacro %}
+{% macro ci(low, high, truncated=false) %}{% if low is none or high is none %}–{% else -%}
+[{{ signed(low, digits) }}, {{ signed(high, digits) }}]{{ cut if truncated }}{% endif %}
+{%- endmacro %}
 {% macro reading(direction) %}{% if direction %}<span class="{{ "yes" if direction == "better"
  else "no" }}">{{ d.main_arm if direction == "better" else d.baseline }} better</span>
 {%- else %}–{% endif %}{% endmacro %}
@@ -51,6 +52,7 @@ SUITE = (
  random-effects mean with the modified Hartung–Knapp 95% interval (Student t on k − 1 degrees
  of freedom, never narrower than the normal one), so a handful of experiments, or seeds, cannot
  make it look surer than it is.</p>
+{{ interval_notes(d.any_cut, false) }}
 </section>
 
 <section id="forest">
@@ -70,7 +72,7 @@ SUITE = (
 <tr><td>{{ a.arm }}</td><td class="num">{{ p.k if p else 0 }}</td>
 <td class="num">{{ a.rows|rejectattr("pooled")|list|length }}</td>
 {% if p %}<td class="num">{{ signed(p.mean, digits) }}</td>
-<td class="num">{{ ci(p.low, p.high) }}</td><td class="num">{{ pval(p.p_value) }}</td>
+<td class="num">{{ ci(p.low, p.high, p.truncated) }}</td><td class="num">{{ pval(p.p_value) }}</td>
 <td class="num">{{ g(p.tau2) }}</td><td class="num">{{ pct(p.i2) }}</td>
 {% else %}<td class="num">–</td><td class="num">–</td><td class="num">–</td>
 <td class="num">–</td><td class="num">–</td>{% endif %}
@@ -93,7 +95,7 @@ SUITE = (
 {% for r in t.rows %}{% set p = r.pooled %}
 <tr><td>{{ r.text }}</td><td class="num">{{ r.n }}</td><td class="num">{{ p.k if p else 0 }}</td>
 {% if p %}<td class="num">{{ signed(p.mean, digits) }}</td>
-<td class="num">{{ ci(p.low, p.high) }}</td><td class="num">{{ pval(p.p_value) }}</td>
+<td class="num">{{ ci(p.low, p.high, p.truncated) }}</td><td class="num">{{ pval(p.p_value) }}</td>
 <td class="num">{{ pct(p.i2) }}</td>
 {% else %}<td class="num">–</td><td class="num">–</td><td class="num">–</td>
 <td class="num">–</td>{% endif %}
@@ -118,7 +120,7 @@ SUITE = (
 {% for a in d.arms %}{% set r = a.rows[i] %}
 <td class="num"{% if r.reason %} title="not pooled: {{ r.reason }}"{% endif %}>
 {%- if r.diff is none %}–{% else %}{{ signed(r.diff, digits) }}
-{%- if r.low is not none %} {{ ci(r.low, r.high) }}{% endif %}
+{%- if r.low is not none %} {{ ci(r.low, r.high, r.truncated) }}{% endif %}
 <span class="note">n = {{ r.n }}</span>{% endif %}
 {%- if r.decision %}<br><span class="decision">{{ r.decision }}</span>{% endif %}</td>
 {% endfor %}

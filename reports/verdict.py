@@ -14,11 +14,10 @@ from reports.model import ArmResult, Verdict
 from reports.plan import REPLICATES, SEEDS, Costs, advice
 from reports.replicates import Replicated, replicated
 from reports.stats import (
-    ACCURACY_DIFFERENCE,
     ACCURACY_POINTS,
     FEW_SEEDS,
     LOSS,
-    UNBOUNDED,
+    difference_bounds,
     mean_ci,
 )
 
@@ -52,7 +51,7 @@ def build_verdict(
     higher = accuracy
     # What the numbers can be: an interval is cut there (reports.stats).
     level_bounds = ACCURACY_POINTS if accuracy else LOSS
-    diff_bounds = ACCURACY_DIFFERENCE if accuracy else UNBOUNDED
+    diff_bounds = difference_bounds(accuracy)
     results = []
     keyed: dict[str, dict[tuple[int, int], float]] = {}
     for arm, scheme in arms.items():

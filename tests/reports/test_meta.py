@@ -6,14 +6,15 @@ from __future__ import annotations
 import math
 import random
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 from statsmodels.stats.meta_analysis import combine_effects
 
-from reports.meta import pool, standard_error
-from reports.stats import mean_ci
+from reports.meta import Pooled, pool, standard_error
+from reports.stats import ACCURACY_DIFFERENCE, LOSS, UNBOUNDED, MeanCI, mean_ci
 
 
 def _oracle(estimates: list[float], errors: list[float]) -> dict[str, float]:
@@ -125,3 +126,51 @@ def test_standard_error_inverts_the_student_interval() -> None:
     assert standard_error(ci) == pytest.approx(sd / math.sqrt(len(values)))
     with pytest.raises(ValueError, match="at least 2"):
         standard_error(mean_ci([1.0]))
+
+
+# ------------------------------------------------------------------------------- bounds
+
+# The suite that showed the defect: dynamic_as_written − fixed over two experiments, accuracy
+# points. Hartung–Knapp on k − 1 = 1 degree of freedom (t = 12.71) gave [−181.12, +134.38].
+REAL = ([-10.96, -35.79], [0.55, 0.81], [2, 2])
+
+
+def test_a_pooled_accuracy_difference_is_cut_at_100_points_and_keeps_its_t_test() -> None:
+    uncut = pool(*REAL)
+    got = pool(*REAL, bounds=ACCURACY_DIFFERENCE)
+    assert (uncut.low, uncut.high) == pytest.approx((-181.12, 134.38), abs=0.01)
+    assert not uncut.truncated
+    assert (got.low, got.high) == (-100.0, 100.0)
+    assert got.truncated and got.bounds == ACCURACY_DIFFERENCE
+    # the test reads the uncut t interval: p, μ̂, se and the half width are the unbounded ones
+    assert replace(got, bounds=UNBOUNDED) == uncut
+    t = got.mean / got.se
+    assert got.p_value == 2 * scipy_stats.t.sf(abs(t), 1)
+    assert got.half_width == pytest.approx(scipy_stats.t.ppf(0.975, 1) * got.se)
+    assert got.p_value == pytest.approx(0.311, abs=5e-4)
+
+
+def test_only_the_end_past_a_bound_is_cut() -> None:
+    uncut = pool([85.0, 97.0], [0.5, 0.5], [4, 4])
+    got = pool([85.0, 97.0], [0.5, 0.5], [4, 4], ACCURACY_DIFFERENCE)
+    assert uncut.low > -100 and uncut.high > 100  # only the upper end reaches past +100
+    assert (got.low, got.high) == (uncut.low, 100.0) and got.truncated
+    loss = pool([0.2, 0.9], [0.01, 0.01], [4, 4], LOSS)  # a level at or above 0: cut at 0
+    assert loss.low == 0.0 and loss.high == loss.mean + loss.half_width and loss.truncated
+
+
+def test_an_interval_inside_its_bounds_is_untouched() -> None:
+    estimates, errors = [1.2, 0.4, -0.3, 2.0], [0.3, 0.4, 0.25, 0.7]
+    uncut = pool(estimates, errors)
+    got = pool(estimates, errors, bounds=ACCURACY_DIFFERENCE)
+    assert not got.truncated
+    assert (got.low, got.high) == (uncut.low, uncut.high)
+    assert replace(got, bounds=UNBOUNDED) == uncut
+
+
+def test_the_pooled_and_the_verdicts_intervals_are_cut_alike() -> None:
+    """One rule for both (reports.stats.cut): the same mean and half width, the same ends."""
+    for mean, half in ((-23.37, 157.75), (95.0, 10.0), (1.0, 0.5)):
+        ci = MeanCI(mean, half, 3, ACCURACY_DIFFERENCE)
+        p = Pooled(mean, half, 1.0, 0.5, 0.0, 0.0, 0.0, 2, 1.0, ACCURACY_DIFFERENCE)
+        assert (p.low, p.high, p.truncated) == (ci.low, ci.high, ci.truncated)

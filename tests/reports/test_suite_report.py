@@ -20,6 +20,7 @@ from reports import (
     suite_json,
 )
 from reports.meta import Pooled, pool, standard_error
+from reports.stats import ACCURACY_DIFFERENCE
 from reports.suite import HIGH_I2, LOW_I2
 from tests.reports.checks import assert_self_contained
 from tests.reports.test_in_browser import ERROR_HOOK, find_browser, render_in_browser
@@ -61,8 +62,10 @@ def matrix(
     )
 
 
-def expected_pool(cis: list[MeanCI]) -> Pooled:
-    return pool([c.mean for c in cis], [standard_error(c) for c in cis], [c.n - 1 for c in cis])
+def expected_pool(cis: list[MeanCI], bounds: tuple[float, float] = ACCURACY_DIFFERENCE) -> Pooled:
+    """What the suite pools: its unit is accuracy points unless a test says otherwise."""
+    errors = [standard_error(c) for c in cis]
+    return pool([c.mean for c in cis], errors, [c.n - 1 for c in cis], bounds)
 
 
 # ------------------------------------------------------------------------------- numbers
@@ -284,9 +287,9 @@ def test_json_has_exactly_the_promised_shape() -> None:
     assert out["headline"] == data.headline
     assert out["suite"] == "when" and out["main_arm"] == "dynamic"
     assert out["sentence"] == data.sentence
-    row_keys = {"experiment", "factors", "diff", "low", "high", "decision"}
-    pooled_keys = {"mean", "low", "high", "i2", "tau2", "p_value", "k", "decision", "margin",
-                   "tost_p"}  # fmt: skip
+    row_keys = {"experiment", "factors", "diff", "low", "high", "truncated", "decision"}
+    pooled_keys = {"mean", "low", "high", "truncated", "i2", "tau2", "p_value", "k", "decision",
+                   "margin", "tost_p"}  # fmt: skip
     assert [set(r) for r in out["experiments"]] == [row_keys] * 3
     assert out["experiments"][0] == {
         "experiment": "a",
@@ -294,6 +297,7 @@ def test_json_has_exactly_the_promised_shape() -> None:
         "diff": 1.0,
         "low": 0.5,
         "high": 1.5,
+        "truncated": False,
         "decision": None,
     }
     assert out["experiments"][1]["diff"] is None  # NaN becomes None
@@ -302,7 +306,7 @@ def test_json_has_exactly_the_promised_shape() -> None:
     p = data.main.pooled
     assert p is not None
     assert out["pooled"] == {
-        "mean": p.mean, "low": p.low, "high": p.high, "i2": p.i2, "tau2": 0,
+        "mean": p.mean, "low": p.low, "high": p.high, "truncated": False, "i2": p.i2, "tau2": 0,
         "p_value": p.p_value, "k": p.k, "decision": "better", "margin": None, "tost_p": None,
     }  # fmt: skip
     assert list(out["arms"]) == ["dynamic", "swd"]
@@ -313,8 +317,14 @@ def test_json_has_exactly_the_promised_shape() -> None:
     assert out["arms"]["dynamic"]["experiments"] == out["experiments"]
     assert list(out["when"]) == list(FACTORS)
     assert out["when"]["data.dataset"] == [
-        {"value": "digits", "mean": p.mean, "low": p.low, "high": p.high, "k": 1},
-        {"value": "mnist1d", "mean": None, "low": None, "high": None, "k": 0},
+        {"value": "digits", "mean": p.mean, "low": p.low, "high": p.high, "truncated": False,
+         "k": 1},
+        {"value": "mnist1d", "mean": None, "low": None, "high": None, "truncated": False,
+         "k": 0},
+    ]  # fmt: skip
+    assert out["when"]["train.epochs"] == [
+        {"value": 30, "mean": p.mean, "low": p.low, "high": p.high, "truncated": False, "k": 1},
+        {"value": 100, "mean": None, "low": None, "high": None, "truncated": False, "k": 0},
     ]
 
 
@@ -323,7 +333,7 @@ def test_json_of_a_suite_without_the_main_arm() -> None:
     out = suite_json(build_suite_data(inp))
     assert out["pooled"] == dict.fromkeys(
         ("mean", "low", "high", "i2", "tau2", "p_value", "k", "margin", "tost_p")
-    ) | {"decision": "inconclusive"}
+    ) | {"decision": "inconclusive", "truncated": False}
     assert out["arms"]["swd"]["pooled"]["mean"] == pytest.approx(0.1)
 
 
