@@ -3,55 +3,135 @@
 Knows nothing of torch. ``storage.open(url)`` gives a :class:`Store`; ``run_readonly`` is the
 read-only door behind ``dynl2 sql``, and ``set_up_reader`` creates the PostgreSQL role that door
 logs in as (``dynl2 sql-setup``).
+
+The names are imported when first asked for (PEP 562), as ``trainers`` does: the modules behind
+them import SQLAlchemy, Optuna and pandas, and a verb that only reads a query's rows (``dynl2
+sql``), or only parses its flags (``--help``), should not wait for all of them.
 """
 
-from storage.engine import make_engine
-from storage.errors import (
-    ExperimentConflict,
-    ExperimentNotFound,
-    InvalidRecord,
-    QueryError,
-    QueryTimeout,
-    ReaderLoginError,
-    ReadOnlyViolation,
-    ReportNotFound,
-    StorageError,
-    StorageUnavailable,
-    StorageURLError,
-    SuiteConflict,
-    SuiteNotFound,
-)
-from storage.pg_reader import READER_URL_ENV, ReaderSetup, set_up_reader
-from storage.readonly import QueryResult, run_readonly
-from storage.records import (
-    EPOCH_COLUMNS,
-    EPOCH_METRICS,
-    EVALUATION_COLUMNS,
-    EVALUATION_METRICS,
-    EXPERIMENT_COLUMNS,
-    STUDY_MARK,
-    TRIAL_COLUMNS,
-    ExperimentInfo,
-    StoredReport,
-    SuiteInfo,
-    SuiteMember,
-    Tally,
-    split_study_name,
-    study_name,
-)
-from storage.schema import SCHEMA_VERSION
-from storage.selection import best_by_search, best_trials, split_evaluations
-from storage.store import Store, open
-from storage.urls import (
-    ENV_VAR,
-    backend_of,
-    default_url,
-    first_line,
-    masked_text,
-    masked_url,
-    resolve_url,
-    sqlite_path,
-)
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the same names, for type checkers; at run time __getattr__ imports them
+    from storage.engine import make_engine
+    from storage.errors import (
+        ExperimentConflict,
+        ExperimentNotFound,
+        InvalidRecord,
+        QueryError,
+        QueryTimeout,
+        ReaderLoginError,
+        ReadOnlyViolation,
+        ReportNotFound,
+        StorageError,
+        StorageUnavailable,
+        StorageURLError,
+        SuiteConflict,
+        SuiteNotFound,
+    )
+    from storage.pg_reader import READER_URL_ENV, ReaderSetup, set_up_reader
+    from storage.readonly import QueryResult, run_readonly
+    from storage.records import (
+        EPOCH_COLUMNS,
+        EPOCH_METRICS,
+        EVALUATION_COLUMNS,
+        EVALUATION_METRICS,
+        EXPERIMENT_COLUMNS,
+        STUDY_MARK,
+        TRIAL_COLUMNS,
+        ExperimentInfo,
+        StoredReport,
+        SuiteInfo,
+        SuiteMember,
+        Tally,
+        split_study_name,
+        study_name,
+    )
+    from storage.schema import SCHEMA_VERSION
+    from storage.selection import best_by_search, best_trials, split_evaluations
+    from storage.store import Store, open
+    from storage.urls import (
+        ENV_VAR,
+        backend_of,
+        default_url,
+        first_line,
+        masked_text,
+        masked_url,
+        resolve_url,
+        sqlite_path,
+    )
+
+# The module of each public name (tests/study/test_cli_startup.py checks it matches __all__).
+_MODULES: dict[str, tuple[str, ...]] = {
+    "engine": ("make_engine",),
+    "errors": (
+        "ExperimentConflict",
+        "ExperimentNotFound",
+        "InvalidRecord",
+        "QueryError",
+        "QueryTimeout",
+        "ReaderLoginError",
+        "ReadOnlyViolation",
+        "ReportNotFound",
+        "StorageError",
+        "StorageUnavailable",
+        "StorageURLError",
+        "SuiteConflict",
+        "SuiteNotFound",
+    ),
+    "pg_reader": ("READER_URL_ENV", "ReaderSetup", "set_up_reader"),
+    "readonly": ("QueryResult", "run_readonly"),
+    "records": (
+        "EPOCH_COLUMNS",
+        "EPOCH_METRICS",
+        "EVALUATION_COLUMNS",
+        "EVALUATION_METRICS",
+        "EXPERIMENT_COLUMNS",
+        "STUDY_MARK",
+        "TRIAL_COLUMNS",
+        "ExperimentInfo",
+        "StoredReport",
+        "SuiteInfo",
+        "SuiteMember",
+        "Tally",
+        "split_study_name",
+        "study_name",
+    ),
+    "schema": ("SCHEMA_VERSION",),
+    "selection": ("best_by_search", "best_trials", "split_evaluations"),
+    "store": ("Store", "open"),
+    "urls": (
+        "ENV_VAR",
+        "backend_of",
+        "default_url",
+        "first_line",
+        "masked_text",
+        "masked_url",
+        "resolve_url",
+        "sqlite_path",
+    ),
+}
+_HOME = {name: module for module, names in _MODULES.items() for name in names}
+
+
+def __getattr__(name: str) -> object:
+    module = _HOME.get(name)
+    if module is None:
+        # A submodule (``storage.urls``), reachable as when this file imported them all.
+        if importlib.util.find_spec(f"{__name__}.{name}") is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return importlib.import_module(f".{name}", __name__)
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next lookup finds it without coming here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "ENV_VAR",

@@ -1,11 +1,11 @@
 """``dynl2`` and ``python -m study``: stop signals handled first, then the CLI.
 
-The CLI's imports (torch, Optuna, pandas) take seconds; a Ctrl-C or SIGTERM during them used to
-print a KeyboardInterrupt traceback, or was lost. So the entry point installs the handlers of
-:mod:`study.search.signals` before importing anything heavy, and turns a stop at any moment into
-one
-line and exit status 130 (SIGINT) or 143 (SIGTERM). The GPU machine runs the code without
-installing it, as ``python -m study``.
+A verb's imports (torch, Optuna, pandas, SciPy) take seconds; a Ctrl-C or SIGTERM during them
+used to print a KeyboardInterrupt traceback, or was lost. So the entry point installs the
+handlers of :mod:`study.search.signals` before importing anything heavy, and turns a stop at any
+moment into one line and exit status 130 (SIGINT) or 143 (SIGTERM). The parser imports none of
+them: each verb imports what it needs when it runs, where the CLI handles a stop. The GPU machine
+runs the code without installing it, as ``python -m study``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def main() -> int:
     quiet = env.supervised()  # a worker of dynl2 run: the run speaks, and handles Ctrl-C
     signals.install(ignore_sigint=quiet)
     try:
-        from study.cli import dispatch as cli  # seconds: torch, Optuna
+        from study.cli import dispatch as cli  # the parser; each verb imports its own needs
 
         signals.check()  # a stop whose raise an import swallowed
         code = cli.main()

@@ -14,7 +14,7 @@ from study.cli.args import batch_flag, code_flag, storage_flag, workers_flag
 from study.cli.experiments import say_line
 from study.config import env
 from study.search import signals
-from study.service.agent import DEFAULT_POLL_S
+from study.service import DEFAULT_POLL_S
 
 
 def add_parser(verbs: Any) -> None:

@@ -6,7 +6,6 @@ import argparse
 import tomllib
 from typing import Any
 
-from study.api import experiments as api
 from study.cli.args import workers_flag
 from study.cli.experiments import note_line, print_run, say_line
 from study.config.experiment import parse_experiment
@@ -80,6 +79,8 @@ def add_parser(verbs: Any) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from study.api import experiments as api  # Optuna, SciPy: not for the parser
+
     config = parse_experiment(tomllib.loads(DEMO_TOML))
     result = api.run_experiment(
         config,

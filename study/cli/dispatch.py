@@ -27,9 +27,6 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn, TextIO, cast
 
-import optuna
-import sqlalchemy.exc
-
 import storage
 from study.cli import agent as agent_cmd
 from study.cli import demo
@@ -45,7 +42,6 @@ from study.config.experiment import ExperimentConfigError
 from study.errors import StudyError, UsageError, printable
 from study.run.files import CWD_GONE, cwd_gone
 from study.search import signals
-from study.search.resilience import driver_message
 
 PROG = "dynl2"
 
@@ -191,7 +187,6 @@ class GuardedStdout:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress lines speak
     out = GuardedStdout(sys.stdout)
     sys.stdout = cast(TextIO, out)
     verb: list[str] = []  # the verb, once parsed: for the line that names it
@@ -225,21 +220,30 @@ def _main(argv: Sequence[str] | None, verb: list[str]) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         env.check_all()  # every DYNL2_* variable, like a flag: before anything is done
+        if args.verb not in _WITHOUT_OPTUNA:
+            _quiet_optuna()
         signals.check()  # a stop whose raise was swallowed on the way here
-        return handler(args)
+        code = handler(args)
+        signals.check()  # one swallowed in the verb (its imports, say: they are the verb's own)
+        return code
     except (UsageError, ExperimentConfigError, *USER_STORAGE_ERRORS) as exc:
         print(f"{PROG} {args.verb}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except (StudyError, storage.StorageError) as exc:  # the environment, not the input
         print(f"{PROG} {args.verb}: failed: {_one_line(exc)}", file=sys.stderr)
         return 1
-    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.DBAPIError) as exc:
+    except (
+        *_loaded("optuna.exceptions", "StorageInternalError"),
+        *_loaded("sqlalchemy.exc", "DBAPIError"),
+    ) as exc:
         # The database failed under Optuna's or SQLAlchemy's feet, outside the steps that
         # wait for it (study.search.resilience): still one line, and the environment's fault.
+        from study.search.resilience import driver_message
+
         print(f"{PROG} {args.verb}: failed: the database failed: {driver_message(exc)}",
               file=sys.stderr)  # fmt: skip
         return 1
-    except sqlalchemy.exc.SQLAlchemyError as exc:
+    except _loaded("sqlalchemy.exc", "SQLAlchemyError") as exc:
         # Not the database's doing (a session used wrongly, say): a fault of dynl2's, named
         # as such, in one line.
         print(f"{PROG} {args.verb}: failed: internal error ({type(exc).__name__}): "
@@ -258,6 +262,27 @@ def _main(argv: Sequence[str] | None, verb: list[str]) -> int:
             print(f"{PROG} {args.verb}: {signals.describe(exc)}{_RESUME.get(args.verb, '')}",
                   file=sys.stderr)  # fmt: skip
         return signals.exit_status(exc)
+
+
+# Verbs that never import Optuna; every other verb gets it quiet (_quiet_optuna) before it runs.
+_WITHOUT_OPTUNA = frozenset({"sql", "sql-setup", "submit"})
+
+
+def _quiet_optuna() -> None:
+    """Optuna logs at WARNING and above only: our own progress lines speak. Imported here, for
+    the verbs that use it, not at the top: its import is a fraction of a second that ``dynl2
+    sql``, ``--help`` and a usage error need not wait for."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _loaded(module: str, *names: str) -> tuple[type[BaseException], ...]:
+    """The exception classes ``names`` of ``module`` if it has been imported, else none: an
+    exception of a library never imported cannot have been raised, and importing SQLAlchemy or
+    Optuna only to catch their exceptions would slow every verb that uses neither."""
+    found = sys.modules.get(module)
+    return () if found is None else tuple(getattr(found, name) for name in names)
 
 
 def _absolute(filename: object) -> bool:

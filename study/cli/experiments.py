@@ -9,20 +9,20 @@ import decimal
 import json
 import math
 import sys
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 import storage
-from storage.readonly import MAX_ROWS, MAX_TIMEOUT_S, RESULT_BYTES
-from storage.store import StoreVanished
-from study.api import experiments as api
+from storage.readonly_limits import MAX_ROWS, MAX_TIMEOUT_S, RESULT_BYTES
 from study.cli.args import batch_flag, storage_flag, up_to, workers_flag
 from study.config import env
 from study.config.experiment import MAX_SEEDS
-from study.run.progress import ProgressPrinter, format_summary, format_verdict
-from study.run.queries import frame_csv, frame_json, json_cells
-from study.search.studies import label
+
+# The handlers import what they call (study.api, study.run: SQLAlchemy, Optuna, pandas, and
+# SciPy for a verdict): every verb, and `dynl2 --help`, builds this module's parsers.
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from study.api import experiments as api
 
 FORMATS = ("table", "csv", "json")
 
@@ -153,6 +153,8 @@ def note_line(line: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from study.api import experiments as api
+
     result = api.run_experiment(
         args.config,
         storage=args.storage,
@@ -166,6 +168,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def print_run(result: api.RunResult) -> int:
     """What ``dynl2 run`` and ``demo`` print at the end; their exit status."""
+    from study.run.progress import format_verdict
+
     if result.report is None:
         search = result.search
         print(
@@ -181,6 +185,9 @@ def print_run(result: api.RunResult) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from storage.store import StoreVanished
+    from study.api import experiments as api
+
     def on_trial(arm: str, number: int, outcome: str) -> None:
         if not args.quiet:
             print(f"dynl2 worker: {arm} trial {number}: {outcome}", flush=True)
@@ -208,6 +215,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from study.api import experiments as api
+    from study.run.progress import format_verdict
+
     summary = api.evaluate_experiment(
         args.experiment,
         storage=args.storage,
@@ -222,6 +232,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from study.api import experiments as api
+
     if args.experiment is None:
         where, overviews = api.list_experiments(storage=args.storage)
         if not overviews:
@@ -242,6 +254,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
             return 1
         return 0
+    from study.run.progress import ProgressPrinter, format_summary
+    from study.search.studies import label
+
     status = api.experiment_status(args.experiment, storage=args.storage)
     ProgressPrinter(print).update(status.counts, None, force=True)
     for key, params in status.best.items():
@@ -251,6 +266,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_trials(args: argparse.Namespace) -> int:
+    from study.api import experiments as api
+
     frame = api.experiment_trials(args.experiment, storage=args.storage, arm=args.arm)
     _print_frame(frame, args.format)
     return 0
@@ -285,6 +302,8 @@ def cmd_sql(args: argparse.Namespace) -> int:
     whose name came before gets the first free name of ``NAME_2``, ``NAME_3``, ... (``SELECT
     1 AS a, 2 AS a`` prints ``a`` and ``a_2``), and a blob prints as ``\\x`` and its bytes in
     hex, as psql prints bytea."""
+    import pandas as pd
+
     url = storage.resolve_url(args.storage)
     result = storage.run_readonly(
         url,
@@ -366,6 +385,8 @@ def _print_frame(frame: pd.DataFrame, fmt: str, max_colwidth: int | None = None)
     """``frame`` on stdout as a table, csv or json; a table cuts cells at ``max_colwidth``
     characters (every row is padded to its column's widest cell, so one long value would
     otherwise cost its length on every row)."""
+    from study.run.queries import frame_csv, frame_json, json_cells
+
     if fmt == "csv":
         sys.stdout.write(frame_csv(frame))
     elif fmt == "json":

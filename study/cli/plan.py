@@ -14,10 +14,10 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
-from reports.common import duration_text, plural
-from reports.suite import json_float
 from study.cli.args import storage_flag
 
+# reports (SciPy, pandas, plotly) is imported by the functions that use it: every verb, and
+# `dynl2 --help`, builds this module's parser.
 if TYPE_CHECKING:
     from reports.plan import Cell, Costs, Goal, Plan, PlanComponents, SuitePlan
 
@@ -145,6 +145,8 @@ def _components(p: PlanComponents, digits: int, indent: str) -> list[str]:
 
 
 def _suite(plan: SuitePlan, digits: int) -> list[str]:
+    from reports.common import plural
+
     lines = []
     for m in plan.members:
         if m.components is None:
@@ -197,6 +199,8 @@ def _percent(power: float) -> str:
 
 
 def _answer(cells: tuple[Cell, ...], best: Cell | None, target: float) -> str:
+    from reports.common import duration_text
+
     if best is None:
         top = max(cells, key=lambda c: (c.power, -c.runs))
         return (
@@ -216,6 +220,8 @@ def _answer(cells: tuple[Cell, ...], best: Cell | None, target: float) -> str:
 
 
 def _components_json(p: PlanComponents) -> dict[str, Any]:
+    from reports.suite import json_float
+
     return {
         "replicates": p.replicates,
         "seeds": json_float(p.seeds),
@@ -229,6 +235,8 @@ def _components_json(p: PlanComponents) -> dict[str, Any]:
 
 
 def _cell_json(c: Cell | None) -> dict[str, Any] | None:
+    from reports.suite import json_float
+
     if c is None:
         return None
     return {
@@ -242,6 +250,8 @@ def _cell_json(c: Cell | None) -> dict[str, Any] | None:
 
 
 def _costs_json(c: Costs) -> dict[str, Any]:
+    from reports.suite import json_float
+
     return {
         "arms": c.arms,
         "searched_arms": c.searched,

@@ -9,11 +9,9 @@ import sys
 from typing import Any
 
 import storage
-from study.api import experiments as api
 from study.cli.args import storage_flag
 from study.errors import UsageError
 from study.run.files import check_target, default_report_path, target_path, write_file
-from study.run.reporting import compare_html
 
 
 def add_parsers(verbs: Any) -> None:
@@ -70,6 +68,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         path = default_report_path(args.experiments[0])
     check_target(path)
+    from study.api import experiments as api  # the reports' SciPy and plotly: not for the parser
+    from study.run.reporting import compare_html
+
     if args.from_store or args.compare:
         with storage.open(storage.resolve_url(args.storage), create=False) as store:
             if args.from_store:

@@ -10,7 +10,6 @@ import argparse
 from typing import Any
 
 import storage
-from storage.pg_reader import reader_role_name
 from study.cli.args import storage_flag
 
 
@@ -40,6 +39,8 @@ def add_parser(verbs: Any) -> None:
 
 
 def cmd_sql_setup(args: argparse.Namespace) -> int:
+    from storage.pg_reader import reader_role_name  # SQLAlchemy: not for the parser
+
     setup = storage.set_up_reader(
         args.storage, role=args.role, new_password=args.new_password, execute=not args.print_only
     )

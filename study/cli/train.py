@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from study.config.reader import number_problem
 from study.errors import UsageError
-from study.run.runs import prepare_training
 from trainers import (
     DATASETS,
     MODELS,
@@ -201,6 +200,7 @@ def _flag(key: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    from study.run.runs import prepare_training  # Optuna, SQLAlchemy: not for the parser
     from trainers import DivergenceError, train  # torch: only once there is a run to train
 
     prepare_training()

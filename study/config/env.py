@@ -157,6 +157,8 @@ def storage_url() -> str | None:
 
 def sql_url() -> str | None:
     """``$DYNL2_SQL_URL``: the PostgreSQL login ``dynl2 sql`` reads as (checked by ``storage``)."""
+    if _raw(SQL_URL) is None:
+        return None
     from storage.pg_reader import resolve_reader_url  # deferred, as above
 
     found = resolve_reader_url()

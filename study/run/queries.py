@@ -6,18 +6,23 @@ params, as JSON text in CSV, not Python reprs)."""
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from storage import Store
-from study.config.experiment import ExperimentConfig
-from study.run.progress import current_evaluations
+# The store and the progress views (Optuna, SQLAlchemy) only for the trials: `dynl2 sql` prints
+# its rows with the functions below and imports neither.
+if TYPE_CHECKING:
+    from storage import Store
+    from study.config.experiment import ExperimentConfig
 
 
 def trials_with_tests(store: Store, config: ExperimentConfig, arm: str | None) -> pd.DataFrame:
     """Trials, plus the mean test metrics over the seeds where the trial's params were
     evaluated (the current best trial of each arm; evaluations of an earlier best are left
     out)."""
+    from study.run.progress import current_evaluations
+
     trials = store.trials(config.name, arm)
     evals, _ = current_evaluations(store, config)
     trials["test_loss"] = float("nan")

@@ -13,3 +13,7 @@ other machines.
 May import :mod:`study.errors`, :mod:`study.config`, :mod:`study.search`, :mod:`study.run`,
 :mod:`study.api` and the layers below :mod:`study`; never :mod:`study.cli`.
 """
+
+# ``dynl2 agent --poll``'s default, here rather than in ``agent``, whose imports (SQLAlchemy,
+# Optuna, pandas) the parser of every verb would otherwise wait for.
+DEFAULT_POLL_S = 5.0

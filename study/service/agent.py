@@ -42,11 +42,11 @@ from study.run.stages import next_stage, stage_of
 from study.search import signals
 from study.search.resilience import Patience, retrying
 from study.search.studies import open_studies
+from study.service import DEFAULT_POLL_S
 
 __all__ = ["AgentSummary", "Work", "next_work", "run_agent", "work_left"]
 
 WorkKind = Literal["search", "evaluate", "stage", "report"]
-DEFAULT_POLL_S = 5.0
 
 
 @dataclass(frozen=True)

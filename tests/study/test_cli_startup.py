@@ -1,0 +1,74 @@
+"""The verbs that never train start without the heavy libraries: building the parser imports
+no torch, SciPy, plotly, Optuna, pandas or SQLAlchemy (each verb imports what it needs when it
+runs), and ``dynl2 sql`` needs only SQLAlchemy and pandas. The test suite starts hundreds of
+such processes. Checked by what is imported, never by a timing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import storage
+
+ROOT = Path(__file__).resolve().parents[2]
+
+NEVER = ("torch", "scipy", "plotly", "optuna")  # no verb below needs any of them
+PARSER_ONLY = (*NEVER, "pandas", "sqlalchemy")  # --help and a usage error: the parser alone
+
+# Runs --help and a usage error first (what the parser alone imports), then sql, and prints the
+# exit statuses and which heavy modules each step left imported, as one JSON object.
+CODE = """
+import json, sys
+from study.cli.dispatch import main
+
+def heavy(names):
+    return sorted(n for n in names if n in sys.modules)
+
+out = {{}}
+out["help"] = main(["--help"])
+out["usage"] = main(["nosuchverb"])
+out["parser_imports"] = heavy({parser_only!r})
+out["sql"] = main(["sql", "select 41 + 1 AS answer", "--format", "json", "--storage", {url!r}])
+out["sql_imports"] = heavy({never!r})
+print(json.dumps(out))
+"""
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_sql_help_and_a_usage_error_import_no_heavy_library(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with storage.open(url):  # a dynl2 store, made here: the process below must not need to
+        pass
+    code = CODE.format(url=url, never=NEVER, parser_only=PARSER_ONLY)
+    proc = _run("-c", code)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    out = json.loads(lines[-1])
+    assert (out["help"], out["usage"], out["sql"]) == (0, 2, 0), proc.stderr
+    assert lines[0] == "usage: dynl2 [-h] VERB ..."  # the help
+    assert '[{"answer":42}]' in lines  # the query's rows
+    assert "invalid choice: 'nosuchverb'" in proc.stderr
+    assert out["parser_imports"] == [], "the parser imports a heavy library at the top of a module"
+    assert out["sql_imports"] == [], "dynl2 sql imports a library it does not use"
+
+
+def test_a_training_verb_still_parses_its_flags() -> None:
+    proc = _run("-m", "study", "train", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "--scheme" in proc.stdout and "--dataset" in proc.stdout
+
+
+def test_every_public_name_of_storage_comes_from_its_module() -> None:
+    """``storage`` imports each public name when first asked for: its table of names and
+    ``__all__`` list the same ones, and each resolves."""
+    assert sorted(storage._HOME) == sorted(storage.__all__)
+    for name in storage.__all__:
+        value = getattr(storage, name)
+        assert getattr(sys.modules[f"storage.{storage._HOME[name]}"], name) is value
