@@ -177,7 +177,7 @@ def worker_main(
         with storage.open(url, create=False) as store:
             results.put(("ready", index))
             start.wait()
-            study_worker.run_worker(store, config, Heartbeat(), on_trial=on_trial, worker=index)
+            study_worker.run_worker(store, config, Heartbeat(), on_trial=on_trial)
             ended = time.monotonic()
     except BaseException as exc:
         text = "".join(traceback.format_exception(exc))

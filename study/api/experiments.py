@@ -171,8 +171,9 @@ def join_experiment(
     note: Say = _quiet,
 ) -> WorkerSummary:
     """Train trials of experiment ``name`` until every search has its budget: ``dynl2
-    worker``, one per process or machine, all sharing the store's studies. ``index`` (0, 1,
-    ...) seeds this worker's samplers (default: a fresh random seed); ``on_trial(arm, number,
+    worker``, one per process or machine, all sharing the store's studies. ``index`` (``--index``)
+    changes nothing: every worker draws trial k alike (:func:`study.search.studies.search_seed`),
+    and it is kept for the callers that pass it; ``on_trial(arm, number,
     outcome)`` hears each trial end. A database that is away when it starts or while it works
     is waited for under ``$DYNL2_DB_PATIENCE``."""
     import torch
@@ -198,10 +199,7 @@ def join_experiment(
         )
         require_device(config)  # before the studies are opened: the store may be a GPU's
         try:
-            return run_worker(
-                store, config, heartbeat, on_trial=on_trial, worker=index, note=note,
-                batch=batch,
-            )  # fmt: skip
+            return run_worker(store, config, heartbeat, on_trial=on_trial, note=note, batch=batch)
         except Exception:
             store.check_file()  # a deleted store file is the cause to name
             raise

@@ -283,7 +283,7 @@ def _search_here(
         thread = threading.Thread(target=show, name="dynl2-progress", daemon=True)
         thread.start()
         try:
-            run_worker(own, config, heartbeat, worker=0, batch=batch)
+            run_worker(own, config, heartbeat, batch=batch)
         except Exception:
             own.check_file()  # a deleted store file is the cause to name, not what it broke
             raise

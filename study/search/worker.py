@@ -68,7 +68,6 @@ def run_worker(
     heartbeat: Heartbeat | None = None,
     on_trial: Callable[[str, int, str], None] | None = None,
     poll: float = 1.0,
-    worker: int | None = 0,
     note: Callable[[str], None] | None = None,
     batch: int | None = None,
     linger: bool = True,
@@ -78,8 +77,8 @@ def run_worker(
     last ones others are training are theirs: :func:`study.service.agent.run_agent` moves on to
     other work and comes back to retry any of them that fails).
 
-    ``worker`` (0, 1, ...) names the worker; every worker draws trial k alike
-    (:func:`studies.search_seed`).
+    Every worker draws trial k alike (:func:`studies.search_seed`), so none needs a name or
+    a seed of its own.
     Each claim takes up to ``batch`` trials of one arm and trains them fused (default:
     ``[search] batch``, else :func:`fused_trials.default_batch` for the device).
     A database that stops answering is waited for (see :mod:`study.search.resilience`); ``note``

@@ -140,7 +140,8 @@ def run_agent(
 ) -> AgentSummary:
     """Serve the store's experiments until stopped (or, ``once``, until none has work left).
     An experiment that names code runs only if its modules are under ``allow_code``
-    (module-name prefixes: ``--allow-code``)."""
+    (module-name prefixes: ``--allow-code``). ``index`` (``--index``) changes nothing: every
+    worker draws trial k alike (:func:`study.search.studies.search_seed`)."""
     import torch
 
     from study.run.evaluate import evaluate
@@ -192,7 +193,7 @@ def run_agent(
                 say(f"agent: {work.experiment}: searching")
                 try:
                     done = run_worker(
-                        store, config, heartbeat, worker=index, note=say, batch=batch,
+                        store, config, heartbeat, note=say, batch=batch,
                         linger=False,
                     )  # fmt: skip
                 except UsageError as exc:  # a study dynl2 did not make, under its name
