@@ -57,6 +57,7 @@ from study.search.studies import ArmCounts, SearchKey, open_studies
 if TYPE_CHECKING:
     import pandas as pd
 
+    from study.api.slurm import Holder
     from study.search.worker import WorkerSummary
 
 
@@ -169,15 +170,20 @@ def join_experiment(
     index: int | None = None,
     on_trial: Callable[[str, int, str], None] | None = None,
     note: Say = _quiet,
+    deadline: float | None = None,
 ) -> WorkerSummary:
     """Train trials of experiment ``name`` until every search has its budget: ``dynl2
-    worker``, one per process or machine, all sharing the store's studies. ``index`` (``--index``)
+    worker``, one per process or machine, all sharing the store's studies. With a
+    ``deadline`` (``time.time()`` seconds; in a Slurm job with a time limit, by default, its
+    end less a margin: :func:`study.api.slurm.job_deadline`), no group is claimed that would
+    not end by it, and the summary says ``out_of_time``. ``index`` (``--index``)
     changes nothing: every worker draws trial k alike (:func:`study.search.studies.search_seed`),
     and it is kept for the callers that pass it; ``on_trial(arm, number,
     outcome)`` hears each trial end. A database that is away when it starts or while it works
     is waited for under ``$DYNL2_DB_PATIENCE``."""
     import torch
 
+    from study.api.slurm import job_deadline
     from study.search.worker import run_worker
 
     prepare_training()
@@ -186,6 +192,8 @@ def join_experiment(
         torch.set_num_threads(threads)
     heartbeat = heartbeat_from_env()
     patience = Patience.from_env()  # refuse a bad $DYNL2_DB_PATIENCE now, not at an outage
+    if deadline is None:
+        deadline = job_deadline()  # asked first thing: the job's clock runs from its start
     url = storage_url(storage)
     # A worker started while the database restarts (a scheduler starting workers with the
     # server, or one joining during an outage) waits for it as it would mid-search.
@@ -199,7 +207,10 @@ def join_experiment(
         )
         require_device(config)  # before the studies are opened: the store may be a GPU's
         try:
-            return run_worker(store, config, heartbeat, on_trial=on_trial, note=note, batch=batch)
+            return run_worker(
+                store, config, heartbeat, on_trial=on_trial, note=note, batch=batch,
+                deadline=deadline,
+            )  # fmt: skip
         except Exception:
             store.check_file()  # a deleted store file is the cause to name
             raise
@@ -263,10 +274,14 @@ class ExperimentStatus:
     counts: dict[str, ArmCounts]  # per search (``ARM`` or ``ARM/R``): trials by state
     best: dict[SearchKey, dict[str, Any]]  # each search's best trial's parameters
     summary: tuple[ArmSummary, ...] = ()  # each arm's evaluation over the seeds so far
+    holders: tuple[Holder, ...] = ()  # each RUNNING trial's worker (host:pid, Slurm job)
 
 
 def experiment_status(name: str, *, storage: str | None = None) -> ExperimentStatus:
-    """Progress per search, each search's best parameters, and the evaluation so far."""
+    """Progress per search, each search's best parameters, the workers holding RUNNING trials,
+    and the evaluation so far."""
+    from study.api.slurm import holders
+
     with _open(storage_url(storage), create=False) as store:
         config = stored_experiment(store, name)
         trials = store.trials(config.name)
@@ -276,6 +291,7 @@ def experiment_status(name: str, *, storage: str | None = None) -> ExperimentSta
             counts=arm_counts(store, config),
             best={key: dict(row["params"]) for key, row in sorted(best.items())},
             summary=tuple(evaluation_summary(store, config)),
+            holders=tuple(holders(store, config)),
         )
 
 

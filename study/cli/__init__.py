@@ -12,6 +12,7 @@
 - ``demo`` — demo
 - ``serve`` — serve and submit
 - ``agent`` — agent
+- ``launch`` — launch: workers of an experiment on a cluster (a Slurm job array)
 
 May import every room of :mod:`study`; nothing imports it but :mod:`study.__main__`.
 """

@@ -31,6 +31,7 @@ import storage
 from study.cli import agent as agent_cmd
 from study.cli import demo
 from study.cli import experiments as study_cmds
+from study.cli import launch as launch_cmd
 from study.cli import plan as plan_cmd
 from study.cli import reports as report_cmds
 from study.cli import serve as serve_cmd
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     suite_cmds.add_parser(verbs)
     serve_cmd.add_parsers(verbs)
     agent_cmd.add_parser(verbs)
+    launch_cmd.add_parser(verbs)
     demo.add_parser(verbs)
     return parser
 

@@ -209,7 +209,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if env.supervised():
             return 1  # the run checks the file too, and says it once for all its workers
         raise
-    if not args.quiet:
+    if summary.out_of_time:  # not quiet: the reason this worker left work undone
+        print(
+            f"dynl2 worker: stopping before the job's time limit: the next group "
+            f"(~{summary.longest or 0:.0f} s) would not end by the deadline; "
+            f"{summary.total} trial(s) trained here, the rest are left to other workers"
+        )
+    elif not args.quiet:
         print(f"dynl2 worker: done, {summary.total} trial(s) trained here")
     return 0
 
@@ -261,6 +267,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     ProgressPrinter(print).update(status.counts, None, force=True)
     for key, params in status.best.items():
         print(f"  {label(status.config, key)} best params: {json.dumps(params)}")
+    if status.holders:
+        print("  held by:")
+        for held in status.holders:
+            job = f"  slurm job {held.job}" if held.job is not None else ""
+            print(f"    {held.search} trial {held.number}: {held.worker}{job}")
     print(format_summary(list(status.summary)))
     return 0
 

@@ -42,6 +42,9 @@ REASON_ATTR = "fail_reason"  # user attr: why a trial failed, one line
 BEST_EPOCH_ATTR = "best_epoch"
 CONFIG_ATTR = "config"  # user attr: the resolved trainer config of the trial
 WORKER_ATTR = "dynl2_worker"  # user attr: "HOST:PID" of the worker that claimed the trial last
+# user attr, beside WORKER_ATTR under Slurm: that worker's job, "JOB_TASK" (an array's task) or
+# "JOB"; stores of an older dynl2 have WORKER_ATTR alone
+WORKER_JOB_ATTR = "dynl2_worker_job"
 
 DIVERGED = "diverged"
 

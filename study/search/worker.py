@@ -40,6 +40,7 @@ from study.search.resilience import retrying
 from study.search.samplers import pruning_startup, reproducible_lag
 from study.search.studies import (
     WORKER_ATTR,
+    WORKER_JOB_ATTR,
     ArmCounts,
     Heartbeat,
     SearchKey,
@@ -56,10 +57,23 @@ from trainers import Dataset, data_from_dict, load_dataset, resolve_device
 class WorkerSummary:
     trials: dict[str, int] = field(default_factory=dict)  # arm -> trials this worker finished
     waiting: bool = False  # returned while others still train the last trials (linger=False)
+    out_of_time: bool = False  # returned because the next group would not end by the deadline
+    longest: float | None = None  # seconds of the longest group this worker trained
 
     @property
     def total(self) -> int:
         return sum(self.trials.values())
+
+
+def fits(now: float, deadline: float | None, estimate: float | None) -> bool:
+    """Whether a worker may claim its next group at ``now``: always without a ``deadline``;
+    else only before it, and only if ``estimate`` (seconds: the longest group this worker
+    trained so far, None before the first) ends by it. The first group is claimed whenever
+    there is time left: with nothing trained yet there is nothing to estimate from, and a
+    group cut off by the job's end is handed back all the same."""
+    if deadline is None:
+        return True
+    return now + (estimate or 0.0) <= deadline and now < deadline
 
 
 def run_worker(
@@ -71,6 +85,7 @@ def run_worker(
     note: Callable[[str], None] | None = None,
     batch: int | None = None,
     linger: bool = True,
+    deadline: float | None = None,
 ) -> WorkerSummary:
     """Train trials of ``config`` until every search (each searched arm, once per replicate)
     has ``n_trials`` results; without ``linger``, until none has a trial left to claim (the
@@ -83,6 +98,10 @@ def run_worker(
     ``[search] batch``, else :func:`fused_trials.default_batch` for the device).
     A database that stops answering is waited for (see :mod:`study.search.resilience`); ``note``
     hears when it goes and comes back.
+
+    With a ``deadline`` (``time.time()`` seconds: a Slurm job's end less a margin,
+    :func:`study.api.slurm.job_deadline`), no group is claimed that would not end by it
+    (:func:`fits`); the summary says ``out_of_time``.
     """
     studies = retrying(
         lambda: open_studies(store, config, heartbeat or Heartbeat()),
@@ -101,6 +120,9 @@ def run_worker(
 
     while studies:
         signals.check()  # a stop whose raise was swallowed: stop before the next claim
+        if not fits(time.time(), deadline, summary.longest):
+            summary.out_of_time = True
+            return summary
         claimed: list[tuple[SearchKey, int]] = []  # (search, trial id) as each is made
         try:
             claim = retrying(
@@ -118,8 +140,11 @@ def run_worker(
                 continue
             study = studies[claim.key]
             _record_worker(study, claim.trials)
+            started = time.monotonic()
             with _heartbeat(study, [trial_id_of(t) for t in claim.trials]):
                 outcomes = run_trials(store, config, claim.arm, study, claim.trials, dataset, note)
+            took = time.monotonic() - started
+            summary.longest = max(took, summary.longest or 0.0)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM (study.search.signals), here or in the claim
             signals.stopping()
             hand_back(store, config, studies, claimed)
@@ -259,21 +284,36 @@ def _free(counts: ArmCounts, n: int, lag: int | None) -> int:
 
 def _record_worker(study: optuna.Study, trials: Sequence[optuna.trial.Trial]) -> None:
     """Which worker trains each trial (a retried trial: the last to claim it), for users
-    reading the store and for tests that must stop the worker of a given trial. Written after
-    the claim, outside its lock: other workers' claims do not wait for it."""
-    identity = _identity()
+    reading the store (``dynl2 status``) and for tests that must stop the worker of a given
+    trial: ``HOST:PID``, and under Slurm the job (:data:`WORKER_JOB_ATTR`). Written after the
+    claim, outside its lock: other workers' claims do not wait for it."""
+    attrs = {WORKER_ATTR: _identity()}
+    job = slurm_job()
+    if job is not None:
+        attrs[WORKER_JOB_ATTR] = job
     for trial in trials:
-        retrying(
-            functools.partial(
-                storage_of(study).set_trial_user_attr, trial_id_of(trial), WORKER_ATTR, identity
-            ),
-            "recording the trial's worker",
-        )
+        for key, value in attrs.items():
+            retrying(
+                functools.partial(
+                    storage_of(study).set_trial_user_attr, trial_id_of(trial), key, value
+                ),
+                "recording the trial's worker",
+            )
 
 
 def _identity() -> str:
     """``HOST:PID`` of this worker (asked each time: cheap, and right after a fork)."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def slurm_job() -> str | None:
+    """This process's Slurm job: ``JOB_TASK`` for a task of a job array (``123_4``), ``JOB``
+    for a plain job, None outside Slurm."""
+    array_job = os.environ.get("SLURM_ARRAY_JOB_ID", "").strip()
+    task = os.environ.get("SLURM_ARRAY_TASK_ID", "").strip()
+    if array_job and task:
+        return f"{array_job}_{task}"
+    return os.environ.get("SLURM_JOB_ID", "").strip() or None
 
 
 @contextmanager
