@@ -16,7 +16,13 @@ import importlib.util
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the same names, for type checkers; at run time __getattr__ imports them
-    from storage.engine import make_engine
+    from storage.engine import (
+        PGBOUNCER_ENV,
+        PROCESS_CONNECTIONS,
+        application_name,
+        make_engine,
+        set_process_kind,
+    )
     from storage.errors import (
         ExperimentConflict,
         ExperimentNotFound,
@@ -66,7 +72,13 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time __getattr__ 
 
 # The module of each public name (tests/study/test_cli_startup.py checks it matches __all__).
 _MODULES: dict[str, tuple[str, ...]] = {
-    "engine": ("make_engine",),
+    "engine": (
+        "PGBOUNCER_ENV",
+        "PROCESS_CONNECTIONS",
+        "application_name",
+        "make_engine",
+        "set_process_kind",
+    ),
     "errors": (
         "ExperimentConflict",
         "ExperimentNotFound",
@@ -140,6 +152,8 @@ __all__ = [
     "EVALUATION_COLUMNS",
     "EVALUATION_METRICS",
     "EXPERIMENT_COLUMNS",
+    "PGBOUNCER_ENV",
+    "PROCESS_CONNECTIONS",
     "READER_URL_ENV",
     "SCHEMA_VERSION",
     "STUDY_MARK",
@@ -165,6 +179,7 @@ __all__ = [
     "SuiteMember",
     "SuiteNotFound",
     "Tally",
+    "application_name",
     "backend_of",
     "best_by_search",
     "best_trials",
@@ -176,6 +191,7 @@ __all__ = [
     "open",
     "resolve_url",
     "run_readonly",
+    "set_process_kind",
     "set_up_reader",
     "split_evaluations",
     "split_study_name",

@@ -1,8 +1,9 @@
 """A named lock shared by every process that uses one store, held for short critical sections.
 
 Workers hold it only while they count an arm's trials and ask Optuna for the next one, so two
-workers never both take an arm's last slot. It dies with its holder: an advisory lock ends with
-the PostgreSQL session, MySQL's GET_LOCK with the connection, and the SQLite lock file's
+workers never both take an arm's last slot. It dies with its holder: PostgreSQL's
+transaction-scoped advisory lock ends with the transaction that holds it (also through
+PgBouncer in transaction mode), MySQL's GET_LOCK with the connection, and the SQLite lock file's
 ``flock`` with the process — a killed worker never leaves it held. A SQLite lock's file is
 removed by its holder on release, so an idle store has none beside it (a killed holder's file
 stays until the next holder of that name removes it).
@@ -16,6 +17,8 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import random
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,8 +26,12 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
+from .engine import behind_pgbouncer
 from .errors import StorageUnavailable
 from .urls import backend_of, sqlite_path
+
+_FIRST_POLL_S = 0.005  # behind PgBouncer: the first pause of a waiter between two tries
+_LAST_POLL_S = 0.2  # and the longest (holders keep the lock for milliseconds)
 
 
 def _key(name: str) -> int:
@@ -90,6 +97,42 @@ def _file_lock(lock_file: Path, wait: bool) -> Iterator[bool]:
 
 
 @contextmanager
+def _pg_lock(engine: Engine, key: int, wait: bool) -> Iterator[bool]:
+    """A transaction-scoped advisory lock, held by one open transaction on a connection of its
+    own for the body of the ``with`` and released by its commit. Not a session lock
+    (``pg_advisory_lock``): behind PgBouncer in transaction mode a session lock and its unlock
+    may land on two server connections, and a lock left on a pooled server connection outlives
+    its holder. Behind PgBouncer a waiter polls (``pg_try_advisory_xact_lock``, then a
+    pause with no transaction open) rather than block: a blocked waiter would hold a server
+    connection, and with the pool's few all held by waiters the holder could not get the
+    one its body needs. The transaction only waits: it reads nothing (no snapshot is kept), and a
+    holder that dies ends it, which releases the lock, on the server and through PgBouncer."""
+    polled = wait and behind_pgbouncer()
+    call = "pg_advisory_xact_lock" if wait and not polled else "pg_try_advisory_xact_lock"
+    pause = _FIRST_POLL_S
+    with engine.connect() as conn:
+        while True:
+            got = conn.execute(text(f"SELECT {call}(:k)"), {"k": key}).scalar()
+            if got is not False:
+                break
+            conn.rollback()  # between tries, PgBouncer's server connection serves others
+            if not polled:
+                yield False
+                return
+            time.sleep(pause * random.uniform(1.0, 1.5))
+            pause = min(2 * pause, _LAST_POLL_S)
+        try:
+            yield True
+        finally:
+            try:
+                conn.commit()  # ends the transaction, and the lock with it
+            except OperationalError:
+                # The connection is gone (server restart, network): its transaction ended and
+                # took the lock along. Never hand it back to the pool half-known.
+                conn.invalidate()
+
+
+@contextmanager
 def _lock(url: str, engine: Engine, name: str, timeout_s: float, wait: bool) -> Iterator[bool]:
     backend = backend_of(url)
     if backend == "sqlite":
@@ -99,25 +142,11 @@ def _lock(url: str, engine: Engine, name: str, timeout_s: float, wait: bool) -> 
         with _file_lock(lock_file, wait) as held:
             yield held
         return
+    if backend == "postgresql":
+        with _pg_lock(engine, _key(name), wait) as held:
+            yield held
+        return
     with engine.connect() as conn:
-        if backend == "postgresql":
-            call = "pg_advisory_lock" if wait else "pg_try_advisory_lock"
-            got = conn.execute(text(f"SELECT {call}(:k)"), {"k": _key(name)}).scalar()
-            conn.commit()
-            if got is False:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                try:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _key(name)})
-                    conn.commit()
-                except OperationalError:
-                    # The connection is gone (server restart, network): its session ended and
-                    # took the lock along. Never hand it back to the pool half-known.
-                    conn.invalidate()
-            return
         got = conn.execute(
             text("SELECT GET_LOCK(:n, :t)"), {"n": name[:64], "t": int(timeout_s)}
         ).scalar()

@@ -156,16 +156,28 @@ def resolve_reader_url(reader_url: str | None = None) -> tuple[str, str] | None:
 
 
 def connect(url: str) -> psycopg.Connection[Any]:
-    """A new autocommit connection, or :class:`StorageUnavailable` with the driver's words."""
+    """A new autocommit connection, or :class:`StorageUnavailable` with the driver's words.
+    Named like the store's (:func:`storage.engine.application_name`); behind PgBouncer
+    (``$DYNL2_PGBOUNCER=1``) without server-side prepared statements."""
     import psycopg  # deferred: psycopg is the optional `postgres` extra
 
-    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    from storage.engine import application_name, behind_pgbouncer
+
+    parsed = make_url(url)
+    conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    named = "application_name" in parsed.query or bool(os.environ.get("PGAPPNAME"))
+    extra: dict[str, Any] = {} if named else {"application_name": application_name()}
     try:
-        return psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        connection = psycopg.connect(
+            conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, **extra
+        )
     except psycopg.Error as exc:
         raise StorageUnavailable(
             f"Cannot connect to {masked_url(url)}: {first_line(exc)}"
         ) from exc
+    if behind_pgbouncer():
+        connection.prepare_threshold = None
+    return connection
 
 
 def login_problem(connection: psycopg.Connection[Any]) -> str | None:

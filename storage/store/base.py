@@ -28,7 +28,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.engine import engine_kwargs, quiet_pool_interrupts
+from storage.engine import engine_kwargs, pool_kwargs, quiet_pool_interrupts
 from storage.errors import ExperimentNotFound, StorageError, StorageUnavailable, SuiteNotFound
 from storage.locks import named_lock, try_named_lock
 from storage.schema import Evaluation, Experiment, Suite
@@ -165,12 +165,20 @@ class StoreBase:
         """Optuna's RDBStorage on this store's database, for ``optuna.create_study`` & co.
 
         One instance per ``(heartbeat_interval, grace_period)`` is kept and closed with the
-        store. SQLite connections get the same pragmas as ours (foreign keys ON, so deleting a
-        study cascades to ``dynl2_epochs``).
+        store; they share one engine (:func:`_sibling`), so Optuna's connections stay within
+        one pool however many a process asks for. SQLite connections get the same pragmas as
+        ours (foreign keys ON, so deleting a study cascades to ``dynl2_epochs``); a server's,
+        the same name and pool bounds
+        (:func:`storage.engine.pool_kwargs`).
         """
         key = (heartbeat_interval, grace_period)
         if key not in self._optuna:
-            self._optuna[key] = self._new_optuna_storage(heartbeat_interval, grace_period)
+            first = next(iter(self._optuna.values()), None)
+            self._optuna[key] = (
+                self._new_optuna_storage(heartbeat_interval, grace_period)
+                if first is None
+                else _sibling(first, heartbeat_interval, grace_period)
+            )
         return self._optuna[key]
 
     def _new_optuna_storage(
@@ -182,7 +190,10 @@ class StoreBase:
                 # and keeps `create=False` stores free of writes.
                 optuna_storage = optuna.storages.RDBStorage(
                     self._url,
-                    engine_kwargs=engine_kwargs(self._url, read_only=self._read_only),
+                    engine_kwargs={
+                        **engine_kwargs(self._url, read_only=self._read_only),
+                        **pool_kwargs(self._url),
+                    },
                     heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period,
                     skip_table_creation=(
@@ -302,6 +313,28 @@ class StoreBase:
             )
         listing = _listing(known, "no suites yet", "suites")
         raise SuiteNotFound(f"No suite named {name!r} in {self._where()}; {listing}")
+
+
+def _sibling(
+    first: optuna.storages.RDBStorage, heartbeat_interval: int | None, grace_period: int | None
+) -> optuna.storages.RDBStorage:
+    """An RDBStorage like ``first`` (the same engine, sessions and schema check) with other
+    heartbeat settings. A second ``RDBStorage(...)`` would open an engine and a pool of its
+    own: a worker reads the studies through one and beats through another, and its connection
+    budget would grow by a pool. ``copy.copy`` would not do: RDBStorage's pickling state drops
+    the engine, and a copy makes a new one. The heartbeat settings are plain attributes read on
+    each use; they are checked as RDBStorage's constructor checks them."""
+    if heartbeat_interval is not None and heartbeat_interval <= 0:
+        raise ValueError("The value of `heartbeat_interval` should be a positive integer.")
+    if grace_period is not None and grace_period <= 0:
+        raise ValueError("The value of `grace_period` should be a positive integer.")
+    sibling = object.__new__(type(first))
+    sibling.__dict__.update(first.__dict__)
+    sibling.heartbeat_interval = heartbeat_interval
+    sibling.grace_period = grace_period
+    sibling.heartbeat_stale_trial_callback = None
+    sibling.failed_trial_callback = None
+    return sibling
 
 
 def _quiet_rollback(session: Session) -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "KNOBS",
     "LOADER_SECONDS",
     "MAX_SECONDS",
+    "PGBOUNCER",
     "RUN_PID",
     "SERVE_TOKEN",
     "SQL_URL",
@@ -38,6 +39,7 @@ __all__ = [
     "heartbeat",
     "is_token",
     "loader_seconds",
+    "pgbouncer",
     "run_pid",
     "serve_token",
     "sql_url",
@@ -55,6 +57,7 @@ STORAGE = "DYNL2_STORAGE"  # the same name as storage.ENV_VAR
 SQL_URL = "DYNL2_SQL_URL"  # the same name as storage.READER_URL_ENV
 RUN_PID = "DYNL2_RUN_PID"
 SERVE_TOKEN = "DYNL2_SERVE_TOKEN"
+PGBOUNCER = "DYNL2_PGBOUNCER"  # the same name as storage.PGBOUNCER_ENV
 
 MAX_SECONDS = 86_400  # a day: the longest heartbeat grace or database patience accepted
 
@@ -199,6 +202,17 @@ def run_pid() -> int | None:
     return value
 
 
+def pgbouncer() -> bool:
+    """``$DYNL2_PGBOUNCER``: ``1`` when the storage URL names PgBouncer (or another pooler) in
+    transaction pooling mode; ``storage`` reads it where it opens connections."""
+    text = _raw(PGBOUNCER)
+    if text is not None and text not in ("0", "1"):
+        raise _refuse(
+            PGBOUNCER, "1 (the storage URL names a pooler in transaction mode) or 0", text
+        )
+    return text == "1"
+
+
 def supervised() -> bool:
     """Whether this process is a worker that ``dynl2 run`` started and still watches: it leaves
     Ctrl-C and the line about a stop to the run. A worker whose run died speaks for itself. Never
@@ -220,6 +234,7 @@ KNOBS: dict[str, Callable[[], object]] = {
     SQL_URL: sql_url,
     RUN_PID: run_pid,
     SERVE_TOKEN: serve_token,
+    PGBOUNCER: pgbouncer,
 }
 
 

@@ -9,6 +9,13 @@ was once the database answers. If it stays away longer than the *patience* (``$D
 seconds, default 300) the worker stops with :class:`DatabaseAway`: one line, exit status 1; its
 running trial keeps a stale heartbeat and is retried by whoever runs next.
 
+A server that refuses a connection for want of slots (SQLSTATE 53300 ``too_many_connections``:
+"sorry, too many clients already", "too many connections for role/database", "remaining
+connection slots are reserved"; 53400 ``configuration_limit_exceeded``) is an outage of the same
+kind: a shared cluster full for now, whose slots free up as other clients leave. So is a pool
+that had no free connection within its timeout (SQLAlchemy's ``TimeoutError``, see
+:data:`storage.engine.POOL_TIMEOUT_S`). docs/connections.md sizes the budget.
+
 Every step wrapped here must be safe to run twice, since a failure may come after the database
 applied it (a lost acknowledgement): the call sites pass upserts, reads and ``tell`` with
 ``skip_if_finished``. Errors that are not about reaching the database (a constraint, a bug) are
@@ -26,6 +33,7 @@ from typing import TypeVar
 
 import optuna
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from storage import StorageUnavailable, masked_text
 from study.config import env
@@ -39,6 +47,7 @@ __all__ = [
     "driver_message",
     "is_transient",
     "retrying",
+    "slots_full",
 ]
 
 T = TypeVar("T")
@@ -72,6 +81,8 @@ def is_transient(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        if isinstance(current, PoolTimeout):
+            return True  # every connection of the pool busy for its whole timeout
         if isinstance(current, DBAPIError):
             if current.connection_invalidated:
                 return True
@@ -91,8 +102,32 @@ def is_transient(exc: BaseException) -> bool:
 _SQLITE_TRANSIENT = ("locked", "busy", "disk i/o", "unable to open")
 
 
+# The server's "no slot for you now": SQLSTATEs, and the words for a refusal at connection
+# time, where libpq gives no SQLSTATE.
+_SLOTS_SQLSTATES = frozenset({"53300", "53400"})
+_SLOTS_WORDS = ("too many clients", "too many connections", "connection slots are reserved")
+
+
+def slots_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is the server refusing a connection for want of
+    slots (``max_connections``, a role's or a database's ``CONNECTION LIMIT``)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        inner = getattr(current, "orig", None) or current
+        if getattr(inner, "sqlstate", None) in _SLOTS_SQLSTATES:
+            return True
+        if _transient_driver_error(inner) and any(w in str(inner).lower() for w in _SLOTS_WORDS):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _transient_driver_error(exc: BaseException) -> bool:
     kind = type(exc)
+    if getattr(exc, "sqlstate", None) in _SLOTS_SQLSTATES:
+        return True  # psycopg names these OperationalError too; said here whatever the class
     if isinstance(exc, sqlite3.OperationalError):
         return any(word in str(exc).lower() for word in _SQLITE_TRANSIENT)
     # psycopg and pymysql: OperationalError is the connection failing (refused, closed by the
@@ -131,8 +166,9 @@ def retrying(
             if first_failure is None:
                 first_failure = now
                 if note is not None:
+                    why = "had no connection free" if slots_full(exc) else "did not answer"
                     note(
-                        f"the database did not answer while {what} ({driver_message(exc)}); "
+                        f"the database {why} while {what} ({driver_message(exc)}); "
                         f"retrying for up to {patience.seconds:g} s"
                     )
             if now - first_failure >= patience.seconds:

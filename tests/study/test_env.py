@@ -55,6 +55,8 @@ BAD: list[tuple[str, str, str]] = [
     ("DYNL2_RUN_PID", "0", "got '0'"),
     ("DYNL2_SERVE_TOKEN", "two words", "at most 4096, got '<hidden>'"),
     ("DYNL2_SERVE_TOKEN", "tab\there", "one word of visible ASCII characters"),
+    ("DYNL2_PGBOUNCER", "yes", "1 (the storage URL names a pooler in transaction mode) or 0"),
+    ("DYNL2_PGBOUNCER", "2", "got '2'"),
 ]
 # fmt: on
 
