@@ -45,6 +45,7 @@ __all__ = [
     "behind_pgbouncer",
     "engine_kwargs",
     "make_engine",
+    "names_itself",
     "pool_kwargs",
     "set_process_kind",
 ]
@@ -164,7 +165,7 @@ def engine_kwargs(url: str, *, read_only: bool = False) -> dict[str, Any]:
             "connect_timeout": CONNECT_TIMEOUT_S,
             "cursor_factory": InterruptSafeCursor,
         }
-        if not _names_application(url):
+        if not names_itself(url):
             args["application_name"] = application_name()
         if pooled:
             # A statement psycopg prepares on one server connection is unknown on the next
@@ -187,21 +188,19 @@ def engine_kwargs(url: str, *, read_only: bool = False) -> dict[str, Any]:
     }
 
 
-def _names_application(url: str) -> bool:
+def names_itself(url: str) -> bool:
     """Whether the user named the connections already: ``?application_name=`` in the URL or
     libpq's ``$PGAPPNAME``, which dynl2's own name would override."""
     return "application_name" in make_url(url).query or bool(os.environ.get("PGAPPNAME"))
 
 
-def pool_kwargs(
-    url: str, *, size: int = POOL_SIZE, overflow: int = POOL_OVERFLOW
-) -> dict[str, Any]:
-    """The pool bounds for ``create_engine`` on a database server: at most ``size +
-    overflow`` connections, and a thread that finds them busy waits for one
+def pool_kwargs(url: str) -> dict[str, Any]:
+    """The pool bounds for ``create_engine`` on a database server: at most :data:`POOL_SIZE`
+    + :data:`POOL_OVERFLOW` connections, and a thread that finds them busy waits for one
     (:data:`POOL_TIMEOUT_S`). SQLite (a file, no connection budget) keeps SQLAlchemy's."""
     if backend_of(url) == "sqlite":
         return {}
-    return {"pool_size": size, "max_overflow": overflow, "pool_timeout": POOL_TIMEOUT_S}
+    return {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW, "pool_timeout": POOL_TIMEOUT_S}
 
 
 def make_engine(
@@ -209,14 +208,12 @@ def make_engine(
     *,
     create_dirs: bool = True,
     read_only: bool = False,
-    pool_size: int = POOL_SIZE,
 ) -> Engine:
     """Create an engine for ``url`` (resolved with :func:`storage.urls.resolve_url`).
 
     With ``create_dirs`` the parent folder of a SQLite file is created; the file itself is
     created by SQLite on the first connection. With ``read_only`` its connections refuse
-    writes (:func:`engine_kwargs`). On a server it opens at most ``pool_size`` connections
-    (:func:`pool_kwargs`).
+    writes (:func:`engine_kwargs`). On a server its pool is bounded (:func:`pool_kwargs`).
     """
     canonical = resolve_url(url)
     path = sqlite_path(canonical)
@@ -232,7 +229,7 @@ def make_engine(
         engine = sqlalchemy.create_engine(
             canonical,
             **engine_kwargs(canonical, read_only=read_only),
-            **pool_kwargs(canonical, size=pool_size),
+            **pool_kwargs(canonical),
         )
     except ImportError as exc:  # the driver is an optional extra (psycopg) or not ours (pymysql)
         raise StorageUnavailable(

@@ -161,12 +161,10 @@ def connect(url: str) -> psycopg.Connection[Any]:
     (``$DYNL2_PGBOUNCER=1``) without server-side prepared statements."""
     import psycopg  # deferred: psycopg is the optional `postgres` extra
 
-    from storage.engine import application_name, behind_pgbouncer
+    from storage.engine import application_name, behind_pgbouncer, names_itself
 
-    parsed = make_url(url)
-    conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-    named = "application_name" in parsed.query or bool(os.environ.get("PGAPPNAME"))
-    extra: dict[str, Any] = {} if named else {"application_name": application_name()}
+    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    extra: dict[str, Any] = {} if names_itself(url) else {"application_name": application_name()}
     try:
         connection = psycopg.connect(
             conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, **extra

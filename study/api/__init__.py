@@ -4,8 +4,7 @@
 - ``suites`` — run, status and report of a suite of experiments
 - ``plan`` — how many replicates and seeds the next run of an experiment or suite needs
 - ``launch`` — workers of an experiment submitted as a Slurm job array
-- ``slurm`` — workers in a Slurm job: its time formats, the deadline they stop claiming at, and
-  which worker (host, process, job) holds each running trial
+- ``slurm`` — workers in a Slurm job: its time formats and the deadline they stop claiming at
 
 May import :mod:`study.errors`, :mod:`study.config`, :mod:`study.search`, :mod:`study.run` and
 the layers below :mod:`study`.

@@ -23,6 +23,7 @@ so the functions that only read the store stay quick.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -57,7 +58,6 @@ from study.search.studies import ArmCounts, SearchKey, open_studies
 if TYPE_CHECKING:
     import pandas as pd
 
-    from study.api.slurm import Holder
     from study.search.worker import WorkerSummary
 
 
@@ -280,8 +280,6 @@ class ExperimentStatus:
 def experiment_status(name: str, *, storage: str | None = None) -> ExperimentStatus:
     """Progress per search, each search's best parameters, the workers holding RUNNING trials,
     and the evaluation so far."""
-    from study.api.slurm import holders
-
     with _open(storage_url(storage), create=False) as store:
         config = stored_experiment(store, name)
         trials = store.trials(config.name)
@@ -293,6 +291,49 @@ def experiment_status(name: str, *, storage: str | None = None) -> ExperimentSta
             summary=tuple(evaluation_summary(store, config)),
             holders=tuple(holders(store, config)),
         )
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A RUNNING trial and the worker that holds it, as ``dynl2 status`` shows it."""
+
+    search: str  # the search's label: ``ARM``, or ``ARM/R``
+    number: int  # the trial's number in its search
+    worker: str  # ``HOST:PID`` ("?" when not recorded: a claim cut short)
+    job: str | None  # the Slurm job (``JOB_TASK`` or ``JOB``), None outside Slurm
+
+
+def holders(store: Store, config: ExperimentConfig) -> list[Holder]:
+    """Every RUNNING trial of ``config`` with its worker, by search and number. A store of an
+    older dynl2 recorded ``HOST:PID`` only: shown without a job."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from storage import study_name
+    from study.search.studies import WORKER_ATTR, WORKER_JOB_ATTR, label, searches
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = store.optuna_storage()
+    out = []
+    for key in searches(config):
+        try:
+            study_id = storage.get_study_id_from_name(study_name(config.name, *key))
+        except KeyError:
+            continue  # not created yet
+        running = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+        for trial in running:
+            worker = trial.user_attrs.get(WORKER_ATTR)
+            job = trial.user_attrs.get(WORKER_JOB_ATTR)
+            out.append(
+                Holder(
+                    label(config, key),
+                    trial.number,
+                    worker if isinstance(worker, str) else "?",
+                    job if isinstance(job, str) else None,
+                )
+            )
+    return out
 
 
 @dataclass(frozen=True)

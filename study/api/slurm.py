@@ -1,5 +1,5 @@
-"""Workers on a cluster: Slurm's time formats, the deadline a worker in a job with a time limit
-stops claiming at, and which worker (host, process, Slurm job) holds each RUNNING trial.
+"""Workers on a cluster: Slurm's time formats, and the deadline a worker in a job with a time
+limit stops claiming at.
 
 A worker that Slurm started (``$SLURM_JOB_ID`` is set) asks Slurm once, when it starts, how much
 time its job has left (``squeue -j $SLURM_JOB_ID -o %L``): the limit as Slurm applies it, so a
@@ -17,20 +17,11 @@ import re
 import shutil
 import subprocess
 import time
-import warnings
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from study.errors import UsageError
 
-if TYPE_CHECKING:
-    from storage import Store
-    from study.config.experiment import ExperimentConfig
-
 __all__ = [
     "TIME_FORMATS",
-    "Holder",
-    "holders",
     "job_deadline",
     "margin",
     "parse_time",
@@ -114,46 +105,3 @@ def job_deadline(now: float | None = None) -> float | None:
     if left is None or limit is None:
         return None
     return start + left - margin(limit)
-
-
-@dataclass(frozen=True)
-class Holder:
-    """A RUNNING trial and the worker that holds it, as ``dynl2 status`` shows it."""
-
-    search: str  # the search's label: ``ARM``, or ``ARM/R``
-    number: int  # the trial's number in its search
-    worker: str  # ``HOST:PID`` ("?" when not recorded: a claim cut short)
-    job: str | None  # the Slurm job (``JOB_TASK`` or ``JOB``), None outside Slurm
-
-
-def holders(store: Store, config: ExperimentConfig) -> list[Holder]:
-    """Every RUNNING trial of ``config`` with its worker, by search and number. A store of an
-    older dynl2 recorded ``HOST:PID`` only: shown without a job."""
-    import optuna
-    from optuna.trial import TrialState
-
-    from storage import study_name
-    from study.search.studies import WORKER_ATTR, WORKER_JOB_ATTR, label, searches
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = store.optuna_storage()
-    out = []
-    for key in searches(config):
-        try:
-            study_id = storage.get_study_id_from_name(study_name(config.name, *key))
-        except KeyError:
-            continue  # not created yet
-        running = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-        for trial in running:
-            worker = trial.user_attrs.get(WORKER_ATTR)
-            job = trial.user_attrs.get(WORKER_JOB_ATTR)
-            out.append(
-                Holder(
-                    label(config, key),
-                    trial.number,
-                    worker if isinstance(worker, str) else "?",
-                    job if isinstance(job, str) else None,
-                )
-            )
-    return out

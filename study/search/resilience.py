@@ -27,7 +27,7 @@ from __future__ import annotations
 import random
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -77,10 +77,7 @@ class Patience:
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` (or what caused it) says the database could not be reached or used
     for now, rather than that the request itself was wrong."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in _causes(exc):
         if isinstance(current, PoolTimeout):
             return True  # every connection of the pool busy for its whole timeout
         if isinstance(current, DBAPIError):
@@ -93,8 +90,17 @@ def is_transient(exc: BaseException) -> bool:
             return False  # the database answered, and said no
         if isinstance(current, StorageUnavailable) and current.__cause__ is None:
             return True  # raised by us about reaching the database, with no driver error
-        current = current.__cause__ or current.__context__
     return False
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what caused it, each once: ``__cause__``, else ``__context__``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 # SQLite reports a syntax error or a missing table as an OperationalError too: only these
@@ -111,16 +117,12 @@ _SLOTS_WORDS = ("too many clients", "too many connections", "connection slots ar
 def slots_full(exc: BaseException) -> bool:
     """Whether ``exc`` (or what caused it) is the server refusing a connection for want of
     slots (``max_connections``, a role's or a database's ``CONNECTION LIMIT``)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in _causes(exc):
         inner = getattr(current, "orig", None) or current
         if getattr(inner, "sqlstate", None) in _SLOTS_SQLSTATES:
             return True
         if _transient_driver_error(inner) and any(w in str(inner).lower() for w in _SLOTS_WORDS):
             return True
-        current = current.__cause__ or current.__context__
     return False
 
 
