@@ -294,9 +294,9 @@ seeds = 1
 """
 
 OPTUNA_SCRIPT = """
-import sys, optuna
+import os, sys, optuna
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-url, n = sys.argv[1], int(sys.argv[2])
+url, n = os.environ["DYNL2_STORAGE"], int(sys.argv[1])
 for arm in ("dynamic", "fixed"):
     study = optuna.create_study(study_name=arm, storage=url, direction="maximize",
                                 sampler=optuna.samplers.RandomSampler(seed=0))
@@ -317,10 +317,10 @@ def run_whole(backend: str, url: str, args: argparse.Namespace, folder: Path) ->
     per_arm = args.trials // 2
     config = folder / f"whole-{uuid.uuid4().hex[:6]}.toml"
     config.write_text(NEARLY_FREE.format(per_arm=per_arm))
-    env = {**os.environ, "DYNL2_THREADS": "1"}
+    env = {**os.environ, "DYNL2_THREADS": "1", "DYNL2_STORAGE": url}  # never on a command line
     t0 = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "study", "run", str(config), "--storage", url, "--quiet"],
+        [sys.executable, "-m", "study", "run", str(config), "--quiet"],
         cwd=folder, env=env, capture_output=True, text=True, timeout=args.timeout,
     )  # fmt: skip
     whole = Result("dynl2 run", backend, "random", 1, 2 * per_arm, time.monotonic() - t0)
@@ -334,8 +334,9 @@ def run_whole_optuna(backend: str, url: str, args: argparse.Namespace) -> Result
     per_arm = args.trials // 2
     t0 = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-c", OPTUNA_SCRIPT, url, str(per_arm)],
-        capture_output=True, text=True, timeout=args.timeout,
+        [sys.executable, "-c", OPTUNA_SCRIPT, str(per_arm)],
+        env={**os.environ, "DYNL2_STORAGE": url}, capture_output=True, text=True,
+        timeout=args.timeout,
     )  # fmt: skip
     result = Result("optuna script", backend, "random", 1, 2 * per_arm, time.monotonic() - t0)
     if proc.returncode != 0:
