@@ -174,7 +174,9 @@ def test_scancel_hands_the_trials_back_and_a_new_array_finishes(cluster, tmp_pat
     to go (they cannot end between the look and the cancel); each worker gets Slurm's SIGTERM
     and hands its trial back: FAIL with a retry WAITING, nothing RUNNING, though heartbeats
     would take an hour to lapse. ``dynl2 status`` named the jobs holding them."""
-    n_trials, epochs = 2, 300
+    # Trials of some 20 s: the half left after the look outlasts scancel's SIGTERM reaching the
+    # workers on a loaded machine (300 epochs, ~5 s, once ended first).
+    n_trials, epochs = 2, 1500
     config = write_config(tmp_path, "sl_cancel", epochs=epochs, n_trials=n_trials)
     searched = load_experiment(config).searched
     out = tmp_path / "out"
