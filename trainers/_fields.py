@@ -8,6 +8,7 @@ Unknown keys and wrong types are rejected with the key's full name, e.g.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -78,13 +79,19 @@ def convert(key: str, value: object, annotation: Any) -> object:
     raise TypeError(f"unsupported annotation {annotation!r}")  # internal: never user input
 
 
+@functools.cache
+def _fields_of(cls: type) -> tuple[dict[str, Any], list[str]]:
+    """A config class's type hints and its init fields' names, worked out once per class
+    (``typing.get_type_hints`` takes some 0.7 ms; a fused group builds a config per member)."""
+    return typing.get_type_hints(cls), [f.name for f in dataclasses.fields(cls) if f.init]
+
+
 def from_mapping(cls: type[T], data: Mapping[str, object], prefix: str, skip: str = "") -> T:
     """Build dataclass ``cls`` from ``data``; ``skip`` names a discriminator key to ignore."""
     if not isinstance(data, Mapping):
         raise ConfigError(prefix, f"expected a table of settings, got {describe(data)}")
     assert dataclasses.is_dataclass(cls)
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    hints, names = _fields_of(cls)
     unknown = [k for k in data if k != skip and k not in names]
     if unknown:
         owner = getattr(cls, "name", prefix)

@@ -27,7 +27,12 @@ from optuna.trial import FrozenTrial, TrialState
 from storage import Store
 from study.config.experiment import ExperimentConfig
 from study.search import signals
-from study.search.optuna_adapter import latest_trial, report_many, trial_id_of
+from study.search.optuna_adapter import (
+    latest_trial,
+    report_many,
+    set_user_attrs_many,
+    trial_id_of,
+)
 from study.search.resilience import DatabaseAway, retrying
 from study.search.studies import CONFIG_ATTR, search_order_seed, trial_seed
 from study.search.trials import ABANDONED, conclude_many, fail_trial, metric_of
@@ -130,12 +135,10 @@ def run_trials(
             for t in trials
             for outcome in run_trials(store, config, arm, study, [t], data, note)
         ]
-    for trial, train_config in zip(trials, configs, strict=True):
-        as_dict = train_config.to_dict()
-        retrying(
-            lambda t=trial, d=as_dict: t.set_user_attr(CONFIG_ATTR, d),  # type: ignore[misc]
-            "recording the trial's config",
-        )
+    as_attrs = [
+        (trial, {CONFIG_ATTR: c.to_dict()}) for trial, c in zip(trials, configs, strict=True)
+    ]
+    retrying(lambda: set_user_attrs_many(study, as_attrs), "recording the trials' configs")
     group = _Group(store, config, study, trials)
     try:
         train_fused(

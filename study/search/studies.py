@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -294,7 +294,9 @@ def open_studies(
     return studies
 
 
-def adopt_silent_claims(store: Store, study: optuna.Study) -> list[int]:
+def adopt_silent_claims(
+    store: Store, study: optuna.Study, trials: Sequence[FrozenTrial] | None = None
+) -> list[int]:
     """Give a first heartbeat to every RUNNING trial of ``study`` that has none.
 
     A worker writes its claim's first heartbeat right after asking, under the claim lock; one
@@ -302,10 +304,11 @@ def adopt_silent_claims(store: Store, study: optuna.Study) -> list[int]:
     declare stale, and its arm would wait for it forever. Called under the same lock, so it
     only ever sees such orphans: the heartbeat written here lapses, and after the grace period
     the trial is failed and retried like any other dead worker's. Returns their trial ids.
+    ``trials``: the study's trials as just read under the lock (default: read them now).
     """
-    running = [
-        trial_id_of(t) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    ]
+    if trials is None:
+        trials = study.get_trials(deepcopy=False)
+    running = [trial_id_of(t) for t in trials if t.state == TrialState.RUNNING]
     silent = store.without_heartbeat(running)
     for trial_id in silent:
         record_heartbeat(study, trial_id)
@@ -318,8 +321,13 @@ def is_result(trial: FrozenTrial) -> bool:
     return trial.state == TrialState.FAIL and trial.user_attrs.get(RESULT_ATTR) == DIVERGED
 
 
-def count(study: optuna.Study, direction: str) -> ArmCounts:
-    trials = study.get_trials(deepcopy=False)
+def count(
+    study: optuna.Study, direction: str, trials: Sequence[FrozenTrial] | None = None
+) -> ArmCounts:
+    """The study's trials counted by what became of them; ``trials``: as just read (default:
+    read them now)."""
+    if trials is None:
+        trials = study.get_trials(deepcopy=False)
     by_state: Mapping[TrialState, int] = {s: sum(t.state == s for t in trials) for s in TrialState}
     diverged = sum(
         t.state == TrialState.FAIL and t.user_attrs.get(RESULT_ATTR) == DIVERGED for t in trials

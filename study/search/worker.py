@@ -23,7 +23,7 @@ from typing import Literal
 
 import optuna
 from optuna.storages import fail_stale_trials
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from storage import Store
 from study.config.experiment import ExperimentConfig
@@ -33,6 +33,7 @@ from study.search.optuna_adapter import (
     ask_many,
     heartbeat_interval,
     record_heartbeat,
+    set_user_attrs_many,
     storage_of,
     trial_id_of,
 )
@@ -58,7 +59,7 @@ class WorkerSummary:
     trials: dict[str, int] = field(default_factory=dict)  # arm -> trials this worker finished
     waiting: bool = False  # returned while others still train the last trials (linger=False)
     out_of_time: bool = False  # returned because the next group would not end by the deadline
-    longest: float | None = None  # seconds of the longest group this worker trained
+    longest: float | None = None  # seconds of the longest group trained (or run_worker's estimate)
 
     @property
     def total(self) -> int:
@@ -86,6 +87,7 @@ def run_worker(
     batch: int | None = None,
     linger: bool = True,
     deadline: float | None = None,
+    estimate: float | None = None,
 ) -> WorkerSummary:
     """Train trials of ``config`` until every search (each searched arm, once per replicate)
     has ``n_trials`` results; without ``linger``, until none has a trial left to claim (the
@@ -101,14 +103,16 @@ def run_worker(
 
     With a ``deadline`` (``time.time()`` seconds: a Slurm job's end less a margin,
     :func:`study.api.slurm.job_deadline`), no group is claimed that would not end by it
-    (:func:`fits`); the summary says ``out_of_time``.
+    (:func:`fits`); the summary says ``out_of_time``. ``estimate``: seconds of the longest group
+    trained before this call (an agent's earlier searches), which then counts from the first
+    claim on.
     """
     studies = retrying(
         lambda: open_studies(store, config, heartbeat or Heartbeat()),
         "opening the studies",
         note=note,
     )
-    summary = WorkerSummary()
+    summary = WorkerSummary(longest=estimate)
     data: list[Dataset] = []  # loaded on the first claim, then reused for every trial
     device = resolve_device(str(config.train_fixed.get("device", "auto")))
     sizes = group_sizes(config, device.type, batch, note)
@@ -230,10 +234,12 @@ def _claim(
         pending = False
         best: tuple[float, SearchKey] | None = None
         by_key = {}
+        seen: dict[SearchKey, list[FrozenTrial]] = {}
         for key, study in studies.items():
             fail_stale_trials(study)
-            adopt_silent_claims(store, study)
-            counts = by_key[key] = count(study, config.direction)
+            seen[key] = study.get_trials(deepcopy=False)  # one read, after stale ones failed
+            adopt_silent_claims(store, study, seen[key])
+            counts = by_key[key] = count(study, config.direction, seen[key])
             if counts.results >= n:
                 continue
             pending = True
@@ -252,21 +258,31 @@ def _claim(
         startup = pruning_startup(config.search)
         if counts.complete < startup:  # the pruner's reference trials come first
             size = min(size, max(1, startup - counts.complete - counts.running))
-        beat = functools.partial(record_heartbeat, studies[key])
+        study = studies[key]
 
         def first_heartbeat(trial: optuna.trial.Trial) -> None:
-            if claimed is not None:  # handed back if a stop comes before the claim returns
-                claimed.append((key, trial_id_of(trial)))
             # Retried on its own: retrying the whole claim would ask again and leave this
             # trial RUNNING without a heartbeat, which Optuna never declares stale.
-            retrying(functools.partial(beat, trial_id_of(trial)), "recording a heartbeat")
+            retrying(
+                functools.partial(record_heartbeat, study, trial_id_of(trial)),
+                "recording a heartbeat",
+            )
+
+        def held(trial_id: int) -> None:
+            if claimed is not None:  # handed back if a stop comes before the claim returns
+                claimed.append((key, trial_id))
 
         trials = ask_many(
-            studies[key],
+            study,
             distributions(config, arm),
             max(1, min(size, free)),
             waiting=counts.waiting,
-            then=first_heartbeat,
+            then=held,
+            beat=first_heartbeat,
+            # retried on its own too: the trials exist, with their heartbeats, and only
+            # their parameters are left to write
+            retry=lambda write: retrying(write, "recording the trials' parameters"),
+            seen=seen[key],
         )
     return _Claim(key, tuple(trials))
 
@@ -287,18 +303,14 @@ def _record_worker(study: optuna.Study, trials: Sequence[optuna.trial.Trial]) ->
     reading the store (``dynl2 status``) and for tests that must stop the worker of a given
     trial: ``HOST:PID``, and under Slurm the job (:data:`WORKER_JOB_ATTR`). Written after the
     claim, outside its lock: other workers' claims do not wait for it."""
-    attrs = {WORKER_ATTR: _identity()}
+    attrs: dict[str, object] = {WORKER_ATTR: _identity()}
     job = slurm_job()
     if job is not None:
         attrs[WORKER_JOB_ATTR] = job
-    for trial in trials:
-        for key, value in attrs.items():
-            retrying(
-                functools.partial(
-                    storage_of(study).set_trial_user_attr, trial_id_of(trial), key, value
-                ),
-                "recording the trial's worker",
-            )
+    retrying(
+        lambda: set_user_attrs_many(study, [(trial, attrs) for trial in trials]),
+        "recording the trials' worker",
+    )
 
 
 def _identity() -> str:

@@ -109,8 +109,10 @@ def _history(study: optuna.Study, waiting: int) -> None:
 
 @pytest.mark.parametrize("sampler", ["tpe", "random"])
 @pytest.mark.parametrize("waiting", [0, 2])
-def test_ask_many_asks_what_ask_asks(make_study, sampler, waiting):  # type: ignore[no-untyped-def]
-    """Same sampler seed, same past: K asks in a row and ask_many give the same trials."""
+@pytest.mark.parametrize("given", [False, True], ids=["read", "seen"])
+def test_ask_many_asks_what_ask_asks(make_study, sampler, waiting, given):  # type: ignore[no-untyped-def]
+    """Same sampler seed, same past: K asks in a row and ask_many give the same trials, whether
+    ask_many reads the study itself or is handed it as just read (``seen``, as the claim does)."""
 
     def fresh(name: str) -> optuna.Study:
         study = make_study(name)
@@ -126,8 +128,9 @@ def test_ask_many_asks_what_ask_asks(make_study, sampler, waiting):  # type: ign
     plain, batched = fresh("plain"), fresh("batched")
     asked = [plain.ask(DISTS) for _ in range(8)]
     seen: list[int] = []
-    got = ask_many(batched, DISTS, 8, waiting=waiting, then=lambda t: seen.append(t.number))
-    assert seen == [t.number for t in got]  # each heard of as soon as it was asked
+    past = batched.get_trials(deepcopy=False) if given else None
+    got = ask_many(batched, DISTS, 8, waiting=waiting, then=seen.append, seen=past)
+    assert seen == [trial_id_of(t) for t in got]  # each heard of as soon as it was created
     assert [t.number for t in got] == [t.number for t in asked]
     assert [t.params for t in got] == [t.params for t in asked]
     stored = {t.number: t for t in batched.get_trials()}

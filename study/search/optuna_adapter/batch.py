@@ -1,4 +1,5 @@
-"""The calls a fused group makes for all its trials at once: reports, asks and tells.
+"""The calls a fused group makes for all its trials at once: reports, attributes and tells (its
+asks: :mod:`study.search.optuna_adapter.asks`).
 
 Reports: several trials' intermediate values in one transaction.
 
@@ -7,10 +8,8 @@ Reports: several trials' intermediate values in one transaction.
 ends its epochs together, so it writes them together: one read of the trials' states, one
 insert, one commit; the same rows ``Trial.report`` writes, through Optuna's own table models.
 
-Asks: K trials asked in a row, as K calls of ``Study.ask`` would ask them, reading all the
-study's trials for the first only (measured: about 48 ms an ask in a 128-trial study, two
-thirds of it in three such reads, before any was saved; the third, TPE's constant liar, is
-saved too since 2026-12-01). See :func:`ask_many`.
+User attributes: several trials' in one transaction (:func:`set_user_attrs_many`), where
+``Trial.set_user_attr`` takes one transaction, and a read of the trial, for each attribute.
 
 Tells: the members that end together (every member of a group that was not pruned) told with
 their user attributes in one read and one write transaction, instead of one for each attribute
@@ -19,19 +18,19 @@ and two for each tell (a read of the trial, then its update). See :func:`tell_ma
 
 from __future__ import annotations
 
-import copy
+import json
 import math
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import optuna
-from optuna.distributions import BaseDistribution
 from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
 
-from study.search.optuna_adapter.names import storage_of, trial_id_of
+from study.search.optuna_adapter.names import rdb_of, storage_of, trial_id_of
 
 Report = tuple[optuna.trial.Trial, int, float]  # a trial, its step, its value
 # a trial, the state to tell, its value (COMPLETE only), user attributes to set before the tell
@@ -48,7 +47,7 @@ def report_many(study: optuna.Study, reports: Sequence[Report]) -> set[int]:
     values = {trial_id_of(t): (step, float(value)) for t, step, value in reports}
     if len(values) != len(reports):
         raise ValueError("report_many takes one report per trial")
-    backend = _rdb(study)
+    backend = rdb_of(study)
     if backend is None:
         return _one_by_one(reports)
     trial_model = models.TrialModel
@@ -99,12 +98,6 @@ def report_many(study: optuna.Study, reports: Sequence[Report]) -> set[int]:
     return finished
 
 
-def _rdb(study: optuna.Study) -> RDBStorage | None:
-    storage = storage_of(study)
-    backend = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
-    return backend if isinstance(backend, RDBStorage) else None
-
-
 def _one_by_one(reports: Sequence[Report]) -> set[int]:
     finished = set()
     for trial, step, value in reports:
@@ -113,95 +106,6 @@ def _one_by_one(reports: Sequence[Report]) -> set[int]:
         except optuna.exceptions.UpdateFinishedTrialError:
             finished.add(trial_id_of(trial))
     return finished
-
-
-def ask_many(
-    study: optuna.Study,
-    distributions: Mapping[str, BaseDistribution],
-    n: int,
-    waiting: int,
-    then: Callable[[optuna.trial.Trial], None] | None = None,
-) -> list[optuna.trial.Trial]:
-    """``n`` trials, as ``n`` calls of ``study.ask(distributions)`` in a row would ask them;
-    ``then(trial)`` runs after each ask, before the next (the claim's first heartbeat).
-
-    ``Study.ask`` reads all the study's trials twice before its sampler reads them again:
-    once to look for a WAITING trial (a retry) to pop, and once for the sampler's cached view
-    of the study, which it drops at every ask. The caller holds the claim lock and has just
-    counted ``waiting`` WAITING trials: the first ``max(1, waiting)`` asks are Optuna's own;
-    the others create their trial directly and hand the sampler the view the first ask read,
-    plus the trials asked since, as a fresh read would show them (RUNNING, with their
-    parameters). What the sampler reads past that cache (TPE's constant liar reads the
-    finished and running trials afresh at every ask: about 10 ms each in a 128-trial study on
-    SQLite) it reads from the same view, in this thread. A trial another worker finished
-    meanwhile shows as it was at the first ask, as if the asks had come a moment earlier.
-    """
-    trials: list[optuna.trial.Trial] = []
-    for _ in range(min(n, max(1, waiting))):
-        trials.append(study.ask(dict(distributions)))
-        if then is not None:
-            then(trials[-1])
-    local = study._thread_local
-    view: list[FrozenTrial] | None = local.cached_all_trials
-    if view is not None:
-        asked = {t.number for t in trials}
-        view = [t for t in view if t.number not in asked]
-        view += [copy.deepcopy(t._cached_frozen_trial) for t in trials]
-    if view is not None and len(trials) < n:
-        study._get_trials = _reading_view(study)  # type: ignore[method-assign]
-    try:
-        _ask_rest(study, distributions, n, trials, view, then)
-    finally:
-        vars(study).pop("_get_trials", None)  # Study's own method again
-        local.cached_all_trials = None  # the next Study.ask reads afresh, as it always does
-    return trials
-
-
-def _reading_view(study: optuna.Study) -> Callable[..., list[FrozenTrial]]:
-    """``Study._get_trials`` that answers uncached reads from the view :func:`ask_many` keeps
-    in ``cached_all_trials`` (thread-local: another thread has none, and reads Optuna's way);
-    any other read goes to Optuna's."""
-    own = study._get_trials
-
-    def get_trials(
-        deepcopy: bool = True,
-        states: Container[TrialState] | None = None,
-        use_cache: bool = False,
-    ) -> list[FrozenTrial]:
-        view = study._thread_local.cached_all_trials
-        if use_cache or view is None:
-            return own(deepcopy=deepcopy, states=states, use_cache=use_cache)
-        trials = view if states is None else [t for t in view if t.state in states]
-        return copy.deepcopy(trials) if deepcopy else list(trials)
-
-    return get_trials
-
-
-def _ask_rest(
-    study: optuna.Study,
-    distributions: Mapping[str, BaseDistribution],
-    n: int,
-    trials: list[optuna.trial.Trial],
-    view: list[FrozenTrial] | None,
-    then: Callable[[optuna.trial.Trial], None] | None,
-) -> None:
-    """The asks after Optuna's own, each trial created directly (see :func:`ask_many`)."""
-    local = study._thread_local
-    while len(trials) < n:
-        trial_id = storage_of(study).create_new_trial(study._study_id)
-        trial = optuna.Trial(study, trial_id)
-        if view is not None:
-            # what a read now returns: every trial so far, this one RUNNING without parameters
-            local.cached_all_trials = [*view, copy.deepcopy(trial._cached_frozen_trial)]
-        else:
-            local.cached_all_trials = None
-        for name, distribution in distributions.items():
-            trial._suggest(name, distribution)
-        if view is not None:
-            view.append(copy.deepcopy(trial._cached_frozen_trial))
-        trials.append(trial)
-        if then is not None:
-            then(trial)
 
 
 def tell_many(study: optuna.Study, tells: Sequence[Tell]) -> dict[int, TrialState]:
@@ -231,7 +135,7 @@ def tell_many(study: optuna.Study, tells: Sequence[Tell]) -> dict[int, TrialStat
         raise ValueError("tell_many takes one tell per trial")
     for _, state, value, _ in tells:
         _check(state, value)
-    backend = _rdb(study)
+    backend = rdb_of(study)
     if backend is None:
         return _tell_one_by_one(study, tells)
     study._thread_local.cached_all_trials = None  # as Study.tell: the view is stale now
@@ -293,6 +197,8 @@ def _write_tells(
     trial_model = models.TrialModel
     ids = [trial_id_of(t) for t, _, _, _ in told]
     out: dict[int, TrialState] = {}
+    attr_rows: list[tuple[int, str, object]] = []
+    value_rows: list[tuple[int, int, float]] = []
     session = backend.scoped_session()
     try:
         query = (
@@ -309,20 +215,102 @@ def _write_tells(
             if stored.is_finished():  # declared stale since the states were read
                 out[trial_id] = stored
                 continue
-            for key, item in attrs.items():
-                backend._set_trial_attr_without_commit(
-                    session, models.TrialUserAttributeModel, trial_id, key, item
-                )
-            for objective, number in enumerate(values[trial_id] or ()):
-                backend._set_trial_value_without_commit(session, row, objective, number)
+            attr_rows += [(trial_id, key, item) for key, item in attrs.items()]
+            value_rows += [(trial_id, k, v) for k, v in enumerate(values[trial_id] or ())]
             row.state = state
             row.datetime_complete = datetime.now()
             out[trial_id] = state
+        _replace_user_attrs(session, attr_rows)
+        _replace_values(session, value_rows)
         session.commit()
     except BaseException:
         session.rollback()
         raise
     return out
+
+
+def set_user_attrs_many(
+    study: optuna.Study, attrs: Sequence[tuple[optuna.trial.Trial, Mapping[str, object]]]
+) -> set[int]:
+    """``trial.set_user_attr(key, value)`` for each ``(trial, {key: value})``, in one
+    transaction; returns the ids of the trials already finished (declared stale by another
+    worker), of which nothing is written. Running it again after a commit that did land writes
+    the same values again."""
+    items = [(trial, dict(a)) for trial, a in attrs if a]
+    if not items:
+        return set()
+    backend = rdb_of(study)
+    if backend is None:
+        finished = set()
+        for trial, values in items:
+            try:
+                for key, value in values.items():
+                    trial.set_user_attr(key, value)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                finished.add(trial_id_of(trial))
+        return finished
+    ids = [trial_id_of(t) for t, _ in items]
+    session = backend.scoped_session()
+    try:
+        trial_model = models.TrialModel
+        states = dict(
+            session.execute(
+                select(trial_model.trial_id, trial_model.state).where(
+                    trial_model.trial_id.in_(ids)
+                )
+            ).all()
+        )
+        finished = {i for i in ids if i not in states or states[i].is_finished()}
+        rows = [
+            (trial_id_of(trial), key, value)
+            for trial, values in items
+            if trial_id_of(trial) not in finished
+            for key, value in values.items()
+        ]
+        _replace_user_attrs(session, rows)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    for trial, values in items:
+        if trial_id_of(trial) not in finished:
+            trial._cached_frozen_trial.user_attrs.update(values)  # as Trial.set_user_attr
+    return finished
+
+
+def _replace_user_attrs(session: Session, rows: Sequence[tuple[int, str, object]]) -> None:
+    """Set each ``(trial id, key, value)`` user attribute in ``session``: the rows
+    ``set_trial_user_attr`` writes, a stored value of the same key replaced. One delete per
+    key and one insert, where Optuna reads and writes once per attribute."""
+    if not rows:
+        return
+    model = models.TrialUserAttributeModel
+    by_key: dict[str, list[int]] = {}
+    for trial_id, key, _ in rows:
+        by_key.setdefault(key, []).append(trial_id)
+    for key, ids in by_key.items():
+        session.execute(delete(model).where(model.key == key, model.trial_id.in_(ids)))
+    session.execute(
+        insert(model),
+        [{"trial_id": i, "key": k, "value_json": json.dumps(v)} for i, k, v in rows],
+    )
+
+
+def _replace_values(session: Session, rows: Sequence[tuple[int, int, float]]) -> None:
+    """Store each ``(trial id, objective, value)`` as ``_set_trial_value_without_commit`` does
+    (inf and -inf by their type), a stored value of the same objective replaced: one delete and
+    one insert, where Optuna reads once per value."""
+    if not rows:
+        return
+    model = models.TrialValueModel
+    session.execute(delete(model).where(model.trial_id.in_({i for i, _, _ in rows})))
+    stored = []
+    for trial_id, objective, value in rows:
+        kept, kind = model.value_to_stored_repr(value)
+        stored.append(
+            {"trial_id": trial_id, "objective": objective, "value": kept, "value_type": kind}
+        )
+    session.execute(insert(model), stored)
 
 
 def _check(state: TrialState, value: float | None) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol, cast
 
 import optuna
-from optuna.storages import BaseStorage
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial
 
 
@@ -33,8 +33,13 @@ class PrivateName:
 
 
 _BATCH = "writing a fused group's reports and tells in one transaction"
+_ASKS = "creating a fused group's trials, and writing their parameters, in one transaction each"
 PRIVATE_NAMES: tuple[PrivateName, ...] = (
     PrivateName("optuna.storages._rdb.models", "TrialModel", _BATCH),
+    PrivateName("optuna.storages._rdb.models", "StudyModel", _ASKS),
+    PrivateName("optuna.storages._rdb.models", "TrialHeartbeatModel", _ASKS),
+    PrivateName("optuna.storages._rdb.models", "TrialParamModel", _ASKS),
+    PrivateName("optuna.storages._rdb.models", "TrialSystemAttributeModel", _ASKS),
     PrivateName("optuna.storages._rdb.models", "TrialIntermediateValueModel", _BATCH),
     PrivateName(
         "optuna.storages._rdb.models",
@@ -43,17 +48,12 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
         parameters=("value",),
     ),
     PrivateName("optuna.storages._rdb.models", "TrialUserAttributeModel", _BATCH),
+    PrivateName("optuna.storages._rdb.models", "TrialValueModel", _BATCH),
     PrivateName(
-        "optuna.storages.RDBStorage",
-        "_set_trial_attr_without_commit",
-        _BATCH,
-        parameters=("session", "model_cls", "trial_id", "key", "value"),
-    ),
-    PrivateName(
-        "optuna.storages.RDBStorage",
-        "_set_trial_value_without_commit",
-        _BATCH,
-        parameters=("session", "trial", "objective", "value"),
+        "optuna.storages._rdb.models",
+        "TrialValueModel.value_to_stored_repr",
+        "storing a told value as Study.tell stores it (inf, -inf)",
+        parameters=("value",),
     ),
     PrivateName(
         "optuna.Study",
@@ -139,6 +139,14 @@ def trial_id_of(trial: optuna.trial.Trial | FrozenTrial) -> int:
 def storage_of(study: optuna.Study) -> BaseStorage:
     """The storage the study reads and writes, as Optuna wraps it (RDBStorage in a cache)."""
     return study._storage
+
+
+def rdb_of(study: optuna.Study) -> RDBStorage | None:
+    """The RDBStorage under the study's storage (Optuna wraps one in a cache), or None on
+    another kind of storage (Optuna's in-memory one)."""
+    storage = storage_of(study)
+    backend = getattr(storage, "_backend", storage)
+    return backend if isinstance(backend, RDBStorage) else None
 
 
 def record_heartbeat(study: optuna.Study, trial_id: int) -> None:
