@@ -24,6 +24,7 @@ can reach, the experiment), then submits. Mistakes raise :class:`study.UsageErro
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shlex
@@ -43,6 +44,7 @@ __all__ = [
     "Submission",
     "batch_script",
     "check_options",
+    "is_loopback",
     "launch_slurm",
     "sbatch_argv",
     "store_problem",
@@ -53,7 +55,9 @@ _NAME = re.compile(r"[A-Za-z0-9_.,-]+")  # a partition (or a list of them), an a
 _GRES = re.compile(r"[A-Za-z0-9_.,:=/+-]+")  # gpu, gpu:2, gpu:a100:1, gpu:a100:1,shard:2
 # sbatch flags dynl2 sets itself: another value would break the launch.
 _OWN_FLAGS = ("--array", "-a", "--export", "--parsable", "--wrap")
-LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+# Names of this host whatever DNS says (RFC 6761's localhost and *.localhost; the usual aliases).
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "localhost6", "localhost6.localdomain6",
+                  "ip6-localhost", "ip6-loopback")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -125,8 +129,9 @@ def _this_node() -> str:
 
 def store_problem(url: str, single_node: bool) -> str | None:
     """A warning for a store that tasks on other nodes cannot reach (a PostgreSQL server on
-    loopback or a local socket), None when there is none. A SQLite file is refused (unless
-    ``single_node``): SQLite's locking is unreliable over a network file system."""
+    loopback, :func:`is_loopback`, or a local socket), None when there is none. A SQLite file
+    is refused (unless ``single_node``): SQLite's locking is unreliable over a network file
+    system."""
     if storage_layer.sqlite_path(url) is not None:
         if single_node:
             return None
@@ -147,13 +152,52 @@ def store_problem(url: str, single_node: bool) -> str | None:
         host = query_host if isinstance(query_host, str) and query_host else None
         if host is not None and host.startswith("/"):
             host = None
-    if host is None or host in LOCAL_HOSTS:
+    if host is None or is_loopback(host):
         where = f"host {host}" if host else "a local socket"
         return (
             f"the store's PostgreSQL server is on {where}: tasks on other nodes cannot reach "
             "it (fine on a one-node cluster; else give its network address)"
         )
     return None
+
+
+def _loopback_address(text: str) -> bool | None:
+    """Whether ``text`` is an address of this host alone (loopback: 127.0.0.0/8, ::1, also
+    IPv4-mapped; unspecified: 0.0.0.0 and ::, which a client's connection takes to this host);
+    None when it is no address."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_unspecified
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a URL's host: a name, an address, ``[::1]``) reaches this machine only:
+    a loopback address, ``localhost`` or a name under it (and its usual aliases,
+    :data:`LOOPBACK_NAMES`), or a name that resolves to loopback addresses only. Not this host's
+    own name (Debian's ``/etc/hosts`` maps it to 127.0.1.1 here; other nodes ask DNS), nor a
+    name that does not resolve here (it may on the nodes): no answer is no warning."""
+    text = host.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    known = _loopback_address(text)
+    if known is not None:
+        return known
+    name = text.lower().rstrip(".")
+    if name in LOOPBACK_NAMES or name.endswith(".localhost"):
+        return True
+    own = socket.gethostname().lower()
+    if name in (own, own.split(".")[0]):
+        return False
+    try:
+        found = socket.getaddrinfo(name, None)
+    except (OSError, UnicodeError, ValueError):  # gaierror is an OSError; an odd name
+        return False
+    addresses = {str(info[4][0]) for info in found}
+    return bool(addresses) and all(_loopback_address(a) for a in addresses)
 
 
 def batch_script(name: str | None, options: SlurmOptions, python: str | None = None) -> str:
@@ -200,7 +244,9 @@ def sbatch_argv(
         if value is not None:
             argv.append(f"{flag}={value}")
     if options.requeue:
-        argv.append("--requeue")
+        # A requeued task opens its output again: appended to, its first run's lines (the
+        # SIGTERM, the trials handed back) are kept; Slurm's default truncates them away.
+        argv += ["--requeue", "--open-mode=append"]
     if options.single_node:
         argv.append(f"--nodelist={node or _this_node()}")
     argv.extend(options.sbatch_args)

@@ -25,7 +25,8 @@ def add_parser(verbs: Any) -> None:
         "oldest experiment with work left (trials to train, then evaluation seeds, then the "
         "report), under the same locks, heartbeats and retries as `dynl2 worker`, and picks up "
         "new submissions; with nothing to do it waits. SIGTERM hands back the trials in flight "
-        "and exits.",
+        "and exits. In a Slurm job with a time limit, it takes no work that would not end "
+        "before the limit, and exits 0 then.",
     )
     storage_flag(p)
     workers_flag(p, "worker processes on this machine")
@@ -64,6 +65,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
             storage=args.storage, batch=args.batch, index=args.index, poll=args.poll,
             once=args.once, say=say, allow_code=args.allow_code,
         )  # fmt: skip
+        if summary.out_of_time:  # not quiet: the reason this agent left work undone
+            print(f"agent: {out_of_time_line(summary.longest, summary.trials)}", flush=True)
         say(
             f"agent: done: {summary.trials} trials, {summary.evaluations} evaluation runs, "
             f"{summary.reports} reports"
@@ -91,6 +94,19 @@ def cmd_agent(args: argparse.Namespace) -> int:
         print(f"dynl2 agent: error: {killed_line(killed)}", file=sys.stderr)
         return 1
     return max(codes, key=lambda c: (c != 0, abs(c)))
+
+
+def out_of_time_line(longest: float | None, trials: int) -> str:
+    """Why an agent in a Slurm job with a time limit stopped taking work before it."""
+    why = (
+        "the deadline has passed"
+        if longest is None
+        else f"the next group (~{longest:.0f} s) would not end by the deadline"
+    )
+    return (
+        f"stopping before the job's time limit: {why}; {trials} trial(s) trained here, the "
+        "rest are left to other workers"
+    )
 
 
 def killed_line(killed: list[tuple[int, int]]) -> str:

@@ -15,6 +15,13 @@ retry), is picked up on the next look. With nothing to do it waits ``poll`` seco
 again (or, ``once``, returns). An experiment this agent cannot serve (it asks for a device this
 machine lacks, or its stored config no longer validates) is said once and left to others.
 
+In a Slurm job with a time limit (:func:`study.api.slurm.job_deadline`, as for ``dynl2
+worker``), the agent takes no work once the longest group of trials it trained so far (in any
+experiment) would not end by the deadline, its searches claim no such group either
+(:func:`study.search.worker.fits`), and it returns with ``out_of_time``: the CLI exits 0 before
+the limit. An evaluation or a report started before then runs on; the job's SIGTERM at the limit
+stops what outlasts it.
+
 SIGTERM or Ctrl-C (:mod:`study.search.signals`) raises :class:`study.search.signals.Stopped` out of
 :func:`run_agent`: trials in flight are handed back for the next worker first, an evaluation
 keeps the seeds it finished, and the CLI exits 143 or 130.
@@ -61,6 +68,8 @@ class AgentSummary:
     evaluations: int = 0  # evaluation runs it trained
     reports: int = 0  # reports it wrote
     served: list[str] = field(default_factory=list)  # experiments it worked on, in order
+    out_of_time: bool = False  # returned because the next group would not end by the deadline
+    longest: float | None = None  # seconds of the longest group of trials it trained
 
 
 def _report_stale(store: Store, name: str) -> bool:
@@ -137,16 +146,23 @@ def run_agent(
     once: bool = False,
     say: Callable[[str], None] = lambda line: None,
     allow_code: Sequence[str] = (),
+    deadline: float | None = None,
 ) -> AgentSummary:
     """Serve the store's experiments until stopped (or, ``once``, until none has work left).
     An experiment that names code runs only if its modules are under ``allow_code``
     (module-name prefixes: ``--allow-code``). ``index`` (``--index``) changes nothing: every
-    worker draws trial k alike (:func:`study.search.studies.search_seed`)."""
+    worker draws trial k alike (:func:`study.search.studies.search_seed`). With a ``deadline``
+    (``time.time()`` seconds; in a Slurm job with a time limit, by default, its end less a
+    margin), no work is taken and no group claimed that would not end by it, and the summary
+    says ``out_of_time``."""
     import torch
 
+    from study.api.slurm import job_deadline
     from study.run.evaluate import evaluate
-    from study.search.worker import run_worker
+    from study.search.worker import fits, run_worker
 
+    if deadline is None:
+        deadline = job_deadline()  # asked first thing: the job's clock runs from its start
     prepare_training()
     threads = env.threads()
     if threads is not None:
@@ -170,6 +186,9 @@ def run_agent(
         idle_said = False
         while True:
             signals.check()
+            if not fits(time.time(), deadline, summary.longest):
+                summary.out_of_time = True
+                return summary
             now = time.monotonic()
             skip = set(refused) | {name for name, at in later.items() if at > now}
             found = retrying(
@@ -194,12 +213,16 @@ def run_agent(
                 try:
                     done = run_worker(
                         store, config, heartbeat, note=say, batch=batch,
-                        linger=False,
+                        linger=False, deadline=deadline, estimate=summary.longest,
                     )  # fmt: skip
                 except UsageError as exc:  # a study dynl2 did not make, under its name
                     refuse(work.experiment, str(exc))
                     continue
                 summary.trials += done.total
+                summary.longest = done.longest  # the estimate passed in, or a longer group
+                if done.out_of_time:
+                    summary.out_of_time = True
+                    return summary
                 if done.waiting:  # the last trials are others': look again later
                     later[work.experiment] = time.monotonic() + poll
             elif work.kind == "stage":

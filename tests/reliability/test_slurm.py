@@ -1,8 +1,9 @@
 """``dynl2 launch --slurm`` on a real Slurm cluster (one node: ``.ci/slurm`` starts it) and a
 PostgreSQL store: a job array finishes an experiment with exact counts; ``scancel`` of a running
 array hands its trials back (SIGTERM reaches the worker: the batch script ``exec``s it); a job
-that reaches its time limit hands its trial back the same way; and a worker whose next group
-would not end before the limit stops claiming and exits 0 first.
+that reaches its time limit hands its trial back the same way; a worker whose next group
+would not end before the limit stops claiming and exits 0 first; and ``scontrol requeue`` of a
+``--requeue`` array hands its trials back, runs the same tasks again and finishes exactly.
 
 Every wait is on a state (the store's trials, ``squeue``), bounded by a generous deadline that
 only catches a hang. The heartbeat grace is an hour in the tests about stops: a trial that is not
@@ -249,3 +250,56 @@ def test_time_limit_hands_back_and_a_deadline_stops_claiming_before_it(cluster, 
         log = _output(out, deadline)
         assert "stopping before the job's time limit" in log, log
         assert "TIME LIMIT" not in log and "SIGTERM" not in log, log
+
+
+def _requeued(job: str, tasks: int) -> bool:
+    """Every task of ``job`` is back in the queue after a requeue: PENDING until its BeginTime
+    (Slurm holds a requeued task back for its credential's lifetime, 2 minutes by default)."""
+    found = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T %r"], capture_output=True,
+                           text=True, timeout=30)  # fmt: skip
+    lines = found.stdout.splitlines()
+    return len(lines) == tasks and all(line.split() == ["PENDING", "BeginTime"] for line in lines)
+
+
+def test_a_requeued_array_hands_back_runs_again_and_finishes_exactly(cluster, tmp_path):
+    """``--requeue``, and ``scontrol requeue`` of the array while each of its two workers trains
+    a trial, one with at least half its epochs to go: Slurm's SIGTERM reaches the workers, which
+    hand their trials back (FAIL, a retry WAITING, nothing RUNNING though heartbeats would take
+    an hour to lapse). The tasks wait in the queue, and that is checked there; let go, the same
+    tasks run again, retry each handed-back trial once, and finish with exact counts. Each
+    task's output keeps both runs (launch appends with ``--requeue``)."""
+    n_trials, epochs = 1, 1500  # trials of some 20 s: see the scancel test
+    config = write_config(tmp_path, "sl_requeue", epochs=epochs, n_trials=n_trials)
+    searched = load_experiment(config).searched
+    n_params = max(len(searched(a)) for a in ("dynamic", "fixed"))
+    out = tmp_path / "out"
+    out.mkdir()
+    with empty_url("postgresql", tmp_path) as url:
+        create_experiment(url, config, Heartbeat())
+        job = _launch(cluster, "sl_requeue", url, out, "--workers", "2", "--requeue",
+                      heartbeat=STOP_HEARTBEAT)  # fmt: skip
+        wait_until(lambda: _running(url, "sl_requeue", searched) == 2 or _ended(job), WAIT_S,
+                   "both workers to train a trial")  # fmt: skip
+        wait_until(lambda: early_in_flight(url, n_params, epochs) >= 1 or _ended(job), WAIT_S,
+                   "a trial in its first half")  # fmt: skip
+        subprocess.run(["scontrol", "requeue", job], check=True, timeout=30)
+        wait_until(lambda: _requeued(job, 2), WAIT_S, f"array {job} to be requeued", 0.5)
+        frame = trials(url, "sl_requeue")
+        assert not (frame["state"] == "RUNNING").any(), frame[["arm", "number", "state"]]
+        handed = frame[(frame["state"] == "FAIL") & whole(frame, searched)]
+        assert len(handed) >= 1 and (frame["state"] == "WAITING").sum() == len(handed), frame
+
+        # Not two minutes more: the tasks may start now.
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True,
+                       timeout=30)  # fmt: skip
+        wait_until(lambda: _ended(job), WAIT_S, f"array {job} to end", 0.5)
+        final = assert_exact_results(url, "sl_requeue", n_trials, epochs)
+        assert retried_once(final, searched) == len(handed)
+        held = _jobs_of_trials(url, config)
+        assert held and all(re.fullmatch(rf"{job}_[01]", h) for h in held), held
+    for task in (0, 1):
+        log = (out / f"{job}_{task}.out").read_text()
+        requeued = log.find("DUE TO JOB REQUEUE")  # the first run's end, then the second run
+        assert 0 <= requeued < log.find("terminated (SIGTERM)"), log
+        done = log.find("dynl2 worker: done")
+        assert log.count("dynl2 worker: done") == 1 and done > requeued, log

@@ -1,16 +1,19 @@
 """``dynl2 launch --slurm`` without Slurm: the batch script and the sbatch command as built, what
 ``--print`` shows, bad input refused before anything is submitted (a fake ``sbatch`` on ``PATH``
 records whether it was called, its arguments, its standard input and its environment), Slurm's
-time formats, the deadline rule of a worker in a job with a time limit, and the workers that
-``dynl2 status`` says hold RUNNING trials. The real cluster is tests/reliability/test_slurm.py."""
+time formats, the deadline rule of a worker (and of an agent) in a job with a time limit, what
+counts as a store on loopback, and the workers that ``dynl2 status`` says hold RUNNING trials.
+The real cluster is tests/reliability/test_slurm.py."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import socket
 import stat
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ from study.api.launch import (
     SlurmOptions,
     batch_script,
     check_options,
+    is_loopback,
     sbatch_argv,
     store_problem,
 )
@@ -30,6 +34,7 @@ from study.errors import UsageError
 from study.search import worker as worker_module
 from study.search.optuna_adapter import storage_of, trial_id_of
 from study.search.studies import WORKER_ATTR, WORKER_JOB_ATTR, Heartbeat, open_studies
+from study.service import agent as agent_module
 from tests.tiny import write_tiny
 
 SECRET_URL_PART = "s3cret-pw"
@@ -198,6 +203,68 @@ def test_run_worker_stops_claiming_once_the_next_group_would_not_fit(store_url, 
     assert more.out_of_time and more.total == 1
 
 
+def test_an_estimate_from_before_counts_from_the_first_claim(store_url):
+    """An agent's earlier groups (``estimate``): with 80 s left, one of 100 s is not claimed."""
+    with storage.open(store_url, create=False) as store:
+        config = load_experiment_from(store, "lx")
+        summary = worker_module.run_worker(
+            store, config, batch=1, deadline=time.time() + 80.0, estimate=100.0
+        )
+        assert store.trials("lx").empty
+    assert summary.out_of_time and summary.total == 0 and summary.longest == 100.0
+
+
+# --- an agent's deadline ----------------------------------------------------------------------
+
+
+def test_an_agent_passes_its_jobs_deadline_and_its_longest_group_to_each_search(
+    store_url, tmp_path, monkeypatch
+):
+    """In a job with 10 minutes left of an hour (deadline: now + 420 s), each search the agent
+    runs gets that deadline and the longest group the agent trained before it; a search that
+    stops for the deadline ends the agent, out of time."""
+    bin_dir = tmp_path / "bin"
+    _fake_command(bin_dir, "squeue", "print('10:00 1:00:00')\n")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "79")
+    clock = _Clock(1000.0)
+    monkeypatch.setattr(slurm, "time", clock)
+    monkeypatch.setattr(agent_module, "time", clock)
+    passed: list[tuple[float | None, float | None]] = []
+    answers = [
+        worker_module.WorkerSummary(trials={"dynamic": 1}, longest=50.0),
+        worker_module.WorkerSummary(out_of_time=True, longest=50.0),
+    ]
+
+    def fake_run_worker(*args, deadline=None, estimate=None, **kwargs):
+        passed.append((deadline, estimate))
+        return answers[len(passed) - 1]
+
+    monkeypatch.setattr(worker_module, "run_worker", fake_run_worker)
+    summary = agent_module.run_agent(storage=store_url, once=True)
+    assert passed == [(1420.0, None), (1420.0, 50.0)]
+    assert summary.out_of_time and summary.trials == 1 and summary.longest == 50.0
+
+
+def test_an_agent_past_its_deadline_claims_nothing_and_exits_0_saying_so(
+    store_url, tmp_path, monkeypatch, capsys
+):
+    """In a Slurm job with 20 s left of a minute (margin 30 s), ``--once``: without the
+    deadline the agent would train the whole experiment."""
+    bin_dir = tmp_path / "bin"
+    _fake_command(bin_dir, "squeue", "print('0:20 1:00')\n")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "78")
+    code, out, err = _main(["agent", "--storage", store_url, "--once", "--quiet"], capsys)
+    assert code == 0, err
+    assert out == (
+        "agent: stopping before the job's time limit: the deadline has passed; 0 trial(s) "
+        "trained here, the rest are left to other workers\n"
+    )
+    with storage.open(store_url, create=False) as store:
+        assert store.trials("lx").empty  # nothing claimed
+
+
 class _Clock:
     """``time`` as the worker reads it, moved by hand: wall clock and monotonic alike."""
 
@@ -238,7 +305,8 @@ def test_the_sbatch_command_carries_every_option():
     assert sbatch_argv("exp", options, "/usr/bin/sbatch", node="n1") == [
         "/usr/bin/sbatch", "--parsable", "--export=ALL", "--job-name=dynl2-exp", "--array=0-3",
         "--partition=gpu", "--time=1-00:00", "--gres=gpu:1", "--cpus-per-task=8",
-        "--account=lab", "--requeue", "--nodelist=n1", "--mail-type=END", "--qos=low",
+        "--account=lab", "--requeue", "--open-mode=append", "--nodelist=n1",
+        "--mail-type=END", "--qos=low",
     ]  # fmt: skip
     assert sbatch_argv("exp", SlurmOptions()) == [
         "sbatch", "--parsable", "--export=ALL", "--job-name=dynl2-exp", "--array=0-0",
@@ -268,22 +336,83 @@ def test_bad_sbatch_values_are_refused(options, message):
         check_options(options)
 
 
-def test_stores_other_nodes_cannot_reach(tmp_path):
+def test_a_sqlite_store_is_refused_unless_single_node(tmp_path):
     sqlite = f"sqlite:///{tmp_path / 'x.db'}"
     with pytest.raises(UsageError, match="SQLite's locking is unreliable across hosts"):
         store_problem(sqlite, single_node=False)
     assert store_problem(sqlite, single_node=True) is None
-    for url in (
-        "postgresql+psycopg://u@localhost/db",
-        "postgresql+psycopg://u@127.0.0.1:5432/db",
-        "postgresql+psycopg://u@[::1]/db",
-        "postgresql+psycopg:///db",  # a local socket
-        "postgresql+psycopg:///db?host=/run/postgresql",  # its folder
-    ):
-        warning = store_problem(url, single_node=False)
-        assert warning is not None and "tasks on other nodes cannot reach it" in warning, url
-    assert store_problem(PG_URL, single_node=False) is None
-    assert store_problem("postgresql+psycopg:///db?host=db.example.org", single_node=False) is None
+
+
+# What getaddrinfo answers in these tests (no DNS asked); any other name does not resolve.
+RESOLVES = {
+    "db.loop.test": ["127.0.1.1"],  # Debian's /etc/hosts style
+    "db6.loop.test": ["::1", "127.0.0.1"],
+    "db.mixed.test": ["127.0.0.1", "10.0.0.5"],
+    "db.example.org": ["10.0.0.5"],
+    "login01": ["127.0.1.1"],  # this host's own name, as Debian maps it
+}
+
+
+@pytest.fixture
+def resolver(monkeypatch):
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host not in RESOLVES:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, 0)) for a in RESOLVES[host]]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket, "gethostname", lambda: "login01.lab.example")
+
+
+ON_LOOPBACK = [
+    "postgresql+psycopg://u@localhost/db",
+    "postgresql+psycopg://u@127.0.0.1:5432/db",
+    "postgresql+psycopg://u@127.0.0.2/db",  # all of 127.0.0.0/8
+    "postgresql+psycopg://u@[::1]/db",
+    "postgresql+psycopg://u@[::1]:5432/db",
+    "postgresql+psycopg://u@[::ffff:127.0.0.1]/db",  # IPv4-mapped
+    "postgresql+psycopg://u@0.0.0.0/db",  # a client's 0.0.0.0 is this host
+    "postgresql+psycopg://u@LOCALHOST./db",
+    "postgresql+psycopg://u@localhost.localdomain/db",
+    "postgresql+psycopg://u@ip6-localhost/db",
+    "postgresql+psycopg://u@db.localhost/db",  # RFC 6761: all of *.localhost
+    "postgresql+psycopg://u@db.loop.test/db",  # resolves to loopback only
+    "postgresql+psycopg://u@db6.loop.test/db",
+    "postgresql+psycopg:///db",  # a local socket
+    "postgresql+psycopg:///db?host=/run/postgresql",  # its folder
+    "postgresql+psycopg:///db?host=localhost",
+]
+REACHABLE = [
+    "postgresql+psycopg://u@10.0.0.5/db",
+    "postgresql+psycopg://u@[2001:db8::5]:5432/db",
+    PG_URL,  # db.example.org: 10.0.0.5
+    "postgresql+psycopg://u@db.mixed.test/db",  # one address other nodes may reach
+    "postgresql+psycopg://u@db.nowhere.test/db",  # unresolvable here: no warning, no error
+    "postgresql+psycopg://u@login01/db",  # this host by its name: other nodes ask DNS
+    "postgresql+psycopg:///db?host=db.example.org",
+]
+
+
+@pytest.mark.parametrize("url", ON_LOOPBACK)
+def test_a_store_on_loopback_or_a_socket_is_warned_about(url, resolver):
+    warning = store_problem(url, single_node=False)
+    assert warning is not None and "tasks on other nodes cannot reach it" in warning
+    assert store_problem(url, single_node=True) is None
+
+
+@pytest.mark.parametrize("url", REACHABLE)
+def test_a_store_other_nodes_may_reach_is_not(url, resolver):
+    assert store_problem(url, single_node=False) is None
+
+
+@pytest.mark.parametrize("error", [UnicodeError("label too long"), OSError("no DNS")])
+def test_a_failing_lookup_is_no_warning(error, monkeypatch):
+    def getaddrinfo(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    assert is_loopback("db.lab.example") is False
+    assert is_loopback("127.0.0.2") is True  # an address needs no lookup
 
 
 # --- the verb, with a fake sbatch ---------------------------------------------------------------
