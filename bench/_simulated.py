@@ -312,8 +312,8 @@ def process_main(
         import study.search.trials as trials
         import study.search.worker as worker
         from study.config.experiment import parse_experiment
+        from study.search.keys import Heartbeat
         from study.search.resilience import retrying
-        from study.search.studies import Heartbeat
 
         problem = _torch_check("after importing dynl2")
         if problem:

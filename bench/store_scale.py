@@ -423,7 +423,8 @@ def check_exact(url: str, config: Any, prefill: int, epochs: int) -> list[str]:
 def create_experiment(url: str, config: Any) -> None:
     """What ``dynl2 run`` does before it starts workers (through the server, not PgBouncer)."""
     import storage
-    from study.search.studies import Heartbeat, open_studies
+    from study.search.keys import Heartbeat
+    from study.search.studies import open_studies
 
     with storage.open(url) as store:
         store.create_experiment(config.name, config.to_dict())

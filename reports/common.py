@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+if TYPE_CHECKING:  # the helpers take frames, but one arm's result (reports.arms) takes none
+    import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 __all__ = [
     "RESULT_ATTR",
@@ -25,10 +27,17 @@ RESULT_ATTR = "dynl2_result"  # the trial attribute dynl2's workers set: complet
 
 def finite(value: object) -> float | None:
     """``value`` as a float, or None when it is missing, NaN or infinite."""
-    if value is None or value is pd.NA:
+    if value is None or _is_na(value):
         return None
     number = float(value)  # type: ignore[arg-type]
     return number if math.isfinite(number) else None
+
+
+def _is_na(value: object) -> bool:
+    """Whether ``value`` is pandas' missing value, which exists only once pandas is imported:
+    asked without importing it."""
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and value is pandas.NA
 
 
 def mean_seconds(values: pd.Series) -> float | None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reports.budget import BudgetPoint
-from reports.decision import Decision
-from reports.replicates import Components
 from reports.stats import MeanCI, Paired, ci_text, units_text
+
+if TYPE_CHECKING:  # annotations only: their modules import SciPy, which ArmResult.text needs not
+    from reports.budget import BudgetPoint
+    from reports.decision import Decision
+    from reports.replicates import Components
 
 
 @dataclass(frozen=True)

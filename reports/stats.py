@@ -33,9 +33,12 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from scipy import stats
+from reports.t_quantile import t975
 
-CONFIDENCE = 0.95
+# SciPy is imported by the functions that need it: an arm's interval (mean_ci) does not, and
+# `dynl2 status` prints intervals without waiting for SciPy's import.
+
+CONFIDENCE = 0.95  # t975 is its quantile: 0.5 + CONFIDENCE / 2
 ALPHA = 0.05  # significance level of the paired t-test
 FEW_SEEDS = 5  # fewer paired seeds than this: the verdict carries a warning
 MIN_UNITS = 3  # independent units an interval and a p-value need (see the module's docstring)
@@ -113,7 +116,7 @@ def mean_ci(values: list[float], bounds: tuple[float, float] = UNBOUNDED) -> Mea
     if len(values) < MIN_UNITS:
         return MeanCI(mean, None, len(values), bounds)
     sem = statistics.stdev(values) / math.sqrt(len(values))
-    t = float(stats.t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1))
+    t = t975(len(values) - 1)  # scipy.stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1), as SciPy gives it
     return MeanCI(mean, t * sem, len(values), bounds)
 
 
@@ -141,6 +144,8 @@ def paired(
     if len(diffs) >= MIN_UNITS:
         sd = statistics.stdev(diffs)
         if sd > 0:
+            from scipy import stats
+
             dz = diff.mean / sd
             p_value = float(stats.ttest_rel(a, b).pvalue)
         else:  # every seed moved by exactly the same amount: the test is undefined
@@ -169,6 +174,8 @@ def tost_p(mean: float, se: float, dof: float, margin: float) -> float:
     against ±``margin``: the larger of the two p-values (equivalence at level a when < a)."""
     if se <= 0:
         return 0.0 if abs(mean) < margin else 1.0
+    from scipy import stats
+
     p_low = float(stats.t.sf((mean + margin) / se, dof))  # H0: difference <= −margin
     p_high = float(stats.t.cdf((mean - margin) / se, dof))  # H0: difference >= +margin
     return max(p_low, p_high)

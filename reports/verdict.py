@@ -8,18 +8,13 @@ from collections.abc import Collection, Mapping
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
-from reports.common import duration_text, finite, label, mean_seconds, plural
+from reports.arms import arm_result, metric_of
+from reports.common import duration_text, label, mean_seconds, plural
 from reports.decision import Decision, decide_comparison, decision_sentence
-from reports.model import ArmResult, Verdict
+from reports.model import Verdict
 from reports.plan import REPLICATES, SEEDS, Costs, advice
 from reports.replicates import Replicated, replicated
-from reports.stats import (
-    ACCURACY_POINTS,
-    FEW_SEEDS,
-    LOSS,
-    difference_bounds,
-    mean_ci,
-)
+from reports.stats import FEW_SEEDS, difference_bounds
 
 __all__ = ["build_verdict"]
 
@@ -45,43 +40,23 @@ def build_verdict(
     against ``margin``, with the stages' boundaries when ``sequential`` is the experiment's
     ``(min, max, step)``. With too few replicates for an interval, the headline says what
     ``dynl2 plan`` would ask for, costed at ``n_trials`` per search (when given)."""
-    metric = "test_acc" if accuracy else "test_loss"
-    scale = 100.0 if accuracy else 1.0
+    metric = metric_of(accuracy)
     digits = 2 if accuracy else 4
     higher = accuracy
-    # What the numbers can be: an interval is cut there (reports.stats).
-    level_bounds = ACCURACY_POINTS if accuracy else LOSS
-    diff_bounds = difference_bounds(accuracy)
+    diff_bounds = difference_bounds(accuracy)  # what a difference can be: its interval's cut
     results = []
     keyed: dict[str, dict[tuple[int, int], float]] = {}
     for arm, scheme in arms.items():
         rows = evals[evals["arm"] == arm] if not evals.empty else evals
-        keyed[arm] = {
-            (int(r), int(seed)): scale * float(value)
-            for r, seed, value in zip(rows["replicate"], rows["seed"], rows[metric], strict=True)
-            if finite(value) is not None
-        }
-        values = list(keyed[arm].values())
-        by_replicate: dict[int, list[float]] = {}
-        for (rep, _), v in keyed[arm].items():
-            by_replicate.setdefault(rep, []).append(v)
-        if arm not in searched:  # one configuration for every search
-            once = {seed: v for (r, seed), v in keyed[arm].items() if r == 1}
-            keyed[arm] = {
-                (r, seed): v for r in range(1, replicates + 1) for seed, v in once.items()
-            }
-        by_seed = {seed: v for (r, seed), v in keyed[arm].items() if r == 1}
-        # With replicates the arm's interval, like the comparisons', is over its replicates'
-        # means: the runs of one search are not independent draws of the scheme's level.
-        means = [statistics.fmean(v) for _, v in sorted(by_replicate.items())]
-        over = means if len(means) > 1 else values
-        ci = mean_ci(over, level_bounds) if values else None
-        results.append(
-            ArmResult(
-                arm, scheme, ci, len(rows) - len(values), by_seed, tuple(values),
-                tuple(means) if len(means) > 1 else (),
-            )
-        )  # fmt: skip
+        result, keyed[arm] = arm_result(
+            arm,
+            scheme,
+            zip(rows["replicate"], rows["seed"], rows[metric], strict=True),
+            accuracy=accuracy,
+            searched=arm in searched,
+            replicates=replicates,
+        )
+        results.append(result)
     dynamic = next((a for a, s in arms.items() if s == "dynamic"), None)
     fixed = next((a for a, s in arms.items() if s == "fixed"), None)
 

@@ -2,7 +2,8 @@
 
 Knows nothing of torch. ``storage.open(url)`` gives a :class:`Store`; ``run_readonly`` is the
 read-only door behind ``dynl2 sql``, and ``set_up_reader`` creates the PostgreSQL role that door
-logs in as (``dynl2 sql-setup``).
+logs in as (``dynl2 sql-setup``); ``read_status`` reads what ``dynl2 status NAME`` shows of a
+store in the common case, with SQLAlchemy alone.
 
 The names are imported when first asked for (PEP 562), as ``trainers`` does: the modules behind
 them import SQLAlchemy, Optuna and pandas, and a verb that only reads a query's rows (``dynl2
@@ -40,6 +41,7 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time __getattr__ 
     )
     from storage.pg_reader import READER_URL_ENV, ReaderSetup, set_up_reader
     from storage.readonly import QueryResult, run_readonly
+    from storage.readonly_status import StatusRows, read_status
     from storage.records import (
         EPOCH_COLUMNS,
         EPOCH_METRICS,
@@ -57,7 +59,13 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time __getattr__ 
         study_name,
     )
     from storage.schema import SCHEMA_VERSION
-    from storage.selection import best_by_search, best_trials, split_evaluations
+    from storage.selection import (
+        best_by_search,
+        best_params,
+        best_trials,
+        is_current,
+        split_evaluations,
+    )
     from storage.store import Store, open
     from storage.urls import (
         ENV_VAR,
@@ -96,6 +104,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     ),
     "pg_reader": ("READER_URL_ENV", "ReaderSetup", "set_up_reader"),
     "readonly": ("QueryResult", "run_readonly"),
+    "readonly_status": ("StatusRows", "read_status"),
     "records": (
         "EPOCH_COLUMNS",
         "EPOCH_METRICS",
@@ -113,7 +122,13 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "study_name",
     ),
     "schema": ("SCHEMA_VERSION",),
-    "selection": ("best_by_search", "best_trials", "split_evaluations"),
+    "selection": (
+        "best_by_search",
+        "best_params",
+        "best_trials",
+        "is_current",
+        "split_evaluations",
+    ),
     "store": ("Store", "open"),
     "urls": (
         "ENV_VAR",
@@ -169,6 +184,7 @@ __all__ = [
     "ReaderLoginError",
     "ReaderSetup",
     "ReportNotFound",
+    "StatusRows",
     "StorageError",
     "StorageURLError",
     "StorageUnavailable",
@@ -182,13 +198,16 @@ __all__ = [
     "application_name",
     "backend_of",
     "best_by_search",
+    "best_params",
     "best_trials",
     "default_url",
     "first_line",
+    "is_current",
     "make_engine",
     "masked_text",
     "masked_url",
     "open",
+    "read_status",
     "resolve_url",
     "run_readonly",
     "set_process_kind",

@@ -10,12 +10,30 @@ its rows are *stale*: never mixed into a verdict, redone by the next evaluation.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
-from typing import Any
+from collections.abc import Collection, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
-import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+if TYPE_CHECKING:  # the frames' functions import it when called: best_params reads no frame
+    import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
-__all__ = ["best_by_search", "best_trials", "split_evaluations"]
+__all__ = ["best_by_search", "best_params", "best_trials", "is_current", "split_evaluations"]
+
+
+class Trial(Protocol):
+    """A trial as :func:`best_params` reads it (a row of ``Store.trials``, as a record)."""
+
+    @property
+    def arm(self) -> str: ...
+    @property
+    def replicate(self) -> int: ...
+    @property
+    def number(self) -> int: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def value(self) -> float: ...
+    @property
+    def params(self) -> Mapping[str, Any]: ...
 
 
 def best_trials(trials: pd.DataFrame, direction: str) -> dict[str, pd.Series]:
@@ -49,6 +67,38 @@ def best_by_search(trials: pd.DataFrame, direction: str) -> dict[tuple[str, int]
     return out
 
 
+def best_params(trials: Iterable[Trial], direction: str) -> dict[tuple[str, int], dict[str, Any]]:
+    """``{(arm, replicate): params}`` of each search's best trial: :func:`best_by_search`'s
+    choice (COMPLETE, a finite value, the best value, then the lowest number), from records
+    in the order of ``Store.trials``, without pandas (``dynl2 status``)."""
+    if direction not in ("maximize", "minimize"):
+        raise ValueError(f"`direction` must be 'maximize' or 'minimize', but got {direction!r}.")
+    sign = 1.0 if direction == "minimize" else -1.0
+    best: dict[tuple[str, int], tuple[tuple[float, int], Trial]] = {}
+    for trial in trials:
+        if trial.state != "COMPLETE" or not math.isfinite(trial.value):
+            continue
+        key = (sign * trial.value, trial.number)
+        search = (trial.arm, trial.replicate)
+        if search not in best or key < best[search][0]:  # the first of equals, as a stable sort
+            best[search] = (key, trial)
+    return {search: dict(trial.params) for search, (_, trial) in best.items()}
+
+
+def is_current(
+    best: Mapping[tuple[str, int], Mapping[str, Any]],
+    searched: Collection[str],
+    arm: str,
+    replicate: int,
+    params: Mapping[str, Any],
+) -> bool:
+    """Whether an evaluation of search ``(arm, replicate)`` that retrained ``params`` is
+    current: ``best`` holds each search's best parameters (:func:`best_params`); an arm not in
+    ``searched`` trains its one configuration, without parameters."""
+    wanted = best.get((arm, replicate)) if arm in searched else {}
+    return wanted is not None and dict(params) == wanted
+
+
 def split_evaluations(
     evaluations: pd.DataFrame,
     trials: pd.DataFrame,
@@ -64,14 +114,11 @@ def split_evaluations(
     """
     if evaluations.empty:
         return evaluations, evaluations
+    import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
     best = {key: dict(row["params"]) for key, row in best_by_search(trials, direction).items()}
-
-    def is_current(arm: str, replicate: int, params: Mapping[str, Any]) -> bool:
-        wanted = best.get((arm, replicate)) if arm in searched else {}
-        return wanted is not None and dict(params) == wanted
-
     mask = [
-        is_current(str(arm), int(replicate), params)
+        is_current(best, searched, str(arm), int(replicate), params)
         for arm, replicate, params in zip(
             evaluations["arm"], evaluations["replicate"], evaluations["params"], strict=True
         )

@@ -17,23 +17,22 @@ from typing import Any
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 from optuna.distributions import json_to_distribution
-from sqlalchemy import Integer, Select, and_, func, literal, select
+from sqlalchemy import Integer, Select, literal, select
 from sqlalchemy.orm import Session
 
 from storage import optuna_tables as ot
 from storage.errors import damaged
+from storage.readonly_status import chosen_studies, studies_query, tallies_query, tally
 from storage.records import (
     EPOCH_COLUMNS,
     EPOCH_METRICS,
     EVALUATION_COLUMNS,
     EXPERIMENT_COLUMNS,
-    STUDY_MARK,
     TRIAL_COLUMNS,
     ExperimentInfo,
     SuiteInfo,
     SuiteMember,
     Tally,
-    split_study_name,
 )
 from storage.schema import Epoch, Evaluation, Experiment, Suite, SuiteExperiment
 
@@ -146,48 +145,10 @@ def arm_studies(
     session: Session, experiment: str, arm: str | None = None
 ) -> dict[int, tuple[str, int]]:
     """``{study_id: (arm, replicate)}`` for the Optuna studies named ``EXPERIMENT/ARM`` and
-    ``EXPERIMENT/ARM/R`` (of one ``arm``).
-
-    Once dynl2 has marked the experiment's studies (``STUDY_MARK``), only the studies marked
-    for this experiment, arm and replicate count: a study another program made under such a
-    name is left out. A store written before the mark (no study of the experiment marked) is
-    read as it always was.
-    """
-    mark = ot.study_system_attributes
-    query = (
-        select(ot.studies.c.study_id, ot.studies.c.study_name, mark.c.value_json)
-        .join(
-            mark,
-            and_(mark.c.study_id == ot.studies.c.study_id, mark.c.key == STUDY_MARK),
-            isouter=True,
-        )
-        .where(ot.studies.c.study_name.startswith(f"{experiment}/", autoescape=True))
-    )
-    found: dict[int, tuple[str, int]] = {}
-    marked: dict[int, tuple[str, int]] = {}
-    for study_id, name, mark_json in session.execute(query):
-        parts = split_study_name(name)
-        if parts is None or parts[0] != experiment:
-            continue
-        found[study_id] = (parts[1], parts[2])
-        if mark_json is not None and _marks(mark_json, experiment, parts[1], parts[2]):
-            marked[study_id] = (parts[1], parts[2])
-    chosen = marked or found
+    ``EXPERIMENT/ARM/R`` (of one ``arm``), the marked ones once there are
+    (:func:`storage.readonly_status.chosen_studies`)."""
+    chosen = chosen_studies(session.execute(studies_query(experiment)), experiment)
     return chosen if arm is None else {k: v for k, v in chosen.items() if v[0] == arm}
-
-
-def _marks(mark_json: str, experiment: str, arm: str, replicate: int) -> bool:
-    try:
-        mark = json.loads(mark_json)
-    except ValueError:
-        return False
-    if not isinstance(mark, dict):
-        return False
-    return (
-        mark.get("experiment") == experiment
-        and mark.get("arm") == arm
-        and mark.get("replicate", 1) == replicate
-    )
 
 
 def experiments_frame(session: Session) -> pd.DataFrame:
@@ -392,56 +353,13 @@ def trials_frame(session: Session, experiment: str, arm: str | None) -> pd.DataF
 
 def tallies(session: Session, experiment: str, result_attr: str) -> dict[tuple[str, int], Tally]:
     """``{(arm, replicate): Tally}`` of the experiment's studies, in one grouped query (see
-    ``Tally``)."""
+    ``Tally``); a result attribute that is no JSON is named as a damaged record."""
     arms = arm_studies(session, experiment)
-    t, a, v = ot.trials.c, ot.trial_user_attributes.c, ot.trial_values.c
-    query = (
-        select(
-            t.study_id,
-            t.state,
-            a.value_json,
-            v.value_type,
-            func.count(),
-            func.max(v.value),
-            func.min(v.value),
-        )
-        .select_from(
-            ot.trials.outerjoin(
-                ot.trial_user_attributes, and_(a.trial_id == t.trial_id, a.key == result_attr)
-            ).outerjoin(ot.trial_values, and_(v.trial_id == t.trial_id, v.objective == 0))
-        )
-        .where(t.study_id.in_(list(arms)))
-        .group_by(t.study_id, t.state, a.value_json, v.value_type)
-    )
     grouped: dict[int, list[Any]] = {study_id: [] for study_id in arms}
-    for row in session.execute(query):
+    for row in session.execute(tallies_query(arms, result_attr)):
         grouped[row[0]].append(row[1:])
-    return {arms[study_id]: _tally(rows) for study_id, rows in grouped.items()}
-
-
-def _tally(rows: Iterable[Sequence[Any]]) -> Tally:
-    states: dict[str, int] = {}
-    results: dict[tuple[str, str | None], int] = {}
-    values: list[float] = []
-    for state, result_json, value_type, n, high, low in rows:
-        state = str(state)  # an enum name: PostgreSQL's driver and SQLite both give text
-        states[state] = states.get(state, 0) + n
-        where = "a result attribute of a trial in trial_user_attributes"
-        result = None if result_json is None else stored_json(result_json, where)
-        key = (state, None if result is None else str(result))
-        results[key] = results.get(key, 0) + n
-        if state != "COMPLETE" or value_type is None:
-            continue
-        kind = str(value_type)
-        if kind == "INF_POS":
-            values.append(math.inf)
-        elif kind == "INF_NEG":
-            values.append(-math.inf)
-        else:
-            values.extend(x for x in (high, low) if x is not None)
-    return Tally(
-        states=states,
-        results=results,
-        highest=max(values) if values else None,
-        lowest=min(values) if values else None,
-    )
+    where = "a result attribute of a trial in trial_user_attributes"
+    return {
+        arms[study_id]: tally(rows, lambda text: stored_json(text, where))
+        for study_id, rows in grouped.items()
+    }

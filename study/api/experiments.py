@@ -29,35 +29,29 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import storage as storage_layer
-from storage import ExperimentNotFound, Store, best_by_search
+from storage import ExperimentNotFound
 from study.config import env
 from study.config.experiment import (
     ExperimentConfig,
     inspected,
     load_experiment,
+    parse_experiment,
     require_device,
 )
 from study.errors import UsageError
 from study.run.files import check_target, default_report_path, target_path
-from study.run.progress import ArmSummary, arm_counts, evaluation_summary
-from study.run.reporting import ReportResult, verdict_summary, write_report
-from study.run.runs import (
-    SearchOutcome,
-    create_or_resume,
-    evaluate_searches,
-    group_line,
-    heartbeat_from_env,
-    prepare_training,
-    search,
-    stored_experiment,
-)
-from study.run.stages import next_stage, reached, stage_of
-from study.search.resilience import Patience, retrying
-from study.search.studies import ArmCounts, SearchKey, open_studies
+from study.run.progress import ArmSummary, arm_counts, counts_of, evaluation_summary, rows_summary
 
+# What the functions call beyond this (the runs, the search and its Optuna studies, the
+# report) is imported inside each: `dynl2 status` reads a few rows, and waits for no import
+# it does not use.
 if TYPE_CHECKING:
     import pandas as pd
 
+    from storage import StatusRows, Store
+    from study.run.reporting import ReportResult
+    from study.run.runs import SearchOutcome
+    from study.search.keys import ArmCounts, SearchKey
     from study.search.worker import WorkerSummary
 
 
@@ -99,6 +93,19 @@ def run_experiment(
     same config resumes where it stopped (only ``search.replicates`` and ``evaluate.seeds`` may
     grow). ``batch`` is how many trials of an arm train together (default: ``[search] batch``,
     else chosen for the device). ``note`` hears remarks (arms that cannot fuse, an outage)."""
+    from study.run.reporting import write_report
+    from study.run.runs import (
+        create_or_resume,
+        evaluate_searches,
+        group_line,
+        heartbeat_from_env,
+        prepare_training,
+        search,
+    )
+    from study.run.stages import next_stage, reached, stage_of
+    from study.search.resilience import Patience
+    from study.search.studies import open_studies
+
     if not isinstance(config, ExperimentConfig):
         config = load_experiment(config)  # validated before anything is written,
     else:
@@ -156,6 +163,8 @@ def resume_experiment(
 ) -> RunResult:
     """:func:`run_experiment` with the config the store keeps for ``name``: finish a stopped
     run without its TOML file."""
+    from study.run.runs import stored_experiment
+
     with _open(storage_url(storage), create=False) as store:
         config = stored_experiment(store, name)
     return run_experiment(config, storage=storage, workers=workers, batch=batch, say=say,
@@ -184,6 +193,8 @@ def join_experiment(
     import torch
 
     from study.api.slurm import job_deadline
+    from study.run.runs import heartbeat_from_env, prepare_training, stored_experiment
+    from study.search.resilience import Patience, retrying
     from study.search.worker import run_worker
 
     prepare_training()
@@ -229,6 +240,8 @@ def evaluate_experiment(
     config's; those already evaluated are kept) and score it on the test split: ``dynl2
     evaluate``. An unfinished search is refused unless ``provisional``. Returns each arm's
     test score over the seeds."""
+    from study.run.runs import evaluate_searches, prepare_training, stored_experiment
+
     prepare_training()
     url = storage_url(storage)
     with _open(url, create=False) as store:  # a missing store or experiment: nothing written
@@ -245,6 +258,8 @@ def experiment_verdict(name: str, *, storage: str | None = None) -> dict[str, An
     """The verdict of experiment ``name`` as its report would give it (the report's JSON:
     each arm's interval, the comparisons and their decisions, the headline in ``sentence``),
     computed from the store and written nowhere."""
+    from study.run.reporting import verdict_summary
+
     with _open(storage_url(storage), create=False) as store:
         return verdict_summary(store, name)
 
@@ -255,6 +270,8 @@ def make_report(
     """Build the HTML report of experiment ``name``, keep it in the store and write it to
     ``output`` (default ``./dynl2-workspace/reports/NAME.html``), whole or not at all:
     ``dynl2 report``. The target is checked before anything is computed."""
+    from study.run.reporting import write_report
+
     path = target_path(output or default_report_path(name))
     check_target(path)
     url = storage_url(storage)
@@ -280,10 +297,21 @@ class ExperimentStatus:
 def experiment_status(name: str, *, storage: str | None = None) -> ExperimentStatus:
     """Progress per search, each search's best parameters, the workers holding RUNNING trials,
     and the evaluation so far."""
-    with _open(storage_url(storage), create=False) as store:
+    from study.search.keys import RESULT_ATTR, WORKER_ATTR, WORKER_JOB_ATTR
+
+    url = storage_url(storage)
+    rows = storage_layer.read_status(
+        url, name, result_attr=RESULT_ATTR, holder_attrs=(WORKER_ATTR, WORKER_JOB_ATTR)
+    )
+    quick = None if rows is None else _quick_status(name, rows)
+    if quick is not None:
+        return quick
+    from study.run.runs import stored_experiment
+
+    with _open(url, create=False) as store:  # the store's own door: what the quick read is not
         config = stored_experiment(store, name)
         trials = store.trials(config.name)
-        best = best_by_search(trials, config.direction)
+        best = storage_layer.best_by_search(trials, config.direction)
         return ExperimentStatus(
             config=config,
             counts=arm_counts(store, config),
@@ -291,6 +319,37 @@ def experiment_status(name: str, *, storage: str | None = None) -> ExperimentSta
             summary=tuple(evaluation_summary(store, config)),
             holders=tuple(holders(store, config)),
         )
+
+
+def _quick_status(name: str, rows: StatusRows) -> ExperimentStatus | None:
+    """The status from the rows :func:`storage.read_status` read, computed as the store's
+    door computes it; None where that door must speak (a stored config that is no
+    experiment's, which it calls damaged) or read more (a sequential experiment's stage,
+    :func:`study.run.stages.reached`). A config this dynl2 refuses raises as it would there."""
+    from study.search.keys import WORKER_ATTR, WORKER_JOB_ATTR, label, searches
+
+    head = rows.config.get("experiment")
+    if not isinstance(head, dict) or head.get("name") != name:
+        return None
+    config = parse_experiment(rows.config, shown=True)
+    if config.search.sequential is not None:
+        return None
+    best = storage_layer.best_params(rows.trials, config.direction)
+    held = []
+    for key in searches(config):
+        for trial in rows.running.get(storage_layer.study_name(config.name, *key), ()):
+            worker = trial.attrs.get(WORKER_ATTR)
+            job = trial.attrs.get(WORKER_JOB_ATTR)
+            held.append(Holder(label(config, key), trial.number,
+                               worker if isinstance(worker, str) else "?",
+                               job if isinstance(job, str) else None))  # fmt: skip
+    return ExperimentStatus(
+        config=config,
+        counts=counts_of(rows.tallies, config),
+        best={key: best[key] for key in sorted(best)},
+        summary=tuple(rows_summary(config, rows.evaluations, best)),
+        holders=tuple(held),
+    )
 
 
 @dataclass(frozen=True)
@@ -310,7 +369,7 @@ def holders(store: Store, config: ExperimentConfig) -> list[Holder]:
     from optuna.trial import TrialState
 
     from storage import study_name
-    from study.search.studies import WORKER_ATTR, WORKER_JOB_ATTR, label, searches
+    from study.search.keys import WORKER_ATTR, WORKER_JOB_ATTR, label, searches
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -351,6 +410,7 @@ def list_experiments(*, storage: str | None = None) -> tuple[str, list[Experimen
     """``(store, overviews)``: the store's display URL (password masked) and every
     experiment in it, oldest first. One whose rows cannot be read (a damaged config, one this
     dynl2 no longer accepts) is listed with the reason in ``unreadable``, beside the others."""
+    from study.run.runs import stored_experiment
     from study.run.unreadable import UnreadableExperiment, reading
 
     with _open(storage_url(storage), create=False) as store:
@@ -381,6 +441,7 @@ def experiment_trials(
     timing, plus the mean test metrics over the seeds where its configuration was evaluated
     (each search's current best): ``dynl2 trials``."""
     from study.run.queries import trials_with_tests
+    from study.run.runs import stored_experiment
 
     with _open(storage_url(storage), create=False) as store:
         config = stored_experiment(store, name)

@@ -266,8 +266,11 @@ def _main(argv: Sequence[str] | None, verb: list[str]) -> int:
         return signals.exit_status(exc)
 
 
-# Verbs that never import Optuna; every other verb gets it quiet (_quiet_optuna) before it runs.
-_WITHOUT_OPTUNA = frozenset({"sql", "sql-setup", "submit"})
+# Verbs that never import Optuna, or only to read, where it logs nothing below WARNING (its
+# INFO line is for a study created): every other verb gets it quiet (_quiet_optuna) before it
+# runs. `dynl2 status NAME` reads a store in the common case without Optuna
+# (storage.read_status), and should not wait for its import here.
+_WITHOUT_OPTUNA = frozenset({"sql", "sql-setup", "submit", "status"})
 
 
 def _quiet_optuna() -> None:

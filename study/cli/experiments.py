@@ -261,7 +261,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             return 1
         return 0
     from study.run.progress import ProgressPrinter, format_summary
-    from study.search.studies import label
+    from study.search.keys import label
 
     status = api.experiment_status(args.experiment, storage=args.storage)
     ProgressPrinter(print).update(status.counts, None, force=True)
@@ -312,8 +312,10 @@ def cmd_sql(args: argparse.Namespace) -> int:
     """The result as the database gave it, but for two things every format needs: a column
     whose name came before gets the first free name of ``NAME_2``, ``NAME_3``, ... (``SELECT
     1 AS a, 2 AS a`` prints ``a`` and ``a_2``), and a blob prints as ``\\x`` and its bytes in
-    hex, as psql prints bytea."""
-    import pandas as pd
+    hex, as psql prints bytea. Printed without pandas where :func:`study.run.queries.plain_text`
+    knows pandas' text for the rows (its import would be most of the verb's time), through a
+    DataFrame otherwise."""
+    from study.run.queries import plain_text
 
     url = storage.resolve_url(args.storage)
     result = storage.run_readonly(
@@ -324,8 +326,14 @@ def cmd_sql(args: argparse.Namespace) -> int:
         reader_url=args.reader_url,
     )
     rows = [[_cell(value) for value in row] for row in result.rows]
-    frame = pd.DataFrame(rows, columns=_unique_names(result.columns))
-    _print_frame(frame, args.format, _SQL_TABLE_WIDTH)
+    names = _unique_names(result.columns)
+    text = plain_text(names, rows, args.format, _SQL_TABLE_WIDTH)
+    if text is not None:
+        sys.stdout.write(text)
+    else:
+        import pandas as pd
+
+        _print_frame(pd.DataFrame(rows, columns=names), args.format, _SQL_TABLE_WIDTH)
     if result.truncated:
         n = len(result.rows)
         if n < args.max_rows:

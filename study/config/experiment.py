@@ -29,6 +29,7 @@ torch: verbs that do not train parse stored configs too.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 import os
@@ -85,6 +86,7 @@ __all__ = [
 ]
 
 REGRESSION_DATASETS = ("linear",)  # datasets with no accuracy: only val_loss applies
+_ASK_OPTUNA = contextvars.ContextVar("dynl2_ask_optuna", default=True)  # see parse_experiment
 MAX_SEED = 2**31 - 1  # numpy-seeded samplers take < 2**32; headroom for seeds derived from it
 MAX_ARMS = 64  # arms of one experiment: one Optuna study each
 MAX_WORKERS = 256  # run and evaluate --workers: processes on one machine
@@ -136,7 +138,8 @@ class ExperimentConfig:
             )
         for arm in self.arms:
             self._check_corners(arm)
-            self._check_optuna(arm)
+            if _ASK_OPTUNA.get():
+                self._check_optuna(arm)
         if self.search.replicates > 1 and not any(self.searched(a.name) for a in self.arms):
             raise ExperimentConfigError(
                 "search.replicates",
@@ -372,9 +375,16 @@ def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
     return inspected(parse_experiment(document))
 
 
-def parse_experiment(mapping: Mapping[str, Any]) -> ExperimentConfig:
-    """Validate a parsed TOML document (or :meth:`ExperimentConfig.to_dict`'s output)."""
-    return ExperimentConfig(**experiment_fields(mapping))
+def parse_experiment(mapping: Mapping[str, Any], *, shown: bool = False) -> ExperimentConfig:
+    """Validate a parsed TOML document (or :meth:`ExperimentConfig.to_dict`'s output).
+    ``shown``: a stored config read to be shown (``dynl2 status``): Optuna (a fifth of a
+    second to import) is not asked again; its ranges still pass Range's own checks, which
+    refuse what Optuna refuses (``tests/study/test_experiment.py``)."""
+    token = _ASK_OPTUNA.set(not shown)
+    try:
+        return ExperimentConfig(**experiment_fields(mapping))
+    finally:  # the next parse asks again
+        _ASK_OPTUNA.reset(token)
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,7 +27,8 @@ from study.errors import StudyError, UsageError
 from study.run.progress import unfinished_arms
 from study.search import signals
 from study.search.fused import DEVICE_BATCH
-from study.search.studies import SearchKey, check_studies, evaluation_seed, searches
+from study.search.keys import SearchKey, searches
+from study.search.studies import check_studies, evaluation_seed
 from trainers import DivergenceError, TrainConfig, TrainResult, resolve_device, train_fused
 
 

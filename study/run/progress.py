@@ -1,23 +1,47 @@
-"""Progress lines per arm, and the evaluation summary printed at the end of a run."""
+"""Progress lines per arm, and the evaluation summary printed at the end of a run.
+
+``dynl2 status NAME`` comes here with plain rows (:func:`counts_of`, :func:`rows_summary`):
+this module imports neither pandas nor the store's classes at its top, and the report's
+statistics only when a summary is computed.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from storage import Store, split_evaluations
 from study.config.experiment import ExperimentConfig
-from study.search.studies import DIVERGED, RESULT_ATTR, ArmCounts, label, searched_arms, searches
+from study.search.keys import (
+    DIVERGED,
+    RESULT_ATTR,
+    ArmCounts,
+    SearchKey,
+    label,
+    searched_arms,
+    searches,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from reports.model import ArmResult
+    from storage import Store, Tally
+    from storage.readonly_status import EvaluationRow
 
 
 def arm_counts(store: Store, config: ExperimentConfig) -> dict[str, ArmCounts]:
     """Counts by state for every search, keyed by its label (the arm; ``ARM/R`` with more than
     one replicate; searches whose study does not exist yet: zeros), from one grouped query:
     the run's progress line polls it every second."""
-    tallies = store.trial_tallies(config.name, RESULT_ATTR)
+    return counts_of(store.trial_tallies(config.name, RESULT_ATTR), config)
+
+
+def counts_of(
+    tallies: Mapping[SearchKey, Tally], config: ExperimentConfig
+) -> dict[str, ArmCounts]:
+    """:func:`arm_counts` from the tallies ``Store.trial_tallies`` (or
+    :func:`storage.read_status`) gives."""
     out = {}
     for key in searches(config):
         tally = tallies.get(key)
@@ -96,6 +120,8 @@ class ProgressPrinter:
 def current_evaluations(store: Store, config: ExperimentConfig) -> tuple[pd.DataFrame, int]:
     """The evaluations of each arm's current best configuration, and how many stored rows
     evaluated an earlier best (stale: ignored, and redone by the next evaluation)."""
+    from storage import split_evaluations
+
     searched = {arm.name for arm in searched_arms(config)}
     evals = store.evaluations(config.name)
     trials = store.trials(config.name) if searched and not evals.empty else None
@@ -143,31 +169,61 @@ def evaluation_summary(store: Store, config: ExperimentConfig) -> list[ArmSummar
 
     verdict = build_report_verdict(store, config)
     by_arm = {a.arm: a for a in verdict.arms}
+    return [_summary(arm.name, by_arm.get(arm.name), verdict.metric) for arm in config.arms]
+
+
+def rows_summary(
+    config: ExperimentConfig,
+    evaluations: Sequence[EvaluationRow],
+    best: Mapping[SearchKey, Mapping[str, Any]],
+) -> list[ArmSummary]:
+    """:func:`evaluation_summary` from plain rows: the stored evaluations (by arm, replicate
+    and seed) and each search's best parameters (:func:`storage.best_params`). The same rule
+    keeps the current evaluations (:func:`storage.is_current`) and the same code gives each
+    arm's result (:func:`reports.arms.arm_result`), without pandas or SciPy."""
+    from reports.arms import arm_result, metric_of
+    from storage import is_current
+
+    metric = metric_of(config.accuracy)
+    searched = {arm.name for arm in searched_arms(config)}
+    current = [e for e in evaluations if is_current(best, searched, e.arm, e.replicate, e.params)]
     out = []
     for arm in config.arms:
-        a = by_arm.get(arm.name)
-        if a is None:
-            out.append(ArmSummary(arm.name, 0, 0, None, None, verdict.metric, unit=verdict.unit))
-            continue
-        ci = a.ci
-        out.append(
-            ArmSummary(
-                arm=a.arm,
-                seeds=len(a.runs) + a.n_failed,
-                diverged=a.n_failed,
-                mean=None if ci is None else ci.mean,
-                half_width=None if ci is None else ci.half_width,
-                metric=verdict.metric,
-                low=None if ci is None else ci.low,
-                high=None if ci is None else ci.high,
-                n=0 if ci is None else ci.n,
-                truncated=ci is not None and ci.truncated,
-                text=a.text(verdict.digits),
-                unit=verdict.unit,
-                means=a.means,
-            )
+        rows = [(e.replicate, e.seed, getattr(e, metric)) for e in current if e.arm == arm.name]
+        result, _ = arm_result(
+            arm.name,
+            arm.scheme,
+            rows,
+            accuracy=config.accuracy,
+            searched=arm.name in searched,
+            replicates=config.search.replicates,
         )
+        out.append(_summary(arm.name, result, metric))
     return out
+
+
+def _summary(arm: str, a: ArmResult | None, metric: str) -> ArmSummary:
+    """One arm's :class:`ArmSummary` from the verdict's result (None: an arm it lacks)."""
+    unit = "points" if metric == "test_acc" else ""  # as reports.model.Verdict gives them
+    digits = 2 if metric == "test_acc" else 4
+    if a is None:
+        return ArmSummary(arm, 0, 0, None, None, metric, unit=unit)
+    ci = a.ci
+    return ArmSummary(
+        arm=a.arm,
+        seeds=len(a.runs) + a.n_failed,
+        diverged=a.n_failed,
+        mean=None if ci is None else ci.mean,
+        half_width=None if ci is None else ci.half_width,
+        metric=metric,
+        low=None if ci is None else ci.low,
+        high=None if ci is None else ci.high,
+        n=0 if ci is None else ci.n,
+        truncated=ci is not None and ci.truncated,
+        text=a.text(digits),
+        unit=unit,
+        means=a.means,
+    )
 
 
 def format_verdict(summary: Mapping[str, Any]) -> str:

@@ -27,8 +27,9 @@ from study.errors import UsageError
 from study.run.progress import ProgressPrinter, arm_counts
 from study.run.stages import reached
 from study.search import signals
+from study.search.keys import Heartbeat, label
 from study.search.resilience import is_transient, retrying
-from study.search.studies import ForeignStudy, Heartbeat, check_studies, label
+from study.search.studies import ForeignStudy, check_studies
 
 Say = Callable[[str], None]
 

@@ -27,6 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from storage import Store
 from study.config.experiment import ExperimentConfig
 from study.search import signals
+from study.search.keys import CONFIG_ATTR
 from study.search.optuna_adapter import (
     latest_trial,
     report_many,
@@ -34,7 +35,7 @@ from study.search.optuna_adapter import (
     trial_id_of,
 )
 from study.search.resilience import DatabaseAway, retrying
-from study.search.studies import CONFIG_ATTR, search_order_seed, trial_seed
+from study.search.studies import search_order_seed, trial_seed
 from study.search.trials import ABANDONED, conclude_many, fail_trial, metric_of
 from trainers import (
     PER_MEMBER,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -26,9 +25,19 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from storage import STUDY_MARK, Store, split_study_name, study_name
-from study.config.experiment import ArmConfig, ExperimentConfig
+from study.config.experiment import ExperimentConfig
 from study.config.ranges import distribution
 from study.errors import UsageError
+from study.search.keys import (  # the names that need no Optuna, here too as always
+    CONFIG_ATTR,
+    DIVERGED,
+    RESULT_ATTR,
+    ArmCounts,
+    Heartbeat,
+    SearchKey,
+    searched_arms,
+    searches,
+)
 from study.search.optuna_adapter import record_heartbeat, trial_id_of
 from study.search.samplers import make_pruner, search_sampler
 
@@ -37,76 +46,9 @@ try:  # renamed in optuna 4.9
 except ImportError:  # pragma: no cover - optuna < 4.9
     from optuna.storages import RetryFailedTrialCallback as _RetryCallback  # type: ignore[assignment, unused-ignore]
 
-RESULT_ATTR = "dynl2_result"  # user attr: "complete" | "pruned" | "diverged", set by dynl2
-REASON_ATTR = "fail_reason"  # user attr: why a trial failed, one line
-BEST_EPOCH_ATTR = "best_epoch"
-CONFIG_ATTR = "config"  # user attr: the resolved trainer config of the trial
-WORKER_ATTR = "dynl2_worker"  # user attr: "HOST:PID" of the worker that claimed the trial last
-# user attr, beside WORKER_ATTR under Slurm: that worker's job, "JOB_TASK" (an array's task) or
-# "JOB"; stores of an older dynl2 have WORKER_ATTR alone
-WORKER_JOB_ATTR = "dynl2_worker_job"
-
-DIVERGED = "diverged"
-
-
-@dataclass(frozen=True)
-class Heartbeat:
-    """How often a running trial proves its worker is alive, and when it is declared dead."""
-
-    interval: int = 10  # seconds between heartbeats
-    grace: int = 60  # seconds without one before a RUNNING trial is failed and retried;
-    # above SQLite's 30 s busy timeout, so a heartbeat write kept waiting by a lock never
-    # makes a live trial look dead
-
-
-@dataclass(frozen=True)
-class ArmCounts:
-    complete: int
-    pruned: int
-    diverged: int
-    lost: int  # FAIL without being a result: worker died or crashed
-    running: int
-    waiting: int  # retries queued for any worker
-    best: float | None
-    # What the claim reads for [search] reproducible (worker._free), from the study's trials;
-    # not counts: left out of equality, so study.run.progress's SQL counts compare equal.
-    asked: int = field(default=0, compare=False)  # trials so far: the next one is numbered this
-    first_open: int | None = field(default=None, compare=False)  # lowest RUNNING/WAITING number
-
-    @property
-    def results(self) -> int:
-        return self.complete + self.pruned + self.diverged
-
-    @property
-    def in_flight(self) -> int:
-        return self.running + self.waiting
-
 
 def distributions(config: ExperimentConfig, arm: str) -> dict[str, BaseDistribution]:
     return {name: distribution(r) for name, r in config.searched(arm).items()}
-
-
-def searched_arms(config: ExperimentConfig) -> list[ArmConfig]:
-    """Arms with something to search; the others are trained only in the final evaluation."""
-    return [arm for arm in config.arms if config.searched(arm.name)]
-
-
-# One search: an arm and which of its replicates (1 .. [search] replicates).
-SearchKey = tuple[str, int]
-
-
-def searches(config: ExperimentConfig) -> list[SearchKey]:
-    """Every search of the experiment: each searched arm once per replicate, replicate-major
-    (all arms of replicate 1 first)."""
-    arms = [arm.name for arm in searched_arms(config)]
-    return [(arm, r) for r in range(1, config.search.replicates + 1) for arm in arms]
-
-
-def label(config: ExperimentConfig, key: SearchKey) -> str:
-    """How progress lines and messages name a search: the arm, and ``ARM/R`` once there is
-    more than one replicate."""
-    arm, replicate = key
-    return arm if config.search.replicates == 1 else f"{arm}/{replicate}"
 
 
 def optuna_storage(store: Store, heartbeat: Heartbeat) -> RDBStorage:

@@ -14,9 +14,9 @@ from optuna.trial import TrialState
 from storage import Store
 from study.config.experiment import ExperimentConfig
 from study.errors import StudyError
+from study.search.keys import BEST_EPOCH_ATTR, DIVERGED, REASON_ATTR, RESULT_ATTR
 from study.search.optuna_adapter import Tell, tell_many, trial_id_of
 from study.search.resilience import retrying
-from study.search.studies import BEST_EPOCH_ATTR, DIVERGED, REASON_ATTR, RESULT_ATTR
 from trainers import DivergenceError, EpochRecord, TrainResult
 
 

@@ -29,6 +29,7 @@ from storage import Store
 from study.config.experiment import ExperimentConfig
 from study.search import signals
 from study.search.fused import group_sizes, run_trials
+from study.search.keys import WORKER_ATTR, WORKER_JOB_ATTR, ArmCounts, Heartbeat, SearchKey, label
 from study.search.optuna_adapter import (
     ask_many,
     heartbeat_interval,
@@ -39,18 +40,7 @@ from study.search.optuna_adapter import (
 )
 from study.search.resilience import retrying
 from study.search.samplers import pruning_startup, reproducible_lag
-from study.search.studies import (
-    WORKER_ATTR,
-    WORKER_JOB_ATTR,
-    ArmCounts,
-    Heartbeat,
-    SearchKey,
-    adopt_silent_claims,
-    count,
-    distributions,
-    label,
-    open_studies,
-)
+from study.search.studies import adopt_silent_claims, count, distributions, open_studies
 from trainers import Dataset, data_from_dict, load_dataset, resolve_device
 
 

@@ -34,7 +34,7 @@ from study.run.progress import Progress, experiment_progress
 from study.run.queries import trials_with_tests
 from study.run.runs import stored_experiment
 from study.run.unreadable import UnreadableExperiment, about_the_rows, quoted, reading
-from study.search.studies import label, searches
+from study.search.keys import label, searches
 
 __all__ = [
     "MAX_PAGE",

@@ -22,7 +22,8 @@ import storage
 from storage.pg_reader import ROLE_PREFIX, reader_role_name
 from study.cli import dispatch as cli
 from study.config.experiment import load_experiment
-from study.search.studies import Heartbeat, open_studies
+from study.search.keys import Heartbeat
+from study.search.studies import open_studies
 from tests.storage.backends import libpq_url
 from tests.tiny import write_tiny
 

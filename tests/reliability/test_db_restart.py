@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from study.config.experiment import load_experiment
-from study.search.studies import Heartbeat
+from study.search.keys import Heartbeat
 from tests.storage.backends import require_postgres, scratch_postgres_database
 
 from .helpers import (

@@ -40,7 +40,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 import storage
-from study.search.studies import Heartbeat
+from study.search.keys import Heartbeat
 from tests.storage.backends import (
     BACKENDS,
     libpq_url,

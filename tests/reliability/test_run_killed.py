@@ -11,7 +11,8 @@ import pytest
 
 import storage
 from study.config.experiment import load_experiment
-from study.search.studies import Heartbeat, distributions, open_studies
+from study.search.keys import Heartbeat
+from study.search.studies import distributions, open_studies
 
 from .helpers import (
     ARMS,

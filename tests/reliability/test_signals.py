@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 import storage
 from study.config.experiment import load_experiment
-from study.search.studies import Heartbeat
+from study.search.keys import Heartbeat
 
 from .helpers import (
     ARMS,

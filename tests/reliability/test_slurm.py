@@ -26,7 +26,8 @@ import pytest
 
 import storage
 from study.config.experiment import load_experiment
-from study.search.studies import WORKER_JOB_ATTR, Heartbeat, open_studies
+from study.search.keys import WORKER_JOB_ATTR, Heartbeat
+from study.search.studies import open_studies
 from tests.storage.backends import empty_url
 
 from .helpers import (

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from study.search.studies import Heartbeat
+from study.search.keys import Heartbeat
 
 from .helpers import (
     assert_exact_results,

@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from psycopg import sql
 
 from storage.engine import PROCESS_CONNECTIONS
+from study.search.keys import Heartbeat
 from study.search.resilience import is_transient, slots_full
-from study.search.studies import Heartbeat
 from tests.storage.backends import libpq_url, require_postgres, scratch_postgres_database
 
 from .helpers import (

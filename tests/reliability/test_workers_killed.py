@@ -24,7 +24,8 @@ import sqlalchemy as sa
 
 import storage
 from study.config.experiment import load_experiment
-from study.search.studies import Heartbeat, distributions, open_studies
+from study.search.keys import Heartbeat
+from study.search.studies import distributions, open_studies
 from study.search.worker import run_worker
 from tests.storage.backends import BACKENDS, empty_url
 

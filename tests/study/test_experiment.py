@@ -4,10 +4,12 @@ the TOML key) for each bad input."""
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import pickle
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -584,6 +586,35 @@ def test_optuna_is_asked_before_anything_is_written(monkeypatch):
         parse_experiment(BASE)
     assert info.value.key == "train.lr"  # the first searched range of the first arm
     assert "Optuna cannot search this range: no such range" in info.value.detail
+
+
+def test_a_config_read_back_to_be_shown_does_not_ask_optuna(monkeypatch):
+    def refuse(r):
+        raise ValueError("no such range")
+
+    monkeypatch.setattr(experiment, "distribution", refuse)
+    shown = parse_experiment(BASE, shown=True)  # dynl2 status: the stored config, shown
+    assert shown.searched("dynamic")
+    with pytest.raises(ExperimentConfigError, match="Optuna cannot search"):
+        parse_experiment(BASE)  # and the next parse asks again
+
+
+@pytest.mark.parametrize("integer", [False, True])
+def test_every_range_dynl2_accepts_optuna_accepts(integer):
+    """What lets a shown config skip Optuna: Range's own checks refuse all Optuna refuses."""
+    bounds = [-3, -1, 0, 1, 2, 10] if integer else [-2.5, -1e-3, 0.0, 1e-6, 0.5, 1.0, 3.0]
+    steps = [None, 1, 2, 3] if integer else [None, 1e-3, 0.25, 1.0, 5.0]
+    accepted = 0
+    for low, high, log, step in itertools.product(bounds, bounds, (False, True), steps):
+        try:
+            r = Range(low, high, log=log, step=step, integer=integer)
+        except ExperimentConfigError:
+            continue
+        accepted += 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna moves a high off the step grid, and warns
+            distribution(r)  # raises if Optuna refuses it
+    assert accepted > 20  # the grid holds ranges both sides of every rule
 
 
 def test_validation_builds_the_distributions_the_studies_search():

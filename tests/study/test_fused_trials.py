@@ -15,7 +15,8 @@ from study.run.evaluate import EvalTask, run_group
 from study.search import fused as fused_trials
 from study.search import signals
 from study.search import worker as worker_module
-from study.search.studies import Heartbeat, open_studies, search_order_seed, trial_seed
+from study.search.keys import Heartbeat
+from study.search.studies import open_studies, search_order_seed, trial_seed
 from study.search.trials import ABANDONED
 from trainers import TrainConfig, load_dataset, train
 

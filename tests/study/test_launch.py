@@ -32,8 +32,9 @@ from study.cli import dispatch as cli
 from study.config.experiment import load_experiment
 from study.errors import UsageError
 from study.search import worker as worker_module
+from study.search.keys import WORKER_ATTR, WORKER_JOB_ATTR, Heartbeat
 from study.search.optuna_adapter import storage_of, trial_id_of
-from study.search.studies import WORKER_ATTR, WORKER_JOB_ATTR, Heartbeat, open_studies
+from study.search.studies import open_studies
 from study.service import agent as agent_module
 from tests.tiny import write_tiny
 

@@ -13,15 +13,8 @@ from optuna.trial import TrialState
 import storage
 from study.config.experiment import load_experiment
 from study.run.progress import arm_counts
-from study.search.studies import (
-    DIVERGED,
-    RESULT_ATTR,
-    ArmCounts,
-    Heartbeat,
-    count,
-    distributions,
-    open_studies,
-)
+from study.search.keys import DIVERGED, RESULT_ATTR, ArmCounts, Heartbeat
+from study.search.studies import count, distributions, open_studies
 from tests.storage.backends import BACKENDS, empty_url
 
 from .test_run_e2e import write_config

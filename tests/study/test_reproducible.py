@@ -21,6 +21,7 @@ import torch
 import storage
 from study.config.experiment import ExperimentConfigError, SearchConfig
 from study.search import signals, worker
+from study.search.keys import ArmCounts
 from study.search.optuna_adapter import History
 from study.search.samplers import (
     make_pruner,
@@ -28,7 +29,6 @@ from study.search.samplers import (
     search_sampler,
     trial_draw_seed,
 )
-from study.search.studies import ArmCounts
 from tests.storage.backends import BACKENDS, empty_url
 from tests.trainers.histories import result_of, same_history
 from trainers import DigitsData, DynamicScheme, MLPModel, TrainConfig, load_dataset, train_fused

@@ -17,7 +17,8 @@ from optuna.trial import create_trial
 
 import storage
 from study.config.experiment import ExperimentConfig, load_experiment
-from study.search.studies import Heartbeat, distributions, open_studies
+from study.search.keys import Heartbeat
+from study.search.studies import distributions, open_studies
 from tests.storage.backends import BACKENDS, empty_url
 from tests.study.test_run_e2e import dynl2_here
 from tests.tiny import write_tiny

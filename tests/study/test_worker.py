@@ -14,8 +14,9 @@ from study.config.experiment import load_experiment
 from study.search import fused as fused_trials
 from study.search import trials
 from study.search import worker as worker_module
+from study.search.keys import Heartbeat
 from study.search.optuna_adapter import storage_of, trial_id_of
-from study.search.studies import Heartbeat, count, open_studies
+from study.search.studies import count, open_studies
 from trainers import EpochRecord, TrainResult
 
 from .test_run_e2e import write_config
