@@ -125,21 +125,21 @@ def reproducibility(
         " reproduces, with any number of workers, any --batch and after a resume: ",
     ]
     by_number = (
-        "trial k of each search (arm and replicate) draws from a seed made of the experiment "
-        "seed, the replicate and k"
+        "the k-th trial of each search (arm and replicate; trials handed back at a stop not "
+        "counted) draws from a seed made of the experiment seed, the replicate and k"
     )
     if sampler == "random" or (sampler == "tpe" and reproducible):
         said.append(f"the parameters of every trial ({by_number}")
         if sampler == "tpe":
             said.append(
-                ", and TPE models only the trials numbered a fixed lag below k, waiting for "
-                "them to end: [search] reproducible"
+                ", and TPE models only the trials a fixed lag below k, waiting for them to "
+                "end: [search] reproducible"
             )
         said.append(").")
     elif sampler == "qmc":
         said.append(
             "the parameters of every trial (one scrambled Sobol sequence per search, its points "
-            "taken in trial order)."
+            "taken in the order trials are drawn)."
         )
     else:
         startup = STARTUP.get(sampler, 0)
@@ -167,10 +167,11 @@ def reproducibility(
         "seed, alone or in a fused group of any size and position, up to float32 rounding "
         "(about 1e-6 relative: a fused group sums the same products in another order), so an "
         "accuracy can differ by one borderline example and, rarely, a near tie for the best "
-        "configuration go the other way. Not reproduced: results on another device type, "
-        "or with other torch or Optuna versions; and a stopped or crashed run retrains its "
-        "interrupted trials under new numbers, so the later trial numbers of that search "
-        "shift by one for each."
+        "configuration go the other way. A stopped or crashed run retrains its interrupted "
+        "trials under new trial numbers, with their parameters and trainer seeds, and the "
+        "trials after them draw what they would have drawn: only the numbers shift (a trial "
+        "interrupted twice is not retried again, and a new draw takes its place). Not "
+        "reproduced: results on another device type, or with other torch or Optuna versions."
     )
     return "".join(said)
 

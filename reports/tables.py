@@ -24,7 +24,9 @@ def build_tables(
     top: list[TrialRow] = []
     for arm in arms:
         rows = complete[complete["arm"] == arm].sort_values(
-            ["value", "number"], ascending=[direction == "minimize", True], kind="stable"
+            ["value", "draw", "number"],
+            ascending=[direction == "minimize", True, True],
+            kind="stable",
         )
         for _, r in rows.head(TOP_TRIALS).iterrows():
             best_epoch = r["best_epoch"]

@@ -3,7 +3,8 @@
 Knows nothing of torch. ``storage.open(url)`` gives a :class:`Store`; ``run_readonly`` is the
 read-only door behind ``dynl2 sql``, and ``set_up_reader`` creates the PostgreSQL role that door
 logs in as (``dynl2 sql-setup``); ``read_status`` reads what ``dynl2 status NAME`` shows of a
-store in the common case, with SQLAlchemy alone.
+store in the common case, with SQLAlchemy alone; ``trial_draws`` says where each trial stands in
+its search, retries not counted (``storage.draws``).
 
 The names are imported when first asked for (PEP 562), as ``trainers`` does: the modules behind
 them import SQLAlchemy, Optuna and pandas, and a verb that only reads a query's rows (``dynl2
@@ -17,6 +18,14 @@ import importlib.util
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the same names, for type checkers; at run time __getattr__ imports them
+    from storage.draws import (
+        RETRY_OF,
+        draw_count,
+        draws_of,
+        numbered_draws,
+        retry_of,
+        trial_draws,
+    )
     from storage.engine import (
         PGBOUNCER_ENV,
         PROCESS_CONNECTIONS,
@@ -102,6 +111,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "SuiteConflict",
         "SuiteNotFound",
     ),
+    "draws": ("RETRY_OF", "draw_count", "draws_of", "numbered_draws", "retry_of", "trial_draws"),
     "pg_reader": ("READER_URL_ENV", "ReaderSetup", "set_up_reader"),
     "readonly": ("QueryResult", "run_readonly"),
     "readonly_status": ("StatusRows", "read_status"),
@@ -170,6 +180,7 @@ __all__ = [
     "PGBOUNCER_ENV",
     "PROCESS_CONNECTIONS",
     "READER_URL_ENV",
+    "RETRY_OF",
     "SCHEMA_VERSION",
     "STUDY_MARK",
     "TRIAL_COLUMNS",
@@ -201,14 +212,18 @@ __all__ = [
     "best_params",
     "best_trials",
     "default_url",
+    "draw_count",
+    "draws_of",
     "first_line",
     "is_current",
     "make_engine",
     "masked_text",
     "masked_url",
+    "numbered_draws",
     "open",
     "read_status",
     "resolve_url",
+    "retry_of",
     "run_readonly",
     "set_process_kind",
     "set_up_reader",
@@ -216,4 +231,5 @@ __all__ = [
     "split_study_name",
     "sqlite_path",
     "study_name",
+    "trial_draws",
 ]

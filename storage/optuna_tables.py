@@ -18,6 +18,7 @@ __all__ = [
     "study_system_attributes",
     "trial_heartbeats",
     "trial_params",
+    "trial_system_attributes",
     "trial_user_attributes",
     "trial_values",
     "trials",
@@ -76,6 +77,15 @@ trial_user_attributes = Table(
     "trial_user_attributes",
     OPTUNA_METADATA,
     Column("trial_user_attribute_id", Integer, primary_key=True),
+    Column("trial_id", Integer),
+    Column("key", String(512)),
+    Column("value_json", Text),
+)
+
+trial_system_attributes = Table(  # read for one key: a retry's ``failed_trial`` (storage.draws)
+    "trial_system_attributes",
+    OPTUNA_METADATA,
+    Column("trial_system_attribute_id", Integer, primary_key=True),
     Column("trial_id", Integer),
     Column("key", String(512)),
     Column("value_json", Text),

@@ -23,10 +23,21 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, and_, column, func, select, table
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    and_,
+    column,
+    func,
+    select,
+    table,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
 from storage import optuna_tables as ot
+from storage.draws import RETRY_OF, numbered_draws, retry_of
 from storage.engine import make_engine
 from storage.errors import StorageError, StorageUnavailable
 from storage.records import STUDY_MARK, Tally, split_study_name
@@ -77,6 +88,7 @@ class TrialRow:
     state: str
     value: float  # NaN without a value; ±inf as Optuna stores them
     params: dict[str, Any]  # Optuna's external values, in the order Optuna stored them
+    draw: int  # where it stands in its search, retries not counted (storage.draws)
 
 
 @dataclass(frozen=True)
@@ -323,11 +335,20 @@ def _trials(connection: Connection, studies: dict[int, tuple[str, int]]) -> tupl
     )
     for (value_json,) in connection.execute(attr_query):
         _json(value_json)  # read, as Store.trials reads it: damaged, it is not ours to show
+    retries = {
+        trial_id: retry_of({RETRY_OF: _json(value_json)})
+        for trial_id, value_json in connection.execute(_retries_query(in_studies))
+    }
     trial_query = (
         select(ot.trials.c.study_id, ot.trials.c.number, ot.trials.c.trial_id, ot.trials.c.state)
         .where(in_studies)
         .order_by(ot.trials.c.study_id, ot.trials.c.number)
     )
+    found = list(connection.execute(trial_query))
+    by_study: dict[int, list[tuple[int, int | None]]] = {}
+    for study_id, number, trial_id, _ in found:
+        by_study.setdefault(study_id, []).append((number, retries.get(trial_id)))
+    draws = {study_id: numbered_draws(pairs) for study_id, pairs in by_study.items()}
     rows = [
         TrialRow(
             *studies[study_id],
@@ -335,10 +356,22 @@ def _trials(connection: Connection, studies: dict[int, tuple[str, int]]) -> tupl
             str(state),
             values.get(trial_id, math.nan),
             params.get(trial_id, {}),
+            draws[study_id][number],
         )
-        for study_id, number, trial_id, state in connection.execute(trial_query)
+        for study_id, number, trial_id, state in found
     ]
     return tuple(sorted(rows, key=lambda r: (r.arm, r.replicate, r.number)))
+
+
+def _retries_query(in_studies: ColumnElement[bool]) -> Select[Any]:
+    """``(trial id, value_json)`` of each retry's ``failed_trial`` among the trials of the
+    studies ``in_studies`` picks (Store.trials reads the same)."""
+    s = ot.trial_system_attributes.c
+    return (
+        select(s.trial_id, s.value_json)
+        .join(ot.trials, ot.trials.c.trial_id == s.trial_id)
+        .where(in_studies, s.key == RETRY_OF)
+    )
 
 
 def external(distribution_json: object, internal: object) -> Any:

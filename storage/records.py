@@ -73,6 +73,7 @@ TRIAL_COLUMNS = (
     "arm",
     "replicate",  # which search of the arm (1 .. [search] replicates): Optuna study EXP/ARM[/R]
     "number",
+    "draw",  # where it stands in its search, retries not counted; a retry has its original's
     "trial_id",
     "state",  # COMPLETE, PRUNED, FAIL, RUNNING or WAITING
     "value",  # the objective; NaN when the trial has none

@@ -29,6 +29,8 @@ class Trial(Protocol):
     @property
     def number(self) -> int: ...
     @property
+    def draw(self) -> int: ...
+    @property
     def state(self) -> str: ...
     @property
     def value(self) -> float: ...
@@ -38,7 +40,9 @@ class Trial(Protocol):
 
 def best_trials(trials: pd.DataFrame, direction: str) -> dict[str, pd.Series]:
     """``{arm: row}`` of each arm's best COMPLETE trial with a finite value (a frame of
-    ``Store.trials``). Ties go to the lowest trial number, so every reader picks the same one."""
+    ``Store.trials``). Ties go to the lowest draw (``storage.draws``), then the lowest number, so
+    every reader picks the same one, and a run that handed trials back at a stop picks what a
+    run left alone picks."""
     if direction not in ("maximize", "minimize"):
         raise ValueError(f"`direction` must be 'maximize' or 'minimize', but got {direction!r}.")
     if trials.empty:
@@ -48,7 +52,9 @@ def best_trials(trials: pd.DataFrame, direction: str) -> dict[str, pd.Series]:
     out = {}
     for arm, rows in complete.groupby("arm", sort=False):
         ordered = rows.sort_values(
-            ["value", "number"], ascending=[direction == "minimize", True], kind="stable"
+            ["value", "draw", "number"],
+            ascending=[direction == "minimize", True, True],
+            kind="stable",
         )
         out[str(arm)] = ordered.iloc[0]
     return out
@@ -69,16 +75,16 @@ def best_by_search(trials: pd.DataFrame, direction: str) -> dict[tuple[str, int]
 
 def best_params(trials: Iterable[Trial], direction: str) -> dict[tuple[str, int], dict[str, Any]]:
     """``{(arm, replicate): params}`` of each search's best trial: :func:`best_by_search`'s
-    choice (COMPLETE, a finite value, the best value, then the lowest number), from records
-    in the order of ``Store.trials``, without pandas (``dynl2 status``)."""
+    choice (COMPLETE, a finite value, the best value, then the lowest draw and number), from
+    records in the order of ``Store.trials``, without pandas (``dynl2 status``)."""
     if direction not in ("maximize", "minimize"):
         raise ValueError(f"`direction` must be 'maximize' or 'minimize', but got {direction!r}.")
     sign = 1.0 if direction == "minimize" else -1.0
-    best: dict[tuple[str, int], tuple[tuple[float, int], Trial]] = {}
+    best: dict[tuple[str, int], tuple[tuple[float, int, int], Trial]] = {}
     for trial in trials:
         if trial.state != "COMPLETE" or not math.isfinite(trial.value):
             continue
-        key = (sign * trial.value, trial.number)
+        key = (sign * trial.value, trial.draw, trial.number)
         search = (trial.arm, trial.replicate)
         if search not in best or key < best[search][0]:  # the first of equals, as a stable sort
             best[search] = (key, trial)

@@ -21,6 +21,7 @@ from sqlalchemy import Integer, Select, literal, select
 from sqlalchemy.orm import Session
 
 from storage import optuna_tables as ot
+from storage.draws import RETRY_OF, numbered_draws, retry_of
 from storage.errors import damaged
 from storage.readonly_status import chosen_studies, studies_query, tallies_query, tally
 from storage.records import (
@@ -270,6 +271,7 @@ def trials_frame(session: Session, experiment: str, arm: str | None) -> pd.DataF
     dtypes = {
         "replicate": "int64",
         "number": "int64",
+        "draw": "int64",
         "trial_id": "int64",
         "value": "float64",
         "best_epoch": "Int64",
@@ -312,6 +314,13 @@ def trials_frame(session: Session, experiment: str, arm: str | None) -> pd.DataF
         where = f"the user attribute {key!r} of trial {trial_id} in trial_user_attributes"
         attrs.setdefault(trial_id, {})[key] = stored_json(value_json, where)
 
+    retries: dict[int, int | None] = {}
+    system = ot.trial_system_attributes.c
+    retry_query = select(system.trial_id, system.value_json).where(system.key == RETRY_OF)
+    for trial_id, value_json in session.execute(_trial_scope(retry_query, arms)):
+        where = f"the system attribute {RETRY_OF!r} of trial {trial_id}"
+        retries[trial_id] = retry_of({RETRY_OF: stored_json(value_json, where)})
+
     trial_query = (
         select(
             ot.trials.c.study_id,
@@ -324,8 +333,13 @@ def trials_frame(session: Session, experiment: str, arm: str | None) -> pd.DataF
         .where(ot.trials.c.study_id.in_(arms))
         .order_by(ot.trials.c.study_id, ot.trials.c.number)
     )
+    found = list(session.execute(trial_query))
+    by_study: dict[int, list[tuple[int, int | None]]] = {}
+    for study_id, number, trial_id, *_ in found:
+        by_study.setdefault(study_id, []).append((number, retries.get(trial_id)))
+    draws = {study_id: numbered_draws(pairs) for study_id, pairs in by_study.items()}
     rows = []
-    for study_id, number, trial_id, state, start, complete in session.execute(trial_query):
+    for study_id, number, trial_id, state, start, complete in found:
         # Optuna writes naive UTC datetimes.
         start = start.replace(tzinfo=UTC) if start is not None else None
         complete = complete.replace(tzinfo=UTC) if complete is not None else None
@@ -335,6 +349,7 @@ def trials_frame(session: Session, experiment: str, arm: str | None) -> pd.DataF
             (
                 *arms[study_id],
                 number,
+                draws[study_id][number],
                 trial_id,
                 str(state),
                 values.get(trial_id, math.nan),

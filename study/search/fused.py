@@ -109,20 +109,24 @@ def run_trials(
     trials: Sequence[optuna.trial.Trial],
     dataset: Callable[[], Dataset],
     note: Callable[[str], None] | None = None,
+    draws: Sequence[int] | None = None,
 ) -> list[str]:
     """Train ``trials`` (of ``arm``) together in the one training engine (a group of one
-    too); returns each one's outcome, in order: "complete", "pruned", "diverged", or
-    :data:`trials.ABANDONED` when another worker declared the trial stale meanwhile (its retry
-    belongs to whoever picks it up). Any other failure marks the trials that had not ended
-    FAIL with its reason and raises :class:`trials.WorkerFailed`."""
+    too), each with the trainer seed of its draw (``draws``, :mod:`storage.draws`;
+    default: its number, as in a search without retries); returns each one's outcome, in
+    order: "complete", "pruned", "diverged", or :data:`trials.ABANDONED` when another worker
+    declared the trial stale meanwhile (its retry belongs to whoever picks it up). Any other
+    failure marks the trials that had not ended FAIL with its reason and raises
+    :class:`trials.WorkerFailed`."""
     data = dataset
     shared_order = search_order_seed(config)
+    drawn = [t.number for t in trials] if draws is None else list(draws)
     try:
         configs = [
-            config.train_config(arm, t.params, trial_seed(config, t.number)).with_(
+            config.train_config(arm, t.params, trial_seed(config, draw)).with_(
                 order_seed=shared_order
             )
-            for t in trials
+            for t, draw in zip(trials, drawn, strict=True)
         ]
     except Exception as exc:
         errors = [fail_trial(arm, study, t, exc) for t in trials]
@@ -133,8 +137,8 @@ def run_trials(
             note(f"arm {arm!r}: {problem}; training its {len(trials)} trials one at a time")
         return [
             outcome
-            for t in trials
-            for outcome in run_trials(store, config, arm, study, [t], data, note)
+            for t, draw in zip(trials, drawn, strict=True)
+            for outcome in run_trials(store, config, arm, study, [t], data, note, [draw])
         ]
     as_attrs = [
         (trial, {CONFIG_ATTR: c.to_dict()}) for trial, c in zip(trials, configs, strict=True)

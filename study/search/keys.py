@@ -59,8 +59,9 @@ class ArmCounts:
     best: float | None
     # What the claim reads for [search] reproducible (worker._free), from the study's trials;
     # not counts: left out of equality, so study.run.progress's SQL counts compare equal.
-    asked: int = field(default=0, compare=False)  # trials so far: the next one is numbered this
-    first_open: int | None = field(default=None, compare=False)  # lowest RUNNING/WAITING number
+    # In draws (storage.draws: trials counted without retries, a retry has its original's).
+    asked: int = field(default=0, compare=False)  # draws so far: the next new trial's draw
+    first_open: int | None = field(default=None, compare=False)  # lowest RUNNING/WAITING draw
 
     @property
     def results(self) -> int:

@@ -2,19 +2,21 @@
 
 Every arm's study gets the same sampler kind and seed, so no arm is searched better than another.
 
-A search's sampler (:func:`search_sampler`) draws trial k's parameters from a sampler seeded
-with a hash of (search seed, k), built afresh for that trial: whichever worker, group, machine
-or resumed run asks for trial k, a sampler whose draws ignore earlier results (random, and the
-start-up trials of TPE, GP and CMA-ES) draws the same point. QMC is Optuna's own, with one seed
-for everyone: it numbers its points with a counter in the study that advances once per new
-trial, under the claim lock, so in the order of trial numbers.
+A search's sampler (:func:`search_sampler`) draws the parameters of its k-th draw (its trials
+counted without retries, :mod:`storage.draws`) from a sampler seeded with a hash of
+(search seed, k), built afresh for that trial: whichever worker, group, machine or resumed run
+asks for it, and however many trials a stop handed back before it, a sampler whose draws ignore
+earlier results (random, and the start-up trials of TPE, GP and CMA-ES) draws the same point.
+QMC is Optuna's own, with one seed for everyone: it numbers its points with a counter in the
+study that advances once per new trial (a retry reuses its parameters and advances nothing),
+under the claim lock, so in the order of draws.
 
 What a model-based sampler proposes after its start-up depends on which trials have finished
-when it is asked. With ``[search] reproducible`` (TPE; random and QMC need no history) trial k
-sees a fixed history instead (:class:`History`): the trials numbered k - lag or lower as they
-ended, those in between as still running; the worker's claim waits until the ones at k - lag or
-lower have ended (:func:`reproducible_lag`). The median pruner judges trial k against the same
-history, so whether a trial is pruned is a function of its number too.
+when it is asked. With ``[search] reproducible`` (TPE; random and QMC need no history) draw k
+sees a fixed history instead (:class:`History`): the draws k - lag or lower as they ended,
+those in between as still running; the worker's claim waits until the draws k - lag or lower
+have ended (:func:`reproducible_lag`). The median pruner judges draw k against the same
+history, so whether a trial is pruned is a function of its draw too.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
+from storage import draws_of
 from study.config.search import SearchConfig
-from study.search.optuna_adapter import History
+from study.search.optuna_adapter import History, trials_seen
 
 LAG_CAP = 32  # the most trials in flight per search that reproducible = true allows by default
 LAG_ROUNDS = 4  # ... and no more than n_trials / this, as the CPU's default group size
@@ -81,16 +84,18 @@ def reproducible_lag(search: SearchConfig) -> int:
     return search.batch or max(1, min(LAG_CAP, math.ceil(search.n_trials / LAG_ROUNDS)))
 
 
-def trial_draw_seed(seed: int, number: int) -> int:
-    """The seed of the sampler that draws trial ``number`` of a search seeded with ``seed``."""
-    digest = hashlib.sha256(f"dynl2-trial:{seed}:{number}".encode()).digest()
+def trial_draw_seed(seed: int, draw: int) -> int:
+    """The seed of the sampler that draws the ``draw``-th trial (:mod:`storage.draws`)
+    of a search seeded with ``seed``."""
+    digest = hashlib.sha256(f"dynl2-trial:{seed}:{draw}".encode()).digest()
     return int.from_bytes(digest[:4], "big") % 2**31
 
 
 class TrialSeeded(BaseSampler):
-    """Trial k's parameters drawn by ``build(trial_draw_seed(seed, k))``, a sampler made for
-    that trial alone (cheap: Optuna's samplers keep nothing a fresh one would miss but caches),
-    through :class:`History` when ``lag`` is given. Optuna asks one trial at a time, in one
+    """The parameters of draw k drawn by ``build(trial_draw_seed(seed, k))``, a sampler made
+    for that trial alone (cheap: Optuna's samplers keep nothing a fresh one would miss but
+    caches), through :class:`History` when ``lag`` is given. A trial's draw is read from the
+    trials its sampler sees (:func:`trials_seen`). Optuna asks one trial at a time, in one
     thread (the claim lock), so one sampler is kept: the latest trial's."""
 
     def __init__(self, build: Callable[[int], BaseSampler], seed: int, lag: int | None) -> None:
@@ -105,7 +110,8 @@ class TrialSeeded(BaseSampler):
         """The sampler of ``trial``, and the study as it sees it."""
         if self._inner is None or self._number != trial.number:
             self._number = trial.number
-            self._inner = self._build(trial_draw_seed(self._seed, trial.number))
+            draw = draws_of(trials_seen(study), [trial.number])[0]
+            self._inner = self._build(trial_draw_seed(self._seed, draw))
             self._seen = None
             if self._lag is not None:
                 self._seen = History(study, trial.number, self._lag)
@@ -145,7 +151,8 @@ class TrialSeeded(BaseSampler):
         state: TrialState,
         values: Sequence[float] | None,
     ) -> None:
-        # Told by whichever worker trains the trial: its own sampler for it, not the latest.
+        # Told by whichever worker trains the trial: its own sampler for it, not the latest
+        # (any seed will do for one made here: Optuna's after_trial hooks draw nothing).
         if self._inner is not None and self._number == trial.number:
             self._inner.after_trial(study, trial, state, values)
         else:
@@ -158,8 +165,8 @@ class TrialSeeded(BaseSampler):
 
 
 class LaggedMedianPruner(optuna.pruners.MedianPruner):
-    """Optuna's median pruner judging trial k against :class:`History`'s view of the study:
-    the trials numbered k - lag or lower, which had all ended when k was asked."""
+    """Optuna's median pruner judging draw k against :class:`History`'s view of the study:
+    the draws k - lag or lower, which had all ended when k was asked."""
 
     def __init__(self, lag: int, **settings: Any) -> None:
         super().__init__(**settings)

@@ -24,7 +24,7 @@ from optuna.storages import RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from storage import STUDY_MARK, Store, split_study_name, study_name
+from storage import STUDY_MARK, Store, draw_count, split_study_name, study_name, trial_draws
 from study.config.experiment import ExperimentConfig
 from study.config.ranges import distribution
 from study.errors import UsageError
@@ -276,6 +276,7 @@ def count(
     )
     values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     best = (max(values) if direction == "maximize" else min(values)) if values else None
+    table = trial_draws(trials)
     return ArmCounts(
         complete=by_state[TrialState.COMPLETE],
         pruned=by_state[TrialState.PRUNED],
@@ -284,18 +285,23 @@ def count(
         running=by_state[TrialState.RUNNING],
         waiting=by_state[TrialState.WAITING],
         best=best,
-        asked=len(trials),
+        asked=draw_count(table),
         first_open=min(
-            (t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)),
+            (
+                table[t.number]
+                for t in trials
+                if t.state in (TrialState.RUNNING, TrialState.WAITING)
+            ),
             default=None,
         ),
     )
 
 
-def trial_seed(config: ExperimentConfig, number: int) -> int:
-    """Search trial ``number`` gets the same trainer seed in every arm and every replicate
-    (common random numbers: the replicates differ by their samplers' draws)."""
-    return (config.seed * 1_000_003 + number) % 2**63
+def trial_seed(config: ExperimentConfig, draw: int) -> int:
+    """A search's ``draw``-th trial (:mod:`storage.draws`; a retry trains with the seed of
+    the trial it retries) gets the same trainer seed in every arm and every replicate (common
+    random numbers: the replicates differ by their samplers' draws)."""
+    return (config.seed * 1_000_003 + draw) % 2**63
 
 
 def search_order_seed(config: ExperimentConfig) -> int:

@@ -25,7 +25,7 @@ import optuna
 from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from storage import Store
+from storage import Store, draws_of
 from study.config.experiment import ExperimentConfig
 from study.search import signals
 from study.search.fused import group_sizes, run_trials
@@ -136,7 +136,9 @@ def run_worker(
             _record_worker(study, claim.trials)
             started = time.monotonic()
             with _heartbeat(study, [trial_id_of(t) for t in claim.trials]):
-                outcomes = run_trials(store, config, claim.arm, study, claim.trials, dataset, note)
+                outcomes = run_trials(
+                    store, config, claim.arm, study, claim.trials, dataset, note, claim.draws
+                )
             took = time.monotonic() - started
             summary.longest = max(took, summary.longest or 0.0)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM (study.search.signals), here or in the claim
@@ -197,6 +199,7 @@ def _fail_and_requeue(study: optuna.Study, trial_id: int) -> bool:
 class _Claim:
     key: SearchKey  # (arm, replicate)
     trials: tuple[optuna.trial.Trial, ...]
+    draws: tuple[int, ...]  # each trial's draw (storage.draws): its trainer seed's
 
     @property
     def arm(self) -> str:
@@ -274,13 +277,13 @@ def _claim(
             retry=lambda write: retrying(write, "recording the trials' parameters"),
             seen=seen[key],
         )
-    return _Claim(key, tuple(trials))
+    return _Claim(key, tuple(trials), tuple(draws_of(seen[key], [t.number for t in trials])))
 
 
 def _free(counts: ArmCounts, n: int, lag: int | None) -> int:
     """How many trials a search may be asked for now: its retries waiting, or as many new
-    ones as its budget has room for. With ``[search] reproducible``, new trial k only once
-    every trial numbered ``k - lag`` or lower has ended (:mod:`study.search.samplers`)."""
+    ones as its budget has room for. With ``[search] reproducible``, the new trial of draw k
+    only once every draw ``k - lag`` or lower has ended (:mod:`study.search.samplers`)."""
     free = max(n - counts.results - counts.running, counts.waiting)
     if lag is None:
         return free

@@ -18,6 +18,7 @@ def test_it_names_the_versions_and_what_is_not_reproduced(sampler: str) -> None:
     assert "(dynl2 0.9, torch 2.13.0, Optuna 5.1.0)" in text
     assert "scipy" not in text
     assert "float32 rounding" in text and "another device type" in text
+    assert "the trials after them draw what they would have drawn: only the numbers shift" in text
     assert "\n" not in text
 
 

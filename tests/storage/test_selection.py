@@ -4,6 +4,7 @@ arm's best and which stored evaluations retrained it."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -11,11 +12,21 @@ import pytest
 import storage
 
 
-def trials(*rows: tuple[str, int, str, float, dict]) -> pd.DataFrame:
+def trials(*rows: tuple) -> pd.DataFrame:
+    """Rows ``(arm, number, state, value, params[, draw])``; the draw is the number unless
+    given (a search without retries)."""
     return pd.DataFrame(
         [
-            {"arm": a, "replicate": 1, "number": n, "state": s, "value": v, "params": p}
-            for a, n, s, v, p in rows
+            {
+                "arm": a,
+                "replicate": 1,
+                "number": n,
+                "draw": draw[0] if draw else n,
+                "state": s,
+                "value": v,
+                "params": p,
+            }
+            for a, n, s, v, p, *draw in rows
         ]
     )  # one replicate, as Store.trials gives it for a store of R = 1
 
@@ -42,6 +53,22 @@ TRIALS = trials(
 def test_best_trials(direction, expected):
     best = storage.best_trials(TRIALS, direction)
     assert {arm: int(row["number"]) for arm, row in best.items()} == expected
+
+
+def test_a_tie_goes_to_the_lower_draw_and_a_retry_keeps_its_original_s():
+    """Trial 1 was handed back at a stop (FAIL) and retried as trial 3, after trial 2 was
+    drawn: a tie between 3 and 2 goes to 3, the trial a run left alone numbered 1."""
+    frame = trials(
+        ("fixed", 0, "COMPLETE", 0.5, {"lam": 1.0}, 0),
+        ("fixed", 1, "FAIL", math.nan, {"lam": 2.0}, 1),
+        ("fixed", 2, "COMPLETE", 0.9, {"lam": 3.0}, 2),
+        ("fixed", 3, "COMPLETE", 0.9, {"lam": 2.0}, 1),
+    )
+    assert int(storage.best_trials(frame, "maximize")["fixed"]["number"]) == 3
+    records = [SimpleNamespace(**row) for row in frame.to_dict("records")]
+    assert storage.best_params(records, "maximize") == {("fixed", 1): {"lam": 2.0}}
+    untied = frame.assign(draw=frame["number"])  # numbers alone would pick trial 2
+    assert int(storage.best_trials(untied, "maximize")["fixed"]["number"]) == 2
 
 
 def test_best_trials_of_nothing_and_a_bad_direction():

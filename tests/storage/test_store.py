@@ -11,6 +11,7 @@ from typing import Any
 import optuna
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 import pytest
+from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 import storage
@@ -20,6 +21,11 @@ from storage.store import StoreVanished
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 CONFIG = {"dataset": "mnist1d", "epochs": 20, "arms": ["dynamic", "fixed"], "lr": 0.01}
+
+
+retry_callback = getattr(  # renamed in Optuna 4.9
+    optuna.storages, "RetryHeartbeatStaleTrialCallback", optuna.storages.RetryFailedTrialCallback
+)
 
 
 def _study(store: storage.Store, experiment: str, arm: str) -> optuna.Study:
@@ -372,6 +378,31 @@ def _populate_trials(store: storage.Store) -> dict[str, int]:
     for name in ("expo/dynamic", "other/dynamic", "exp_/dynamic", "exp/a/b", "exp"):
         optuna.create_study(storage=store.optuna_storage(), study_name=name).ask()
     return {"complete": complete._trial_id, "failed": failed._trial_id}
+
+
+def test_a_retry_has_the_draw_of_the_trial_it_retries(prepared_url: str) -> None:
+    """Trial 1 handed back (FAIL) and retried by Optuna's callback as trial 2; trial 3 new:
+    draws 0, 1, 1, 2, in Store.trials and in the quick reader of ``dynl2 status``."""
+    with storage.open(prepared_url) as store:
+        store.create_experiment("exp", CONFIG)
+        study = _study(store, "exp", "fixed")
+        first, handed = study.ask(), study.ask()
+        for trial in (first, handed):
+            trial.suggest_float("lam", 1e-3, 1.0, log=True)
+        study.tell(first, 0.5)
+        study.tell(handed, state=optuna.trial.TrialState.FAIL)
+        retry_callback(max_retry=1)(study, study.trials[1])
+        retry = study.ask()  # pops the retry, numbered 2
+        study.tell(retry, 0.9)
+        study.tell(study.ask({"lam": FloatDistribution(1e-3, 1.0, log=True)}), 0.9)
+        frame = store.trials("exp")
+    assert list(frame["number"]) == [0, 1, 2, 3]
+    assert list(frame["draw"]) == [0, 1, 1, 2]
+    assert frame["params"][2] == frame["params"][1]
+    read = storage.read_status(prepared_url, "exp", result_attr="dynl2_result", holder_attrs=())
+    assert read is not None
+    assert [(t.number, t.draw) for t in read.trials] == [(0, 0), (1, 1), (2, 1), (3, 2)]
+    assert storage.best_params(read.trials, "maximize") == {("fixed", 1): frame["params"][1]}
 
 
 def test_trials_frame_reads_optuna_tables(store: storage.Store) -> None:

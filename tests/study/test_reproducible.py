@@ -19,7 +19,9 @@ import pytest
 import torch
 
 import storage
+from storage import trial_draws
 from study.config.experiment import ExperimentConfigError, SearchConfig
+from study.search import fused as fused_trials
 from study.search import signals, worker
 from study.search.keys import ArmCounts
 from study.search.optuna_adapter import History
@@ -34,6 +36,9 @@ from tests.trainers.histories import result_of, same_history
 from trainers import DigitsData, DynamicScheme, MLPModel, TrainConfig, load_dataset, train_fused
 
 ROOT = Path(__file__).resolve().parents[2]
+RETRY_CALLBACK = getattr(  # renamed in Optuna 4.9
+    optuna.storages, "RetryHeartbeatStaleTrialCallback", optuna.storages.RetryFailedTrialCallback
+)
 SPACE = {
     "lr": optuna.distributions.FloatDistribution(1e-3, 3e-2, log=True),
     "lam": optuna.distributions.FloatDistribution(1e-6, 1e-1, log=True),
@@ -71,6 +76,35 @@ def _asked(
     return [t.params for t in study.get_trials()[:n]]
 
 
+def _asked_with_a_retry(
+    search: SearchConfig, n: int, workers: int, tell_late: int, handed_back: int
+) -> list[dict[str, float]]:
+    """As :func:`_asked`, but trial ``handed_back`` is failed as soon as it is asked and
+    retried as a stop hands a trial back (Optuna's retry callback; the next ask pops it):
+    the parameters of the first ``n`` draws, each by its trial that was not handed back."""
+    study = optuna.create_study(direction="maximize")
+    samplers = [search_sampler(search, seed=7) for _ in range(workers)]
+    open_trials: list[optuna.trial.Trial] = []
+    asks = 0
+    while len(set(trial_draws(study.get_trials(deepcopy=False)).values())) < n or any(
+        t.state == optuna.trial.TrialState.WAITING for t in study.get_trials(deepcopy=False)
+    ):
+        study.sampler = samplers[asks % workers]
+        asks += 1
+        trial = study.ask(SPACE)
+        if trial.number == handed_back:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            RETRY_CALLBACK(max_retry=1)(study, study.trials[handed_back])
+            continue
+        open_trials.append(trial)
+        while len(open_trials) > tell_late:
+            done = open_trials.pop(0)
+            study.tell(done, _value(done.params))
+    trials = [t for t in study.get_trials() if t.state != optuna.trial.TrialState.FAIL]
+    draw = trial_draws(study.get_trials())
+    return [t.params for t in sorted(trials, key=lambda t: draw[t.number])][:n]
+
+
 # ------------------------------------------------------- trial k drawn from (seed, k) alone
 
 
@@ -102,6 +136,24 @@ def test_tpe_after_start_up_depends_on_what_has_ended_unless_reproducible() -> N
     assert _asked(plain, 16, workers=1, tell_late=3) == alone
 
 
+@pytest.mark.parametrize("sampler", ["random", "qmc"])
+def test_a_trial_handed_back_shifts_no_later_draw(sampler: str) -> None:
+    """Trial 3 handed back and retried as trial 4: the trials after it draw what trials 4, 5,
+    ... drew in a search without the stop (by draw, not by trial number)."""
+    search = SearchConfig(sampler=sampler)
+    alone = _asked(search, 8, workers=1)
+    assert _asked_with_a_retry(search, 8, workers=2, tell_late=1, handed_back=3) == alone
+
+
+def test_reproducible_tpe_proposes_alike_after_a_trial_handed_back() -> None:
+    """Trial 12 (after the start-up) handed back and retried: every draw, the modelled ones
+    after it included, proposes what it proposes without the stop (the history in draws)."""
+    fixed = SearchConfig(sampler="tpe", n_trials=18, reproducible=True)
+    alone = _asked(fixed, 18, workers=1, tell_late=3)
+    assert _asked_with_a_retry(fixed, 18, workers=2, tell_late=3, handed_back=12) == alone
+    assert _asked_with_a_retry(fixed, 18, workers=1, tell_late=2, handed_back=4) == alone
+
+
 def test_each_trial_has_its_own_draw_seed() -> None:
     assert len({trial_draw_seed(0, k) for k in range(1000)}) == 1000
     assert trial_draw_seed(0, 5) != trial_draw_seed(1, 5)
@@ -125,6 +177,30 @@ def test_the_history_of_trial_k_hides_what_ended_after_k_minus_lag() -> None:
     assert all(t.value is None and not t.intermediate_values for t in hidden)
     assert [t.params for t in hidden[:2]] == [t.params for t in study.get_trials()[4:6]]
     assert study.get_trials()[4].state == complete  # the study itself is untouched
+
+
+def test_the_history_shows_a_retry_in_the_place_of_the_trial_it_retries() -> None:
+    """Trial 2 handed back and retried as trial 3; trial 4 asks with lag 1: it sees draws 0,
+    1 and 2 (trial 3, numbered 2), the handed-back trial not at all, then itself."""
+    study = optuna.create_study(direction="maximize")
+    first, second, handed = (study.ask(SPACE) for _ in range(3))
+    study.tell(first, 0.1)
+    study.tell(second, 0.2)
+    study.tell(handed, state=optuna.trial.TrialState.FAIL)
+    RETRY_CALLBACK(max_retry=1)(study, study.trials[2])
+    retry = study.ask(SPACE)
+    study.tell(retry, 0.3)
+    asking = study.ask(SPACE)
+    assert (retry.number, asking.number) == (3, 4)
+    seen = History(study, asking.number, lag=1).get_trials(deepcopy=False)
+    assert [(t.number, t.state.name, t.value) for t in seen] == [
+        (0, "COMPLETE", 0.1),
+        (1, "COMPLETE", 0.2),
+        (2, "COMPLETE", 0.3),
+        (4, "RUNNING", None),
+    ]
+    assert seen[2].params == handed.params
+    assert study.trials[3].number == 3  # the study's own trial keeps its number
 
 
 def test_the_lagged_median_pruner_judges_against_the_history() -> None:
@@ -288,8 +364,9 @@ def _read(url: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _same(a: tuple[pd.DataFrame, ...], b: tuple[pd.DataFrame, ...]) -> None:
     """The same trials (parameters exactly; values to the tolerance) per (arm, replicate,
-    number), and the same evaluation rows (parameters and seeds exactly; metrics to it)."""
-    (trials_a, evals_a), (trials_b, evals_b) = a, b
+    draw), each draw by its trial that was not handed back, and the same evaluation rows
+    (parameters and seeds exactly; metrics to it)."""
+    (trials_a, evals_a), (trials_b, evals_b) = (_by_draw(a[0]), a[1]), (_by_draw(b[0]), b[1])
     key = ["arm", "replicate", "number", "state"]
     assert trials_a[key].values.tolist() == trials_b[key].values.tolist()
     assert trials_a["params"].tolist() == trials_b["params"].tolist()
@@ -301,6 +378,12 @@ def _same(a: tuple[pd.DataFrame, ...], b: tuple[pd.DataFrame, ...]) -> None:
         assert evals_a[column].tolist() == pytest.approx(evals_b[column].tolist(), **EPOCHS_TOL)
     for column in ("test_acc", "val_acc"):
         assert evals_a[column].tolist() == pytest.approx(evals_b[column].tolist(), abs=ACC_TOL)
+
+
+def _by_draw(trials: pd.DataFrame) -> pd.DataFrame:
+    """The trials not handed back, numbered by draw (a run without stops: as they were)."""
+    kept = trials[trials["state"] != "FAIL"].assign(number=lambda t: t["draw"])
+    return kept.sort_values(["arm", "replicate", "number"]).reset_index(drop=True)
 
 
 @pytest.fixture
@@ -331,7 +414,9 @@ def test_reproducible_tpe_repeats_with_workers_batch_and_a_resume(
 ) -> None:
     """TPE with ``reproducible`` (lag 2 from ``[search] batch``), 14 trials: 10 start-up, 4
     modelled. One worker in groups of 2; two workers in groups of 3; and a run stopped (as by
-    Ctrl-C, between two claims) after three groups of 2, then run again to the end."""
+    Ctrl-C) in the first epoch of its fourth group of 2, which hands those two trials back,
+    then run again to the end in groups of 1: the retries train with their draws' seeds and
+    the draws after them are those of the run left alone."""
     tpe = ('sampler = "random"', 'sampler = "tpe"\nreproducible = true\nbatch = 2')
     config = _tiny(here, tpe, ("n_trials = 4", "n_trials = 14"), ("replicates = 2", ""))
     alone = _run(backend, here / "w1", config, "--workers", "1")
@@ -339,25 +424,29 @@ def test_reproducible_tpe_repeats_with_workers_batch_and_a_resume(
     _same(_run(backend, here / "w2", config, "--workers", "2", "--batch", "3"), alone)
     with empty_url(backend, here / "resumed") as url:
         with monkeypatch.context() as patched:
-            patched.setattr(worker, "_claim", _stopping_after(3, worker._claim))
+            reports = fused_trials.report_many  # a call per group and epoch: 6 for three groups
+            patched.setattr(fused_trials, "report_many", _stopping_after(6, reports))
             patched.setattr(signals, "_stopping", False)  # restored: the stop sets it
             code, _, err = _cli("run", str(config), "--storage", url, "--quiet")
         assert code == 130, err
         stopped, _ = _read(url)
-        assert len(stopped) == 6 and stopped["state"].eq("COMPLETE").all()  # none in flight
+        states = stopped["state"].value_counts().to_dict()
+        assert states == {"COMPLETE": 6, "FAIL": 2, "WAITING": 2}, states
         _ran(config, url, "--workers", "1", "--batch", "1")
         resumed = _read(url)
+    assert resumed[0]["state"].value_counts().to_dict() == {"COMPLETE": 3 * 14, "FAIL": 2}
+    assert not resumed[0]["draw"].eq(resumed[0]["number"]).all()  # the retries came later
     _same(resumed, alone)
 
 
-def _stopping_after(claims: int, claim: Callable[..., Any]) -> Callable[..., Any]:
-    """``worker._claim`` that raises KeyboardInterrupt (a stop) at its call ``claims + 1``."""
+def _stopping_after(calls: int, call: Callable[..., Any]) -> Callable[..., Any]:
+    """``call`` that raises KeyboardInterrupt (a stop) at its call ``calls + 1``."""
     made: list[int] = []
 
     def stopping(*args: Any, **kwargs: Any) -> Any:
-        if len(made) == claims:
+        if len(made) == calls:
             raise KeyboardInterrupt
         made.append(1)
-        return claim(*args, **kwargs)
+        return call(*args, **kwargs)
 
     return stopping

@@ -34,6 +34,7 @@ from study.search.optuna_adapter.names import (
     record_heartbeat,
     storage_of,
     trial_id_of,
+    trials_seen,
 )
 
 __all__ = [
@@ -53,4 +54,5 @@ __all__ = [
     "storage_of",
     "tell_many",
     "trial_id_of",
+    "trials_seen",
 ]

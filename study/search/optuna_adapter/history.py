@@ -11,14 +11,18 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from storage import draws_of, trial_draws
+
 __all__ = ["History", "lagged"]
 
 
 class History:
-    """``study`` as trial ``number`` sees it under ``lag``: the trials numbered ``number - lag``
-    or lower as stored (the claim has waited for them to end), the ones after them as RUNNING
-    with their parameters and nothing else, the trial itself, and no later trial. Read once,
-    at the first read; every other attribute is the study's.
+    """``study`` as trial ``number`` sees it under ``lag``, in draws (:mod:`storage.draws`):
+    if its draw is d, the trials of draws d - lag or lower as stored (the claim has waited for
+    them to end), those of the draws after them as RUNNING with their parameters and nothing
+    else, the trial itself, and no later draw; each draw once, by its latest trial (a retry, not
+    the trial it retries), numbered with its draw. So a stop that hands trials back changes
+    nothing trial k sees. Read once, at the first read; every other attribute is the study's.
 
     Optuna's samplers read the study through ``_get_trials`` (a private method, listed in
     ``optuna_adapter.PRIVATE_NAMES`` and checked there against the installed Optuna), so this
@@ -52,17 +56,26 @@ class History:
 
 def lagged(trials: Sequence[FrozenTrial], number: int, lag: int) -> list[FrozenTrial]:
     """``trials`` as trial ``number`` sees them under ``lag`` (see :class:`History`)."""
-    out = []
+    table = trial_draws(trials)
+    mine = draws_of(trials, [number])[0]
+    latest: dict[int, FrozenTrial] = {}
+    asking: FrozenTrial | None = None
     for trial in trials:
-        if trial.number > number:
-            continue
-        if trial.number <= number - lag or trial.number == number:
-            out.append(trial)
-            continue
-        running = copy.copy(trial)  # its ending, if it has one, is not seen
-        running.state = TrialState.RUNNING
-        running.values = None
-        running.intermediate_values = {}
-        running.datetime_complete = None
-        out.append(running)
+        draw = table[trial.number]
+        if trial.number == number:
+            asking = trial
+        elif draw < mine and (draw not in latest or trial.number > latest[draw].number):
+            latest[draw] = trial
+    out = []
+    for draw in sorted(latest):
+        seen = copy.copy(latest[draw])
+        seen.number = draw  # where it stands in a run without retries
+        if draw > mine - lag:  # its ending, if it has one, is not seen
+            seen.state = TrialState.RUNNING
+            seen.values = None
+            seen.intermediate_values = {}
+            seen.datetime_complete = None
+        out.append(seen)
+    if asking is not None:
+        out.append(asking)  # under its own number: samplers leave the asking trial out by it
     return out

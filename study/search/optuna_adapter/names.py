@@ -82,8 +82,9 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
     PrivateName(
         "optuna.Study",
         "_get_trials",
-        "serving TPE's constant-liar read of the study from ask_many's view, and samplers' "
-        "and pruners' reads from History's lagged view",
+        "serving TPE's constant-liar read of the study from ask_many's view, samplers' "
+        "and pruners' reads from History's lagged view, and reading the trials a sampler "
+        "sees (trials_seen)",
         parameters=("deepcopy", "states", "use_cache"),
     ),
     PrivateName("optuna.trial.Trial", "_trial_id", "naming a trial to the storage", instance=True),
@@ -162,3 +163,9 @@ def heartbeat_interval(study: optuna.Study) -> int | None:
 def latest_trial(trial: optuna.trial.Trial) -> FrozenTrial:
     """The trial as ``Trial.should_prune`` hands it to the pruner."""
     return trial._get_latest_trial()
+
+
+def trials_seen(study: optuna.Study) -> list[FrozenTrial]:
+    """The study's trials as its sampler reads them while it asks (the read Optuna caches for
+    the ask; :func:`ask_many`'s view), not copied: not to be changed."""
+    return study._get_trials(deepcopy=False, use_cache=True)
