@@ -73,7 +73,6 @@ TRIAL_COLUMNS = (
     "arm",
     "replicate",  # which search of the arm (1 .. [search] replicates): Optuna study EXP/ARM[/R]
     "number",
-    "draw",  # where it stands in its search, retries not counted; a retry has its original's
     "trial_id",
     "state",  # COMPLETE, PRUNED, FAIL, RUNNING or WAITING
     "value",  # the objective; NaN when the trial has none
@@ -83,6 +82,7 @@ TRIAL_COLUMNS = (
     "datetime_start",  # UTC
     "datetime_complete",  # UTC
     "duration_s",
+    "draw",  # where it stands in its search, retries not counted; a retry has its original's
 )
 
 NAME_MAX_LENGTH = 255

@@ -349,7 +349,6 @@ def trials_frame(session: Session, experiment: str, arm: str | None) -> pd.DataF
             (
                 *arms[study_id],
                 number,
-                draws[study_id][number],
                 trial_id,
                 str(state),
                 values.get(trial_id, math.nan),
@@ -359,6 +358,7 @@ def trials_frame(session: Session, experiment: str, arm: str | None) -> pd.DataF
                 start,
                 complete,
                 duration,
+                draws[study_id][number],
             )
         )
     frame = _frame(rows, TRIAL_COLUMNS, dtypes)
