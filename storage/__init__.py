@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time __getattr__ 
         draws_of,
         numbered_draws,
         retry_of,
+        study_draws,
         trial_draws,
     )
     from storage.engine import (
@@ -111,7 +112,15 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "SuiteConflict",
         "SuiteNotFound",
     ),
-    "draws": ("RETRY_OF", "draw_count", "draws_of", "numbered_draws", "retry_of", "trial_draws"),
+    "draws": (
+        "RETRY_OF",
+        "draw_count",
+        "draws_of",
+        "numbered_draws",
+        "retry_of",
+        "study_draws",
+        "trial_draws",
+    ),
     "pg_reader": ("READER_URL_ENV", "ReaderSetup", "set_up_reader"),
     "readonly": ("QueryResult", "run_readonly"),
     "readonly_status": ("StatusRows", "read_status"),
@@ -230,6 +239,7 @@ __all__ = [
     "split_evaluations",
     "split_study_name",
     "sqlite_path",
+    "study_draws",
     "study_name",
     "trial_draws",
 ]

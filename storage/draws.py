@@ -66,6 +66,15 @@ def numbered_draws(trials: Iterable[tuple[int, int | None]]) -> dict[int, int]:
     return _draws(numbers, retries)
 
 
+def study_draws(trials: Iterable[tuple[int, int, int | None]]) -> dict[int, dict[int, int]]:
+    """``{study_id: {number: draw}}`` from ``(study_id, number, retry_of)`` rows of several
+    studies' trials, as the store's readers read them (see :func:`numbered_draws`)."""
+    by_study: dict[int, list[tuple[int, int | None]]] = {}
+    for study_id, number, origin in trials:
+        by_study.setdefault(study_id, []).append((number, origin))
+    return {study_id: numbered_draws(pairs) for study_id, pairs in by_study.items()}
+
+
 def draw_count(table: Mapping[int, int]) -> int:
     """How many draws a :func:`trial_draws` table holds: the draw of the next new trial."""
     return max(table.values()) + 1 if table else 0

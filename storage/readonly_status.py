@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from storage import optuna_tables as ot
-from storage.draws import RETRY_OF, numbered_draws, retry_of
+from storage.draws import RETRY_OF, retry_of, study_draws
 from storage.engine import make_engine
 from storage.errors import StorageError, StorageUnavailable
 from storage.records import STUDY_MARK, Tally, split_study_name
@@ -62,7 +62,7 @@ _evaluations = table(
     *(column(c) for c in ("test_loss", "test_acc")),
 )
 
-_INFINITE = {"INF_POS": math.inf, "INF_NEG": -math.inf}
+INFINITE = {"INF_POS": math.inf, "INF_NEG": -math.inf}  # Optuna's value_type of ±inf
 _TRIAL_ATTRS = ("best_epoch", "fail_reason")  # what Store.trials decodes of every trial
 
 
@@ -291,8 +291,8 @@ def tally(rows: Iterable[Sequence[Any]], decode: Callable[[str], object]) -> Tal
         if state != "COMPLETE" or value_type is None:
             continue
         kind = str(value_type)
-        if kind in _INFINITE:
-            values.append(_INFINITE[kind])
+        if kind in INFINITE:
+            values.append(INFINITE[kind])
         else:
             values.extend(x for x in (high, low) if x is not None)
     return Tally(
@@ -327,7 +327,7 @@ def _trials(connection: Connection, studies: dict[int, tuple[str, int]]) -> tupl
         .where(in_studies, v.objective == 0)
     )
     for trial_id, value, value_type in connection.execute(value_query):
-        values[trial_id] = _INFINITE.get(value_type, math.nan if value is None else value)
+        values[trial_id] = INFINITE.get(value_type, math.nan if value is None else value)
     attr_query = (
         select(a.value_json)
         .join(ot.trials, ot.trials.c.trial_id == a.trial_id)
@@ -337,7 +337,7 @@ def _trials(connection: Connection, studies: dict[int, tuple[str, int]]) -> tupl
         _json(value_json)  # read, as Store.trials reads it: damaged, it is not ours to show
     retries = {
         trial_id: retry_of({RETRY_OF: _json(value_json)})
-        for trial_id, value_json in connection.execute(_retries_query(in_studies))
+        for trial_id, value_json in connection.execute(retries_query(in_studies))
     }
     trial_query = (
         select(ot.trials.c.study_id, ot.trials.c.number, ot.trials.c.trial_id, ot.trials.c.state)
@@ -345,10 +345,7 @@ def _trials(connection: Connection, studies: dict[int, tuple[str, int]]) -> tupl
         .order_by(ot.trials.c.study_id, ot.trials.c.number)
     )
     found = list(connection.execute(trial_query))
-    by_study: dict[int, list[tuple[int, int | None]]] = {}
-    for study_id, number, trial_id, _ in found:
-        by_study.setdefault(study_id, []).append((number, retries.get(trial_id)))
-    draws = {study_id: numbered_draws(pairs) for study_id, pairs in by_study.items()}
+    draws = study_draws((study_id, number, retries.get(i)) for study_id, number, i, _ in found)
     rows = [
         TrialRow(
             *studies[study_id],
@@ -363,9 +360,9 @@ def _trials(connection: Connection, studies: dict[int, tuple[str, int]]) -> tupl
     return tuple(sorted(rows, key=lambda r: (r.arm, r.replicate, r.number)))
 
 
-def _retries_query(in_studies: ColumnElement[bool]) -> Select[Any]:
+def retries_query(in_studies: ColumnElement[bool]) -> Select[Any]:
     """``(trial id, value_json)`` of each retry's ``failed_trial`` among the trials of the
-    studies ``in_studies`` picks (Store.trials reads the same)."""
+    studies ``in_studies`` picks: what this reader and ``Store.trials`` read of retries."""
     s = ot.trial_system_attributes.c
     return (
         select(s.trial_id, s.value_json)

@@ -21,9 +21,16 @@ from sqlalchemy import Integer, Select, literal, select
 from sqlalchemy.orm import Session
 
 from storage import optuna_tables as ot
-from storage.draws import RETRY_OF, numbered_draws, retry_of
+from storage.draws import RETRY_OF, retry_of, study_draws
 from storage.errors import damaged
-from storage.readonly_status import chosen_studies, studies_query, tallies_query, tally
+from storage.readonly_status import (
+    INFINITE,
+    chosen_studies,
+    retries_query,
+    studies_query,
+    tallies_query,
+    tally,
+)
 from storage.records import (
     EPOCH_COLUMNS,
     EPOCH_METRICS,
@@ -52,7 +59,6 @@ __all__ = [
 ]
 
 _USER_ATTRS = ("best_epoch", "fail_reason")
-_INFINITE_VALUES = {"INF_POS": math.inf, "INF_NEG": -math.inf}
 _SHOWN = 40  # characters of a damaged value quoted in the message
 _TRAINER_SEED = EVALUATION_COLUMNS.index("trainer_seed")
 
@@ -302,7 +308,7 @@ def trials_frame(session: Session, experiment: str, arm: str | None) -> pd.DataF
         ot.trial_values.c.trial_id, ot.trial_values.c.value, ot.trial_values.c.value_type
     ).where(ot.trial_values.c.objective == 0)
     for trial_id, value, value_type in session.execute(_trial_scope(value_query, arms)):
-        values[trial_id] = _INFINITE_VALUES.get(value_type, math.nan if value is None else value)
+        values[trial_id] = INFINITE.get(value_type, math.nan if value is None else value)
 
     attrs: dict[int, dict[str, Any]] = {}
     attr_query = select(
@@ -315,9 +321,8 @@ def trials_frame(session: Session, experiment: str, arm: str | None) -> pd.DataF
         attrs.setdefault(trial_id, {})[key] = stored_json(value_json, where)
 
     retries: dict[int, int | None] = {}
-    system = ot.trial_system_attributes.c
-    retry_query = select(system.trial_id, system.value_json).where(system.key == RETRY_OF)
-    for trial_id, value_json in session.execute(_trial_scope(retry_query, arms)):
+    in_studies = ot.trials.c.study_id.in_(list(arms))
+    for trial_id, value_json in session.execute(retries_query(in_studies)):
         where = f"the system attribute {RETRY_OF!r} of trial {trial_id}"
         retries[trial_id] = retry_of({RETRY_OF: stored_json(value_json, where)})
 
@@ -334,10 +339,7 @@ def trials_frame(session: Session, experiment: str, arm: str | None) -> pd.DataF
         .order_by(ot.trials.c.study_id, ot.trials.c.number)
     )
     found = list(session.execute(trial_query))
-    by_study: dict[int, list[tuple[int, int | None]]] = {}
-    for study_id, number, trial_id, *_ in found:
-        by_study.setdefault(study_id, []).append((number, retries.get(trial_id)))
-    draws = {study_id: numbered_draws(pairs) for study_id, pairs in by_study.items()}
+    draws = study_draws((study_id, number, retries.get(i)) for study_id, number, i, *_ in found)
     rows = []
     for study_id, number, trial_id, state, start, complete in found:
         # Optuna writes naive UTC datetimes.

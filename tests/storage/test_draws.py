@@ -6,7 +6,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from storage import RETRY_OF, draw_count, draws_of, numbered_draws, retry_of, trial_draws
+from storage import (
+    RETRY_OF,
+    draw_count,
+    draws_of,
+    numbered_draws,
+    retry_of,
+    study_draws,
+    trial_draws,
+)
 
 
 def trial(number: int, retries: int | None = None) -> SimpleNamespace:
@@ -46,3 +54,8 @@ def test_draws_of_new_trials_follow_the_seen_ones_in_number_order() -> None:
     seen = [trial(0), trial(1), trial(2), trial(3, 1)]
     assert draws_of(seen, [3, 5, 4]) == [1, 4, 3]
     assert draws_of(seen, [2]) == [2]
+
+
+def test_study_draws_counts_each_study_on_its_own() -> None:
+    rows = [(7, 0, None), (9, 0, None), (7, 1, None), (7, 2, 1), (9, 1, None), (7, 3, None)]
+    assert study_draws(rows) == {7: {0: 0, 1: 1, 2: 1, 3: 2}, 9: {0: 0, 1: 1}}
