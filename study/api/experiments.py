@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -326,7 +326,7 @@ def _quick_status(name: str, rows: StatusRows) -> ExperimentStatus | None:
     door computes it; None where that door must speak (a stored config that is no
     experiment's, which it calls damaged) or read more (a sequential experiment's stage,
     :func:`study.run.stages.reached`). A config this dynl2 refuses raises as it would there."""
-    from study.search.keys import WORKER_ATTR, WORKER_JOB_ATTR, label, searches
+    from study.search.keys import label, searches
 
     head = rows.config.get("experiment")
     if not isinstance(head, dict) or head.get("name") != name:
@@ -338,11 +338,7 @@ def _quick_status(name: str, rows: StatusRows) -> ExperimentStatus | None:
     held = []
     for key in searches(config):
         for trial in rows.running.get(storage_layer.study_name(config.name, *key), ()):
-            worker = trial.attrs.get(WORKER_ATTR)
-            job = trial.attrs.get(WORKER_JOB_ATTR)
-            held.append(Holder(label(config, key), trial.number,
-                               worker if isinstance(worker, str) else "?",
-                               job if isinstance(job, str) else None))  # fmt: skip
+            held.append(_holder(label(config, key), trial.number, trial.attrs))
     return ExperimentStatus(
         config=config,
         counts=counts_of(rows.tallies, config),
@@ -369,7 +365,7 @@ def holders(store: Store, config: ExperimentConfig) -> list[Holder]:
     from optuna.trial import TrialState
 
     from storage import study_name
-    from study.search.keys import WORKER_ATTR, WORKER_JOB_ATTR, label, searches
+    from study.search.keys import label, searches
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -381,18 +377,17 @@ def holders(store: Store, config: ExperimentConfig) -> list[Holder]:
         except KeyError:
             continue  # not created yet
         running = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-        for trial in running:
-            worker = trial.user_attrs.get(WORKER_ATTR)
-            job = trial.user_attrs.get(WORKER_JOB_ATTR)
-            out.append(
-                Holder(
-                    label(config, key),
-                    trial.number,
-                    worker if isinstance(worker, str) else "?",
-                    job if isinstance(job, str) else None,
-                )
-            )
+        out += [_holder(label(config, key), t.number, t.user_attrs) for t in running]
     return out
+
+
+def _holder(search: str, number: int, attrs: Mapping[str, Any]) -> Holder:
+    """The :class:`Holder` of RUNNING trial ``number`` of ``search``, from its user attributes."""
+    from study.search.keys import WORKER_ATTR, WORKER_JOB_ATTR
+
+    worker, job = attrs.get(WORKER_ATTR), attrs.get(WORKER_JOB_ATTR)
+    shown = worker if isinstance(worker, str) else "?"
+    return Holder(search, number, shown, job if isinstance(job, str) else None)
 
 
 @dataclass(frozen=True)
