@@ -1,7 +1,7 @@
 """Trials per minute of one MNIST-1D MLP study budget, trained three ways; run by hand.
 
     python bench/throughput.py [--trials 128] [--epochs 20] [--repeats 3] [--slow-trials 16]
-                               [--ks 8,32,128] [--device auto] [--skip-run]
+                               [--ks 8,32,128] [--device auto] [--skip-run] [--skip-batch-1]
 
 The budget: one arm (fixed L2: λ and the learning rate searched by TPE, seeded), MLP
 40-100-100-10, Adam, batch 100, ``--epochs`` epochs a trial with a validation pass after each
@@ -20,7 +20,10 @@ The slow ways (1, 2) train ``--slow-trials`` trials per repeat and the rate is p
 those; the fused ways train all ``--trials``. Then, once, the figure a user sees: ``dynl2 run``
 (a fresh SQLite store, one worker, the default group size, evaluation of the best trial on the
 config's 10 seeds, start-up and bookkeeping included) on the full budget, and the same with
-``--batch 1``, each as trials per minute of wall time. Finally the matmul peak (a 4096² fp32
+``--batch 1``, each as trials per minute of wall time; on a CUDA device with ``nvidia-smi``,
+each also prints how busy the GPU was (utilization sampled every 100 ms: the mean over the
+whole command, and over its training phase, from the first to the last sample of at least 5%).
+Finally the matmul peak (a 4096² fp32
 ``torch.mm``, best of 5) against which the fused runs' achieved GFLOP/s (counted analytically:
 forward, backward and validation products) are put, and the rate of the hidden layer's
 products alone (``torch.bmm`` of 32 members' 100×100 matrices).
@@ -35,8 +38,11 @@ ratio against the baseline and dynl2 unfused measured in this same run. Never ru
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -272,6 +278,45 @@ lam = {{ low = {lam_low}, high = {lam_high}, log = true }}
 """
 
 
+BUSY_FROM = 5  # % utilization: the samples from the first to the last at or above it
+
+
+def busy_sampler(device: str) -> subprocess.Popen[str] | None:
+    """``nvidia-smi`` printing the GPU's utilization every 100 ms (the percentage of the last
+    sample period in which a kernel ran), or None off CUDA or without nvidia-smi."""
+    if not device.startswith("cuda") and not (device == "auto" and torch.cuda.is_available()):
+        return None
+    if shutil.which("nvidia-smi") is None:
+        print("GPU busy: not measured (no nvidia-smi on PATH)")
+        return None
+    index = torch.device(device if device != "auto" else "cuda").index or 0
+    return subprocess.Popen(
+        ["nvidia-smi", f"--id={index}", "--query-gpu=utilization.gpu",
+         "--format=csv,noheader,nounits", "-lms", "100"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+    )  # fmt: skip
+
+
+def busy_summary(sampler: subprocess.Popen[str], label: str) -> str:
+    """One line: the GPU's mean utilization over the whole ``dynl2 run`` (start-up, evaluation
+    and report included), and over its training phase, taken as the samples from the first to
+    the last at or above :data:`BUSY_FROM` %."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(sampler.pid, signal.SIGTERM)  # its group: whatever it started ends too
+    out, _ = sampler.communicate(timeout=30)
+    samples = [int(x) for x in out.split() if x.strip().isdigit()]
+    if not samples:
+        return f"GPU busy ({label}): no samples from nvidia-smi"
+    active = [i for i, s in enumerate(samples) if s >= BUSY_FROM]
+    phase = samples[active[0] : active[-1] + 1] if active else []
+    whole = statistics.mean(samples)
+    inside = f"{statistics.mean(phase):.0f}% over {len(phase)}" if phase else "no"
+    return (
+        f"GPU busy ({label}): {whole:.0f}% mean over the whole run ({len(samples)} samples of "
+        f"100 ms); training phase (first to last sample >= {BUSY_FROM}%): {inside} samples"
+    )
+
+
 def dynl2_run(trials: int, epochs: int, device: str, extra: list[str]) -> float:
     """Wall seconds of ``dynl2 run`` on a fresh SQLite store, process start included."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -290,11 +335,17 @@ def dynl2_run(trials: int, epochs: int, device: str, extra: list[str]) -> float:
         command = [sys.executable, "-m", "study", "run", str(path), "--quiet", *extra]
         command += ["--storage", f"sqlite:///{Path(tmp) / 'store.db'}"]
         started = time.perf_counter()
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout, not an installed dynl2
+        # this checkout first, not an installed dynl2; then what PYTHONPATH had (on a GPU
+        # machine without network, the folder the carried wheels were installed into)
+        path_before = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), path_before]))}
+        sampler = busy_sampler(device)
         proc = subprocess.run(
             command, cwd=tmp, env=env, capture_output=True, text=True, check=False
         )
         seconds = time.perf_counter() - started
+        if sampler is not None:
+            print(busy_summary(sampler, " ".join(extra) or "default group size"), flush=True)
         if proc.returncode != 0:
             raise SystemExit(f"dynl2 run failed ({proc.returncode}): {proc.stderr.strip()}")
         return seconds
@@ -308,7 +359,10 @@ def main() -> int:
     parser.add_argument("--slow-trials", type=int, default=16)
     parser.add_argument("--ks", default="8,32,128")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--skip-run", action="store_true", help="skip the dynl2 run figure")
+    parser.add_argument("--skip-run", action="store_true", help="skip the dynl2 run figures")
+    parser.add_argument(
+        "--skip-batch-1", action="store_true", help="skip only the dynl2 run --batch 1 figure"
+    )
     args = parser.parse_args()
     flush_denormals()  # as dynl2's CLI does; the baseline, in this process, gains from both too
     keep_freed_memory()
@@ -378,10 +432,10 @@ def main() -> int:
             f"| {med / base:.2f} | {rate:.1f} | {100 * rate / peak:.1f}% |{engine}"
         )
     if not args.skip_run:
-        for label, extra in (
-            ("dynl2 run, default group size", []),
-            ("dynl2 run --batch 1", ["--batch", "1"]),
-        ):
+        runs: list[tuple[str, list[str]]] = [("dynl2 run, default group size", [])]
+        if not args.skip_batch_1:  # a trial at a time: minutes on a GPU for 512 trials
+            runs.append(("dynl2 run --batch 1", ["--batch", "1"]))
+        for label, extra in runs:
             seconds = dynl2_run(args.trials, args.epochs, args.device, extra)
             rate = 60 * args.trials / seconds
             gflops = per_trial * rate / 60
