@@ -155,8 +155,9 @@ def pool_context() -> multiprocessing.context.BaseContext:
     torch and dynl2's trainer once (``forkserver``, with :data:`POOL_PRELOAD`), instead of each
     importing them anew (``spawn``: seconds of CPU a process). The server is clean: it imported
     only, ran no torch op, started no thread and opened no connection, so a process forked from
-    it is as fresh as a spawned one. ``spawn`` where there is no fork server (Windows)."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    it is as fresh as a spawned one. ``spawn`` off Linux: Windows has no fork server, and on
+    macOS a process forked after its system frameworks loaded (torch loads them) may crash."""
+    if not sys.platform.startswith("linux"):
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(POOL_PRELOAD))  # no effect once the server runs
