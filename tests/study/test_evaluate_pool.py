@@ -35,13 +35,13 @@ def _pool() -> ProcessPoolExecutor:
 
 
 def seen_from_a_pool_process() -> tuple[str | None, str, str, int]:
-    """What a pool process sees: ``$DYNL2_POOL_PROBE``, its working folder, what the module
+    """What a pool process sees: ``$POOL_PROBE_SETTING``, its working folder, what the module
     ``pool_probe`` (importable only through the path the test adds) holds, and its parent's
     pid."""
     import pool_probe  # type: ignore[import-not-found]  # written by the test below
 
     return (
-        os.environ.get("DYNL2_POOL_PROBE"),
+        os.environ.get("POOL_PROBE_SETTING"),
         os.getcwd(),
         pool_probe.VALUE,
         os.getppid(),
@@ -58,7 +58,7 @@ def test_a_pool_process_sees_the_environment_folder_and_path_of_its_evaluation(
     probe = tmp_path / "path"
     probe.mkdir()
     (probe / "pool_probe.py").write_text("VALUE = 'from the added path'\n")
-    monkeypatch.setenv("DYNL2_POOL_PROBE", "set after the server started")
+    monkeypatch.setenv("POOL_PROBE_SETTING", "set after the server started")
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(probe))
     with _pool() as pool:
