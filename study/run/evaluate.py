@@ -164,6 +164,17 @@ def pool_context() -> multiprocessing.context.BaseContext:
     return context
 
 
+def start_pool(workers: int) -> ProcessPoolExecutor:
+    """The evaluation's pool of ``workers`` processes (:func:`pool_context`), each taking this
+    process's environment, working folder and import path as they are now."""
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=pool_context(),
+        initializer=_child_start,
+        initargs=(dict(os.environ), os.getcwd(), list(sys.path)),
+    )
+
+
 def _child_start(environ: dict[str, str], cwd: str, path: list[str]) -> None:
     """A pool process takes the evaluation's environment, working folder and import path as
     they are now, as a spawned process would (the fork server kept those of its own start),
@@ -253,14 +264,8 @@ def evaluate(
                 if on_done:
                     on_done(task, acc, done, total)
         return total
-    context = pool_context()
     before = {c.pid for c in multiprocessing.active_children() if c.pid is not None}
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=context,
-        initializer=_child_start,
-        initargs=(dict(os.environ), os.getcwd(), list(sys.path)),
-    )
+    pool = start_pool(workers)
     try:
         futures = {pool.submit(_run_in_child, store.url, config.to_dict(), g): g for g in work}
         for future in as_completed(futures):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -22,16 +21,6 @@ from .test_run_e2e import dynl2, write_config
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="off Linux the pool spawns its processes"
 )
-
-
-def _pool() -> ProcessPoolExecutor:
-    """A pool as :func:`evaluation.evaluate` makes one, started now."""
-    return ProcessPoolExecutor(
-        max_workers=1,
-        mp_context=evaluation.pool_context(),
-        initializer=evaluation._child_start,
-        initargs=(dict(os.environ), os.getcwd(), list(sys.path)),
-    )
 
 
 def seen_from_a_pool_process() -> tuple[str | None, str, str, int]:
@@ -51,7 +40,7 @@ def seen_from_a_pool_process() -> tuple[str | None, str, str, int]:
 def test_a_pool_process_sees_the_environment_folder_and_path_of_its_evaluation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with _pool() as first:  # the fork server runs from here on, with this moment's settings
+    with evaluation.start_pool(1) as first:  # the fork server runs from here on
         assert first.submit(os.getpid).result() != os.getpid()
     assert evaluation.pool_context().get_start_method() == "forkserver"
 
@@ -61,7 +50,7 @@ def test_a_pool_process_sees_the_environment_folder_and_path_of_its_evaluation(
     monkeypatch.setenv("POOL_PROBE_SETTING", "set after the server started")
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(probe))
-    with _pool() as pool:
+    with evaluation.start_pool(1) as pool:
         env, cwd, value, parent = pool.submit(seen_from_a_pool_process).result()
     assert env == "set after the server started"
     assert Path(cwd) == tmp_path
